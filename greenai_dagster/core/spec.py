@@ -1,0 +1,171 @@
+"""Model spec: shapes, size and memory needs of a causal LM, and what compression it admits.
+
+The memory formulas are the seed's (seeds/001):
+  inference = P*W + KV + A + buffer,  KV = 2*L*B*H_kv*S*d_head*bytes,  A = B*S*D*bytes,
+              buffer = 10% of P*W
+  training  = P*(W + O + G) + A*L + buffer,  O = 8 bytes (Adam), G = W,  A = B*S*D*bytes,
+              buffer = 20% of P*(W + O + G)
+One change from the seed: the KV cache counts key/value heads (H_kv), not query heads, so
+grouped-query attention models (SmolLM2, Llama 3) are not over-estimated. With H_kv = H it is
+the seed's formula exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+GIB = 1024**3
+PRECISION_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+GROUP_SIZE_CANDIDATES = (32, 64, 128, 256)
+
+# Conditions under which min / recommended VRAM are stated (kept in the spec so they are visible).
+INFERENCE_CONDITIONS = {"batch_size": 1, "seq_len": 2048, "precision": "fp16"}
+TRAINING_CONDITIONS = {"batch_size": 1, "seq_len": 512, "precision": "fp16"}
+
+
+def inference_memory(params: int, batch_size: int, seq_len: int, d_model: int, n_layers: int,
+                     n_kv_heads: int, d_head: int, precision: str = "fp16") -> dict[str, float]:
+    b = PRECISION_BYTES[precision]
+    weights = params * b
+    kv_cache = 2 * n_layers * batch_size * n_kv_heads * seq_len * d_head * b
+    activations = batch_size * seq_len * d_model * b
+    buffer = 0.1 * weights
+    total = weights + kv_cache + activations + buffer
+    return {
+        "total_gb": total / GIB,
+        "weights_gb": weights / GIB,
+        "kv_cache_gb": kv_cache / GIB,
+        "activations_gb": activations / GIB,
+        "buffer_gb": buffer / GIB,
+        "kv_cache_per_token_mb": kv_cache / seq_len / 1024**2,
+    }
+
+
+def training_memory(params: int, batch_size: int, seq_len: int, d_model: int, n_layers: int,
+                    precision: str = "fp16") -> dict[str, float]:
+    b = PRECISION_BYTES[precision]
+    optimizer_bytes = 8  # Adam: momentum + variance, fp32
+    model_state = params * (b + optimizer_bytes + b)
+    activations = batch_size * seq_len * d_model * b * n_layers
+    buffer = 0.2 * model_state
+    total = model_state + activations + buffer
+    return {
+        "total_gb": total / GIB,
+        "model_state_gb": model_state / GIB,
+        "activations_gb": activations / GIB,
+        "buffer_gb": buffer / GIB,
+    }
+
+
+def valid_group_sizes(in_features: set[int], candidates=GROUP_SIZE_CANDIDATES) -> list[int]:
+    """Group sizes that divide the input width of every quantized linear layer."""
+    return [g for g in candidates if all(width % g == 0 for width in in_features)]
+
+
+def preferred_methods(parameter_count: int) -> list[str]:
+    """The seed's priors: GPTQ 4-bit first, INT8 for accuracy, AWQ for speed; AutoRound for small models."""
+    if parameter_count < 3e9:
+        return ["gptq", "int8", "autoround", "awq"]
+    return ["gptq", "awq", "int8", "autoround"]
+
+
+def human_count(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.0f}{unit}" if n / scale >= 10 else f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+@dataclass
+class ModelSpec:
+    model_name: str
+    model_family: str
+    parameter_count: str
+    parameter_count_exact: int
+    model_size_gb: float
+    min_vram_gb: float
+    recommended_vram_gb: float
+    preferred_methods: list[str]
+    hidden_size: int
+    num_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int | None
+    vocab_size: int
+    linear_in_features: list[int]
+    linear_out_features: list[int]
+    min_linear_rank: int
+    valid_group_sizes: list[int]
+    inference_memory: dict = field(default_factory=dict)
+    training_memory: dict = field(default_factory=dict)
+    memory_conditions: dict = field(default_factory=dict)
+    checkpoint_path: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ModelSpec":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2))
+
+
+def weights_size_bytes(folder: Path) -> int:
+    """Bytes of weight files in a checkpoint folder (what a download costs)."""
+    suffixes = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and p.name.endswith(suffixes))
+
+
+def build_spec(model_name: str, model, checkpoint_path: str | None = None) -> ModelSpec:
+    """Read shapes from a loaded model (any HF causal LM) and apply the formulas."""
+    import torch
+
+    cfg = model.config
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    d_model = text_cfg.hidden_size
+    n_layers = text_cfg.num_hidden_layers
+    n_heads = text_cfg.num_attention_heads
+    n_kv = getattr(text_cfg, "num_key_value_heads", None) or n_heads
+    d_head = getattr(text_cfg, "head_dim", None) or d_model // n_heads
+    params = sum(p.numel() for p in model.parameters())  # tied weights are counted once
+
+    linears = [m for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and not name.endswith("lm_head")]
+    in_features = {m.in_features for m in linears}
+    out_features = {m.out_features for m in linears}
+    size_gb = (weights_size_bytes(Path(checkpoint_path)) / GIB) if checkpoint_path and Path(checkpoint_path).is_dir() \
+        else params * 2 / GIB
+
+    infer = inference_memory(params, n_layers=n_layers, d_model=d_model, n_kv_heads=n_kv, d_head=d_head,
+                             **INFERENCE_CONDITIONS)
+    train = training_memory(params, n_layers=n_layers, d_model=d_model, **TRAINING_CONDITIONS)
+    return ModelSpec(
+        model_name=model_name,
+        model_family=getattr(cfg, "model_type", "unknown"),
+        parameter_count=human_count(params),
+        parameter_count_exact=params,
+        model_size_gb=round(size_gb, 4),
+        min_vram_gb=round(infer["total_gb"], 3),
+        recommended_vram_gb=round(train["total_gb"], 3),
+        preferred_methods=preferred_methods(params),
+        hidden_size=d_model,
+        num_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv,
+        head_dim=d_head,
+        intermediate_size=getattr(text_cfg, "intermediate_size", None),
+        vocab_size=text_cfg.vocab_size,
+        linear_in_features=sorted(in_features),
+        linear_out_features=sorted(out_features),
+        min_linear_rank=min(min(m.in_features, m.out_features) for m in linears),
+        valid_group_sizes=valid_group_sizes(in_features),
+        inference_memory=infer,
+        training_memory=train,
+        memory_conditions={"min_vram": INFERENCE_CONDITIONS, "recommended_vram": TRAINING_CONDITIONS},
+        checkpoint_path=checkpoint_path,
+    )
