@@ -74,6 +74,10 @@ def load_variant(folder: Path, device: str = "cpu"):
     """Return (model, tokenizer) for any checkpoint folder this project wrote (or a plain HF folder)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    if not Path(folder).is_dir():  # a hub id (the baseline of a hub model)
+        from greenai_dagster.core.loading import load_model_and_tokenizer
+
+        return load_model_and_tokenizer(str(folder), device=device)
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise ModelLoadError(f"no checkpoint at {folder}.", "Check the experiment folder, or re-run the episode.")

@@ -1,0 +1,1 @@
+"""Software-defined assets, by group: experiment (spec, baseline), candidates, frontier."""

@@ -1,0 +1,48 @@
+"""Candidate-level assets (one dynamic partition per strategy): the compressed checkpoint and its benchmark."""
+
+from dagster import (
+    AllPartitionMapping, AssetCheckResult, AssetCheckSeverity, AssetDep, AssetExecutionContext, MaterializeResult,
+    MetadataValue, asset, asset_check,
+)
+
+from greenai_dagster.assets.experiment import _metrics_metadata, baseline
+from greenai_dagster.core import pipeline
+from greenai_dagster.partitions import candidates_partitions
+from greenai_dagster.resources import GpuResource, ResultsStoreResource
+
+
+@asset(partitions_def=candidates_partitions, group_name="candidates", pool="gpu",
+       deps=[AssetDep(baseline, partition_mapping=AllPartitionMapping())])
+def compressed_variant(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
+    """The compressed checkpoint on disk, the strategy that made it, compression time and energy."""
+    info = gpu.run(pipeline.compress_candidate, store.get(), context.partition_key)
+    strategy = info["strategy"]
+    return MaterializeResult(metadata={
+        "strategy_id": strategy["strategy_id"], "methods": MetadataValue.json(strategy["steps"]),
+        "reasoning": MetadataValue.md(strategy.get("reasoning") or "-"),
+        "compression_time_s": info["compression_time_s"], "compression_energy_kwh": info["compression_energy_kwh"],
+        "size_gb": info["size_gb"], "checkpoint": MetadataValue.path(info["checkpoint_path"]),
+    })
+
+
+@asset(partitions_def=candidates_partitions, group_name="candidates", deps=[compressed_variant], pool="gpu")
+def benchmark_result(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
+    """Accuracy, perplexity, latency, memory, size, compression ratio, energy and CO2; one DuckDB row."""
+    row = gpu.run(pipeline.benchmark_candidate, store.get(), context.partition_key)
+    return MaterializeResult(metadata=_metrics_metadata(row))
+
+
+@asset_check(asset=benchmark_result, blocking=True)
+def benchmark_result_is_plausible(context, store: ResultsStoreResource) -> AssetCheckResult:
+    """Figures must be physically possible: accuracy in [0, 1], positive size/latency/memory."""
+    problems = []
+    partition = context.run.tags.get("dagster/partition")
+    row = store.get().result(partition) if partition else None
+    if row is None:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"problem": "no result row"})
+    if not 0.0 <= row["accuracy"] <= 1.0:
+        problems.append(f"accuracy {row['accuracy']} outside [0, 1]")
+    for name in ("model_size_gb", "latency_ms", "memory_gb", "perplexity"):
+        if not row[name] or row[name] <= 0:
+            problems.append(f"{name} is {row[name]}")
+    return AssetCheckResult(passed=not problems, metadata={"problems": MetadataValue.json(problems)})

@@ -1,0 +1,34 @@
+"""Experiment-level assets: the model spec and the baseline (evaluated once, reused by every episode)."""
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from greenai_dagster.core import pipeline
+from greenai_dagster.partitions import experiments_partitions
+from greenai_dagster.resources import GpuResource, ResultsStoreResource
+
+
+@asset(partitions_def=experiments_partitions, group_name="experiment")
+def model_spec(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
+    """Family, size, layer widths, memory needs and valid group sizes of the experiment's model."""
+    spec = pipeline.build_model_spec(store.get(), context.partition_key, device=gpu.device_name())
+    return MaterializeResult(metadata={
+        "model": spec.model_name, "family": spec.model_family, "parameters": spec.parameter_count_exact,
+        "size_gb": spec.model_size_gb, "min_vram_gb": spec.min_vram_gb, "recommended_vram_gb": spec.recommended_vram_gb,
+        "valid_group_sizes": MetadataValue.json(spec.valid_group_sizes),
+        "preferred_methods": MetadataValue.json(spec.preferred_methods),
+    })
+
+
+@asset(partitions_def=experiments_partitions, group_name="experiment", deps=[model_spec], pool="gpu")
+def baseline(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
+    """The uncompressed model's metrics (computed once per experiment, then reused)."""
+    row = gpu.run(pipeline.evaluate_baseline, store.get(), context.partition_key)
+    return MaterializeResult(metadata=_metrics_metadata(row))
+
+
+def _metrics_metadata(row: dict) -> dict:
+    keys = ("accuracy", "accuracy_stderr", "perplexity", "latency_ms", "prefill_ms", "throughput_tokens_per_s",
+            "memory_gb", "model_size_gb", "compression_ratio", "energy_kwh", "co2_grams")
+    meta = {k: float(row[k]) for k in keys if row.get(k) is not None}
+    meta["checkpoint"] = MetadataValue.path(str(row["checkpoint_path"]))
+    return meta

@@ -1,0 +1,138 @@
+"""`greenai` command line: run, analyze, query (the seed's CLI, on Dagster).
+
+    greenai run [-m MODEL] [-d DATASET] [-e N] [-b HOURS] [-i] [-o DIR] [-n NAME] [-c CONFIG.json] [--show-spec]
+    greenai analyze DIR [--format summary|detailed|json]
+    greenai query "SELECT ... FROM results"
+
+Errors print as `E00N: what happened. Remedy: what to do.` and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from greenai_dagster.core.errors import EvaluationError, GreenAIError
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "lm-eval", "lm_eval", "codecarbon", "datasets", "llmcompressor", "dagster"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from loguru import logger
+
+        logger.remove()
+    except ImportError:
+        pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="greenai", description="Agentic multi-objective LLM compression on Dagster.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment (episodes of compress -> benchmark -> frontier)")
+    run.add_argument("-m", "--model", help="Hugging Face id or local folder (default: packaged SmolLM2-135M-Instruct)")
+    run.add_argument("-d", "--dataset", help="benchmark name (default: bigbench_hard) or a multiple-choice .jsonl")
+    run.add_argument("-e", "--episodes", type=int, help="maximum episodes (default 3)")
+    run.add_argument("-b", "--budget", type=float, help="wall-time budget in hours (default 2.0)")
+    run.add_argument("-i", "--interactive", action="store_true", help="print each episode's decision and metrics")
+    run.add_argument("-o", "--output-dir", help="experiments folder (default data/experiments)")
+    run.add_argument("-n", "--name", help="experiment name (an existing unfinished one resumes)")
+    run.add_argument("-c", "--config", help="JSON config file (CLI flags override it)")
+    run.add_argument("--show-spec", action="store_true", help="print the model spec and exit")
+
+    analyze = sub.add_parser("analyze", help="summarise an experiment folder")
+    analyze.add_argument("directory")
+    analyze.add_argument("--format", choices=["summary", "detailed", "json"], default="summary")
+
+    query = sub.add_parser("query", help="run SQL over the DuckDB results file")
+    query.add_argument("sql")
+    query.add_argument("--db", help="DuckDB file (default data/greenai.duckdb)")
+    return parser
+
+
+def cmd_run(args) -> int:
+    from greenai_dagster.core.config import load_config
+
+    overrides = {"model": args.model, "dataset": args.dataset, "episodes": args.episodes, "budget": args.budget,
+                 "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "name": args.name}
+    config = load_config(overrides, args.config)
+    if args.show_spec:
+        return show_spec(config.model)
+    from greenai_dagster.runner import run_experiment
+
+    run_experiment(config, interactive=args.interactive)
+    return 0
+
+
+def show_spec(model_ref: str) -> int:
+    from pathlib import Path as _Path
+
+    from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
+    from greenai_dagster.core.spec import build_spec
+
+    path = resolve_model_path(model_ref)
+    model, _ = load_model_and_tokenizer(path)
+    spec = build_spec(model_ref, model, checkpoint_path=path if _Path(path).is_dir() else None)
+    data = spec.to_json()
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from greenai_dagster.core.analyze import analyze_folder
+
+    print(analyze_folder(Path(args.directory), args.format))
+    return 0
+
+
+def cmd_query(args) -> int:
+    import duckdb
+
+    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.core.store import ResultsStore
+
+    path = Path(args.db) if args.db else duckdb_path()
+    if not path.exists():
+        raise EvaluationError(f"no results database at {path}.", "Run `greenai run` first, or pass --db.")
+    try:
+        frame = ResultsStore(path).query(args.sql)
+    except duckdb.Error as exc:
+        raise EvaluationError(f"query failed: {str(exc).splitlines()[0]}", "Check the SQL; tables: experiments, strategies, results, frontier.") from None
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200):
+        print(frame.to_string(index=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query}
+    try:
+        return handlers[args.command](args)
+    except GreenAIError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted; results written so far are kept. Re-run with the same --name to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Apply a validated strategy (a chain of method steps) to a model and save the checkpoint."""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+
+import torch
+
+from greenai_dagster.core.checkpoints import save_variant
+from greenai_dagster.core.corpus import calibration_chunks
+from greenai_dagster.core.energy import track_energy
+from greenai_dagster.core.errors import CompressionFailed, GreenAIError, OutOfMemory
+from greenai_dagster.core.methods import get_method
+from greenai_dagster.core.methods.base import CompressionContext
+from greenai_dagster.core.spec import ModelSpec
+from greenai_dagster.core.strategy import Strategy
+
+
+def apply_strategy(model, tokenizer, strategy: Strategy, spec: ModelSpec, device: str = "cpu"):
+    """Run each step in order; returns (model, per-step reports, checkpoint format of the last step)."""
+    ctx = CompressionContext(tokenizer=tokenizer, spec=spec, device=device,
+                             calibration=lambda n, seq_len: calibration_chunks(tokenizer, n, seq_len))
+    reports = []
+    for step in strategy.steps:
+        method = get_method(step.method)
+        try:
+            result = method.apply(model, method.parse(step.params), ctx)
+        except GreenAIError:
+            raise
+        except torch.OutOfMemoryError as exc:
+            raise OutOfMemory(f"{step.method} ran out of device memory.") from exc
+        except MemoryError as exc:
+            raise OutOfMemory(f"{step.method} ran out of host memory.") from exc
+        except Exception as exc:  # noqa: BLE001 - library failures are the seed's E005
+            raise CompressionFailed(f"{step.method} failed: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        model = result.model
+        reports.append({"method": step.method, **result.report})
+    return model, reports, get_method(strategy.steps[-1].method).checkpoint_format
+
+
+def compress_to_checkpoint(base_checkpoint: str, strategy: Strategy, spec: ModelSpec, out_dir: Path,
+                           device: str = "cpu", country_iso_code: str = "TWN") -> dict:
+    """Load the base model, apply the strategy, save it; returns timing, energy and reports."""
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(base_checkpoint, device=device)
+    started = time.perf_counter()
+    with track_energy(country_iso_code) as energy:
+        model, reports, fmt = apply_strategy(model, tokenizer, strategy, spec, device)
+    elapsed = time.perf_counter() - started
+    info = {
+        "strategy": strategy.to_json(),
+        "compression_time_s": elapsed,
+        "compression_energy_kwh": energy.energy_kwh,
+        "compression_co2_grams": energy.co2_grams,
+        "energy_source": energy.source,
+        "step_reports": reports,
+        "device": device,
+    }
+    save_variant(model, tokenizer, out_dir, fmt, info)
+    del model
+    gc.collect()
+    return info

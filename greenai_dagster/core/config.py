@@ -1,0 +1,83 @@
+"""Typed experiment configuration, validated at the edge (CLI flags, --config JSON, UI launch)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from greenai_dagster.core.errors import EvaluationError
+from greenai_dagster.core.evaluate import EvalSettings
+from greenai_dagster.core.loading import DEFAULT_MODEL
+from greenai_dagster.core.paths import experiments_dir
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit_per_task: int | None = Field(40, ge=1)
+    batch_size: int = Field(8, ge=1)
+    perplexity_max_tokens: int = Field(4096, ge=64)
+    prompt_len: int = Field(128, ge=8)
+    new_tokens: int = Field(16, ge=2)
+    latency_repeats: int = Field(5, ge=1)
+    throughput_batch_size: int = Field(4, ge=1)
+    timeout_s: float = Field(1800.0, gt=0)
+
+    def settings(self) -> EvalSettings:
+        return EvalSettings(**self.model_dump())
+
+
+class ExperimentConfig(BaseModel):
+    """Everything one experiment needs; stored as JSON in DuckDB's `experiments` table."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = DEFAULT_MODEL
+    dataset: str = "bigbench_hard"
+    episodes: int = Field(3, ge=1, le=1000)
+    budget: float = Field(2.0, gt=0, description="hours of wall time")
+    output_dir: str = Field(default_factory=lambda: str(experiments_dir()))
+    name: str | None = None
+    compression_methods: list[str] | None = None
+    constraints: dict[str, float] = Field(default_factory=dict)
+    device: str = "auto"
+    country_iso_code: str = "TWN"
+    calibration_samples: int = Field(64, ge=1)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraint_names(cls, value: dict) -> dict:
+        for key in value:
+            if not re.fullmatch(r"(min|max)_[a-z_]+", key):
+                raise ValueError(f"constraint '{key}' must look like min_<metric> or max_<metric>")
+        return value
+
+    def experiment_name(self) -> str:
+        if self.name:
+            return self.name
+        short = Path(self.model).name if self.model != DEFAULT_MODEL else "smollm2-135m"
+        short = re.sub(r"[^A-Za-z0-9.-]+", "-", short).strip("-").lower()
+        bench = re.sub(r"[^A-Za-z0-9.-]+", "-", Path(self.dataset).stem).lower()
+        return f"{short}_{bench}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
+
+
+def load_config(overrides: dict, config_file: str | None = None) -> ExperimentConfig:
+    """Merge a --config JSON file with CLI overrides (CLI wins) and validate."""
+    data: dict = {}
+    if config_file:
+        try:
+            data = json.loads(Path(config_file).read_text())
+        except FileNotFoundError:
+            raise EvaluationError(f"config file '{config_file}' not found.", "Pass an existing JSON file to --config.") from None
+        except json.JSONDecodeError as exc:
+            raise EvaluationError(f"config file '{config_file}' is not valid JSON: {exc}.", "Fix the JSON syntax.") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ExperimentConfig(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise EvaluationError(f"invalid configuration: {where}: {first['msg']}.", "Fix that field in the config or flags.") from None

@@ -1,0 +1,204 @@
+"""The steps of an experiment as plain functions; the Dagster assets are thin wrappers of these.
+
+Each step reads what it needs from the ResultsStore and the experiment folder, does its work,
+and writes its outputs (DuckDB rows, JSON files, checkpoints) before returning, so a rerun
+resumes from what is already written and a failure loses nothing earlier.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from greenai_dagster.core import report
+from greenai_dagster.core.benchmarks import prepare_benchmark
+from greenai_dagster.core.checkpoints import load_variant
+from greenai_dagster.core.compress import compress_to_checkpoint
+from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.energy import track_energy
+from greenai_dagster.core.errors import DiskFull, ModelLoadError
+from greenai_dagster.core.evaluate import evaluate_checkpoint
+from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
+from greenai_dagster.core.pareto import summarise
+from greenai_dagster.core.spec import GIB, ModelSpec, build_spec, weights_size_bytes
+from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.strategy import Strategy
+
+BASELINE_SUFFIX = "baseline"
+VARIANT_DIR = "model"
+
+
+def experiment_of(candidate_key: str) -> str:
+    return candidate_key.split("/", 1)[0]
+
+
+def candidate_key(experiment: str, strategy_id: str) -> str:
+    return f"{experiment}/{strategy_id}"
+
+
+def experiment_dir(store: ResultsStore, name: str) -> Path:
+    record = store.experiment(name)
+    if record is None:
+        raise ModelLoadError(f"experiment '{name}' is not in the results store.", "Create it with `greenai run`.")
+    return Path(record["output_dir"]) / name
+
+
+def experiment_config(store: ResultsStore, name: str) -> ExperimentConfig:
+    return ExperimentConfig(**store.experiment(name)["config"])
+
+
+def ensure_writable(folder: Path) -> None:
+    """E007 early, before any work: the output folder must be creatable and writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise DiskFull(f"output directory '{folder}' is not writable ({exc.strerror}).",
+                       "Choose a writable --output-dir, or free disk space.") from exc
+
+
+def load_spec(store: ResultsStore, name: str) -> ModelSpec:
+    return ModelSpec.from_json(json.loads((experiment_dir(store, name) / "model_spec.json").read_text()))
+
+
+def build_model_spec(store: ResultsStore, name: str, device: str = "cpu") -> ModelSpec:
+    config = experiment_config(store, name)
+    path = resolve_model_path(config.model)
+    model, _ = load_model_and_tokenizer(path, device="cpu")
+    spec = build_spec(config.model, model, checkpoint_path=path if Path(path).is_dir() else None)
+    report.write_json(experiment_dir(store, name) / "model_spec.json", spec.to_json())
+    return spec
+
+
+def _result_row(key: str, experiment: str, episode: int, strategy_id: str, methods: list[str], metrics,
+                energy, baseline_size_gb: float, compression: dict | None, checkpoint: str) -> dict:
+    compression = compression or {}
+    compress_kwh = compression.get("compression_energy_kwh", 0.0)
+    compress_co2 = compression.get("compression_co2_grams", 0.0)
+    return {
+        "candidate_key": key, "experiment": experiment, "episode": episode, "strategy_id": strategy_id,
+        "methods": "+".join(methods), "is_baseline": episode == 0,
+        **{k: getattr(metrics, k) for k in ("accuracy", "accuracy_stderr", "perplexity", "latency_ms", "prefill_ms",
+                                             "throughput_tokens_per_s", "memory_gb", "model_size_gb",
+                                             "task_accuracy", "conditions", "eval_time_s")},
+        "compression_ratio": baseline_size_gb / metrics.model_size_gb if metrics.model_size_gb else None,
+        "compression_time_s": compression.get("compression_time_s", 0.0),
+        "compression_energy_kwh": compress_kwh, "compression_co2_grams": compress_co2,
+        "eval_energy_kwh": energy.energy_kwh, "eval_co2_grams": energy.co2_grams,
+        "energy_kwh": compress_kwh + energy.energy_kwh, "co2_grams": compress_co2 + energy.co2_grams,
+        "checkpoint_path": checkpoint,
+    }
+
+
+def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> dict:
+    """Evaluate the uncompressed model once per experiment; later calls reuse the stored row."""
+    existing = store.baseline(name)
+    if existing is not None:
+        return existing
+    config = experiment_config(store, name)
+    spec = load_spec(store, name)
+    path = resolve_model_path(config.model)
+    benchmark = prepare_benchmark(config.dataset)
+    model, tokenizer = load_variant(path, device=device)
+    with track_energy(config.country_iso_code) as energy:
+        metrics = evaluate_checkpoint(Path(path), model, tokenizer, benchmark, config.eval.settings(), device)
+    if not Path(path).is_dir():
+        metrics.model_size_gb = spec.model_size_gb
+    row = _result_row(candidate_key(name, BASELINE_SUFFIX), name, 0, BASELINE_SUFFIX, [], metrics, energy,
+                      metrics.model_size_gb, None, path)
+    store.write_result(row)
+    return store.baseline(name)
+
+
+def compress_candidate(store: ResultsStore, key: str, device: str = "cpu") -> dict:
+    """Apply the candidate's strategy to the base model; the checkpoint lands in its episode folder."""
+    name = experiment_of(key)
+    record = store.strategy(key)
+    config = experiment_config(store, name)
+    strategy = Strategy.from_json(record["strategy"])
+    out_dir = report.episode_dir(experiment_dir(store, name), record["episode"]) / VARIANT_DIR
+    report.write_json(out_dir.parent / "strategy.json", strategy.to_json())
+    store.set_strategy_status(key, "compressing")
+    try:
+        info = compress_to_checkpoint(resolve_model_path(config.model), strategy, load_spec(store, name), out_dir,
+                                      device=device, country_iso_code=config.country_iso_code)
+    except Exception as exc:
+        store.set_strategy_status(key, "failed", str(exc))
+        raise
+    store.set_strategy_status(key, "compressed")
+    return {**info, "checkpoint_path": str(out_dir), "size_gb": weights_size_bytes(out_dir) / GIB}
+
+
+def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> dict:
+    name = experiment_of(key)
+    record = store.strategy(key)
+    config = experiment_config(store, name)
+    baseline = store.baseline(name)
+    folder = report.episode_dir(experiment_dir(store, name), record["episode"]) / VARIANT_DIR
+    compression = json.loads((folder / "greenai_variant.json").read_text())
+    benchmark = prepare_benchmark(config.dataset)
+    model, tokenizer = load_variant(folder, device=device)
+    try:
+        with track_energy(config.country_iso_code) as energy:
+            metrics = evaluate_checkpoint(folder, model, tokenizer, benchmark, config.eval.settings(), device)
+    except Exception as exc:
+        store.set_strategy_status(key, "failed", str(exc))
+        raise
+    strategy = record["strategy"]
+    row = _result_row(key, name, record["episode"], strategy["strategy_id"], strategy["methods"], metrics, energy,
+                      baseline["model_size_gb"], compression, str(folder))
+    store.write_result(row)
+    store.set_strategy_status(key, "done")
+    report.write_episode(experiment_dir(store, name), record["episode"], strategy, row)
+    return store.result(key)
+
+
+def update_frontier(store: ResultsStore, name: str):
+    config = experiment_config(store, name)
+    rows = store.results(name)
+    baseline = store.baseline(name)
+    summary = summarise(rows, baseline, constraints=config.constraints)
+    members = [m["candidate_key"] for m in summary.members]
+    store.write_frontier(name, members, summary.hypervolume, len(rows))
+    rows = store.results(name)
+    strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
+    summary = summarise(rows, baseline, constraints=config.constraints)
+    report.write_frontier_files(experiment_dir(store, name), name, rows, strategies, baseline, summary)
+    return summary
+
+
+def finish_experiment(store: ResultsStore, name: str, reason: str) -> dict:
+    config = experiment_config(store, name)
+    rows = store.results(name)
+    baseline = store.baseline(name)
+    strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
+    summary = summarise(rows, baseline, constraints=config.constraints)
+    final = report.write_final_results(experiment_dir(store, name), store.experiment(name), rows, strategies,
+                                       baseline, summary, reason)
+    store.finish_experiment(name, reason)
+    return final
+
+
+def remove_partial_episode(store: ResultsStore, key: str) -> None:
+    """Drop a half-written checkpoint of a failed candidate (results already written stay)."""
+    record = store.strategy(key)
+    if record is None:
+        return
+    folder = report.episode_dir(experiment_dir(store, experiment_of(key)), record["episode"]) / (VARIANT_DIR + ".partial")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def elapsed_hours(store: ResultsStore, name: str) -> float:
+    created = store.experiment(name)["created_at"]
+    from greenai_dagster.core.store import now
+
+    return (now() - created.to_pydatetime().replace(tzinfo=None) if hasattr(created, "to_pydatetime")
+            else now() - created).total_seconds() / 3600.0
+
+
+__all__ = ["build_model_spec", "evaluate_baseline", "compress_candidate", "benchmark_candidate", "update_frontier",
+           "finish_experiment", "ensure_writable", "candidate_key", "experiment_of"]

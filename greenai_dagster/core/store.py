@@ -1,0 +1,191 @@
+"""ResultsStore: every experiment, strategy, result and frontier in one DuckDB file.
+
+Tables: `experiments`, `strategies`, `results`, `frontier`. Each write is one transaction on a
+short-lived connection (DuckDB allows one writing process at a time, and Dagster's webserver,
+daemon and the CLI are different processes), retried briefly if another process holds the lock.
+Any DuckDB client can read the file: `greenai query "SELECT ..."`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from greenai_dagster.core.errors import DiskFull
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    name VARCHAR PRIMARY KEY, model VARCHAR, dataset VARCHAR, config JSON, status VARCHAR,
+    termination_reason VARCHAR, output_dir VARCHAR, created_at TIMESTAMP, finished_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS strategies (
+    candidate_key VARCHAR PRIMARY KEY, experiment VARCHAR, episode INTEGER, strategy_id VARCHAR,
+    strategy JSON, reasoning VARCHAR, status VARCHAR, error VARCHAR, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS results (
+    candidate_key VARCHAR PRIMARY KEY, experiment VARCHAR, episode INTEGER, strategy_id VARCHAR,
+    methods VARCHAR, is_baseline BOOLEAN, accuracy DOUBLE, accuracy_stderr DOUBLE, perplexity DOUBLE,
+    latency_ms DOUBLE, prefill_ms DOUBLE, throughput_tokens_per_s DOUBLE, memory_gb DOUBLE,
+    model_size_gb DOUBLE, compression_ratio DOUBLE, energy_kwh DOUBLE, co2_grams DOUBLE,
+    compression_time_s DOUBLE, compression_energy_kwh DOUBLE, compression_co2_grams DOUBLE,
+    eval_time_s DOUBLE, eval_energy_kwh DOUBLE, eval_co2_grams DOUBLE, checkpoint_path VARCHAR,
+    task_accuracy JSON, conditions JSON, is_pareto BOOLEAN DEFAULT FALSE, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS frontier (
+    experiment VARCHAR PRIMARY KEY, members JSON, hypervolume DOUBLE, episodes_seen INTEGER,
+    updated_at TIMESTAMP);
+"""
+
+RESULT_COLUMNS = [
+    "candidate_key", "experiment", "episode", "strategy_id", "methods", "is_baseline", "accuracy",
+    "accuracy_stderr", "perplexity", "latency_ms", "prefill_ms", "throughput_tokens_per_s", "memory_gb",
+    "model_size_gb", "compression_ratio", "energy_kwh", "co2_grams", "compression_time_s",
+    "compression_energy_kwh", "compression_co2_grams", "eval_time_s", "eval_energy_kwh", "eval_co2_grams",
+    "checkpoint_path", "task_accuracy", "conditions",
+]
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class ResultsStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @contextmanager
+    def connect(self, read_only: bool = False):
+        if read_only and not self.path.exists():
+            read_only = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DiskFull(f"cannot create {self.path.parent}: {exc.strerror}.") from exc
+        for attempt in range(50):
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or attempt == 49:
+                    raise
+                time.sleep(0.2)
+        try:
+            if not read_only:
+                con.execute(SCHEMA)
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self):
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    # experiments -------------------------------------------------------------------------------
+    def create_experiment(self, name: str, model: str, dataset: str, config: dict, output_dir: str) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO experiments VALUES (?, ?, ?, ?, 'active', NULL, ?, ?, NULL) ON CONFLICT (name) DO NOTHING",
+                [name, model, dataset, json.dumps(config), output_dir, now()])
+
+    def experiment(self, name: str) -> dict | None:
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT * FROM experiments WHERE name = ?", [name]).fetchdf().to_dict("records")
+        if not rows:
+            return None
+        row = rows[0]
+        row["config"] = json.loads(row["config"])
+        return row
+
+    def active_experiments(self) -> list[str]:
+        with self.connect(read_only=True) as con:
+            return [r[0] for r in con.execute("SELECT name FROM experiments WHERE status = 'active' ORDER BY created_at").fetchall()]
+
+    def finish_experiment(self, name: str, reason: str) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE experiments SET status = 'finished', termination_reason = ?, finished_at = ? WHERE name = ?",
+                        [reason, now(), name])
+
+    # strategies --------------------------------------------------------------------------------
+    def add_strategy(self, candidate_key: str, experiment: str, episode: int, strategy: dict) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO strategies VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, ?) ON CONFLICT (candidate_key) DO NOTHING",
+                [candidate_key, experiment, episode, strategy["strategy_id"], json.dumps(strategy),
+                 strategy.get("reasoning", ""), now()])
+
+    def set_strategy_status(self, candidate_key: str, status: str, error: str | None = None) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE strategies SET status = ?, error = ? WHERE candidate_key = ?", [status, error, candidate_key])
+
+    def strategy(self, candidate_key: str) -> dict | None:
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT strategy, episode, experiment, status FROM strategies WHERE candidate_key = ?",
+                              [candidate_key]).fetchone()
+        if row is None:
+            return None
+        return {"strategy": json.loads(row[0]), "episode": row[1], "experiment": row[2], "status": row[3]}
+
+    def strategies(self, experiment: str) -> list[dict]:
+        with self.connect(read_only=True) as con:
+            df = con.execute("SELECT * FROM strategies WHERE experiment = ? ORDER BY episode", [experiment]).fetchdf()
+        rows = df.to_dict("records")
+        for r in rows:
+            r["strategy"] = json.loads(r["strategy"])
+        return rows
+
+    # results -----------------------------------------------------------------------------------
+    def write_result(self, row: dict) -> None:
+        values = [json.dumps(row[c]) if c in ("task_accuracy", "conditions") else row.get(c) for c in RESULT_COLUMNS]
+        placeholders = ", ".join("?" for _ in RESULT_COLUMNS)
+        with self.transaction() as con:
+            con.execute("DELETE FROM results WHERE candidate_key = ?", [row["candidate_key"]])
+            con.execute(f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}, created_at) VALUES ({placeholders}, ?)",
+                        values + [now()])
+
+    def results(self, experiment: str, include_baseline: bool = False) -> list[dict]:
+        where = "experiment = ?" + ("" if include_baseline else " AND NOT is_baseline")
+        with self.connect(read_only=True) as con:
+            df = con.execute(f"SELECT * FROM results WHERE {where} ORDER BY episode", [experiment]).fetchdf()
+        rows = df.to_dict("records")
+        for r in rows:
+            r["task_accuracy"] = json.loads(r["task_accuracy"]) if r["task_accuracy"] else {}
+            r["conditions"] = json.loads(r["conditions"]) if r["conditions"] else {}
+            r["is_pareto"] = bool(r["is_pareto"])
+        return rows
+
+    def result(self, candidate_key: str) -> dict | None:
+        with self.connect(read_only=True) as con:
+            df = con.execute("SELECT * FROM results WHERE candidate_key = ?", [candidate_key]).fetchdf()
+        rows = df.to_dict("records")
+        return rows[0] if rows else None
+
+    def baseline(self, experiment: str) -> dict | None:
+        rows = [r for r in self.results(experiment, include_baseline=True) if r["is_baseline"]]
+        return rows[0] if rows else None
+
+    # frontier ----------------------------------------------------------------------------------
+    def write_frontier(self, experiment: str, member_keys: list[str], hypervolume: float, episodes_seen: int) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE results SET is_pareto = list_contains(?, candidate_key) WHERE experiment = ?",
+                        [member_keys, experiment])
+            con.execute("INSERT OR REPLACE INTO frontier VALUES (?, ?, ?, ?, ?)",
+                        [experiment, json.dumps(member_keys), hypervolume, episodes_seen, now()])
+
+    def frontier(self, experiment: str) -> dict | None:
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT members, hypervolume, episodes_seen FROM frontier WHERE experiment = ?",
+                              [experiment]).fetchone()
+        return None if row is None else {"members": json.loads(row[0]), "hypervolume": row[1], "episodes_seen": row[2]}
+
+    def query(self, sql: str):
+        with self.connect(read_only=True) as con:
+            return con.execute(sql).fetchdf()

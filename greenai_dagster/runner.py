@@ -1,0 +1,161 @@
+"""Drive one experiment as a sequence of real Dagster runs on the persistent instance.
+
+Used by `greenai run`. Each stage is `materialize(...)` of the project's own assets with a
+partition key, so every run shows in the Dagster UI exactly as if launched there:
+  1. model_spec + baseline                 (experiment partition)
+  2. per episode: compressed_variant + benchmark_result (candidate partition), then pareto_frontier
+Re-running with the same --name resumes: finished episodes are kept, unfinished ones re-run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from dagster import DagsterInstance, materialize
+
+from greenai_dagster.core import pipeline, planner
+from greenai_dagster.core.benchmarks import prepare_benchmark
+from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.errors import GreenAIError
+from greenai_dagster.core.loading import load_config as load_model_config
+from greenai_dagster.core.paths import dagster_home, duckdb_path
+from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.strategy import Strategy
+from greenai_dagster.definitions import ALL_ASSETS, ALL_CHECKS
+from greenai_dagster.partitions import candidates_partitions, experiments_partitions
+from greenai_dagster.resources import resources_for
+
+
+def dagster_instance() -> DagsterInstance:
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(dagster_home())
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.get()
+
+
+def _materialize(selection: list[str], partition_key: str, instance: DagsterInstance, resources: dict) -> float:
+    """Run the selected assets for one partition; re-raise the project's own error if a step failed."""
+    started = time.perf_counter()
+    result = materialize([*ALL_ASSETS, *ALL_CHECKS], selection=selection, partition_key=partition_key,
+                         instance=instance, resources=resources, raise_on_error=False,
+                         tags={"greenai/source": "cli"})
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data.user_failure_data is None:
+                error = event.step_failure_data.error
+                cause = error.cause if error and error.cause else error
+                message = cause.message.strip() if cause else "step failed"
+                raise _error_from_message(message)
+        raise GreenAIError(f"Dagster run for {partition_key} failed; see the run in the Dagster UI.")
+    return time.perf_counter() - started
+
+
+def _error_from_message(message: str) -> GreenAIError:
+    """Rebuild the project's error from the failure text Dagster recorded (`E00N: ... Remedy: ...`)."""
+    from greenai_dagster.core import errors
+
+    text = message.split(": ", 1)[-1] if message.startswith(("greenai", "Greenai")) else message
+    for cls in errors.GreenAIError.__subclasses__():
+        marker = f"{cls.code}: "
+        if marker in text:
+            body = text.split(marker, 1)[1]
+            what, _, remedy = body.partition(" Remedy: ")
+            return cls(what.strip(), remedy.strip().splitlines()[0] if remedy else None)
+    return GreenAIError(text.splitlines()[0])
+
+
+def validate_inputs(config: ExperimentConfig) -> None:
+    """Fail fast, before any run: model resolvable (E002/E006), benchmark known (E004/E006), folder writable (E007)."""
+    pipeline.ensure_writable(Path(config.output_dir))
+    load_model_config(config.model)
+    prepare_benchmark(config.dataset)
+
+
+def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] = print) -> dict:
+    timings = {"spec_and_baseline_s": 0.0, "episodes_s": 0.0}
+    store = ResultsStore(duckdb_path())
+    name = config.experiment_name()
+    existing = store.experiment(name)
+    if existing is not None and existing["status"] != "active":
+        echo(f"Experiment {name} already finished ({existing['termination_reason']}); results are in {existing['output_dir']}/{name}")
+        return {"experiment": name, "termination_reason": existing["termination_reason"], "resumed": False}
+    if existing is not None:
+        config = ExperimentConfig(**existing["config"])
+        echo(f"Resuming experiment {name}")
+    validate_inputs(config)
+    store.create_experiment(name, config.model, config.dataset, config.model_dump(), config.output_dir)
+    instance = dagster_instance()
+    resources = resources_for()
+    instance.add_dynamic_partitions(experiments_partitions.name, [name])
+
+    timings["spec_and_baseline_s"] = _materialize(["model_spec", "baseline"], name, instance, resources)
+    spec = pipeline.load_spec(store, name)
+    baseline = store.baseline(name)
+    echo(f"Experiment {name}: model {config.model} ({spec.parameter_count} params), benchmark {config.dataset}")
+    echo(f"[Baseline] Accuracy: {baseline['accuracy']:.3f} | Perplexity: {baseline['perplexity']:.2f} | "
+         f"Latency: {baseline['latency_ms']:.1f} ms/token | Memory: {baseline['memory_gb']:.3f} GB | "
+         f"Size: {baseline['model_size_gb']:.3f} GB")
+
+    reason = "max_episodes_reached"
+    failures = 0
+    while True:
+        done = store.strategies(name)
+        unfinished = [s for s in done if s["status"] not in ("done", "failed")]
+        if not unfinished and len(done) >= config.episodes:
+            break
+        if pipeline.elapsed_hours(store, name) >= config.budget:
+            reason = "budget_exhausted"
+            break
+        if unfinished:
+            record = unfinished[0]
+            strategy = Strategy.from_json(record["strategy"])
+            episode, key = record["episode"], record["candidate_key"]
+        else:
+            episode = len(done) + 1
+            tried = {Strategy.from_json(s["strategy"]).label() for s in done}
+            strategy = planner.next_strategy(spec, episode, tried, config.compression_methods)
+            if strategy is None:
+                reason = "converged"
+                break
+            key = pipeline.candidate_key(name, strategy.strategy_id)
+            store.add_strategy(key, name, episode, strategy.to_json())
+        instance.add_dynamic_partitions(candidates_partitions.name, [key])
+        if interactive:
+            echo(f"\n=== Episode {episode}/{config.episodes} ===")
+            echo(f"[Coordinator] Decision: {', '.join(f'{s.method}({_fmt(s.params)})' for s in strategy.steps)}")
+            echo(f'[Coordinator] Reasoning: "{strategy.reasoning}"')
+        frontier_before = set((store.frontier(name) or {}).get("members", []))
+        started = time.perf_counter()
+        try:
+            _materialize(["compressed_variant", "benchmark_result"], key, instance, resources)
+        except GreenAIError as exc:
+            failures += 1
+            store.set_strategy_status(key, "failed", str(exc))
+            echo(f"[Episode {episode}] {strategy.strategy_id} failed: {exc}")
+            if failures >= 3:
+                reason = "error"
+                break
+            continue
+        _materialize(["pareto_frontier"], name, instance, resources)
+        timings["episodes_s"] += time.perf_counter() - started
+        row = store.result(key)
+        frontier_after = set((store.frontier(name) or {}).get("members", []))
+        if interactive:
+            echo(f"[Compression] Compression ratio: {row['compression_ratio']:.2f}x in {row['compression_time_s']:.1f} s")
+            echo(f"[Evaluation] Accuracy: {row['accuracy']:.3f} | Perplexity: {row['perplexity']:.2f} | "
+                 f"Latency: {row['latency_ms']:.1f} ms/token | Memory: {row['memory_gb']:.3f} GB | "
+                 f"Size: {row['model_size_gb']:.3f} GB | CO2: {row['co2_grams']:.3f} g")
+            if key in frontier_after and key not in frontier_before:
+                echo("[Update] New Pareto solution found!")
+    final = pipeline.finish_experiment(store, name, reason)
+    echo(f"\nFinished {name}: {final['episodes_completed']} episodes, termination: {reason}")
+    echo(f"Frontier: {final['frontier_summary']['num_solutions']} solutions; results in "
+         f"{pipeline.experiment_dir(store, name)}")
+    return {"experiment": name, "termination_reason": reason, "timings": timings, "final": final}
+
+
+def _fmt(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())

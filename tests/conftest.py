@@ -1,0 +1,84 @@
+"""Shared fixtures: a real tiny Llama built from a config (with a BPE tokenizer trained on the
+packaged corpus), a tiny multiple-choice benchmark, and an isolated data root per session."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("greenai_data")
+    os.environ["GREENAI_DATA"] = str(root)
+    os.environ["DAGSTER_HOME"] = str(root / "dagster_home")
+    (root / "dagster_home").mkdir()
+    (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return root
+
+
+def build_tiny_model(folder: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    """A real (random-weight) Llama with a real BPE tokenizer, saved like any HF checkpoint."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from greenai_dagster.core.corpus import calibration_text
+
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([calibration_text()], trainers.BpeTrainer(
+        vocab_size=512, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, tie_word_embeddings=True,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark(tmp_path_factory) -> Path:
+    """Six two-way multiple-choice items; gold answers are known to the tests."""
+    items = [
+        {"question": "2 + 2 =", "choices": ["4", "5"], "gold": 0},
+        {"question": "The sky is", "choices": ["green", "blue"], "gold": 1},
+        {"question": "Water freezes at zero degrees", "choices": ["Celsius", "Kelvin"], "gold": 0},
+        {"question": "The opposite of hot is", "choices": ["warm", "cold"], "gold": 1},
+        {"question": "A week has seven", "choices": ["days", "years"], "gold": 0},
+        {"question": "Python is a programming", "choices": ["snake", "language"], "gold": 1},
+    ]
+    path = tmp_path_factory.mktemp("bench") / "tinymc.jsonl"
+    path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    return path
+
+
+@pytest.fixture()
+def tiny_model(tiny_model_dir):
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+
+    return load_model_and_tokenizer(str(tiny_model_dir))
+
+
+@pytest.fixture()
+def tiny_spec(tiny_model, tiny_model_dir):
+    from greenai_dagster.core.spec import build_spec
+
+    return build_spec("tiny", tiny_model[0], str(tiny_model_dir))

@@ -1,0 +1,55 @@
+"""Dominance and the frontier, including ties, a single point and constraints."""
+
+import pytest
+
+from greenai_dagster.core.pareto import dominates, hypervolume, pareto_front, satisfies, summarise
+
+
+def point(name, acc, lat, mem, size):
+    return {"candidate_key": name, "accuracy": acc, "latency_ms": lat, "memory_gb": mem, "model_size_gb": size}
+
+
+def test_better_on_all_dominates():
+    assert dominates(point("a", 0.9, 10, 1, 1), point("b", 0.8, 12, 2, 2))
+    assert not dominates(point("b", 0.8, 12, 2, 2), point("a", 0.9, 10, 1, 1))
+
+
+def test_identical_points_do_not_dominate_each_other_and_both_stay():
+    a, b = point("a", 0.5, 10, 1, 1), point("b", 0.5, 10, 1, 1)
+    assert not dominates(a, b) and not dominates(b, a)
+    assert [p["candidate_key"] for p in pareto_front([a, b])] == ["a", "b"]
+
+
+def test_tie_on_some_objectives_better_on_one_dominates():
+    assert dominates(point("a", 0.5, 10, 1, 1), point("b", 0.5, 10, 1, 2))
+
+
+def test_trade_off_keeps_both():
+    fast, accurate = point("fast", 0.4, 5, 1, 1), point("accurate", 0.9, 20, 1, 1)
+    assert {p["candidate_key"] for p in pareto_front([fast, accurate])} == {"fast", "accurate"}
+
+
+def test_single_point_is_its_own_frontier():
+    only = point("only", 0.1, 100, 5, 5)
+    assert pareto_front([only]) == [only]
+    assert pareto_front([]) == []
+
+
+def test_frontier_drops_dominated():
+    rows = [point("a", 0.9, 10, 1, 1), point("b", 0.8, 12, 2, 2), point("c", 0.95, 30, 1, 1)]
+    assert [p["candidate_key"] for p in pareto_front(rows)] == ["a", "c"]
+
+
+def test_constraints_filter_before_frontier():
+    rows = [point("a", 0.9, 10, 1, 1), point("c", 0.95, 30, 1, 1)]
+    assert satisfies(rows[0], {"max_latency_ms": 20}) and not satisfies(rows[1], {"max_latency_ms": 20})
+    summary = summarise(rows, point("base", 1.0, 20, 2, 2), constraints={"max_latency_ms": 20})
+    assert [m["candidate_key"] for m in summary.members] == ["a"]
+
+
+def test_hypervolume_of_one_point_is_box_volume():
+    base = point("base", 1.0, 10, 1, 1)
+    # normalised: acc 0.5 (ref 0), latency 0.5, mem 0.5, size 0.5 (ref 2) -> 0.5 * 1.5^3
+    hv = hypervolume([point("p", 0.5, 5, 0.5, 0.5)], base)
+    assert hv == pytest.approx(0.5 * 1.5 ** 3)
+    assert hypervolume([point("p", 0.5, 5, 0.5, 0.5), point("q", 0.4, 6, 0.6, 0.6)], base) == pytest.approx(hv)
