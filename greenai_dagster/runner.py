@@ -29,10 +29,17 @@ from greenai_dagster.partitions import candidates_partitions, experiments_partit
 from greenai_dagster.resources import resources_for
 
 
+# The CLI prints its own progress; Dagster's per-event console log stays in the UI's run view.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def dagster_instance() -> DagsterInstance:
     if not os.environ.get("DAGSTER_HOME"):
         os.environ["DAGSTER_HOME"] = str(dagster_home())
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return DagsterInstance.get()
 
 
@@ -41,7 +48,7 @@ def _materialize(selection: list[str], partition_key: str, instance: DagsterInst
     started = time.perf_counter()
     result = materialize([*ALL_ASSETS, *ALL_CHECKS], selection=selection, partition_key=partition_key,
                          instance=instance, resources=resources, raise_on_error=False,
-                         tags={"greenai/source": "cli"})
+                         tags={"greenai/source": "cli"}, run_config=QUIET_RUN_CONFIG)
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data.user_failure_data is None:

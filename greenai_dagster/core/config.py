@@ -44,7 +44,6 @@ class ExperimentConfig(BaseModel):
     constraints: dict[str, float] = Field(default_factory=dict)
     device: str = "auto"
     country_iso_code: str = "TWN"
-    calibration_samples: int = Field(64, ge=1)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @field_validator("constraints")

@@ -1,0 +1,83 @@
+"""One experiment end to end through Dagster `materialize(...)`: tiny model, tiny benchmark.
+
+Checks the asset graph runs on a real instance, the folder is in the seed's format, DuckDB and
+the folder agree, and a finished experiment is not re-run.
+"""
+
+import json
+
+import pytest
+
+from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.paths import duckdb_path
+from greenai_dagster.core.store import ResultsStore
+
+FAST_EVAL = {"limit_per_task": None, "batch_size": 4, "perplexity_max_tokens": 256, "prompt_len": 16,
+             "new_tokens": 4, "latency_repeats": 2, "throughput_batch_size": 2}
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_root, tiny_model_dir, tiny_benchmark):
+    from greenai_dagster.runner import run_experiment
+
+    config = ExperimentConfig(model=str(tiny_model_dir), dataset=str(tiny_benchmark), episodes=2, name="tiny_exp",
+                              output_dir=str(data_root / "experiments"), eval=FAST_EVAL)
+    lines: list[str] = []
+    outcome = run_experiment(config, interactive=True, echo=lines.append)
+    return outcome, lines, data_root / "experiments" / "tiny_exp"
+
+
+def test_run_finishes_with_two_distinct_episodes(finished_run):
+    outcome, lines, folder = finished_run
+    assert outcome["termination_reason"] == "max_episodes_reached"
+    strategies = [json.loads((folder / f"episode_00{i}" / "strategy.json").read_text()) for i in (1, 2)]
+    assert [s["methods"] for s in strategies] == [["gptq"], ["int8"]]
+    assert any(line.startswith("[Coordinator] Decision: gptq") for line in lines)
+    assert any(line.startswith("[Evaluation] Accuracy:") for line in lines)
+
+
+def test_folder_in_seed_format_agrees_with_duckdb(finished_run):
+    _, _, folder = finished_run
+    for name in ("model_spec.json", "pareto_frontier.json", "final_results.json", "pareto_visualization.html"):
+        assert (folder / name).exists(), name
+    final = json.loads((folder / "final_results.json").read_text())
+    assert final["episodes_completed"] == 2 and final["termination_reason"] == "max_episodes_reached"
+    frontier = json.loads((folder / "pareto_frontier.json").read_text())
+    store = ResultsStore(duckdb_path())
+    rows = {r["strategy_id"]: r for r in store.results("tiny_exp")}
+    assert len(rows) == 2
+    members = {s["strategy"]["strategy_id"] for s in frontier["solutions"]}
+    assert members == {sid for sid, r in rows.items() if r["is_pareto"]} and members
+    for sid, row in rows.items():
+        episode = json.loads((folder / f"episode_00{row['episode']}" / "results.json").read_text())
+        assert episode["accuracy"] == pytest.approx(row["accuracy"])
+        assert episode["model_size_gb"] == pytest.approx(row["model_size_gb"])
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"] > 0 and row["memory_gb"] > 0
+        assert (folder / f"episode_00{row['episode']}" / "model" / "config.json").exists()
+    baseline = store.baseline("tiny_exp")
+    assert baseline["compression_ratio"] == pytest.approx(1.0)
+    int8 = next(r for r in rows.values() if r["methods"] == "int8")
+    assert int8["compression_ratio"] > 1.0
+    html = (folder / "pareto_visualization.html").read_text()
+    assert "plotly" in html.lower() and "updatemenus" in html
+
+
+def test_runs_are_recorded_on_the_dagster_instance(finished_run):
+    from dagster import AssetKey, DagsterInstance
+
+    instance = DagsterInstance.get()
+    assert "tiny_exp" in instance.get_dynamic_partitions("experiments")
+    candidates = instance.get_dynamic_partitions("candidates")
+    assert len([c for c in candidates if c.startswith("tiny_exp/")]) == 2
+    for key in ("model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier"):
+        assert instance.get_latest_materialization_event(AssetKey(key)) is not None, key
+
+
+def test_finished_experiment_is_not_run_again(finished_run, tiny_model_dir, tiny_benchmark, data_root):
+    from greenai_dagster.runner import run_experiment
+
+    config = ExperimentConfig(model=str(tiny_model_dir), dataset=str(tiny_benchmark), episodes=2, name="tiny_exp",
+                              output_dir=str(data_root / "experiments"), eval=FAST_EVAL)
+    outcome = run_experiment(config, echo=lambda _: None)
+    assert outcome["resumed"] is False and outcome["termination_reason"] == "max_episodes_reached"
+    assert len(ResultsStore(duckdb_path()).results("tiny_exp")) == 2

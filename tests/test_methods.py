@@ -1,0 +1,70 @@
+"""Each method on a real tiny model: what it must change, how it saves and reloads, what it refuses."""
+
+import pytest
+import torch
+
+from greenai_dagster.core.checkpoints import load_variant, save_variant
+from greenai_dagster.core.compress import apply_strategy
+from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.spec import weights_size_bytes
+from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
+
+
+def logits(model, tokenizer, text="The assert statement is a convenient way"):
+    with torch.no_grad():
+        return model(**tokenizer(text, return_tensors="pt")).logits
+
+
+def test_int8_dynamic_quantizes_linears_and_reloads_exactly(tiny_model, tiny_spec, tmp_path):
+    model, tokenizer = tiny_model
+    before = logits(model, tokenizer)
+    strategy = validate_strategy(Strategy("s", [Step("int8", {})]), tiny_spec)
+    quantized, reports, fmt = apply_strategy(model, tokenizer, strategy, tiny_spec)
+    assert fmt == "torch_int8_dynamic"
+    assert reports[0]["quantized_linear_layers"] == 2 * 7  # q,k,v,o,gate,up,down per layer
+    layer = quantized.model.layers[0].self_attn.q_proj
+    assert layer.weight().dtype == torch.qint8
+    after = logits(quantized, tokenizer)
+    assert not torch.equal(before, after) and torch.allclose(before, after, atol=0.5)
+    save_variant(quantized, tokenizer, tmp_path / "v", fmt, {})
+    reloaded, _ = load_variant(tmp_path / "v")
+    # int8 weights come back bit for bit; float tensors were stored in bf16, so logits move slightly.
+    assert torch.equal(reloaded.model.layers[0].self_attn.q_proj.weight().int_repr(), layer.weight().int_repr())
+    assert torch.allclose(logits(reloaded, tokenizer), after, atol=0.05)
+
+
+def test_gptq_w4_puts_weights_on_a_4bit_grid_and_shrinks_checkpoint(tiny_model, tiny_spec, tiny_model_dir, tmp_path):
+    model, tokenizer = tiny_model
+    strategy = validate_strategy(
+        Strategy("s", [Step("gptq", {"bits": 4, "group_size": 32, "num_calibration_samples": 8})]), tiny_spec)
+    quantized, reports, fmt = apply_strategy(model, tokenizer, strategy, tiny_spec)
+    assert reports[0]["quantized_linear_layers"] == 14
+    weight = quantized.model.layers[0].mlp.down_proj.weight.detach()
+    scale = quantized.model.layers[0].mlp.down_proj.weight_scale.detach()
+    grid = weight.view(weight.shape[0], -1, 32) / scale.view(scale.shape[0], -1, 1)
+    assert torch.allclose(grid, grid.round(), atol=1e-3)          # integer multiples of the group scale
+    assert grid.round().min() >= -8 and grid.round().max() <= 7   # 4-bit symmetric range
+    save_variant(quantized, tokenizer, tmp_path / "v", fmt, {})
+    reloaded, _ = load_variant(tmp_path / "v")
+    out = logits(reloaded, tokenizer)
+    assert torch.isfinite(out).all()
+    # Only the linear layers are quantized (embeddings stay bf16), so compare those bytes:
+    assert weights_size_bytes(tmp_path / "v") < weights_size_bytes(tiny_model_dir)
+
+
+def test_group_size_that_does_not_divide_layers_is_refused(tiny_spec):
+    with pytest.raises(CompressionFailed) as err:
+        validate_strategy(Strategy("s", [Step("gptq", {"bits": 4, "group_size": 128})]), tiny_spec)
+    assert err.value.code == "E005" and "[32, 64]" in str(err.value)
+
+
+def test_unknown_method_and_bad_params_are_refused(tiny_spec):
+    with pytest.raises(CompressionFailed, match="unknown compression method"):
+        validate_strategy(Strategy("s", [Step("magic", {})]), tiny_spec)
+    with pytest.raises(CompressionFailed, match="bits"):
+        validate_strategy(Strategy("s", [Step("gptq", {"bits": 3})]), tiny_spec)
+
+
+def test_int8_must_end_a_chain(tiny_spec):
+    with pytest.raises(CompressionFailed, match="last step"):
+        validate_strategy(Strategy("s", [Step("int8", {}), Step("gptq", {"group_size": 32})]), tiny_spec)
