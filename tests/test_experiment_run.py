@@ -81,3 +81,24 @@ def test_finished_experiment_is_not_run_again(finished_run, tiny_model_dir, tiny
     outcome = run_experiment(config, echo=lambda _: None)
     assert outcome["resumed"] is False and outcome["termination_reason"] == "max_episodes_reached"
     assert len(ResultsStore(duckdb_path()).results("tiny_exp")) == 2
+
+
+def test_analyze_prints_the_frontier(finished_run, capsys):
+    from greenai_dagster.cli import main
+
+    _, _, folder = finished_run
+    assert main(["analyze", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto frontier" in out and "(baseline)" in out
+    assert main(["analyze", str(folder), "--format", "detailed"]) == 0
+    detailed = capsys.readouterr().out
+    assert "ep001_gptq_w4g64" in detailed and "ep002_int8_dynamic" in detailed and "reasoning:" in detailed
+    assert main(["analyze", str(folder), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["final_results"]["episodes_completed"] == 2
+
+
+def test_query_reads_duckdb(finished_run, capsys):
+    from greenai_dagster.cli import main
+
+    assert main(["query", "SELECT strategy_id FROM results WHERE experiment = 'tiny_exp' AND is_pareto"]) == 0
+    assert "ep00" in capsys.readouterr().out

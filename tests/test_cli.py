@@ -1,0 +1,64 @@
+"""The CLI: bad input gives the seed's error code, a remedy, a non-zero exit, and loses nothing."""
+
+import pytest
+
+from greenai_dagster.cli import main
+from greenai_dagster.core.paths import duckdb_path
+from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
+
+
+@pytest.fixture()
+def store_with_a_result(data_root):
+    store = ResultsStore(duckdb_path())
+    row = {c: None for c in RESULT_COLUMNS}
+    row.update(candidate_key="keep_me/baseline", experiment="keep_me", episode=0, strategy_id="baseline",
+               is_baseline=True, accuracy=0.5, task_accuracy={}, conditions={})
+    store.write_result(row)
+    yield store
+    assert store.baseline("keep_me")["accuracy"] == 0.5  # earlier results intact after every failure
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    return code, capsys.readouterr()
+
+
+def test_unknown_hub_model_offline_is_e006(store_with_a_result, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out = run_cli(["run", "-m", "no-such-org/no-such-model", "-e", "1"], capsys)
+    assert code == 1 and out.err.startswith("E006:") and "Remedy:" in out.err
+
+
+def test_missing_local_model_folder_is_e002(store_with_a_result, capsys, tmp_path):
+    code, out = run_cli(["run", "-m", str(tmp_path / "nothing-here"), "-e", "1"], capsys)
+    assert code == 1 and out.err.startswith("E002:") and "Remedy:" in out.err
+
+
+def test_unknown_dataset_is_e004(store_with_a_result, capsys, tiny_model_dir):
+    code, out = run_cli(["run", "-m", str(tiny_model_dir), "-d", "no_such_benchmark"], capsys)
+    assert code == 1 and out.err.startswith("E004:") and "bigbench_hard" in out.err
+
+
+def test_unwritable_output_dir_is_e007(store_with_a_result, capsys, tiny_model_dir, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, out = run_cli(["run", "-m", str(tiny_model_dir), "-o", str(blocker / "sub")], capsys)
+    assert code == 1 and out.err.startswith("E007:") and "Remedy:" in out.err
+
+
+def test_bad_config_file_is_reported(store_with_a_result, capsys, tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text('{"episodes": 0}')
+    code, out = run_cli(["run", "-c", str(bad)], capsys)
+    assert code == 1 and "episodes" in out.err
+
+
+def test_show_spec_prints_group_sizes_and_exits(capsys, tiny_model_dir, data_root):
+    code, out = run_cli(["run", "-m", str(tiny_model_dir), "--show-spec"], capsys)
+    assert code == 0
+    assert "valid_group_sizes" in out.out and "[32, 64]" in out.out and "min_vram_gb" in out.out
+
+
+def test_query_with_bad_sql_is_reported(store_with_a_result, capsys):
+    code, out = run_cli(["query", "SELECT nope FROM nowhere"], capsys)
+    assert code == 1 and out.err.startswith("E004:")
