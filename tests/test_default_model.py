@@ -1,0 +1,23 @@
+"""Model-level checks on the packaged default (SmolLM2-135M-Instruct). Slow: run with `-m slow`."""
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_model_converts_and_has_the_known_shape(data_root):
+    from greenai_dagster.core.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.evaluate import EvalSettings, perplexity
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.spec import build_spec
+
+    folder = ensure_default_checkpoint()
+    assert (folder / "model.safetensors").exists()
+    assert "quantization_config" not in (folder / "config.json").read_text()  # llm-compressor refuses it otherwise
+    model, tokenizer = load_model_and_tokenizer(str(folder))
+    spec = build_spec("default", model, str(folder))
+    assert spec.parameter_count_exact == 134_515_008
+    assert spec.valid_group_sizes == [32, 64]
+    assert spec.num_key_value_heads == 3 and spec.hidden_size == 576
+    ppl = perplexity(model, tokenizer, EvalSettings(perplexity_max_tokens=1024))
+    assert 5 < ppl < 30  # a working model on English prose; random weights give ~49152
