@@ -82,7 +82,7 @@ def validate_inputs(config: ExperimentConfig) -> None:
 
 
 def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] = print) -> dict:
-    timings = {"spec_and_baseline_s": 0.0, "episodes_s": 0.0}
+    run_started = time.perf_counter()
     store = ResultsStore(duckdb_path())
     name = config.experiment_name()
     existing = store.experiment(name)
@@ -98,7 +98,7 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
     resources = resources_for()
     instance.add_dynamic_partitions(experiments_partitions.name, [name])
 
-    timings["spec_and_baseline_s"] = _materialize(["model_spec", "baseline"], name, instance, resources)
+    _materialize(["model_spec", "baseline"], name, instance, resources)
     spec = pipeline.load_spec(store, name)
     baseline = store.baseline(name)
     echo(f"Experiment {name}: model {config.model} ({spec.parameter_count} params), benchmark {config.dataset}")
@@ -135,7 +135,6 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
             echo(f"[Coordinator] Decision: {', '.join(f'{s.method}({_fmt(s.params)})' for s in strategy.steps)}")
             echo(f'[Coordinator] Reasoning: "{strategy.reasoning}"')
         frontier_before = set((store.frontier(name) or {}).get("members", []))
-        started = time.perf_counter()
         try:
             _materialize(["compressed_variant", "benchmark_result"], key, instance, resources)
         except GreenAIError as exc:
@@ -147,7 +146,6 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
                 break
             continue
         _materialize(["pareto_frontier"], name, instance, resources)
-        timings["episodes_s"] += time.perf_counter() - started
         row = store.result(key)
         frontier_after = set((store.frontier(name) or {}).get("members", []))
         if interactive:
@@ -158,10 +156,23 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
             if key in frontier_after and key not in frontier_before:
                 echo("[Update] New Pareto solution found!")
     final = pipeline.finish_experiment(store, name, reason)
+    timings = wall_time_split(store, name, time.perf_counter() - run_started)
     echo(f"\nFinished {name}: {final['episodes_completed']} episodes, termination: {reason}")
     echo(f"Frontier: {final['frontier_summary']['num_solutions']} solutions; results in "
          f"{pipeline.experiment_dir(store, name)}")
+    echo("Wall time: {total_s:.0f} s = load {load_s:.0f} + compress {compress_s:.0f} + evaluate {evaluate_s:.0f} "
+         "+ orchestration {orchestration_s:.0f}".format(**timings))
     return {"experiment": name, "termination_reason": reason, "timings": timings, "final": final}
+
+
+def wall_time_split(store: ResultsStore, name: str, total_s: float) -> dict:
+    """This invocation's wall time split by what the stored rows say each stage took."""
+    rows = store.results(name, include_baseline=True)
+    load = sum(r.get("load_time_s") or 0.0 for r in rows)
+    compress = sum(r.get("compression_time_s") or 0.0 for r in rows)
+    evaluate = sum(r.get("eval_time_s") or 0.0 for r in rows)
+    return {"total_s": total_s, "load_s": load, "compress_s": compress, "evaluate_s": evaluate,
+            "orchestration_s": max(total_s - load - compress - evaluate, 0.0)}
 
 
 def _fmt(params: dict) -> str:

@@ -45,7 +45,9 @@ def compress_to_checkpoint(base_checkpoint: str, strategy: Strategy, spec: Model
     """Load the base model, apply the strategy, save it; returns timing, energy and reports."""
     from greenai_dagster.core.loading import load_model_and_tokenizer
 
+    load_started = time.perf_counter()
     model, tokenizer = load_model_and_tokenizer(base_checkpoint, device=device)
+    load_time = time.perf_counter() - load_started
     started = time.perf_counter()
     with track_energy(country_iso_code) as energy:
         model, reports, fmt = apply_strategy(model, tokenizer, strategy, spec, device)
@@ -53,6 +55,7 @@ def compress_to_checkpoint(base_checkpoint: str, strategy: Strategy, spec: Model
     info = {
         "strategy": strategy.to_json(),
         "compression_time_s": elapsed,
+        "load_time_s": load_time,
         "compression_energy_kwh": energy.energy_kwh,
         "compression_co2_grams": energy.co2_grams,
         "energy_source": energy.source,

@@ -103,13 +103,16 @@ def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> di
     spec = load_spec(store, name)
     path = resolve_model_path(config.model)
     benchmark = prepare_benchmark(config.dataset)
+    load_started = time.perf_counter()
     model, tokenizer = load_variant(path, device=device)
+    load_time = time.perf_counter() - load_started
     with track_energy(config.country_iso_code) as energy:
         metrics = evaluate_checkpoint(Path(path), model, tokenizer, benchmark, config.eval.settings(), device)
     if not Path(path).is_dir():
         metrics.model_size_gb = spec.model_size_gb
     row = _result_row(candidate_key(name, BASELINE_SUFFIX), name, 0, BASELINE_SUFFIX, [], metrics, energy,
                       metrics.model_size_gb, None, path)
+    row["load_time_s"] = load_time
     store.write_result(row)
     return store.baseline(name)
 
@@ -141,7 +144,9 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
     folder = report.episode_dir(experiment_dir(store, name), record["episode"]) / VARIANT_DIR
     compression = json.loads((folder / "greenai_variant.json").read_text())
     benchmark = prepare_benchmark(config.dataset)
+    load_started = time.perf_counter()
     model, tokenizer = load_variant(folder, device=device)
+    load_time = time.perf_counter() - load_started
     try:
         with track_energy(config.country_iso_code) as energy:
             metrics = evaluate_checkpoint(folder, model, tokenizer, benchmark, config.eval.settings(), device)
@@ -151,6 +156,7 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
     strategy = record["strategy"]
     row = _result_row(key, name, record["episode"], strategy["strategy_id"], strategy["methods"], metrics, energy,
                       baseline["model_size_gb"], compression, str(folder))
+    row["load_time_s"] = compression.get("load_time_s", 0.0) + load_time
     store.write_result(row)
     store.set_strategy_status(key, "done")
     report.write_episode(experiment_dir(store, name), record["episode"], strategy, row)

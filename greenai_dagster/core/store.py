@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS results (
     latency_ms DOUBLE, prefill_ms DOUBLE, throughput_tokens_per_s DOUBLE, memory_gb DOUBLE,
     model_size_gb DOUBLE, compression_ratio DOUBLE, energy_kwh DOUBLE, co2_grams DOUBLE,
     compression_time_s DOUBLE, compression_energy_kwh DOUBLE, compression_co2_grams DOUBLE,
-    eval_time_s DOUBLE, eval_energy_kwh DOUBLE, eval_co2_grams DOUBLE, checkpoint_path VARCHAR,
+    eval_time_s DOUBLE, load_time_s DOUBLE, eval_energy_kwh DOUBLE, eval_co2_grams DOUBLE, checkpoint_path VARCHAR,
     task_accuracy JSON, conditions JSON, is_pareto BOOLEAN DEFAULT FALSE, created_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS frontier (
     experiment VARCHAR PRIMARY KEY, members JSON, hypervolume DOUBLE, episodes_seen INTEGER,
@@ -42,7 +42,7 @@ RESULT_COLUMNS = [
     "candidate_key", "experiment", "episode", "strategy_id", "methods", "is_baseline", "accuracy",
     "accuracy_stderr", "perplexity", "latency_ms", "prefill_ms", "throughput_tokens_per_s", "memory_gb",
     "model_size_gb", "compression_ratio", "energy_kwh", "co2_grams", "compression_time_s",
-    "compression_energy_kwh", "compression_co2_grams", "eval_time_s", "eval_energy_kwh", "eval_co2_grams",
+    "compression_energy_kwh", "compression_co2_grams", "eval_time_s", "load_time_s", "eval_energy_kwh", "eval_co2_grams",
     "checkpoint_path", "task_accuracy", "conditions",
 ]
 
@@ -74,9 +74,20 @@ class ResultsStore:
         try:
             if not read_only:
                 con.execute(SCHEMA)
+                self._add_missing_columns(con)
             yield con
         finally:
             con.close()
+
+    @staticmethod
+    def _add_missing_columns(con) -> None:
+        """Files written by an older version gain the newer result columns (as NULL)."""
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'results'").fetchall()}
+        for column in RESULT_COLUMNS:
+            if column not in have:
+                kind = "JSON" if column in ("task_accuracy", "conditions") else "DOUBLE"
+                con.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
 
     @contextmanager
     def transaction(self):
