@@ -4,6 +4,9 @@ Every checkpoint folder holds `greenai_variant.json` naming its format, so one l
 (`load_variant`) opens any of them in a fresh process:
 - `hf`: a normal transformers folder (llm-compressor's compressed-tensors format included);
   reload with plain `AutoModelForCausalLM.from_pretrained`.
+- `lowrank`: ASVD's thin layer pairs; config + safetensors + the rank map in greenai_variant.json;
+  reloaded by building the model from config, installing thin layers of those ranks, then loading.
+- any folder may hold `lora_adapter/` (LoRA on a quantized base): loaded on top with peft.
 - `torch_int8_dynamic`: torch dynamic-quantized modules cannot go through `save_pretrained`;
   we save config + tokenizer + the quantized state dict (`int8_state_dict.pt`), and reload by
   rebuilding the architecture from config, re-applying `quantize_dynamic`, and loading the state.
@@ -23,6 +26,7 @@ from greenai_dagster.core.errors import DiskFull, ModelLoadError
 
 VARIANT_FILE = "greenai_variant.json"
 INT8_STATE_FILE = "int8_state_dict.pt"
+ADAPTER_DIR = "lora_adapter"
 STORAGE_DTYPE = torch.bfloat16
 
 
@@ -37,8 +41,12 @@ def save_variant(model, tokenizer, out_dir: Path, checkpoint_format: str, metada
             model.config.save_pretrained(tmp)
             torch.save(_cast_floats(model.state_dict(), STORAGE_DTYPE), tmp / INT8_STATE_FILE)
         else:
+            if hasattr(model, "peft_config"):  # LoRA kept beside a quantized base
+                model.save_pretrained(tmp / ADAPTER_DIR)
+                model = model.unload()
             model.to(STORAGE_DTYPE)
             model.save_pretrained(tmp)
+            _keep_shape_fields(model.config, tmp / "config.json")
         tokenizer.save_pretrained(tmp)
         (tmp / VARIANT_FILE).write_text(json.dumps({"format": checkpoint_format, **metadata}, indent=2))
     except OSError as exc:
@@ -63,6 +71,20 @@ def _cast_floats(state: dict, dtype: torch.dtype) -> dict:
     if hasattr(state, "_metadata"):
         cast._metadata = state._metadata
     return cast
+
+
+SHAPE_FIELDS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+                "num_hidden_layers")
+
+
+def _keep_shape_fields(config, path: Path) -> None:
+    """llm-compressor's save re-writes the config read from the original model folder; a structural
+    step earlier in the chain changed the shapes, so the in-memory values are put back."""
+    saved = json.loads(path.read_text())
+    for field in SHAPE_FIELDS:
+        if hasattr(config, field) and getattr(config, field) is not None:
+            saved[field] = getattr(config, field)
+    path.write_text(json.dumps(saved, indent=2))
 
 
 def checkpoint_format(folder: Path) -> str:
@@ -95,5 +117,46 @@ def load_variant(folder: Path, device: str = "cpu"):
         state = torch.load(folder / INT8_STATE_FILE, weights_only=False)
         model.load_state_dict(_cast_floats(state, torch.float32))
         return model.eval(), tokenizer
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype)
+    if fmt == "lowrank":
+        model = _load_lowrank(folder, compute_dtype)
+    elif (folder / ADAPTER_DIR).exists() and _is_compressed_tensors(folder):
+        # peft wraps nn.Linear weights, so the packed base is decompressed into float weights
+        # (still on the quantization grid) before the adapter goes on top.
+        from transformers import CompressedTensorsConfig
+
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=compute_dtype, quantization_config=CompressedTensorsConfig(run_compressed=False))
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype)
+    if (folder / ADAPTER_DIR).exists():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, folder / ADAPTER_DIR)
     return model.to(device).eval(), tokenizer
+
+
+def _is_compressed_tensors(folder: Path) -> bool:
+    config = json.loads((folder / "config.json").read_text())
+    return config.get("quantization_config", {}).get("quant_method") == "compressed-tensors"
+
+
+def _load_lowrank(folder: Path, dtype: torch.dtype):
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from greenai_dagster.core.methods.asvd import install_low_rank
+
+    meta = json.loads((folder / VARIANT_FILE).read_text())
+    ranks = next(r["lowrank_ranks"] for r in meta["step_reports"] if "lowrank_ranks" in r)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=dtype)
+    install_low_rank(model, ranks)
+    state = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(shard))
+    missing, unexpected = model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=False)
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
+    if missing or unexpected:
+        raise ModelLoadError(f"low-rank checkpoint {folder} does not match its rank map "
+                             f"(missing {missing[:2]}, unexpected {unexpected[:2]}).")
+    model.tie_weights()
+    return model

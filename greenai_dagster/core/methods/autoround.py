@@ -1,0 +1,50 @@
+"""AutoRound W2/W3/W4/W8: sign-gradient tuning of rounding and clipping, block by block.
+
+The algorithm is Intel's auto-round library, driven through llm-compressor's AutoRoundModifier so
+the result saves in the same compressed-tensors format as GPTQ and reloads with
+`from_pretrained`. (auto-round's own exporters also write the AutoGPTQ / AutoAWQ formats; see
+`core.export`.) On CPU, torch.compile is off: it costs more than it saves for a few iterations.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
+from greenai_dagster.core.methods.gptq import check_group_size
+from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, run_oneshot, weight_scheme
+
+
+class AutoRoundParams(MethodParams):
+    bits: Literal[2, 3, 4, 8] = 4
+    group_size: int = 64
+    symmetric: bool = True
+    iters: int = Field(50, ge=1, le=1000)
+    num_calibration_samples: int = Field(32, ge=1, le=1024)
+    calibration_seq_len: int = Field(128, ge=16, le=4096)
+    batch_size: int = Field(8, ge=1)
+
+
+class AutoRound(CompressionMethod):
+    name = "autoround"
+    family = "quantization"
+    Params = AutoRoundParams
+
+    def check(self, params, spec):
+        check_group_size(params.group_size, spec)
+
+    def label(self, params):
+        return f"autoround_w{params['bits']}g{params['group_size']}_i{params['iters']}"
+
+    def apply(self, model, params: AutoRoundParams, ctx: CompressionContext) -> MethodResult:
+        from llmcompressor.modifiers.autoround import AutoRoundModifier
+
+        modifier = AutoRoundModifier(
+            config_groups=weight_scheme(params.bits, params.group_size, params.symmetric), ignore=["lm_head"],
+            iters=params.iters, batch_size=min(params.batch_size, params.num_calibration_samples),
+            enable_torch_compile=ctx.device != "cpu",
+        )
+        run_oneshot(model, ctx, [modifier], params.num_calibration_samples, params.calibration_seq_len, "AutoRound")
+        return MethodResult(model, {"quantized_linear_layers": count_quantized(model), "engine": "auto-round via llmcompressor"})

@@ -1,0 +1,48 @@
+"""Magnitude pruning (torch): zero the smallest |w| of every decoder linear layer.
+
+Unstructured (per layer, `sparsity` fraction) or N:M (in every group of M consecutive input
+weights keep the N largest, e.g. 2:4). The reference SparseGPT and Wanda must beat.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils import prune
+
+from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodResult
+from greenai_dagster.core.methods.sparsity import OneShotPruneParams, check_nm, linear_sparsity
+
+
+def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Keep the n largest-magnitude weights in each run of m along the input dimension."""
+    groups = weight.abs().reshape(weight.shape[0], -1, m)
+    keep = groups.topk(n, dim=-1).indices
+    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
+    return mask.reshape(weight.shape)
+
+
+class MagnitudePrune(CompressionMethod):
+    name = "magnitude"
+    family = "pruning"
+    Params = OneShotPruneParams
+
+    def check(self, params, spec):
+        check_nm(params, spec)
+
+    def label(self, params):
+        structure = params["mask_structure"]
+        return f"magnitude_{structure.replace(':', 'of')}" if structure != "0:0" else f"magnitude_s{round(params['sparsity'] * 100)}"
+
+    @torch.no_grad()
+    def apply(self, model, params: OneShotPruneParams, ctx: CompressionContext) -> MethodResult:
+        n, m = map(int, params.mask_structure.split(":"))
+        head = model.get_output_embeddings()
+        for module in model.modules():
+            if not isinstance(module, torch.nn.Linear) or module is head:
+                continue
+            if m:
+                module.weight.mul_(nm_mask(module.weight, n, m))
+            else:
+                prune.l1_unstructured(module, "weight", amount=params.sparsity)
+                prune.remove(module, "weight")  # make the zeros permanent, drop the mask buffers
+        return MethodResult(model, {"measured_sparsity": linear_sparsity(model), "engine": "torch"})

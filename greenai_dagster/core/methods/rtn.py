@@ -1,0 +1,35 @@
+"""Round-to-nearest grouped weight quantization: the no-calibration reference GPTQ/AWQ/AutoRound must beat."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
+from greenai_dagster.core.methods.gptq import check_group_size
+from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, run_oneshot, weight_scheme
+
+
+class RtnParams(MethodParams):
+    bits: Literal[2, 3, 4, 8] = 4
+    group_size: int = 64
+    symmetric: bool = True
+
+
+class Rtn(CompressionMethod):
+    name = "rtn"
+    family = "quantization"
+    Params = RtnParams
+
+    def check(self, params, spec):
+        check_group_size(params.group_size, spec)
+
+    def label(self, params):
+        return f"rtn_w{params['bits']}g{params['group_size']}"
+
+    def apply(self, model, params: RtnParams, ctx: CompressionContext) -> MethodResult:
+        from llmcompressor.modifiers.quantization import QuantizationModifier
+
+        modifier = QuantizationModifier(config_groups=weight_scheme(params.bits, params.group_size, params.symmetric),
+                                        ignore=["lm_head"])
+        run_oneshot(model, ctx, [modifier], 4, 64, "RTN")
+        return MethodResult(model, {"quantized_linear_layers": count_quantized(model), "engine": "llmcompressor QuantizationModifier"})
