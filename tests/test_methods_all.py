@@ -57,7 +57,7 @@ def assert_on_grid(folder, name, bits, group):
 
 def test_every_registered_method_is_covered_here():
     assert set(REGISTRY) == {"gptq", "awq", "autoround", "rtn", "int8", "w8a8_smoothquant", "magnitude",
-                             "structured", "sparsegpt", "wanda", "asvd", "lora"}
+                             "structured", "sparsegpt", "wanda", "asvd", "lora", "qlora"}
 
 
 @pytest.mark.parametrize("method,params,bits", [
@@ -158,3 +158,18 @@ def test_chain_structured_gptq_lora(tiny_model, tiny_spec, tmp_path):
 def test_rank_above_layer_rank_is_refused(tiny_spec):
     with pytest.raises(CompressionFailed):
         validate_strategy(Strategy("s", [Step("asvd", {"param_ratio": 0.99, "align": 64})]), tiny_spec)
+
+
+def test_qlora_trains_adapters_on_an_nf4_base(tiny_model, tiny_spec, tmp_path, dense_size):
+    _, reports, reloaded, folder = run(tiny_model, tiny_spec, [("qlora", {"steps": 20, "learning_rate": 3e-3,
+                                                                          "batch_size": 2})], tmp_path)
+    assert reports[0]["heldout_loss_after"] < reports[0]["heldout_loss_before"]
+    assert (folder / "lora_adapter").exists()
+    base = reloaded.base_model.model
+    assert type(base.model.layers[0].mlp.down_proj.base_layer).__name__ == "Linear4bit"
+    assert weights_size_bytes(folder) < dense_size
+
+
+def test_qlora_must_come_first(tiny_spec):
+    with pytest.raises(CompressionFailed, match="first step"):
+        validate_strategy(Strategy("s", [Step("magnitude", {"sparsity": 0.3}), Step("qlora", {})]), tiny_spec)

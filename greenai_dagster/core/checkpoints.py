@@ -44,7 +44,13 @@ def save_variant(model, tokenizer, out_dir: Path, checkpoint_format: str, metada
             if hasattr(model, "peft_config"):  # LoRA kept beside a quantized base
                 model.save_pretrained(tmp / ADAPTER_DIR)
                 model = model.unload()
-            model.to(STORAGE_DTYPE)
+            if getattr(model, "is_loaded_in_4bit", False):
+                # bitsandbytes NF4 weights keep their packed layout; only the float rest is cast
+                for param in model.parameters():
+                    if param.is_floating_point():
+                        param.data = param.data.to(STORAGE_DTYPE)
+            else:
+                model.to(STORAGE_DTYPE)
             model.save_pretrained(tmp)
             _keep_shape_fields(model.config, tmp / "config.json")
         tokenizer.save_pretrained(tmp)

@@ -74,5 +74,10 @@ def validate_strategy(strategy: Strategy, spec: ModelSpec) -> Strategy:
                 f"'{step.method}' must be the last step of a chain (its output cannot be processed further).",
                 f"Move '{step.method}' to the end of the chain.",
             )
+        if method.must_be_first and position != 0:
+            raise CompressionFailed(
+                f"'{step.method}' must be the first step of a chain (it re-loads the base model itself).",
+                f"Move '{step.method}' to the start of the chain.",
+            )
         normalised.append(Step(step.method, params))
     return Strategy(strategy.strategy_id, normalised, strategy.reasoning)

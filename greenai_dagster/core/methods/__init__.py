@@ -11,6 +11,7 @@ from greenai_dagster.core.methods.gptq import Gptq
 from greenai_dagster.core.methods.int8_dynamic import Int8Dynamic
 from greenai_dagster.core.methods.lora import Lora
 from greenai_dagster.core.methods.magnitude import MagnitudePrune
+from greenai_dagster.core.methods.qlora import QLora
 from greenai_dagster.core.methods.rtn import Rtn
 from greenai_dagster.core.methods.smoothquant import SmoothQuantW8A8
 from greenai_dagster.core.methods.sparsity import SparseGpt, Wanda
@@ -20,7 +21,7 @@ REGISTRY: dict[str, CompressionMethod] = {m.name: m for m in (
     Gptq(), Awq(), AutoRound(), Rtn(), Int8Dynamic(), SmoothQuantW8A8(),
     MagnitudePrune(), StructuredPrune(), SparseGpt(), Wanda(),
     Asvd(),
-    Lora(),
+    Lora(), QLora(),
 )}
 
 

@@ -44,6 +44,7 @@ class CompressionMethod(ABC):
     family: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
     must_be_last: ClassVar[bool] = False
+    must_be_first: ClassVar[bool] = False
     checkpoint_format: ClassVar[str] = "hf"
 
     def parse(self, params: dict) -> MethodParams:
