@@ -16,9 +16,10 @@ from typing import Callable
 
 from dagster import DagsterInstance, materialize
 
-from greenai_dagster.core import pipeline, planner
+from greenai_dagster.core import pipeline
 from greenai_dagster.core.benchmarks import prepare_benchmark
 from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.decide import decide_next
 from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.core.loading import load_config as load_model_config
 from greenai_dagster.core.paths import dagster_home, duckdb_path
@@ -93,6 +94,7 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
         config = ExperimentConfig(**existing["config"])
         echo(f"Resuming experiment {name}")
     validate_inputs(config)
+    config.make_coordinator()  # E001 now, before any work, if the llm coordinator has no key
     store.create_experiment(name, config.model, config.dataset, config.model_dump(), config.output_dir)
     instance = dagster_instance()
     resources = resources_for()
@@ -106,27 +108,19 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
          f"Latency: {baseline['latency_ms']:.1f} ms/token | Memory: {baseline['memory_gb']:.3f} GB | "
          f"Size: {baseline['model_size_gb']:.3f} GB")
 
-    reason = "max_episodes_reached"
-    failures = 0
+    coordinator = config.make_coordinator()
     while True:
-        done = store.strategies(name)
-        unfinished = [s for s in done if s["status"] not in ("done", "failed")]
-        if not unfinished and len(done) >= config.episodes:
-            break
-        if pipeline.elapsed_hours(store, name) >= config.budget:
-            reason = "budget_exhausted"
-            break
-        if unfinished:
+        unfinished = [s for s in store.strategies(name) if s["status"] not in ("done", "failed")]
+        if unfinished:  # resume an episode a killed run left behind
             record = unfinished[0]
             strategy = Strategy.from_json(record["strategy"])
             episode, key = record["episode"], record["candidate_key"]
         else:
-            episode = len(done) + 1
-            tried = {Strategy.from_json(s["strategy"]).label() for s in done}
-            strategy = planner.next_strategy(spec, episode, tried, config.compression_methods)
-            if strategy is None:
-                reason = "converged"
+            decision = decide_next(store, name, coordinator)
+            if decision.termination_reason:
+                reason = decision.termination_reason
                 break
+            strategy, episode = decision.proposal.strategy, decision.episode
             key = pipeline.candidate_key(name, strategy.strategy_id)
             store.add_strategy(key, name, episode, strategy.to_json())
         instance.add_dynamic_partitions(candidates_partitions.name, [key])
@@ -138,12 +132,8 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
         try:
             _materialize(["compressed_variant", "benchmark_result"], key, instance, resources)
         except GreenAIError as exc:
-            failures += 1
             store.set_strategy_status(key, "failed", str(exc))
             echo(f"[Episode {episode}] {strategy.strategy_id} failed: {exc}")
-            if failures >= 3:
-                reason = "error"
-                break
             continue
         _materialize(["pareto_frontier"], name, instance, resources)
         row = store.result(key)

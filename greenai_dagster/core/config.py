@@ -42,6 +42,14 @@ class ExperimentConfig(BaseModel):
     name: str | None = None
     compression_methods: list[str] | None = None
     constraints: dict[str, float] = Field(default_factory=dict)
+    coordinator: str = Field("planner", pattern="^(planner|llm|random)$")
+    llm_model: str = "gpt-4o-mini"
+    llm_base_url: str | None = None
+    llm_temperature: float = Field(0.2, ge=0.0, le=2.0)
+    seed: int = 0
+    convergence_patience: int = Field(4, ge=1, description="stop after this many episodes with no frontier change")
+    stop_when_constraints_met: bool = False
+    driver: str = Field("cli", pattern="^(cli|sensor)$", description="who runs the episodes: the CLI in-process, or the Dagster sensor")
     device: str = "auto"
     country_iso_code: str = "TWN"
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -53,6 +61,12 @@ class ExperimentConfig(BaseModel):
             if not re.fullmatch(r"(min|max)_[a-z_]+", key):
                 raise ValueError(f"constraint '{key}' must look like min_<metric> or max_<metric>")
         return value
+
+    def make_coordinator(self):
+        from greenai_dagster.core.coordinator import LlmSettings, make_coordinator
+
+        settings = LlmSettings(model=self.llm_model, base_url=self.llm_base_url, temperature=self.llm_temperature)
+        return make_coordinator(self.coordinator, seed=self.seed, llm=settings)
 
     def experiment_name(self) -> str:
         if self.name:

@@ -1,0 +1,22 @@
+"""Coordinators decide the next strategy: `planner` (offline, default), `llm` (OpenAI API), `random`."""
+
+from __future__ import annotations
+
+from greenai_dagster.core.coordinator.base import Coordinator, CoordinatorState, Proposal
+from greenai_dagster.core.coordinator.llm import LlmCoordinator, LlmSettings
+from greenai_dagster.core.coordinator.planner import Planner
+from greenai_dagster.core.coordinator.random_search import RandomSearch
+
+
+def make_coordinator(kind: str = "planner", seed: int = 0, llm: LlmSettings | None = None) -> Coordinator:
+    if kind == "planner":
+        return Planner(seed=seed)
+    if kind == "random":
+        return RandomSearch(seed=seed)
+    if kind == "llm":
+        return LlmCoordinator(llm)
+    raise ValueError(f"unknown coordinator '{kind}' (planner, llm, random)")
+
+
+__all__ = ["Coordinator", "CoordinatorState", "Proposal", "Planner", "RandomSearch", "LlmCoordinator", "LlmSettings",
+           "make_coordinator"]

@@ -1,0 +1,165 @@
+"""The LLM coordinator: any OpenAI-compatible Chat Completions endpoint through the `openai` client.
+
+The prompt carries the whole state (spec, baseline, results, frontier, constraints, allowed
+methods, remaining budget, the candidate menu). The answer must be JSON matching
+`STRATEGY_SCHEMA` (requested as structured output); it is validated against the model spec and
+the history, and a bounded retry tells the model exactly what was wrong. Errors map to the
+seed's codes: no key E001, network / timeout E006, quota or persistent rate limiting E008
+(a 429 is retried after its Retry-After, bounded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+from greenai_dagster.core.coordinator.base import CoordinatorState, Proposal
+from greenai_dagster.core.errors import CoordinatorKeyMissing, GreenAIError, NetworkError, QuotaExceeded
+from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
+
+STRATEGY_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["steps", "reasoning"],
+    "properties": {
+        "reasoning": {"type": "string"},
+        "steps": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "additionalProperties": False, "required": ["method", "params"],
+            "properties": {"method": {"type": "string"}, "params": {"type": "object"}}}},
+    },
+}
+
+SYSTEM_PROMPT = (
+    "You are the coordinator of a multi-objective LLM compression search. Objectives: accuracy (maximise), "
+    "decode latency, peak memory and size on disk (minimise). Each episode you choose ONE compression strategy "
+    "(an ordered list of steps) that is most likely to extend the Pareto frontier, respecting the constraints and "
+    "the allowed methods, and never repeating a tried strategy. Prefer a strategy from the candidate menu. Answer "
+    "with JSON only: {\"steps\": [{\"method\": ..., \"params\": {...}}], \"reasoning\": \"...\"}."
+)
+
+
+@dataclass
+class LlmSettings:
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key: str | None = None
+    temperature: float = 0.2
+    timeout_s: float = 60.0
+    max_answer_retries: int = 3        # invalid / malformed answers
+    max_rate_limit_retries: int = 4    # 429s
+    max_retry_after_s: float = 60.0
+
+
+def _summary(row: dict) -> dict:
+    keys = ("strategy_id", "accuracy", "perplexity", "latency_ms", "memory_gb", "model_size_gb", "compression_ratio")
+    return {k: (round(row[k], 4) if isinstance(row.get(k), float) else row.get(k)) for k in keys}
+
+
+def build_messages(state: CoordinatorState) -> list[dict]:
+    spec = state.spec
+    payload = {
+        "model_spec": {k: getattr(spec, k) for k in ("model_name", "model_family", "parameter_count", "model_size_gb",
+                                                       "hidden_size", "num_layers", "linear_in_features",
+                                                       "valid_group_sizes", "preferred_methods")},
+        "baseline": _summary(state.baseline),
+        "results_so_far": [dict(_summary(r), steps=r["strategy"]["steps"]) for r in state.results],
+        "pareto_frontier": state.frontier_ids,
+        "constraints": state.constraints,
+        "allowed_methods": state.allowed_methods or "all",
+        "episode": state.episode, "episodes_left": state.episodes_left,
+        "budget_hours_left": round(state.budget_hours_left, 3),
+        "candidate_menu": [{"label": c.label(), "steps": [{"method": s.method, "params": s.params} for s in c.steps]}
+                           for c in state.untried()],
+    }
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": json.dumps(payload, default=str)}]
+
+
+def parse_answer(text: str, state: CoordinatorState) -> Proposal:
+    """JSON -> validated Strategy, or ValueError saying exactly what is wrong."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the answer is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not data["steps"]:
+        raise ValueError("the answer must be an object with a non-empty 'steps' list and a 'reasoning' string")
+    try:
+        steps = [Step(str(s["method"]), dict(s.get("params") or {})) for s in data["steps"]]
+    except (KeyError, TypeError, AttributeError):
+        raise ValueError("each step must be an object with 'method' (string) and 'params' (object)") from None
+    if state.allowed_methods and any(s.method not in state.allowed_methods for s in steps):
+        raise ValueError(f"only these methods are allowed: {state.allowed_methods}")
+    try:
+        strategy = validate_strategy(Strategy("llm", steps, str(data.get("reasoning", ""))), state.spec)
+    except GreenAIError as exc:
+        raise ValueError(f"invalid strategy: {exc.message} {exc.remedy}") from None
+    label = strategy.label()
+    if label in state.tried_labels:
+        raise ValueError(f"'{label}' was already tried; choose a different strategy")
+    menu = {c.label(): c for c in state.candidates}
+    if menu and label not in menu:
+        raise ValueError(f"'{label}' is not in the candidate menu; pick one of: {', '.join(c.label() for c in state.untried())}")
+    return Proposal(strategy, strategy.reasoning or "(no reasoning given)")
+
+
+class LlmCoordinator:
+    name = "llm"
+
+    def __init__(self, settings: LlmSettings | None = None, sleep=time.sleep):
+        self.settings = settings or LlmSettings()
+        self.sleep = sleep
+        key = self.settings.api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise CoordinatorKeyMissing("the llm coordinator needs an API key (OPENAI_API_KEY or coordinator.api_key).")
+        from openai import OpenAI
+
+        self.client = OpenAI(api_key=key, base_url=self.settings.base_url or os.environ.get("OPENAI_BASE_URL"),
+                             timeout=self.settings.timeout_s, max_retries=0)
+
+    def propose(self, state: CoordinatorState) -> Proposal | None:
+        if not state.untried():
+            return None
+        messages = build_messages(state)
+        problems = []
+        for _ in range(self.settings.max_answer_retries):
+            text = self._complete(messages)
+            try:
+                return parse_answer(text, state)
+            except ValueError as exc:
+                problems.append(str(exc))
+                messages = messages + [{"role": "assistant", "content": text},
+                                       {"role": "user", "content": f"That answer was rejected: {exc}. Answer again with JSON only."}]
+        raise GreenAIError(f"the LLM gave no valid strategy in {self.settings.max_answer_retries} tries: {problems[-1]}")
+
+    def _complete(self, messages: list[dict]) -> str:
+        import openai
+
+        for attempt in range(self.settings.max_rate_limit_retries + 1):
+            try:
+                response = self.client.chat.completions.create(
+                    model=self.settings.model, messages=messages, temperature=self.settings.temperature,
+                    response_format={"type": "json_schema",
+                                     "json_schema": {"name": "strategy", "schema": STRATEGY_SCHEMA}})
+                return response.choices[0].message.content or ""
+            except openai.RateLimitError as exc:
+                body = exc.body if isinstance(exc.body, dict) else {}
+                code = (body.get("error") or body).get("code") if isinstance(body, dict) else None
+                if code == "insufficient_quota" or attempt == self.settings.max_rate_limit_retries:
+                    raise QuotaExceeded(f"the LLM API refused with 429 ({code or 'rate limited'}).") from exc
+                self.sleep(self._retry_after(exc, attempt))
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                raise NetworkError(f"the LLM API at {self.client.base_url} could not be reached ({type(exc).__name__}).",
+                                   "Check the base URL and network, or use the offline planner (--coordinator planner).") from exc
+            except openai.AuthenticationError as exc:
+                raise CoordinatorKeyMissing("the LLM API rejected the key (401).") from exc
+        raise QuotaExceeded("rate limited")  # unreachable: the loop raises or returns
+
+    def _retry_after(self, exc, attempt: int) -> float:
+        header = exc.response.headers.get("retry-after") if exc.response is not None else None
+        try:
+            delay = float(header) if header is not None else 2.0 ** attempt
+        except ValueError:
+            delay = 2.0 ** attempt
+        return min(max(delay, 0.0), self.settings.max_retry_after_s)

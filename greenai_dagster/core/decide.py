@@ -1,0 +1,97 @@
+"""The one decision step shared by `greenai run` and the Dagster sensor.
+
+`decide_next` first checks whether the experiment should stop (max_episodes_reached,
+budget_exhausted, converged, constraints_met, error), and otherwise asks the coordinator for the
+next strategy. It never returns a duplicate or an invalid strategy: proposals are validated
+against the spec and the history before they are returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from greenai_dagster.core import pipeline
+from greenai_dagster.core.coordinator import CoordinatorState, Proposal
+from greenai_dagster.core.coordinator.space import search_space
+from greenai_dagster.core.errors import GreenAIError
+from greenai_dagster.core.pareto import pareto_front, satisfies
+from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.strategy import Strategy, validate_strategy
+
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+@dataclass
+class Decision:
+    proposal: Proposal | None = None
+    termination_reason: str | None = None
+    episode: int = 0
+
+
+def build_state(store: ResultsStore, name: str) -> CoordinatorState:
+    config = pipeline.experiment_config(store, name)
+    spec = pipeline.load_spec(store, name)
+    strategies = store.strategies(name)
+    by_key = {s["candidate_key"]: s["strategy"] for s in strategies}
+    results = [dict(r, strategy=by_key[r["candidate_key"]]) for r in store.results(name) if r["candidate_key"] in by_key]
+    frontier = store.frontier(name) or {"members": []}
+    return CoordinatorState(
+        spec=spec, baseline=store.baseline(name), results=results,
+        frontier_ids=[k.split("/", 1)[1] for k in frontier["members"]],
+        candidates=search_space(spec, config.compression_methods),
+        tried_labels={Strategy.from_json(s["strategy"]).label() for s in strategies},
+        constraints=config.constraints, allowed_methods=config.compression_methods,
+        episode=len(strategies) + 1, episodes_left=config.episodes - len(strategies),
+        budget_hours_left=config.budget - pipeline.elapsed_hours(store, name),
+    )
+
+
+def frontier_unchanged_for(results: list[dict]) -> int:
+    """How many of the latest episodes left the frontier as it was."""
+    streak = 0
+    for k in range(len(results), 0, -1):
+        before = {r["candidate_key"] for r in pareto_front(results[:k - 1])}
+        after = {r["candidate_key"] for r in pareto_front(results[:k])}
+        if after != before:
+            break
+        streak += 1
+    return streak
+
+
+def termination_reason(store: ResultsStore, name: str) -> str | None:
+    config = pipeline.experiment_config(store, name)
+    strategies = store.strategies(name)
+    failures = 0
+    for s in reversed(strategies):
+        if s["status"] != "failed":
+            break
+        failures += 1
+    if failures >= MAX_CONSECUTIVE_FAILURES:
+        return "error"
+    if len(strategies) >= config.episodes:
+        return "max_episodes_reached"
+    if pipeline.elapsed_hours(store, name) >= config.budget:
+        return "budget_exhausted"
+    results = store.results(name)
+    if config.constraints and config.stop_when_constraints_met and any(satisfies(r, config.constraints) for r in results):
+        return "constraints_met"
+    if len(results) > config.convergence_patience and frontier_unchanged_for(results) >= config.convergence_patience:
+        return "converged"
+    return None
+
+
+def decide_next(store: ResultsStore, name: str, coordinator) -> Decision:
+    reason = termination_reason(store, name)
+    if reason:
+        return Decision(termination_reason=reason)
+    state = build_state(store, name)
+    proposal = coordinator.propose(state)
+    if proposal is None:
+        return Decision(termination_reason="converged")  # the search space holds nothing untried
+    strategy = validate_strategy(proposal.strategy, state.spec)  # defence in depth: never run an invalid one
+    label = strategy.label()
+    if label in state.tried_labels:
+        raise GreenAIError(f"coordinator {coordinator.name} proposed '{label}' again.")
+    strategy.strategy_id = f"ep{state.episode:03d}_{label}"
+    strategy.reasoning = proposal.reasoning
+    return Decision(Proposal(strategy, proposal.reasoning), episode=state.episode)

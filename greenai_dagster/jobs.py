@@ -1,0 +1,52 @@
+"""Jobs: create an experiment from the Dagster UI (the coordinator sensor then drives it)."""
+
+from dagster import Config, OpExecutionContext, job, op
+
+from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.errors import GreenAIError
+from greenai_dagster.partitions import experiments_partitions
+from greenai_dagster.resources import ResultsStoreResource
+
+
+class NewExperimentConfig(Config):
+    """The `greenai run` settings, as launchpad config."""
+
+    model: str = "smollm2-135m-instruct"
+    dataset: str = "bigbench_hard"
+    episodes: int = 3
+    budget: float = 2.0
+    name: str = ""
+    coordinator: str = "planner"
+    compression_methods: list[str] = []
+    constraints: dict[str, float] = {}
+
+
+def register_experiment(store, config: ExperimentConfig) -> str:
+    """Record the experiment for the sensor; checks the inputs first (clear E00x errors)."""
+    from greenai_dagster.runner import validate_inputs
+
+    validate_inputs(config)
+    config.make_coordinator()
+    name = config.experiment_name()
+    store.create_experiment(name, config.model, config.dataset, config.model_dump(), config.output_dir)
+    return name
+
+
+@op
+def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, store: ResultsStoreResource) -> str:
+    settings = ExperimentConfig(model=config.model, dataset=config.dataset, episodes=config.episodes, budget=config.budget,
+                                name=config.name or None, coordinator=config.coordinator,
+                                compression_methods=config.compression_methods or None,
+                                constraints=config.constraints, driver="sensor")
+    try:
+        name = register_experiment(store.get(), settings)
+    except GreenAIError as exc:
+        raise RuntimeError(str(exc)) from None
+    context.instance.add_dynamic_partitions(experiments_partitions.name, [name])
+    context.log.info(f"experiment {name} created; coordinator_sensor will drive it")
+    return name
+
+
+@job(description="Create a compression experiment; the coordinator sensor runs its episodes.")
+def launch_experiment():
+    create_experiment()

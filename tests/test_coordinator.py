@@ -1,0 +1,191 @@
+"""Coordinators: the planner's priors and search, random search, and the LLM client against a
+local HTTP server that speaks the Chat Completions API (the one remote service we fake)."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from greenai_dagster.core.coordinator import CoordinatorState, LlmCoordinator, LlmSettings, Planner, RandomSearch
+from greenai_dagster.core.coordinator.space import search_space
+from greenai_dagster.core.errors import CoordinatorKeyMissing, NetworkError, QuotaExceeded
+
+BASELINE = {"accuracy": 0.5, "latency_ms": 30.0, "memory_gb": 0.8, "model_size_gb": 0.25, "perplexity": 11.0,
+            "compression_ratio": 1.0, "strategy_id": "baseline"}
+
+
+def measured(strategy, accuracy, latency, memory, size):
+    return {"candidate_key": f"e/{strategy.label()}", "strategy_id": strategy.label(), "strategy": strategy.to_json(),
+            "accuracy": accuracy, "latency_ms": latency, "memory_gb": memory, "model_size_gb": size,
+            "perplexity": 12.0, "compression_ratio": 0.25 / size}
+
+
+def state_for(spec, results=(), allowed=None, constraints=None):
+    return CoordinatorState(spec=spec, baseline=BASELINE, results=list(results), frontier_ids=[],
+                            candidates=search_space(spec, allowed), tried_labels={r["strategy_id"] for r in results},
+                            constraints=constraints or {}, allowed_methods=allowed, episode=len(results) + 1,
+                            episodes_left=5, budget_hours_left=1.0)
+
+
+def test_search_space_is_valid_and_unique(tiny_spec):
+    space = search_space(tiny_spec)
+    labels = [c.label() for c in space]
+    assert len(labels) == len(set(labels)) >= 24
+    assert labels[0] == "gptq_w4g64"
+    assert {c.methods[0] for c in space} >= {"gptq", "awq", "autoround", "int8", "magnitude", "structured", "asvd"}
+
+
+def test_planner_starts_with_the_seed_priors_then_searches(tiny_spec):
+    planner = Planner(seed=0)
+    first = planner.propose(state_for(tiny_spec))
+    assert first.strategy.label() == "gptq_w4g64" and "preferred methods" in first.reasoning
+    results = [measured(first.strategy, 0.48, 31.0, 0.9, 0.1)]
+    second = planner.propose(state_for(tiny_spec, results))
+    assert second.strategy.label() == "int8_dynamic"
+    results.append(measured(second.strategy, 0.47, 15.0, 0.6, 0.15))
+    seen = {r["strategy_id"] for r in results}
+    for _ in range(6):
+        proposal = planner.propose(state_for(tiny_spec, results))
+        label = proposal.strategy.label()
+        assert label not in seen and "TPE" in proposal.reasoning
+        seen.add(label)
+        results.append(measured(proposal.strategy, 0.45, 25.0, 0.7, 0.12))
+
+
+def test_planner_obeys_allowed_methods(tiny_spec):
+    planner, results = Planner(seed=1), []
+    for _ in range(4):
+        proposal = planner.propose(state_for(tiny_spec, results, allowed=["gptq", "rtn"]))
+        assert set(proposal.strategy.methods) <= {"gptq", "rtn"}
+        results.append(measured(proposal.strategy, 0.4, 30.0, 0.8, 0.1))
+
+
+def test_random_search_never_repeats_and_ends(tiny_spec):
+    search, results = RandomSearch(seed=3), []
+    space = search_space(tiny_spec)
+    for _ in range(len(space)):
+        proposal = search.propose(state_for(tiny_spec, results))
+        results.append(measured(proposal.strategy, 0.4, 30.0, 0.8, 0.1))
+    assert len({r["strategy_id"] for r in results}) == len(space)
+    assert search.propose(state_for(tiny_spec, results)) is None
+
+
+class FakeChatServer:
+    """Serves queued (status, body, headers) answers at /v1/chat/completions on 127.0.0.1."""
+
+    def __init__(self, answers):
+        self.answers, self.requests = list(answers), []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers["Content-Length"])
+                outer.requests.append(json.loads(self.rfile.read(length)))
+                status, body, headers = outer.answers.pop(0)
+                if status == "hang":
+                    threading.Event().wait(3)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+
+
+def chat(content):
+    return (200, {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                  "choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": content}}]}, {})
+
+
+GOOD = json.dumps({"steps": [{"method": "awq", "params": {"bits": 4, "group_size": 64}}],
+                   "reasoning": "AWQ for speed at 4 bits"})
+
+
+def coordinator(url, sleeps=None, timeout=30.0):
+    record = sleeps if sleeps is not None else []
+    return LlmCoordinator(LlmSettings(model="m", base_url=url, api_key="k", timeout_s=timeout), sleep=record.append)
+
+
+def test_llm_good_answer_is_validated_and_carries_reasoning(tiny_spec):
+    with FakeChatServer([chat(GOOD)]) as url:
+        proposal = coordinator(url).propose(state_for(tiny_spec))
+    assert proposal.strategy.label() == "awq_w4g64" and proposal.reasoning == "AWQ for speed at 4 bits"
+
+
+def test_llm_prompt_carries_the_state(tiny_spec):
+    server = FakeChatServer([chat(GOOD)])
+    with server as url:
+        coordinator(url).propose(state_for(tiny_spec, constraints={"min_accuracy": 0.3}, allowed=["awq", "gptq"]))
+    payload = json.loads(server.requests[0]["messages"][1]["content"])
+    assert payload["constraints"] == {"min_accuracy": 0.3} and payload["allowed_methods"] == ["awq", "gptq"]
+    assert payload["model_spec"]["valid_group_sizes"] == [32, 64] and payload["baseline"]["accuracy"] == 0.5
+    assert server.requests[0]["response_format"]["type"] == "json_schema"
+
+
+def test_llm_malformed_then_invalid_then_good(tiny_spec):
+    bad_json = "steps: awq please"
+    invalid = json.dumps({"steps": [{"method": "gptq", "params": {"bits": 4, "group_size": 128}}], "reasoning": "r"})
+    server = FakeChatServer([chat(bad_json), chat(invalid), chat(GOOD)])
+    with server as url:
+        proposal = coordinator(url).propose(state_for(tiny_spec))
+    assert proposal.strategy.label() == "awq_w4g64"
+    feedback = [m["content"] for m in server.requests[2]["messages"] if m["role"] == "user"][1:]
+    assert "not valid JSON" in feedback[0] and "group size 128" in feedback[1]
+
+
+def test_llm_duplicate_is_rejected(tiny_spec):
+    space = search_space(tiny_spec)
+    awq = next(c for c in space if c.label() == "awq_w4g64")
+    tried = [measured(awq, 0.4, 30.0, 0.8, 0.1)]
+    with FakeChatServer([chat(GOOD), chat(GOOD), chat(GOOD)]) as url:
+        with pytest.raises(Exception, match="already tried"):
+            coordinator(url).propose(state_for(tiny_spec, tried))
+
+
+def test_llm_429_honours_retry_after(tiny_spec):
+    limited = (429, {"error": {"message": "slow down", "type": "rate_limit", "code": "rate_limit_exceeded"}},
+               {"Retry-After": "7"})
+    sleeps = []
+    with FakeChatServer([limited, chat(GOOD)]) as url:
+        proposal = coordinator(url, sleeps).propose(state_for(tiny_spec))
+    assert sleeps == [7.0] and proposal.strategy.label() == "awq_w4g64"
+
+
+def test_llm_quota_exhausted_is_e008(tiny_spec):
+    quota = (429, {"error": {"message": "quota", "type": "insufficient_quota", "code": "insufficient_quota"}}, {})
+    with FakeChatServer([quota]) as url:
+        with pytest.raises(QuotaExceeded) as err:
+            coordinator(url).propose(state_for(tiny_spec))
+    assert err.value.code == "E008"
+
+
+def test_llm_timeout_is_e006(tiny_spec):
+    with FakeChatServer([("hang", None, {})]) as url:
+        with pytest.raises(NetworkError) as err:
+            coordinator(url, timeout=0.5).propose(state_for(tiny_spec))
+    assert err.value.code == "E006"
+
+
+def test_llm_without_key_is_e001(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(CoordinatorKeyMissing) as err:
+        LlmCoordinator(LlmSettings(api_key=None))
+    assert err.value.code == "E001"
