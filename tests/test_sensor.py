@@ -1,0 +1,55 @@
+"""coordinator_sensor: drives sensor-owned experiments step by step, ignores CLI-driven ones."""
+
+from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+
+from greenai_dagster.core import report
+from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
+from greenai_dagster.resources import ResultsStoreResource
+from greenai_dagster.sensors import coordinator_sensor
+
+
+def tick(db, instance):
+    context = build_sensor_context(instance=instance, resources={"store": ResultsStoreResource(path=str(db))})
+    return coordinator_sensor(context)
+
+
+def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
+    db = tmp_path / "db.duckdb"
+    store = ResultsStore(db)
+    config = ExperimentConfig(model="tiny", name="ui_exp", output_dir=str(tmp_path), episodes=2, driver="sensor")
+    store.create_experiment("ui_exp", "tiny", "d", config.model_dump(), str(tmp_path))
+    instance = DagsterInstance.ephemeral()
+
+    first = tick(db, instance)
+    assert isinstance(first, SensorResult)
+    assert [r.partition_key for r in first.run_requests] == ["ui_exp"]
+    assert {k.to_user_string() for k in first.run_requests[0].asset_selection} == {"model_spec", "baseline"}
+    assert first.dynamic_partitions_requests[0].partition_keys == ["ui_exp"]
+
+    # what the setup run would have written:
+    report.write_json(tmp_path / "ui_exp" / "model_spec.json", tiny_spec.to_json())
+    baseline = {c: None for c in RESULT_COLUMNS}
+    baseline.update(candidate_key="ui_exp/baseline", experiment="ui_exp", episode=0, strategy_id="baseline",
+                    is_baseline=True, accuracy=0.5, latency_ms=30.0, memory_gb=0.5, model_size_gb=0.25,
+                    task_accuracy={}, conditions={})
+    store.write_result(baseline)
+
+    second = tick(db, instance)
+    [request] = second.run_requests
+    assert request.partition_key == "ui_exp/ep001_gptq_w4g64"
+    assert {k.to_user_string() for k in request.asset_selection} == {"compressed_variant", "benchmark_result"}
+    assert second.dynamic_partitions_requests[0].partition_keys == ["ui_exp/ep001_gptq_w4g64"]
+    assert store.strategy("ui_exp/ep001_gptq_w4g64")["status"] == "pending"
+
+    third = tick(db, instance)  # the candidate is in flight: nothing new is requested
+    assert not third.run_requests
+    assert len(store.strategies("ui_exp")) == 1
+
+
+def test_sensor_leaves_cli_experiments_alone(tmp_path):
+    db = tmp_path / "db.duckdb"
+    store = ResultsStore(db)
+    config = ExperimentConfig(model="tiny", name="cli_exp", output_dir=str(tmp_path))
+    store.create_experiment("cli_exp", "tiny", "d", config.model_dump(), str(tmp_path))
+    assert isinstance(tick(db, DagsterInstance.ephemeral()), SkipReason)
