@@ -54,6 +54,7 @@ GRID: list[list[tuple[str, dict]]] = [
     [("structured", {"sparsity": 0.3}), ("gptq", {"bits": 4, "group_size": 64})],
     [("sparsegpt", {"sparsity": 0.5, "mask_structure": "2:4"}), ("gptq", {"bits": 4, "group_size": 64})],
     [("structured", {"sparsity": 0.3}), ("gptq", {"bits": 4, "group_size": 64}), ("lora", {"steps": 30})],
+    [("qlora", {"steps": 30})],
 ]
 
 
@@ -115,7 +116,9 @@ def export(store: ResultsStore, name: str) -> None:
                "(proxy evaluation: 40 seeded items per BBH task, perplexity on 4096 held-out tokens, "
                "latency probe in a fresh process); CPU float32",
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
-        "model": experiment["model"], "dataset": experiment["dataset"], "rows": rows,
+        "model": experiment["model"], "dataset": experiment["dataset"],
+        "model_spec": json.loads((pipeline.experiment_dir(store, name) / "model_spec.json").read_text()),
+        "rows": rows,
     }, indent=2, default=str))
 
 

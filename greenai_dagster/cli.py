@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--name", help="experiment name (an existing unfinished one resumes)")
     run.add_argument("-c", "--config", help="JSON config file (CLI flags override it)")
     run.add_argument("--show-spec", action="store_true", help="print the model spec and exit")
+    run.add_argument("--coordinator", choices=["planner", "llm", "random"],
+                     help="who picks the next strategy (default planner; llm needs OPENAI_API_KEY)")
 
     analyze = sub.add_parser("analyze", help="summarise an experiment folder")
     analyze.add_argument("directory")
@@ -66,7 +68,8 @@ def cmd_run(args) -> int:
     from greenai_dagster.core.config import load_config
 
     overrides = {"model": args.model, "dataset": args.dataset, "episodes": args.episodes, "budget": args.budget,
-                 "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "name": args.name}
+                 "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "name": args.name,
+                 "coordinator": args.coordinator}
     config = load_config(overrides, args.config)
     if args.show_spec:
         return show_spec(config.model)
