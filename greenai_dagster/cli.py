@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("directory")
     analyze.add_argument("--format", choices=["summary", "detailed", "json"], default="summary")
 
+    export = sub.add_parser("export", help="pack one strategy's checkpoint as a .tar.gz")
+    export.add_argument("experiment")
+    export.add_argument("strategy_id")
+    export.add_argument("-o", "--output", required=True)
+
     query = sub.add_parser("query", help="run SQL over the DuckDB results file")
     query.add_argument("sql")
     query.add_argument("--db", help="DuckDB file (default data/greenai.duckdb)")
@@ -124,10 +129,33 @@ def cmd_query(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    import tarfile
+
+    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.core.store import ResultsStore
+
+    store = ResultsStore(duckdb_path())
+    row = store.result(f"{args.experiment}/{args.strategy_id}")
+    if row is None or not row.get("checkpoint_path") or not Path(row["checkpoint_path"]).is_dir():
+        raise EvaluationError(f"no checkpoint for {args.experiment}/{args.strategy_id}.",
+                              "List them with: greenai query \"SELECT experiment, strategy_id FROM results\"")
+    try:
+        with tarfile.open(args.output, "w:gz") as archive:
+            archive.add(row["checkpoint_path"], arcname=args.strategy_id)
+    except OSError as exc:
+        from greenai_dagster.core.errors import DiskFull
+
+        raise DiskFull(f"cannot write {args.output}: {exc.strerror}.") from exc
+    print(f"wrote {args.output} ({Path(args.output).stat().st_size / 1e6:.1f} MB); load it with "
+          "greenai_dagster.core.checkpoints.load_variant(<unpacked folder>)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
-    handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query}
+    handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query, "export": cmd_export}
     try:
         return handlers[args.command](args)
     except GreenAIError as exc:

@@ -102,3 +102,17 @@ def test_query_reads_duckdb(finished_run, capsys):
 
     assert main(["query", "SELECT strategy_id FROM results WHERE experiment = 'tiny_exp' AND is_pareto"]) == 0
     assert "ep00" in capsys.readouterr().out
+
+
+def test_export_packs_a_checkpoint_that_reloads(finished_run, tmp_path):
+    import tarfile
+
+    from greenai_dagster.cli import main
+    from greenai_dagster.core.checkpoints import load_variant
+
+    out = tmp_path / "model.tar.gz"
+    assert main(["export", "tiny_exp", "ep002_int8_dynamic", "-o", str(out)]) == 0
+    with tarfile.open(out) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    model, _ = load_variant(tmp_path / "unpacked" / "ep002_int8_dynamic")
+    assert model.config.num_hidden_layers == 2
