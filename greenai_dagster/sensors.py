@@ -78,6 +78,7 @@ def _step(context: SensorEvaluationContext, store, name: str):
 
 
 @sensor(minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
+        asset_selection=["model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier"],
         description="Asks the coordinator for each sensor-driven experiment's next candidate and runs it.")
 def coordinator_sensor(context: SensorEvaluationContext, store: ResultsStoreResource):
     results_store = store.get()

@@ -47,6 +47,15 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
     assert len(store.strategies("ui_exp")) == 1
 
 
+def test_sensor_targets_the_assets_it_requests():
+    # the daemon refuses RunRequests from a sensor with no target
+    from greenai_dagster.definitions import defs
+
+    sensor = defs.get_sensor_def("coordinator_sensor")
+    targeted = {k.to_user_string() for k in sensor.asset_selection.resolve(defs.resolve_asset_graph())}
+    assert targeted == {"model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier"}
+
+
 def test_sensor_leaves_cli_experiments_alone(tmp_path):
     db = tmp_path / "db.duckdb"
     store = ResultsStore(db)
