@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("strategy_id")
     export.add_argument("-o", "--output", required=True)
 
+    sub.add_parser("benchmarks", help="list every benchmark and whether it runs offline now")
+
     query = sub.add_parser("query", help="run SQL over the DuckDB results file")
     query.add_argument("sql")
     query.add_argument("--db", help="DuckDB file (default data/greenai.duckdb)")
@@ -129,6 +131,14 @@ def cmd_query(args) -> int:
     return 0
 
 
+def cmd_benchmarks(args) -> int:
+    from greenai_dagster.core.benchmarks import availability
+
+    for row in availability():
+        print(f"{row['name']:<22} {row['source']:<14} {row['tasks']:>3} tasks  {row['status']}")
+    return 0
+
+
 def cmd_export(args) -> int:
     import tarfile
 
@@ -155,7 +165,8 @@ def cmd_export(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
-    handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query, "export": cmd_export}
+    handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query, "export": cmd_export,
+                "benchmarks": cmd_benchmarks}
     try:
         return handlers[args.command](args)
     except GreenAIError as exc:

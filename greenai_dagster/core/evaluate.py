@@ -77,8 +77,10 @@ def accuracy(model, tokenizer, benchmark: PreparedBenchmark, settings: EvalSetti
         text = f"{type(exc).__name__}: {exc}"
         if not benchmark.offline and any(w in text.lower() for w in ("connect", "offline", "resolve", "hub")):
             raise NetworkError(
-                f"benchmark '{benchmark.name}' needs data from the Hugging Face hub, which is unreachable.",
-                "Connect to the hub, or use an offline benchmark: -d bigbench_hard (see `greenai benchmarks`).",
+                f"benchmark '{benchmark.name}' needs lm-eval task data ({', '.join(benchmark.tasks)}) from the "
+                "Hugging Face hub, which is unreachable.",
+                f"Connect to the hub, or use an offline benchmark: -d {benchmark.offline_alternative or 'bigbench_hard'} "
+                "(list: greenai benchmarks).",
             ) from exc
         raise EvaluationError(f"lm-eval failed on '{benchmark.name}': {text}".splitlines()[0]) from exc
     per_task, errors = {}, []
