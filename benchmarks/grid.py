@@ -1,4 +1,4 @@
-"""Measure a grid of real strategies on one model + benchmark, through the project's own pipeline.
+"""Measure every strategy of the search space on one model + benchmark, through the project's own pipeline.
 
     python benchmarks/grid.py [--name grid_smollm2_bbh] [--only gptq_w4g64,...]
 
@@ -22,41 +22,9 @@ from greenai_dagster.core import pipeline
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
-from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
+from greenai_dagster.core.coordinator.space import search_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-GRID: list[list[tuple[str, dict]]] = [
-    [("rtn", {"bits": 4, "group_size": 64})],
-    [("gptq", {"bits": 4, "group_size": 64})],
-    [("awq", {"bits": 4, "group_size": 64})],
-    [("autoround", {"bits": 4, "group_size": 64, "iters": 50})],
-    [("magnitude", {"sparsity": 0.5, "mask_structure": "2:4"})],
-    [("sparsegpt", {"sparsity": 0.5, "mask_structure": "2:4"})],
-    [("structured", {"sparsity": 0.3})],
-    [("asvd", {"param_ratio": 0.5})],
-    [("int8", {})],
-    [("w8a8_smoothquant", {})],
-    [("gptq", {"bits": 8, "group_size": 64})],
-    [("gptq", {"bits": 4, "group_size": 32})],
-    [("gptq", {"bits": 4, "group_size": 64, "act_order": True})],
-    [("rtn", {"bits": 8, "group_size": 64})],
-    [("rtn", {"bits": 3, "group_size": 64})],
-    [("autoround", {"bits": 3, "group_size": 64, "iters": 50})],
-    [("wanda", {"sparsity": 0.5})],
-    [("wanda", {"sparsity": 0.5, "mask_structure": "2:4"})],
-    [("sparsegpt", {"sparsity": 0.5})],
-    [("magnitude", {"sparsity": 0.3})],
-    [("magnitude", {"sparsity": 0.5})],
-    [("structured", {"sparsity": 0.5})],
-    [("asvd", {"param_ratio": 0.8})],
-    [("magnitude", {"sparsity": 0.5}), ("lora", {"steps": 30})],
-    [("structured", {"sparsity": 0.3}), ("gptq", {"bits": 4, "group_size": 64})],
-    [("sparsegpt", {"sparsity": 0.5, "mask_structure": "2:4"}), ("gptq", {"bits": 4, "group_size": 64})],
-    [("structured", {"sparsity": 0.3}), ("gptq", {"bits": 4, "group_size": 64}), ("lora", {"steps": 30})],
-    [("qlora", {"steps": 30})],
-]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -72,7 +40,7 @@ def main() -> None:
         return
 
     store = ResultsStore(duckdb_path())
-    config = ExperimentConfig(name=args.name, dataset=args.dataset, episodes=len(GRID), budget=100.0,
+    config = ExperimentConfig(name=args.name, dataset=args.dataset, episodes=100, budget=100.0,
                               **({"model": args.model} if args.model else {}))
     if store.experiment(args.name) is None:
         store.create_experiment(args.name, config.model, config.dataset, config.model_dump(), config.output_dir)
@@ -81,14 +49,15 @@ def main() -> None:
     spec = pipeline.load_spec(store, args.name)
     done = {s["strategy_id"]: s for s in store.strategies(args.name)}
     wanted = set(filter(None, args.only.split(",")))
-    for episode, steps in enumerate(GRID, start=1):
-        strategy = validate_strategy(Strategy("grid", [Step(m, p) for m, p in steps]), spec)
-        strategy.strategy_id = strategy.label()
+    for strategy in search_space(spec):  # the whole space every coordinator searches
+        episode = len(store.strategies(args.name)) + 1
         if wanted and strategy.strategy_id not in wanted:
             continue
         if strategy.strategy_id in done and done[strategy.strategy_id]["status"] == "done":
             continue
         key = pipeline.candidate_key(args.name, strategy.strategy_id)
+        if strategy.strategy_id in done:  # an unfinished try: re-run it in its own episode folder
+            episode = done[strategy.strategy_id]["episode"]
         store.add_strategy(key, args.name, episode, strategy.to_json())
         started = time.perf_counter()
         try:

@@ -40,6 +40,22 @@ def heldout_loss(model, batches: list[list[int]]) -> float:
     return sum(losses) / len(losses)
 
 
+def train_adapters(peft_model, train: list[list[int]], params: LoraParams) -> None:
+    """AdamW on the adapter weights only, causal LM loss, `params.steps` batches; stops on a non-finite loss."""
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=params.learning_rate)
+    device = next(peft_model.parameters()).device
+    peft_model.train()
+    for step in range(params.steps):
+        batch = torch.tensor(train[step * params.batch_size:(step + 1) * params.batch_size], device=device)
+        loss = peft_model(input_ids=batch, labels=batch).loss
+        if not math.isfinite(loss.item()):
+            break
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    peft_model.eval()
+
+
 class Lora(CompressionMethod):
     name = "lora"
     family = "recovery"
@@ -61,18 +77,7 @@ class Lora(CompressionMethod):
                           if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in LORA_TARGETS})
         peft_model = get_peft_model(model, LoraConfig(r=params.rank, lora_alpha=params.alpha, target_modules=targets,
                                                       lora_dropout=0.0, task_type="CAUSAL_LM"))
-        optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=params.learning_rate)
-        device = next(peft_model.parameters()).device
-        peft_model.train()
-        for step in range(params.steps):
-            batch = torch.tensor(train[step * params.batch_size:(step + 1) * params.batch_size], device=device)
-            loss = peft_model(input_ids=batch, labels=batch).loss
-            if not math.isfinite(loss.item()):
-                break
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-        peft_model.eval()
+        train_adapters(peft_model, train, params)
         report = {"heldout_loss_before": loss_before, "trainable_parameters":
                   sum(p.numel() for p in peft_model.parameters() if p.requires_grad)}
         if quantized:

@@ -9,13 +9,11 @@ reloads with plain `from_pretrained` (its config carries the bitsandbytes settin
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodResult
-from greenai_dagster.core.methods.lora import LORA_TARGETS, LoraParams, heldout_loss
+from greenai_dagster.core.methods.lora import LORA_TARGETS, LoraParams, heldout_loss, train_adapters
 
 
 class QLora(CompressionMethod):
@@ -56,17 +54,6 @@ class QLora(CompressionMethod):
         targets = sorted({n.rsplit(".", 1)[-1] for n, _ in base.named_modules() if n.rsplit(".", 1)[-1] in LORA_TARGETS})
         model = get_peft_model(base, LoraConfig(r=params.rank, lora_alpha=params.alpha, target_modules=targets,
                                                 lora_dropout=0.0, task_type="CAUSAL_LM"))
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=params.learning_rate)
-        device = next(model.parameters()).device
-        model.train()
-        for step in range(params.steps):
-            batch = torch.tensor(train[step * params.batch_size:(step + 1) * params.batch_size], device=device)
-            loss = model(input_ids=batch, labels=batch).loss
-            if not math.isfinite(loss.item()):
-                break
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-        model.eval()
+        train_adapters(model, train, params)
         return MethodResult(model, {"heldout_loss_before": loss_before, "heldout_loss_after": heldout_loss(model, heldout),
                                     "base": "NF4 4-bit, bitsandbytes", "adapter": "kept separate (NF4 base)"})
