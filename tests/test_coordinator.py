@@ -32,14 +32,14 @@ def test_search_space_is_valid_and_unique(tiny_spec):
     space = search_space(tiny_spec)
     labels = [c.label() for c in space]
     assert len(labels) == len(set(labels)) >= 24
-    assert labels[0] == "gptq_w4g64"
+    assert labels[0] == "gptq_w4g64_act"
     assert {c.methods[0] for c in space} >= {"gptq", "awq", "autoround", "int8", "magnitude", "structured", "asvd"}
 
 
 def test_planner_starts_with_the_seed_priors_then_searches(tiny_spec):
     planner = Planner(seed=0)
     first = planner.propose(state_for(tiny_spec))
-    assert first.strategy.label() == "gptq_w4g64" and "preferred methods" in first.reasoning
+    assert first.strategy.label() == "gptq_w4g64_act" and "preferred methods" in first.reasoning
     results = [measured(first.strategy, 0.48, 31.0, 0.9, 0.1)]
     second = planner.propose(state_for(tiny_spec, results))
     assert second.strategy.label() == "int8_dynamic"

@@ -44,7 +44,7 @@ def add_done(store, episode, label, steps, acc, lat, size, status="done"):
 def test_first_decision_is_a_valid_new_strategy(experiment):
     decision = decide_next(experiment(episodes=3), "exp", Planner())
     assert decision.termination_reason is None
-    assert decision.proposal.strategy.strategy_id == "ep001_gptq_w4g64" and decision.episode == 1
+    assert decision.proposal.strategy.strategy_id == "ep001_gptq_w4g64_act" and decision.episode == 1
     assert decision.proposal.strategy.reasoning
 
 

@@ -92,7 +92,7 @@ def test_analyze_prints_the_frontier(finished_run, capsys):
     assert "Pareto frontier" in out and "(baseline)" in out
     assert main(["analyze", str(folder), "--format", "detailed"]) == 0
     detailed = capsys.readouterr().out
-    assert "ep001_gptq_w4g64" in detailed and "ep002_int8_dynamic" in detailed and "reasoning:" in detailed
+    assert "ep001_gptq_w4g64_act" in detailed and "ep002_int8_dynamic" in detailed and "reasoning:" in detailed
     assert main(["analyze", str(folder), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["final_results"]["episodes_completed"] == 2
 

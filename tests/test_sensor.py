@@ -37,10 +37,10 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
 
     second = tick(db, instance)
     [request] = second.run_requests
-    assert request.partition_key == "ui_exp/ep001_gptq_w4g64"
+    assert request.partition_key == "ui_exp/ep001_gptq_w4g64_act"
     assert {k.to_user_string() for k in request.asset_selection} == {"compressed_variant", "benchmark_result"}
-    assert second.dynamic_partitions_requests[0].partition_keys == ["ui_exp/ep001_gptq_w4g64"]
-    assert store.strategy("ui_exp/ep001_gptq_w4g64")["status"] == "pending"
+    assert second.dynamic_partitions_requests[0].partition_keys == ["ui_exp/ep001_gptq_w4g64_act"]
+    assert store.strategy("ui_exp/ep001_gptq_w4g64_act")["status"] == "pending"
 
     third = tick(db, instance)  # the candidate is in flight: nothing new is requested
     assert not third.run_requests

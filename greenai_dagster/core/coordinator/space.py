@@ -25,7 +25,7 @@ def _templates(group: int, small_group: int) -> list[list[tuple[str, dict]]]:
         [("rtn", {"bits": 4, "group_size": group})],
         [("w8a8_smoothquant", {})],
         [("gptq", {"bits": 4, "group_size": small_group})],
-        [("gptq", {"bits": 4, "group_size": group, "act_order": True})],
+        [("gptq", {"bits": 4, "group_size": group, "act_order": False})],
         [("rtn", {"bits": 8, "group_size": group})],
         [("rtn", {"bits": 3, "group_size": group})],
         [("autoround", {"bits": 3, "group_size": group, "iters": 50})],
