@@ -28,6 +28,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def load_table(path: Path):
     table = json.loads(path.read_text())
+    if "model_spec" not in table:  # tables exported before the spec was included
+        table["model_spec"] = json.loads((Path("data/experiments") / path.stem / "model_spec.json").read_text())
     baseline = next(r for r in table["rows"] if r["strategy_id"] == "baseline")
     rows = {}
     for r in table["rows"]:
@@ -62,7 +64,8 @@ def main() -> None:
     parser.add_argument("--max-k", type=int, default=12)
     args = parser.parse_args()
     spec, baseline, rows = load_table(Path(args.table))
-    makers = {"planner": lambda seed: Planner(seed=seed), "random": lambda seed: RandomSearch(seed=seed)}
+    makers = {"planner": lambda seed: Planner(seed=seed), "planner_tpe": lambda seed: Planner(seed=seed, sampler="tpe"),
+              "random": lambda seed: RandomSearch(seed=seed)}
     if os.environ.get("OPENAI_API_KEY"):
         makers["llm"] = lambda seed: LlmCoordinator(LlmSettings(model=os.environ.get("GREENAI_LLM_MODEL", "gpt-4o-mini")))
     curves = {name: [replay(make(seed), spec, baseline, rows, args.max_k) for seed in range(args.seeds)]

@@ -48,9 +48,19 @@ def test_planner_starts_with_the_seed_priors_then_searches(tiny_spec):
     for _ in range(6):
         proposal = planner.propose(state_for(tiny_spec, results))
         label = proposal.strategy.label()
-        assert label not in seen and "TPE" in proposal.reasoning
+        assert label not in seen
+        assert ("Space-filling" in proposal.reasoning) if len(results) == 2 else ("Gaussian-process" in proposal.reasoning)
         seen.add(label)
         results.append(measured(proposal.strategy, 0.45, 25.0, 0.7, 0.12))
+
+
+def test_tpe_variant_proposes_new_candidates(tiny_spec):
+    planner, results = Planner(seed=2, sampler="tpe"), []
+    for _ in range(5):
+        proposal = planner.propose(state_for(tiny_spec, results))
+        assert proposal.strategy.label() not in {r["strategy_id"] for r in results}
+        results.append(measured(proposal.strategy, 0.4, 30.0, 0.8, 0.1))
+    assert "TPE" in proposal.reasoning
 
 
 def test_planner_obeys_allowed_methods(tiny_spec):
