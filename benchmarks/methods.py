@@ -41,7 +41,7 @@ def main() -> None:
         return rows[sid]["perplexity"] if sid in rows else float("nan")
 
     print("\nexpected orderings, as measured:")
-    print(f"  W4 g64 perplexity: autoround {ppl('autoround_w4g64_i50'):.2f}, gptq {ppl('gptq_w4g64'):.2f}, "
+    print(f"  W4 g64 perplexity: autoround {ppl('autoround_w4g64_i50'):.2f}, gptq act order {ppl('gptq_w4g64_act'):.2f}, gptq no act order {ppl('gptq_w4g64'):.2f}, "
           f"rtn {ppl('rtn_w4g64'):.2f}")
     print(f"  2:4 perplexity: sparsegpt {ppl('sparsegpt_2of4'):.2f}, wanda {ppl('wanda_2of4'):.2f}, "
           f"magnitude {ppl('magnitude_2of4'):.2f}")
