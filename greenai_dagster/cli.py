@@ -10,7 +10,6 @@ Errors print as `E00N: what happened. Remedy: what to do.` and exit with status 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path

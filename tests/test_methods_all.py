@@ -8,7 +8,7 @@ from greenai_dagster.core.compress import apply_strategy
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods import REGISTRY
 from greenai_dagster.core.methods.sparsity import linear_sparsity
-from greenai_dagster.core.spec import build_spec, weights_size_bytes
+from greenai_dagster.core.spec import weights_size_bytes
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
 CAL = {"num_calibration_samples": 8}

@@ -8,7 +8,6 @@ resumes from what is already written and a failure loses nothing earlier.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -189,22 +188,12 @@ def finish_experiment(store: ResultsStore, name: str, reason: str) -> dict:
     return final
 
 
-def remove_partial_episode(store: ResultsStore, key: str) -> None:
-    """Drop a half-written checkpoint of a failed candidate (results already written stay)."""
-    record = store.strategy(key)
-    if record is None:
-        return
-    folder = report.episode_dir(experiment_dir(store, experiment_of(key)), record["episode"]) / (VARIANT_DIR + ".partial")
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def elapsed_hours(store: ResultsStore, name: str) -> float:
-    created = store.experiment(name)["created_at"]
+    """Wall hours since the experiment was created (the --budget clock)."""
     from greenai_dagster.core.store import now
 
-    return (now() - created.to_pydatetime().replace(tzinfo=None) if hasattr(created, "to_pydatetime")
-            else now() - created).total_seconds() / 3600.0
+    created = store.experiment(name)["created_at"]
+    if hasattr(created, "to_pydatetime"):  # pandas Timestamp from DuckDB's dataframe
+        created = created.to_pydatetime()
+    return (now() - created.replace(tzinfo=None)).total_seconds() / 3600.0
 
-
-__all__ = ["build_model_spec", "evaluate_baseline", "compress_candidate", "benchmark_candidate", "update_frontier",
-           "finish_experiment", "ensure_writable", "candidate_key", "experiment_of"]
