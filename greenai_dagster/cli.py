@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("experiment")
     export.add_argument("strategy_id")
     export.add_argument("-o", "--output", required=True)
+    export.add_argument("--format", choices=["checkpoint", "auto_gptq", "auto_awq"], default="checkpoint",
+                        help="checkpoint: the episode's own folder; auto_gptq / auto_awq: re-run AutoRound natively "
+                             "and write that format (autoround strategies only)")
 
     sub.add_parser("benchmarks", help="list every benchmark and whether it runs offline now")
 
@@ -149,9 +152,21 @@ def cmd_export(args) -> int:
     if row is None or not row.get("checkpoint_path") or not Path(row["checkpoint_path"]).is_dir():
         raise EvaluationError(f"no checkpoint for {args.experiment}/{args.strategy_id}.",
                               "List them with: greenai query \"SELECT experiment, strategy_id FROM results\"")
+    folder = Path(row["checkpoint_path"])
+    if args.format != "checkpoint":
+        import json
+        import tempfile
+
+        from greenai_dagster.core.export import export_autoround
+        from greenai_dagster.core.loading import resolve_model_path
+
+        experiment = store.experiment(args.experiment)
+        steps = json.loads((folder / "greenai_variant.json").read_text())["strategy"]["steps"]
+        folder = export_autoround(resolve_model_path(experiment["model"]), steps, args.format,
+                                  Path(tempfile.mkdtemp()) / args.format)
     try:
         with tarfile.open(args.output, "w:gz") as archive:
-            archive.add(row["checkpoint_path"], arcname=args.strategy_id)
+            archive.add(folder, arcname=args.strategy_id if args.format == "checkpoint" else f"{args.strategy_id}_{args.format}")
     except OSError as exc:
         from greenai_dagster.core.errors import DiskFull
 
