@@ -23,13 +23,14 @@ from greenai_dagster.core import corpus
 from greenai_dagster.core.benchmarks import PreparedBenchmark
 from greenai_dagster.core.errors import EvaluationError, NetworkError, OutOfMemory
 from greenai_dagster.core.spec import GIB, weights_size_bytes
+from greenai_dagster.core.task_files import task_score
 
 
 @dataclass
 class EvalSettings:
     """How a candidate is evaluated; stored with each result so figures carry their conditions."""
 
-    limit_per_task: int | None = 40     # proxy subset (seeded: task files are pre-shuffled); None = full set
+    limit_per_task: int | None = 40     # proxy: first N of each task's stratified order; None = full set
     batch_size: int = 8
     perplexity_max_tokens: int = 4096
     perplexity_window: int = 512
@@ -59,19 +60,22 @@ class Metrics:
         return asdict(self)
 
 
-def accuracy(model, tokenizer, benchmark: PreparedBenchmark, settings: EvalSettings) -> tuple[float, float, dict]:
+def run_lm_eval(model, tokenizer, benchmark: PreparedBenchmark, limit: int | None, batch_size: int,
+                log_samples: bool = False) -> dict:
+    """lm-eval's simple_evaluate on an in-memory model; hub failures become E006, others E004."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     task_manager = TaskManager(include_path=benchmark.include_path) if benchmark.include_path else TaskManager()
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size,
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
               device=str(next(model.parameters()).device))
     try:
-        output = lm_eval.simple_evaluate(
-            model=lm, tasks=benchmark.tasks, limit=settings.limit_per_task, task_manager=task_manager,
-            log_samples=False, verbosity="WARNING", random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+        return lm_eval.simple_evaluate(
+            model=lm, tasks=benchmark.tasks, limit=limit, task_manager=task_manager,
+            log_samples=log_samples, verbosity="WARNING", random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+            confirm_run_unsafe_code=benchmark.executes_code,
         )
     except Exception as exc:  # noqa: BLE001
         text = f"{type(exc).__name__}: {exc}"
@@ -83,15 +87,26 @@ def accuracy(model, tokenizer, benchmark: PreparedBenchmark, settings: EvalSetti
                 "(list: greenai benchmarks).",
             ) from exc
         raise EvaluationError(f"lm-eval failed on '{benchmark.name}': {text}".splitlines()[0]) from exc
+
+
+def macro_score(results: dict, tasks: list[str]) -> tuple[float, float, dict]:
+    """Mean over tasks of each task's score (acc, exact_match or pass@1), its stderr, and per task."""
     per_task, errors = {}, []
-    for task in benchmark.tasks:
-        row = output["results"][task]
-        per_task[task] = row["acc,none"]
-        se = row.get("acc_stderr,none")
-        errors.append(se if isinstance(se, (int, float)) else 0.0)
+    for task in tasks:
+        _, per_task[task], se = task_score(results[task])
+        errors.append(se)
     mean = sum(per_task.values()) / len(per_task)
     stderr = math.sqrt(sum(e * e for e in errors)) / len(errors)
     return mean, stderr, per_task
+
+
+def accuracy(model, tokenizer, benchmark: PreparedBenchmark, settings: EvalSettings) -> tuple[float, float, dict]:
+    """Macro-averaged score over the benchmark's tasks, its stderr, and the score per task.
+
+    `settings.limit_per_task` items of each task (the stratified proxy: task files are written in
+    a seeded stratified order), or every item when it is None (the full set)."""
+    output = run_lm_eval(model, tokenizer, benchmark, settings.limit_per_task, settings.batch_size)
+    return macro_score(output["results"], benchmark.tasks)
 
 
 @torch.no_grad()

