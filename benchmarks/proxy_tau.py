@@ -29,6 +29,7 @@ from greenai_dagster.core.checkpoints import load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
 from greenai_dagster.core.evaluate import macro_score, run_lm_eval
 from greenai_dagster.core.loading import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
+from greenai_dagster.core.paths import checkpoints_dir
 from greenai_dagster.core.spec import build_spec
 from greenai_dagster.core.strategy import Step, Strategy
 from greenai_dagster.core.task_files import SCORE_METRICS
@@ -61,7 +62,7 @@ def prefix_score(per_item: dict[str, list[float]], n: int | None) -> float:
 
 def measure_variant(name: str, steps: list, datasets: list[str], proxy: int, batch_size: int) -> dict:
     base = resolve_model_path(DEFAULT_MODEL)
-    with tempfile.TemporaryDirectory(dir=RESULTS.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=checkpoints_dir()) as tmp:
         if steps:
             model, tokenizer = load_model_and_tokenizer(base)
             spec = build_spec("default", model, base)

@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--show-spec", action="store_true", help="print the model spec and exit")
     run.add_argument("--coordinator", choices=["planner", "llm", "random"],
                      help="who picks the next strategy (default planner; llm needs OPENAI_API_KEY)")
+    run.add_argument("--full-eval", action=argparse.BooleanOptionalAction, default=None,
+                     help="score the baseline and final frontier members on the benchmark's full set "
+                          "(default: on a GPU only; the search itself uses the stratified proxy)")
+    run.add_argument("--proxy-items", type=int, help="proxy items per benchmark task while searching (default 10)")
 
     analyze = sub.add_parser("analyze", help="summarise an experiment folder")
     analyze.add_argument("directory")
@@ -79,7 +83,9 @@ def cmd_run(args) -> int:
     overrides = {"model": args.model, "dataset": args.dataset, "episodes": args.episodes, "budget": args.budget,
                  "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "name": args.name,
                  "coordinator": args.coordinator}
-    config = load_config(overrides, args.config)
+    eval_overrides = {k: v for k, v in {"full_set_for_frontier": args.full_eval,
+                                        "limit_per_task": args.proxy_items}.items() if v is not None}
+    config = load_config(overrides, args.config, eval_overrides)
     if args.show_spec:
         return show_spec(config.model)
     from greenai_dagster.runner import run_experiment

@@ -156,6 +156,7 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
                  f"Size: {row['model_size_gb']:.3f} GB | CO2: {row['co2_grams']:.3f} g")
             if key in frontier_after and key not in frontier_before:
                 echo("[Update] New Pareto solution found!")
+    full_set(config, name, store, instance, resources, echo)
     final = pipeline.finish_experiment(store, name, reason)
     timings = wall_time_split(store, name, time.perf_counter() - run_started)
     echo(f"\nFinished {name}: {final['episodes_completed']} episodes, termination: {reason}")
@@ -166,12 +167,28 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
     return {"experiment": name, "termination_reason": reason, "timings": timings, "final": final}
 
 
+def full_set(config: ExperimentConfig, name: str, store: ResultsStore, instance, resources: dict,
+             echo: Callable[[str], None]) -> None:
+    """Score the baseline and the final frontier on every benchmark item (the search used the proxy)."""
+    if not pipeline.wants_full_set(config, resources["gpu"].device_name()):
+        if config.eval.full_set_for_frontier is None:
+            echo("Full-set scoring of the frontier is off on CPU by default (about 30 min per model for "
+                 "bigbench_hard here); --full-eval turns it on.")
+        return
+    echo("Scoring the baseline and the frontier members on the full benchmark set ...")
+    _materialize(["frontier_full_evaluation"], name, instance, resources)
+    for row in store.results(name, include_baseline=True):
+        if row.get("accuracy_full") is not None:
+            echo(f"[Full set] {row['strategy_id']}: accuracy {row['accuracy_full']:.3f} "
+                 f"(proxy {row['accuracy']:.3f}) in {row['full_eval_time_s']:.0f} s")
+
+
 def wall_time_split(store: ResultsStore, name: str, total_s: float) -> dict:
     """This invocation's wall time split by what the stored rows say each stage took."""
     rows = store.results(name, include_baseline=True)
     load = sum(r.get("load_time_s") or 0.0 for r in rows)
     compress = sum(r.get("compression_time_s") or 0.0 for r in rows)
-    evaluate = sum(r.get("eval_time_s") or 0.0 for r in rows)
+    evaluate = sum((r.get("eval_time_s") or 0.0) + (r.get("full_eval_time_s") or 0.0) for r in rows)
     return {"total_s": total_s, "load_s": load, "compress_s": compress, "evaluate_s": evaluate,
             "orchestration_s": max(total_s - load - compress - evaluate, 0.0)}
 

@@ -3,7 +3,8 @@
 Per tick and experiment: request spec + baseline once; wait while a candidate is in flight
 (marking it failed if its run failed); request the frontier once a finished candidate is not
 yet in it; otherwise ask `decide_next` (the same code `greenai run` uses) for the next strategy,
-add its dynamic partition and request its run, or end the experiment with its termination
+add its dynamic partition and request its run, or (after the full-set scoring of the final
+frontier, where `eval.full_set_for_frontier` asks for it) end the experiment with its termination
 reason. All store writes happen after the decision is complete, so a tick that raises leaves
 the experiment as it was.
 """
@@ -18,7 +19,7 @@ from dagster import (
 from greenai_dagster.core import pipeline
 from greenai_dagster.core.decide import decide_next
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
-from greenai_dagster.resources import ResultsStoreResource
+from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
 FAILED = {DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 FINISHED = FAILED | {DagsterRunStatus.SUCCESS}
@@ -30,7 +31,7 @@ def _latest_run_status(context: SensorEvaluationContext, run_key_tag: str):
     return runs[0].status if runs else None
 
 
-def _step(context: SensorEvaluationContext, store, name: str):
+def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu"):
     """One experiment's next action: (run requests, partitions to add, a note)."""
     from dagster import AssetKey
 
@@ -67,6 +68,15 @@ def _step(context: SensorEvaluationContext, store, name: str):
     config = pipeline.experiment_config(store, name)
     decision = decide_next(store, name, config.make_coordinator())
     if decision.termination_reason:
+        if pipeline.wants_full_set(config, device):   # last: the final frontier on the full set
+            run_key = f"{name}:full_set"
+            status = _latest_run_status(context, run_key)
+            if status is None:
+                return ([RunRequest(partition_key=name, asset_selection=[AssetKey("frontier_full_evaluation")],
+                                    run_key=run_key, tags={**tag, "greenai/run": run_key})],
+                        [], f"{name}: full-set scoring of the frontier requested")
+            if status not in FINISHED:
+                return [], [], f"{name}: waiting for the full-set scoring"
         pipeline.finish_experiment(store, name, decision.termination_reason)
         return [], [], f"{name}: finished ({decision.termination_reason})"
     strategy = decision.proposal.strategy
@@ -78,15 +88,16 @@ def _step(context: SensorEvaluationContext, store, name: str):
 
 
 @sensor(minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
-        asset_selection=["model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier"],
+        asset_selection=["model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier",
+                         "frontier_full_evaluation"],
         description="Asks the coordinator for each sensor-driven experiment's next candidate and runs it.")
-def coordinator_sensor(context: SensorEvaluationContext, store: ResultsStoreResource):
+def coordinator_sensor(context: SensorEvaluationContext, store: ResultsStoreResource, gpu: GpuResource):
     results_store = store.get()
     requests, experiment_keys, candidate_keys, notes = [], [], [], []
     for name in results_store.active_experiments():
         if pipeline.experiment_config(results_store, name).driver != "sensor":
             continue  # `greenai run` drives its own experiments in-process
-        runs, new_experiments, note = _step(context, results_store, name)
+        runs, new_experiments, note = _step(context, results_store, name, gpu.device_name())
         requests += runs
         experiment_keys += new_experiments
         candidate_keys += [r.partition_key for r in runs if r.partition_key and "/" in r.partition_key]

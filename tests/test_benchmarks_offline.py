@@ -159,7 +159,8 @@ def test_bigbench_hard_loads_every_bbh_source_task_from_the_sdist(data_root, tin
     assert ceo["question"].startswith("How would a typical person answer") and ceo["question"].endswith("\nA:")
 
     counting = [json.loads(x) for x in lines["bb_object_counting"]]
-    assert any(i["targets"] == ["three", "3"] and "a clarinet, a violin, and a flute" in i["question"] for i in counting)
+    assert any(i["targets"] == ["four", "4"] and "I have two flutes, a piano, and a trumpet." in i["question"]
+               for i in counting)
     assert "output_type: generate_until" in (folder / "bb_object_counting.yaml").read_text()
     dyck = json.loads(lines["bb_dyck_languages"][0])
     assert set(dyck) == {"question", "targets"} and len(dyck["targets"]) == 1   # BBH-style generation

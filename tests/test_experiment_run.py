@@ -12,7 +12,7 @@ from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
 
-FAST_EVAL = {"limit_per_task": None, "batch_size": 4, "perplexity_max_tokens": 256, "prompt_len": 16,
+FAST_EVAL = {"limit_per_task": 4, "full_set_for_frontier": True, "batch_size": 4, "perplexity_max_tokens": 256, "prompt_len": 16,
              "new_tokens": 4, "latency_repeats": 2, "throughput_batch_size": 2}
 
 
@@ -34,6 +34,28 @@ def test_run_finishes_with_two_distinct_episodes(finished_run):
     assert [s["methods"] for s in strategies] == [["gptq"], ["int8"]]
     assert any(line.startswith("[Coordinator] Decision: gptq") for line in lines)
     assert any(line.startswith("[Evaluation] Accuracy:") for line in lines)
+
+
+def test_search_scores_the_proxy_and_the_frontier_gets_the_full_set(finished_run, tiny_model, tiny_benchmark):
+    from test_benchmarks_offline import predicted_choice
+
+    outcome, lines, folder = finished_run
+    store = ResultsStore(duckdb_path())
+    rows = {r["strategy_id"]: r for r in store.results("tiny_exp", include_baseline=True)}
+    members = set(store.frontier("tiny_exp")["members"])
+    model, tokenizer = tiny_model
+    items = [json.loads(line) for line in tiny_benchmark.read_text().splitlines()]
+    hand = [predicted_choice(model, tokenizer, item) == item["gold"] for item in items]
+    order_by_gold = rows["baseline"]["conditions"]["accuracy_items_per_task"]
+    assert order_by_gold == 4
+    assert rows["baseline"]["accuracy_full"] == pytest.approx(sum(hand) / 6, abs=1e-12)   # all six items
+    for row in rows.values():
+        scored = row["candidate_key"] in members or row["is_baseline"]
+        assert (row["accuracy_full"] is not None) == scored
+        assert row["accuracy"] * 4 == pytest.approx(round(row["accuracy"] * 4))          # proxy: 4 items
+    assert any(line.startswith("[Full set] baseline: accuracy") for line in lines)
+    frontier_json = json.loads((folder / "pareto_frontier.json").read_text())
+    assert all(sol["result"]["accuracy_full"] is not None for sol in frontier_json["solutions"])
 
 
 def test_folder_in_seed_format_agrees_with_duckdb(finished_run):

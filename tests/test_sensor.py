@@ -5,12 +5,13 @@ from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_cont
 from greenai_dagster.core import report
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
-from greenai_dagster.resources import ResultsStoreResource
+from greenai_dagster.resources import GpuResource, ResultsStoreResource
 from greenai_dagster.sensors import coordinator_sensor
 
 
 def tick(db, instance):
-    context = build_sensor_context(instance=instance, resources={"store": ResultsStoreResource(path=str(db))})
+    context = build_sensor_context(instance=instance, resources={"store": ResultsStoreResource(path=str(db)),
+                                                                 "gpu": GpuResource()})
     return coordinator_sensor(context)
 
 
@@ -53,7 +54,33 @@ def test_sensor_targets_the_assets_it_requests():
 
     sensor = defs.get_sensor_def("coordinator_sensor")
     targeted = {k.to_user_string() for k in sensor.asset_selection.resolve(defs.resolve_asset_graph())}
-    assert targeted == {"model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier"}
+    assert targeted == {"model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier",
+                        "frontier_full_evaluation"}
+
+
+def test_sensor_scores_the_final_frontier_on_the_full_set_before_finishing(tmp_path, tiny_spec):
+    db = tmp_path / "db.duckdb"
+    store = ResultsStore(db)
+    config = ExperimentConfig(model="tiny", name="full_exp", output_dir=str(tmp_path), episodes=1, driver="sensor",
+                              eval={"full_set_for_frontier": True})
+    store.create_experiment("full_exp", "tiny", "d", config.model_dump(), str(tmp_path))
+    report.write_json(tmp_path / "full_exp" / "model_spec.json", tiny_spec.to_json())
+    for episode, sid in ((0, "baseline"), (1, "int8_dynamic")):
+        row = {c: None for c in RESULT_COLUMNS}
+        row.update(candidate_key=f"full_exp/{sid}", experiment="full_exp", episode=episode, strategy_id=sid,
+                   is_baseline=episode == 0, accuracy=0.5, latency_ms=30.0 - episode, memory_gb=0.5,
+                   model_size_gb=0.25, task_accuracy={}, conditions={})
+        store.write_result(row)
+    store.add_strategy("full_exp/int8_dynamic", "full_exp", 1, {"strategy_id": "int8_dynamic", "steps": [],
+                                                                 "methods": ["int8"]})
+    store.set_strategy_status("full_exp/int8_dynamic", "done")
+    store.write_frontier("full_exp", ["full_exp/int8_dynamic"], 0.1, 1)
+
+    result = tick(db, DagsterInstance.ephemeral())   # max episodes reached: full set first, not finished yet
+    [request] = result.run_requests
+    assert request.partition_key == "full_exp" and request.run_key == "full_exp:full_set"
+    assert {k.to_user_string() for k in request.asset_selection} == {"frontier_full_evaluation"}
+    assert store.experiment("full_exp")["status"] == "active"
 
 
 def test_sensor_leaves_cli_experiments_alone(tmp_path):

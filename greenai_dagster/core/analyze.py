@@ -7,7 +7,8 @@ from pathlib import Path
 
 from greenai_dagster.core.errors import EvaluationError
 
-COLUMNS = [("strategy_id", "strategy", 28), ("accuracy", "acc", 7), ("perplexity", "ppl", 8),
+COLUMNS = [("strategy_id", "strategy", 28), ("accuracy", "acc", 7), ("accuracy_full", "acc full", 8),
+           ("perplexity", "ppl", 8),
            ("latency_ms", "ms/tok", 8), ("memory_gb", "mem GB", 8), ("model_size_gb", "size GB", 8),
            ("compression_ratio", "ratio", 6), ("co2_grams", "CO2 g", 8)]
 

@@ -17,7 +17,7 @@ from greenai_dagster.core.paths import experiments_dir
 
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    limit_per_task: int | None = Field(40, ge=1)
+    limit_per_task: int | None = Field(10, ge=1, description="proxy: items per task while searching (None = all)")
     batch_size: int = Field(8, ge=1)
     perplexity_max_tokens: int = Field(4096, ge=64)
     prompt_len: int = Field(128, ge=8)
@@ -25,9 +25,11 @@ class EvalConfig(BaseModel):
     latency_repeats: int = Field(5, ge=1)
     throughput_batch_size: int = Field(4, ge=1)
     timeout_s: float = Field(1800.0, gt=0)
+    full_set_for_frontier: bool | None = Field(
+        None, description="score the baseline and final frontier members on every item; None = on a GPU only")
 
     def settings(self) -> EvalSettings:
-        return EvalSettings(**self.model_dump())
+        return EvalSettings(**self.model_dump(exclude={"full_set_for_frontier"}))
 
 
 class ExperimentConfig(BaseModel):
@@ -77,8 +79,8 @@ class ExperimentConfig(BaseModel):
         return f"{short}_{bench}_{datetime.now().strftime('%Y%m%d_%H%M%S')}"
 
 
-def load_config(overrides: dict, config_file: str | None = None) -> ExperimentConfig:
-    """Merge a --config JSON file with CLI overrides (CLI wins) and validate."""
+def load_config(overrides: dict, config_file: str | None = None, eval_overrides: dict | None = None) -> ExperimentConfig:
+    """Merge a --config JSON file with CLI overrides (CLI wins, also inside `eval`) and validate."""
     data: dict = {}
     if config_file:
         try:
@@ -88,6 +90,8 @@ def load_config(overrides: dict, config_file: str | None = None) -> ExperimentCo
         except json.JSONDecodeError as exc:
             raise EvaluationError(f"config file '{config_file}' is not valid JSON: {exc}.", "Fix the JSON syntax.") from None
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if eval_overrides:
+        data["eval"] = {**data.get("eval", {}), **eval_overrides}
     try:
         return ExperimentConfig(**data)
     except ValidationError as exc:

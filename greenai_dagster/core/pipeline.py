@@ -18,7 +18,7 @@ from greenai_dagster.core.compress import compress_to_checkpoint
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.energy import track_energy
 from greenai_dagster.core.errors import DiskFull, ModelLoadError
-from greenai_dagster.core.evaluate import evaluate_checkpoint
+from greenai_dagster.core.evaluate import accuracy, evaluate_checkpoint
 from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
 from greenai_dagster.core.pareto import summarise
 from greenai_dagster.core.spec import GIB, ModelSpec, build_spec, weights_size_bytes
@@ -174,6 +174,41 @@ def update_frontier(store: ResultsStore, name: str):
     summary = summarise(rows, baseline, constraints=config.constraints)
     report.write_frontier_files(experiment_dir(store, name), name, rows, strategies, baseline, summary)
     return summary
+
+
+def wants_full_set(config: ExperimentConfig, device: str) -> bool:
+    """`eval.full_set_for_frontier`: true/false as set; unset means on an accelerator only (on this
+    kind of CPU a full bigbench_hard pass takes about half an hour per model)."""
+    setting = config.eval.full_set_for_frontier
+    return device != "cpu" if setting is None else setting
+
+
+def evaluate_full_set(store: ResultsStore, key: str, device: str = "cpu") -> dict:
+    """Score one stored result (baseline or candidate) on every item of the benchmark."""
+    row = store.result(key)
+    config = experiment_config(store, row["experiment"])
+    benchmark = prepare_benchmark(config.dataset)
+    model, tokenizer = load_variant(row["checkpoint_path"], device=device)
+    settings = config.eval.settings()
+    settings.limit_per_task = None
+    started = time.perf_counter()
+    acc, stderr, per_task = accuracy(model, tokenizer, benchmark, settings)
+    store.write_full_accuracy(key, acc, stderr, per_task, time.perf_counter() - started)
+    return store.result(key)
+
+
+def evaluate_frontier_full_set(store: ResultsStore, name: str, device: str = "cpu") -> list[dict]:
+    """The baseline and every frontier member not yet scored on the full set (resumable)."""
+    keys = [candidate_key(name, BASELINE_SUFFIX), *(store.frontier(name) or {}).get("members", [])]
+    done = []
+    for key in keys:
+        row = store.result(key)
+        if row is not None and row.get("accuracy_full") is None:
+            row = evaluate_full_set(store, key, device)
+        if row is not None:
+            done.append(row)
+    update_frontier(store, name)   # rewrite the frontier files with the full-set figures
+    return done
 
 
 def finish_experiment(store: ResultsStore, name: str, reason: str) -> dict:

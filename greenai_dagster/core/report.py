@@ -14,7 +14,8 @@ from greenai_dagster.core.errors import DiskFull
 
 RESULT_FIELDS = ["accuracy", "accuracy_stderr", "perplexity", "latency_ms", "prefill_ms", "throughput_tokens_per_s",
                  "memory_gb", "model_size_gb", "compression_ratio", "energy_kwh", "co2_grams",
-                 "compression_time_s", "compression_energy_kwh", "compression_co2_grams", "eval_time_s", "load_time_s"]
+                 "compression_time_s", "compression_energy_kwh", "compression_co2_grams", "eval_time_s", "load_time_s",
+                 "accuracy_full", "accuracy_full_stderr", "full_eval_time_s"]
 AXES = ["accuracy", "latency_ms", "memory_gb", "model_size_gb", "compression_ratio", "perplexity", "co2_grams"]
 
 
@@ -38,6 +39,7 @@ def result_json(row: dict) -> dict:
     out.update({
         "is_pareto_optimal": bool(row.get("is_pareto")),
         "task_accuracy": row.get("task_accuracy", {}),
+        "task_accuracy_full": row.get("task_accuracy_full") or {},
         "conditions": row.get("conditions", {}),
         "checkpoint_path": row.get("checkpoint_path"),
     })

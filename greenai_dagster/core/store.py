@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS results (
     model_size_gb DOUBLE, compression_ratio DOUBLE, energy_kwh DOUBLE, co2_grams DOUBLE,
     compression_time_s DOUBLE, compression_energy_kwh DOUBLE, compression_co2_grams DOUBLE,
     eval_time_s DOUBLE, load_time_s DOUBLE, eval_energy_kwh DOUBLE, eval_co2_grams DOUBLE, checkpoint_path VARCHAR,
-    task_accuracy JSON, conditions JSON, is_pareto BOOLEAN DEFAULT FALSE, created_at TIMESTAMP);
+    task_accuracy JSON, conditions JSON, accuracy_full DOUBLE, accuracy_full_stderr DOUBLE, full_eval_time_s DOUBLE,
+    task_accuracy_full JSON, is_pareto BOOLEAN DEFAULT FALSE, created_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS frontier (
     experiment VARCHAR PRIMARY KEY, members JSON, hypervolume DOUBLE, episodes_seen INTEGER,
     updated_at TIMESTAMP);
@@ -44,7 +45,19 @@ RESULT_COLUMNS = [
     "model_size_gb", "compression_ratio", "energy_kwh", "co2_grams", "compression_time_s",
     "compression_energy_kwh", "compression_co2_grams", "eval_time_s", "load_time_s", "eval_energy_kwh", "eval_co2_grams",
     "checkpoint_path", "task_accuracy", "conditions",
+    # the full set (every written item), evaluated for the baseline and frontier members only
+    "accuracy_full", "accuracy_full_stderr", "full_eval_time_s", "task_accuracy_full",
 ]
+JSON_COLUMNS = ("task_accuracy", "conditions", "task_accuracy_full")
+
+
+def _plain_full_set(row: dict) -> dict:
+    """Full-set columns are NULL until scored; pandas reads NULL doubles as NaN, we keep None."""
+    for column in ("accuracy_full", "accuracy_full_stderr", "full_eval_time_s"):
+        value = row.get(column)
+        if value is not None and value != value:
+            row[column] = None
+    return row
 
 
 def now() -> datetime:
@@ -86,7 +99,7 @@ class ResultsStore:
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'results'").fetchall()}
         for column in RESULT_COLUMNS:
             if column not in have:
-                kind = "JSON" if column in ("task_accuracy", "conditions") else "DOUBLE"
+                kind = "JSON" if column in JSON_COLUMNS else "DOUBLE"
                 con.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
 
     @contextmanager
@@ -155,7 +168,8 @@ class ResultsStore:
 
     # results -----------------------------------------------------------------------------------
     def write_result(self, row: dict) -> None:
-        values = [json.dumps(row[c]) if c in ("task_accuracy", "conditions") else row.get(c) for c in RESULT_COLUMNS]
+        values = [json.dumps(row.get(c)) if c in JSON_COLUMNS and row.get(c) is not None else row.get(c)
+                  for c in RESULT_COLUMNS]
         placeholders = ", ".join("?" for _ in RESULT_COLUMNS)
         with self.transaction() as con:
             con.execute("DELETE FROM results WHERE candidate_key = ?", [row["candidate_key"]])
@@ -168,16 +182,24 @@ class ResultsStore:
             df = con.execute(f"SELECT * FROM results WHERE {where} ORDER BY episode", [experiment]).fetchdf()
         rows = df.to_dict("records")
         for r in rows:
-            r["task_accuracy"] = json.loads(r["task_accuracy"]) if r["task_accuracy"] else {}
-            r["conditions"] = json.loads(r["conditions"]) if r["conditions"] else {}
+            _plain_full_set(r)
+            for column in JSON_COLUMNS:
+                r[column] = json.loads(r[column]) if isinstance(r.get(column), str) else {}
             r["is_pareto"] = bool(r["is_pareto"])
         return rows
+
+    def write_full_accuracy(self, candidate_key: str, accuracy: float, stderr: float, per_task: dict,
+                            eval_time_s: float) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE results SET accuracy_full = ?, accuracy_full_stderr = ?, task_accuracy_full = ?, "
+                        "full_eval_time_s = ? WHERE candidate_key = ?",
+                        [accuracy, stderr, json.dumps(per_task), eval_time_s, candidate_key])
 
     def result(self, candidate_key: str) -> dict | None:
         with self.connect(read_only=True) as con:
             df = con.execute("SELECT * FROM results WHERE candidate_key = ?", [candidate_key]).fetchdf()
         rows = df.to_dict("records")
-        return rows[0] if rows else None
+        return _plain_full_set(rows[0]) if rows else None
 
     def baseline(self, experiment: str) -> dict | None:
         rows = [r for r in self.results(experiment, include_baseline=True) if r["is_baseline"]]
