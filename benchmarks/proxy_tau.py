@@ -62,6 +62,7 @@ def prefix_score(per_item: dict[str, list[float]], n: int | None) -> float:
 
 def measure_variant(name: str, steps: list, datasets: list[str], proxy: int, batch_size: int) -> dict:
     base = resolve_model_path(DEFAULT_MODEL)
+    checkpoints_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=checkpoints_dir()) as tmp:
         if steps:
             model, tokenizer = load_model_and_tokenizer(base)
