@@ -143,7 +143,7 @@ def cmd_benchmarks(args) -> int:
     from greenai_dagster.core.benchmarks import availability
 
     for row in availability():
-        print(f"{row['name']:<22} {row['source']:<14} {row['tasks']:>3} tasks  {row['status']}")
+        print(f"{row['name']:<22} {row['source']:<18} {row['tasks']:>3} tasks  {row['status']}")
     return 0
 
 

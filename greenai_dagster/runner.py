@@ -172,8 +172,8 @@ def full_set(config: ExperimentConfig, name: str, store: ResultsStore, instance,
     """Score the baseline and the final frontier on every benchmark item (the search used the proxy)."""
     if not pipeline.wants_full_set(config, resources["gpu"].device_name()):
         if config.eval.full_set_for_frontier is None:
-            echo("Full-set scoring of the frontier is off on CPU by default (about 30 min per model for "
-                 "bigbench_hard here); --full-eval turns it on.")
+            echo("Full-set scoring of the frontier is off on CPU by default; --full-eval turns it on (a full "
+                 "bigbench_hard pass is about 30 min per model on a 2-core CPU).")
         return
     echo("Scoring the baseline and the frontier members on the full benchmark set ...")
     _materialize(["frontier_full_evaluation"], name, instance, resources)

@@ -21,3 +21,6 @@ def test_default_model_converts_and_has_the_known_shape(data_root):
     assert spec.num_key_value_heads == 3 and spec.hidden_size == 576
     ppl = perplexity(model, tokenizer, EvalSettings(perplexity_max_tokens=1024))
     assert 5 < ppl < 30  # a working model on English prose; random weights give ~49152
+    # special tokens as the GGUF declares them (transformers' GGUF loader alone names <|im_start|> as EOS)
+    assert (tokenizer.bos_token, tokenizer.eos_token) == ("<|im_start|>", "<|im_end|>")
+    assert tokenizer.eos_token_id == model.config.eos_token_id == 2

