@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--full-eval", action=argparse.BooleanOptionalAction, default=None,
                      help="score the baseline and final frontier members on the benchmark's full set "
                           "(default: on a GPU only; the search itself uses the stratified proxy)")
+    run.add_argument("--benchmark-source", choices=["auto", "offline", "hub"],
+                     help="lm-eval's standard tasks from the hub, or the local data (default auto: the hub where "
+                          "reachable, for bigbench_hard and humaneval)")
     run.add_argument("--proxy-items", type=int, help="proxy items per benchmark task while searching (default 10)")
 
     analyze = sub.add_parser("analyze", help="summarise an experiment folder")
@@ -82,7 +85,7 @@ def cmd_run(args) -> int:
 
     overrides = {"model": args.model, "dataset": args.dataset, "episodes": args.episodes, "budget": args.budget,
                  "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "name": args.name,
-                 "coordinator": args.coordinator}
+                 "coordinator": args.coordinator, "benchmark_source": args.benchmark_source}
     eval_overrides = {k: v for k, v in {"full_set_for_frontier": args.full_eval,
                                         "limit_per_task": args.proxy_items}.items() if v is not None}
     config = load_config(overrides, args.config, eval_overrides)

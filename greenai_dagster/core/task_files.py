@@ -90,10 +90,15 @@ def write_code(task_name: str, items: list[dict], folder: Path, max_gen_toks: in
 
 
 def task_score(results_row: dict) -> tuple[str, float, float]:
-    """(metric, value, stderr) of one task's lm-eval results row."""
+    """(metric, value, stderr) of one task's (or group's) lm-eval results row.
+
+    Keys look like `acc,none` or, for tasks with filters (lm-eval's bbh, humaneval),
+    `exact_match,strict-match`: the unfiltered score is taken where there is one."""
     for metric in SCORE_METRICS:
-        key = f"{metric},none"
-        if key in results_row:
-            stderr = results_row.get(f"{metric}_stderr,none")
-            return metric, float(results_row[key]), float(stderr) if isinstance(stderr, (int, float)) else 0.0
+        keys = sorted(k for k in results_row if k.startswith(f"{metric},"))
+        if not keys:
+            continue
+        key = f"{metric},none" if f"{metric},none" in keys else keys[0]
+        stderr = results_row.get(key.replace(f"{metric},", f"{metric}_stderr,", 1))
+        return metric, float(results_row[key]), float(stderr) if isinstance(stderr, (int, float)) else 0.0
     raise KeyError(f"no score metric among {SCORE_METRICS} in {sorted(results_row)}")
