@@ -34,7 +34,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def ours(folder: str, bench: PreparedBenchmark, batch_size: int) -> tuple[float, float]:
     started = time.perf_counter()
     model, tokenizer = load_variant(folder)
-    acc, _, _ = accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=None, batch_size=batch_size))
+    acc = accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=None, batch_size=batch_size)).accuracy
     elapsed = time.perf_counter() - started
     del model
     gc.collect()

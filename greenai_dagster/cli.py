@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="lm-eval's standard tasks from the hub, or the local data (default auto: the hub where "
                           "reachable, for bigbench_hard and humaneval)")
     run.add_argument("--proxy-items", type=int, help="proxy items per benchmark task while searching (default 10)")
+    run.add_argument("--objectives", help="comma-separated frontier objectives (default: kl_divergence,accuracy,"
+                                          "latency_ms,memory_gb,model_size_gb; list: core/objectives.py)")
+    run.add_argument("--fidelity-tokens", type=int, help="held-out tokens scored against the baseline (default 4096)")
+    run.add_argument("--fidelity-text", help="UTF-8 text file for the fidelity metrics (default: the corpus's "
+                                             "held-out half)")
 
     analyze = sub.add_parser("analyze", help="summarise an experiment folder")
     analyze.add_argument("directory")
@@ -85,9 +90,11 @@ def cmd_run(args) -> int:
 
     overrides = {"model": args.model, "dataset": args.dataset, "episodes": args.episodes, "budget": args.budget,
                  "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "name": args.name,
-                 "coordinator": args.coordinator, "benchmark_source": args.benchmark_source}
-    eval_overrides = {k: v for k, v in {"full_set_for_frontier": args.full_eval,
-                                        "limit_per_task": args.proxy_items}.items() if v is not None}
+                 "coordinator": args.coordinator, "benchmark_source": args.benchmark_source,
+                 "objectives": [o.strip() for o in args.objectives.split(",") if o.strip()] if args.objectives else None}
+    eval_overrides = {k: v for k, v in {"full_set_for_frontier": args.full_eval, "limit_per_task": args.proxy_items,
+                                        "fidelity_tokens": args.fidelity_tokens,
+                                        "fidelity_text": args.fidelity_text}.items() if v is not None}
     config = load_config(overrides, args.config, eval_overrides)
     if args.show_spec:
         return show_spec(config.model)

@@ -16,7 +16,8 @@ from typing import Callable
 
 from dagster import DagsterInstance, materialize
 
-from greenai_dagster.core import pipeline
+from greenai_dagster.core import gate, pipeline
+from greenai_dagster.core.flips import accuracy_interval
 from greenai_dagster.core.benchmarks import hub_available, hub_unreachable, prepare_benchmark, resolve_source
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_next
@@ -108,9 +109,13 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
     spec = pipeline.load_spec(store, name)
     baseline = store.baseline(name)
     echo(f"Experiment {name}: model {config.model} ({spec.parameter_count} params), benchmark {config.dataset}")
-    echo(f"[Baseline] Accuracy: {baseline['accuracy']:.3f} | Perplexity: {baseline['perplexity']:.2f} | "
-         f"Latency: {baseline['latency_ms']:.1f} ms/token | Memory: {baseline['memory_gb']:.3f} GB | "
-         f"Size: {baseline['model_size_gb']:.3f} GB")
+    echo(f"[Baseline] Accuracy: {accuracy_text(baseline)} | Perplexity: {baseline['perplexity']:.2f} "
+         f"({baseline['fidelity_tokens']} held-out tokens) | Latency: {baseline['latency_ms']:.1f} ms/token | "
+         f"Memory: {baseline['memory_gb']:.3f} GB | Size: {baseline['model_size_gb']:.3f} GB")
+    facts = store.facts(name)
+    echo(f"[Benchmark] {facts.get('benchmark_note', '')}")
+    echo(f"[Objectives] frontier over {', '.join(facts.get('objectives', []))}; quality gate "
+         f"{', '.join(f'{k} <= {v:g}' for k, v in gate.bounds(config.constraints).items())}")
 
     coordinator = config.make_coordinator()
     while True:
@@ -144,11 +149,23 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
         frontier_after = set((store.frontier(name) or {}).get("members", []))
         if interactive:
             echo(f"[Compression] Compression ratio: {row['compression_ratio']:.2f}x in {row['compression_time_s']:.1f} s")
-            echo(f"[Evaluation] Accuracy: {row['accuracy']:.3f} | Perplexity: {row['perplexity']:.2f} | "
-                 f"Latency: {row['latency_ms']:.1f} ms/token | Memory: {row['memory_gb']:.3f} GB | "
+            echo(f"[Fidelity] KL: {row['kl_divergence']:.4f} ± {row['kl_stderr'] or 0:.4f} nats/token | "
+                 f"top-1 agreement: {row['top1_agreement']:.3f} | perplexity x{row['ppl_ratio']:.3f} "
+                 f"[{row['ppl_ratio_low']:.3f}, {row['ppl_ratio_high']:.3f}]")
+            flips = row.get("flips") or {}
+            versus = (f" | vs baseline: {flips['verdict']} ({flips['correct_to_wrong']} right->wrong, "
+                      f"{flips['wrong_to_correct']} wrong->right of {flips['items']}, McNemar p={flips['p_value']:.2g})"
+                      if flips else "")
+            echo(f"[Evaluation] Accuracy: {accuracy_text(row)}{versus}")
+            echo(f"[Evaluation] Latency: {row['latency_ms']:.1f} ms/token | Memory: {row['memory_gb']:.3f} GB | "
                  f"Size: {row['model_size_gb']:.3f} GB | CO2: {row['co2_grams']:.3f} g")
-            if key in frontier_after and key not in frontier_before:
-                echo("[Update] New Pareto solution found!")
+        if row.get("degraded"):
+            echo(f"[Frontier] {strategy.strategy_id}: degraded ({row['degraded_reason']}); kept off the frontier")
+        elif key in frontier_after and key not in frontier_before:
+            echo(f"[Frontier] {strategy.strategy_id} joined the Pareto frontier")
+        elif interactive:
+            echo(f"[Frontier] {strategy.strategy_id} is dominated; frontier unchanged"
+                 if key not in frontier_after else f"[Frontier] {strategy.strategy_id} on the frontier")
     full_set(config, name, store, instance, resources, echo)
     final = pipeline.finish_experiment(store, name, reason)
     timings = wall_time_split(store, name, time.perf_counter() - run_started)
@@ -184,6 +201,11 @@ def wall_time_split(store: ResultsStore, name: str, total_s: float) -> dict:
     evaluate = sum((r.get("eval_time_s") or 0.0) + (r.get("full_eval_time_s") or 0.0) for r in rows)
     return {"total_s": total_s, "load_s": load, "compress_s": compress, "evaluate_s": evaluate,
             "orchestration_s": max(total_s - load - compress - evaluate, 0.0)}
+
+
+def accuracy_text(row: dict) -> str:
+    low, high = accuracy_interval(row["accuracy"], row.get("accuracy_stderr") or 0.0)
+    return f"{row['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f})"
 
 
 def _fmt(params: dict) -> str:

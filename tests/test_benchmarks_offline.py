@@ -50,7 +50,7 @@ def greedy_text(model, tokenizer, prompt: str, max_new_tokens: int, until: list[
 
 def score(model, tokenizer, task: str, folder: Path, limit=None, executes_code=False) -> float:
     bench = PreparedBenchmark("t", [task], str(folder), offline=True, executes_code=executes_code)
-    return accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=limit, batch_size=1))[0]
+    return accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=limit, batch_size=1)).accuracy
 
 
 # ---- stratified order --------------------------------------------------------------------------

@@ -12,13 +12,14 @@ from greenai_dagster.core.coordinator.space import search_space
 from greenai_dagster.core.errors import CoordinatorKeyMissing, NetworkError, QuotaExceeded
 
 BASELINE = {"accuracy": 0.5, "latency_ms": 30.0, "memory_gb": 0.8, "model_size_gb": 0.25, "perplexity": 11.0,
-            "compression_ratio": 1.0, "strategy_id": "baseline"}
+            "compression_ratio": 1.0, "strategy_id": "baseline", "kl_divergence": 0.0, "ppl_ratio": 1.0}
 
 
-def measured(strategy, accuracy, latency, memory, size):
+def measured(strategy, accuracy, latency, memory, size, kl=None):
+    kl = (0.5 - accuracy) * 0.5 + 0.02 if kl is None else kl     # a less accurate model moved further
     return {"candidate_key": f"e/{strategy.label()}", "strategy_id": strategy.label(), "strategy": strategy.to_json(),
             "accuracy": accuracy, "latency_ms": latency, "memory_gb": memory, "model_size_gb": size,
-            "perplexity": 12.0, "compression_ratio": 0.25 / size}
+            "perplexity": 12.0, "compression_ratio": 0.25 / size, "kl_divergence": max(kl, 0.001), "ppl_ratio": 1.1}
 
 
 def state_for(spec, results=(), allowed=None, constraints=None):

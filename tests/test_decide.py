@@ -16,7 +16,7 @@ def row(key, episode, acc, lat, size, experiment="exp"):
     r = {c: None for c in RESULT_COLUMNS}
     r.update(candidate_key=f"{experiment}/{key}", experiment=experiment, episode=episode, strategy_id=key,
              is_baseline=episode == 0, accuracy=acc, latency_ms=lat, memory_gb=0.5, model_size_gb=size,
-             perplexity=12.0, compression_ratio=0.25 / size, task_accuracy={}, conditions={})
+             perplexity=12.0, compression_ratio=0.25 / size, task_accuracy={}, conditions={}, kl_divergence=0.01, ppl_ratio=1.01)
     return r
 
 

@@ -5,8 +5,12 @@ import pytest
 from greenai_dagster.core.pareto import dominates, hypervolume, pareto_front, satisfies, summarise
 
 
-def point(name, acc, lat, mem, size):
-    return {"candidate_key": name, "accuracy": acc, "latency_ms": lat, "memory_gb": mem, "model_size_gb": size}
+def point(name, acc, lat, mem, size, kl=0.1):
+    return {"candidate_key": name, "accuracy": acc, "latency_ms": lat, "memory_gb": mem, "model_size_gb": size,
+            "kl_divergence": kl}
+
+
+FOUR = {"accuracy": True, "latency_ms": False, "memory_gb": False, "model_size_gb": False}
 
 
 def test_better_on_all_dominates():
@@ -50,6 +54,23 @@ def test_constraints_filter_before_frontier():
 def test_hypervolume_of_one_point_is_box_volume():
     base = point("base", 1.0, 10, 1, 1)
     # normalised: acc 0.5 (ref 0), latency 0.5, mem 0.5, size 0.5 (ref 2) -> 0.5 * 1.5^3
-    hv = hypervolume([point("p", 0.5, 5, 0.5, 0.5)], base)
+    hv = hypervolume([point("p", 0.5, 5, 0.5, 0.5)], base, FOUR)
     assert hv == pytest.approx(0.5 * 1.5 ** 3)
-    assert hypervolume([point("p", 0.5, 5, 0.5, 0.5), point("q", 0.4, 6, 0.6, 0.6)], base) == pytest.approx(hv)
+    assert hypervolume([point("p", 0.5, 5, 0.5, 0.5), point("q", 0.4, 6, 0.6, 0.6)], base, FOUR) == pytest.approx(hv)
+
+
+def test_kl_is_used_on_its_own_scale_with_the_gate_bound_as_reference():
+    base = point("base", 1.0, 10, 1, 1, kl=0.0)
+    # KL 0.1 against the default gate bound 0.5 -> 0.4; the other four as above
+    assert hypervolume([point("p", 0.5, 5, 0.5, 0.5, kl=0.1)], base) == pytest.approx(0.4 * 0.5 * 1.5 ** 3)
+    # beyond the user's bound a point adds nothing
+    assert hypervolume([point("p", 0.5, 5, 0.5, 0.5, kl=0.3)], base, constraints={"max_kl": 0.2}) == 0.0
+
+
+def test_a_degraded_candidate_never_reaches_the_frontier():
+    broken = dict(point("broken", 0.99, 1, 0.1, 0.1, kl=3.0), degraded=True, degraded_reason="kl_divergence 3 > 0.5")
+    fine = point("fine", 0.5, 10, 1, 1, kl=0.05)
+    summary = summarise([broken, fine], point("base", 0.5, 10, 1, 1, kl=0.0))
+    assert [m["candidate_key"] for m in summary.members] == ["fine"]
+    assert summary.excluded == [{"candidate_key": "broken", "strategy_id": None, "reason": "kl_divergence 3 > 0.5"}]
+    assert all(v["candidate_key"] != "broken" for v in summary.best_per_objective.values())

@@ -33,7 +33,7 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
     baseline = {c: None for c in RESULT_COLUMNS}
     baseline.update(candidate_key="ui_exp/baseline", experiment="ui_exp", episode=0, strategy_id="baseline",
                     is_baseline=True, accuracy=0.5, latency_ms=30.0, memory_gb=0.5, model_size_gb=0.25,
-                    task_accuracy={}, conditions={})
+                    task_accuracy={}, conditions={}, kl_divergence=0.01, ppl_ratio=1.01)
     store.write_result(baseline)
 
     second = tick(db, instance)
@@ -69,7 +69,7 @@ def test_sensor_scores_the_final_frontier_on_the_full_set_before_finishing(tmp_p
         row = {c: None for c in RESULT_COLUMNS}
         row.update(candidate_key=f"full_exp/{sid}", experiment="full_exp", episode=episode, strategy_id=sid,
                    is_baseline=episode == 0, accuracy=0.5, latency_ms=30.0 - episode, memory_gb=0.5,
-                   model_size_gb=0.25, task_accuracy={}, conditions={})
+                   model_size_gb=0.25, task_accuracy={}, conditions={}, kl_divergence=0.01, ppl_ratio=1.01)
         store.write_result(row)
     store.add_strategy("full_exp/int8_dynamic", "full_exp", 1, {"strategy_id": "int8_dynamic", "steps": [],
                                                                  "methods": ["int8"]})

@@ -1,5 +1,7 @@
 """Candidate-level assets (one dynamic partition per strategy): the compressed checkpoint and its benchmark."""
 
+import math
+
 from dagster import (
     AllPartitionMapping, AssetCheckResult, AssetCheckSeverity, AssetDep, AssetExecutionContext, MaterializeResult,
     MetadataValue, asset, asset_check,
@@ -27,22 +29,33 @@ def compressed_variant(context: AssetExecutionContext, store: ResultsStoreResour
 
 @asset(partitions_def=candidates_partitions, group_name="candidates", deps=[compressed_variant], pool="gpu")
 def benchmark_result(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
-    """Accuracy, perplexity, latency, memory, size, compression ratio, energy and CO2; one DuckDB row."""
+    """Fidelity to the baseline (KL, top-1, perplexity ratio), accuracy with its interval and flips, latency,
+    memory, size, compression ratio, energy and CO2, and the quality gate's verdict; one DuckDB row."""
     row = gpu.run(pipeline.benchmark_candidate, store.get(), context.partition_key)
     return MaterializeResult(metadata=_metrics_metadata(row))
 
 
 @asset_check(asset=benchmark_result, blocking=True)
 def benchmark_result_is_plausible(context, store: ResultsStoreResource) -> AssetCheckResult:
-    """Figures must be physically possible: accuracy in [0, 1], positive size/latency/memory."""
+    """Figures must be physically possible: finite, accuracy and top-1 agreement in [0, 1], KL >= 0,
+    positive size/latency/memory/perplexity."""
     problems = []
     partition = context.run.tags.get("dagster/partition")
     row = store.get().result(partition) if partition else None
     if row is None:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"problem": "no result row"})
-    if not 0.0 <= row["accuracy"] <= 1.0:
-        problems.append(f"accuracy {row['accuracy']} outside [0, 1]")
-    for name in ("model_size_gb", "latency_ms", "memory_gb", "perplexity"):
-        if not row[name] or row[name] <= 0:
-            problems.append(f"{name} is {row[name]}")
+    for name in ("accuracy", "kl_divergence", "top1_agreement", "ppl_ratio", "model_size_gb", "latency_ms",
+                 "memory_gb", "perplexity"):
+        value = row.get(name)
+        if value is None or not math.isfinite(value):
+            problems.append(f"{name} is {value}")
+    if not problems:
+        for name in ("accuracy", "top1_agreement"):
+            if not 0.0 <= row[name] <= 1.0:
+                problems.append(f"{name} {row[name]} outside [0, 1]")
+        if row["kl_divergence"] < 0:
+            problems.append(f"kl_divergence {row['kl_divergence']} is negative")
+        for name in ("model_size_gb", "latency_ms", "memory_gb", "perplexity", "ppl_ratio"):
+            if row[name] <= 0:
+                problems.append(f"{name} is {row[name]}")
     return AssetCheckResult(passed=not problems, metadata={"problems": MetadataValue.json(problems)})

@@ -2,7 +2,7 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from greenai_dagster.core import pipeline
+from greenai_dagster.core import pipeline, report
 from greenai_dagster.partitions import experiments_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
@@ -22,13 +22,14 @@ def model_spec(context: AssetExecutionContext, store: ResultsStoreResource, gpu:
 @asset(partitions_def=experiments_partitions, group_name="experiment", deps=[model_spec], pool="gpu")
 def baseline(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
     """The uncompressed model's metrics (computed once per experiment, then reused)."""
-    row = gpu.run(pipeline.evaluate_baseline, store.get(), context.partition_key)
-    return MaterializeResult(metadata=_metrics_metadata(row))
+    results_store = store.get()
+    row = gpu.run(pipeline.evaluate_baseline, results_store, context.partition_key)
+    facts = results_store.facts(context.partition_key)
+    return MaterializeResult(metadata={**_metrics_metadata(row), "benchmark": facts.get("benchmark_note", ""),
+                                       "frontier_objectives": MetadataValue.json(facts.get("objectives", []))})
 
 
 def _metrics_metadata(row: dict) -> dict:
-    keys = ("accuracy", "accuracy_stderr", "perplexity", "latency_ms", "prefill_ms", "throughput_tokens_per_s",
-            "memory_gb", "model_size_gb", "compression_ratio", "energy_kwh", "co2_grams")
-    meta = {k: float(row[k]) for k in keys if row.get(k) is not None}
+    meta = dict(report.metrics_summary(row))
     meta["checkpoint"] = MetadataValue.path(str(row["checkpoint_path"]))
     return meta

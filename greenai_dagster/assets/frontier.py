@@ -3,7 +3,7 @@
 from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from greenai_dagster.assets.candidates import benchmark_result
-from greenai_dagster.core import pipeline
+from greenai_dagster.core import pipeline, report
 from greenai_dagster.partitions import experiments_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
@@ -11,16 +11,18 @@ from greenai_dagster.resources import GpuResource, ResultsStoreResource
 @asset(partitions_def=experiments_partitions, group_name="frontier",
        deps=[AssetDep(benchmark_result, partition_mapping=AllPartitionMapping())])
 def pareto_frontier(context: AssetExecutionContext, store: ResultsStoreResource) -> MaterializeResult:
-    """Non-dominated set (accuracy max; latency, memory, size min), hypervolume, best per objective."""
+    """Non-dominated set over the experiment's objectives (default: KL divergence, accuracy, latency, memory,
+    size; core/objectives.py) among candidates that pass the quality gate; hypervolume, best per objective."""
     results_store = store.get()
-    summary = pipeline.update_frontier(results_store, context.partition_key)
-    folder = pipeline.experiment_dir(results_store, context.partition_key)
-    table = "| strategy | accuracy | latency ms/token | memory GiB | size GiB | ratio |\n|---|---|---|---|---|---|\n" + "".join(
-        f"| {m['strategy_id']} | {m['accuracy']:.3f} | {m['latency_ms']:.1f} | {m['memory_gb']:.3f} | "
-        f"{m['model_size_gb']:.3f} | {m['compression_ratio']:.2f} |\n" for m in summary.members)
+    name = context.partition_key
+    summary = pipeline.update_frontier(results_store, name)
+    folder = pipeline.experiment_dir(results_store, name)
     return MaterializeResult(metadata={
         "frontier_size": len(summary.members), "hypervolume": summary.hypervolume,
-        "frontier": MetadataValue.md(table),
+        "objectives": MetadataValue.json({k: ("max" if v else "min") for k, v in summary.objectives.items()}),
+        "benchmark": results_store.facts(name).get("benchmark_note", ""),
+        "best_per_objective": MetadataValue.json({k: v["strategy_id"] for k, v in summary.best_per_objective.items()}),
+        "frontier": MetadataValue.md(report.frontier_markdown(summary, results_store.baseline(name))),
         "chart": MetadataValue.path(str(folder / "pareto_visualization.html")),
         "pareto_frontier_json": MetadataValue.path(str(folder / "pareto_frontier.json")),
     })

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from greenai_dagster.core.errors import EvaluationError
 
-COLUMNS = [("strategy_id", "strategy", 28), ("accuracy", "acc", 7), ("accuracy_full", "acc full", 8),
-           ("perplexity", "ppl", 8),
+COLUMNS = [("strategy_id", "strategy", 28), ("kl_divergence", "KL", 8), ("top1_agreement", "top1", 6),
+           ("ppl_ratio", "ppl x", 7), ("accuracy", "acc [95% CI]", 19), ("accuracy_full", "acc full", 8),
            ("latency_ms", "ms/tok", 8), ("memory_gb", "mem GB", 8), ("model_size_gb", "size GB", 8),
            ("compression_ratio", "ratio", 6), ("co2_grams", "CO2 g", 8)]
 
@@ -34,9 +34,14 @@ def _row(strategy_id: str, result: dict, pareto: bool) -> str:
     cells = []
     for key, _, width in COLUMNS:
         value = strategy_id if key == "strategy_id" else result.get(key)
-        text = value if isinstance(value, str) else ("-" if value is None else f"{value:.4g}")
+        if key == "accuracy" and value is not None and result.get("accuracy_ci95"):
+            low, high = result["accuracy_ci95"]
+            text = f"{value:.3f} [{low:.2f},{high:.2f}]"
+        else:
+            text = value if isinstance(value, str) else ("-" if value is None else f"{value:.4g}")
         cells.append(f"{text:<{width}}")
-    return " ".join(cells) + (" *" if pareto else "")
+    flag = " *" if pareto else (" degraded: " + str(result.get("degraded_reason")) if result.get("degraded") else "")
+    return " ".join(cells) + flag
 
 
 def analyze_folder(folder: Path, fmt: str = "summary") -> str:
@@ -52,6 +57,13 @@ def analyze_folder(folder: Path, fmt: str = "summary") -> str:
                      f"{spec['model_size_gb']:.3f} GB)")
     if final:
         lines.append(f"Episodes: {final['episodes_completed']}   termination: {final['termination_reason']}")
+    note = (final or frontier or {}).get("benchmark_note")
+    if note:
+        lines.append(f"Benchmark: {note}")
+    objectives = (final or frontier or {}).get("objectives")
+    if isinstance(objectives, dict):
+        lines.append("Frontier objectives: " + ", ".join(f"{k} ({v['direction'] if isinstance(v, dict) else v})"
+                                                          for k, v in objectives.items()))
     header = " ".join(f"{label:<{width}}" for _, label, width in COLUMNS)
     if frontier:
         lines.append(f"\nPareto frontier ({len(frontier['solutions'])} solutions, hypervolume {frontier['hypervolume']:.4f}):")

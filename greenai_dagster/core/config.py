@@ -7,7 +7,9 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from greenai_dagster.core import objectives as objective_registry
 
 from greenai_dagster.core.errors import EvaluationError
 from greenai_dagster.core.evaluate import EvalSettings
@@ -19,7 +21,10 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit_per_task: int | None = Field(10, ge=1, description="proxy: items per task while searching (None = all)")
     batch_size: int = Field(8, ge=1)
-    perplexity_max_tokens: int = Field(4096, ge=64)
+    fidelity_tokens: int = Field(4096, ge=512, description="held-out tokens scored against the baseline (KL, top-1, "
+                                                          "perplexity ratio); chosen by benchmarks/fidelity_tau.py")
+    fidelity_text: str | None = Field(None, description="a UTF-8 text file to score fidelity on instead of the "
+                                                        "corpus's held-out half")
     prompt_len: int = Field(128, ge=8)
     new_tokens: int = Field(16, ge=2)
     latency_repeats: int = Field(5, ge=1)
@@ -27,6 +32,22 @@ class EvalConfig(BaseModel):
     timeout_s: float = Field(1800.0, gt=0)
     full_set_for_frontier: bool | None = Field(
         None, description="score the baseline and final frontier members on every item; None = on a GPU only")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        """Configs stored before fidelity replaced the perplexity pass used `perplexity_max_tokens`."""
+        if isinstance(data, dict) and "perplexity_max_tokens" in data:
+            data = dict(data)
+            data.setdefault("fidelity_tokens", max(512, data.pop("perplexity_max_tokens")))
+        return data
+
+    @field_validator("fidelity_text")
+    @classmethod
+    def _text_exists(cls, value):
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"fidelity text file '{value}' does not exist")
+        return value
 
     def settings(self) -> EvalSettings:
         return EvalSettings(**self.model_dump(exclude={"full_set_for_frontier"}))
@@ -46,7 +67,11 @@ class ExperimentConfig(BaseModel):
     output_dir: str = Field(default_factory=lambda: str(experiments_dir()))
     name: str | None = None
     compression_methods: list[str] | None = None
-    constraints: dict[str, float] = Field(default_factory=dict)
+    constraints: dict[str, float] = Field(default_factory=dict, description=(
+        "min_<metric>/max_<metric> bounds on result columns, e.g. min_accuracy, max_latency_ms; the quality gate's "
+        "max_kl and max_ppl_ratio (defaults in core/gate.py) mark candidates beyond them `degraded`"))
+    objectives: list[str] | None = Field(None, description="frontier objectives (core/objectives.py); default: "
+                                                           + ", ".join(objective_registry.DEFAULT_FRONTIER))
     coordinator: str = Field("planner", pattern="^(planner|llm|random)$")
     llm_model: str = "gpt-4o-mini"
     llm_base_url: str | None = None
@@ -65,6 +90,15 @@ class ExperimentConfig(BaseModel):
         for key in value:
             if not re.fullmatch(r"(min|max)_[a-z_]+", key):
                 raise ValueError(f"constraint '{key}' must look like min_<metric> or max_<metric>")
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _known_objectives(cls, value):
+        if value is not None:
+            unknown = [v for v in value if v not in objective_registry.OBJECTIVES]
+            if unknown or not value:
+                raise ValueError(f"unknown objective(s) {unknown}; known: {', '.join(objective_registry.OBJECTIVES)}")
         return value
 
     def make_coordinator(self):

@@ -14,7 +14,7 @@ from greenai_dagster.core import pipeline
 from greenai_dagster.core.coordinator import CoordinatorState, Proposal
 from greenai_dagster.core.coordinator.space import search_space
 from greenai_dagster.core.errors import GreenAIError
-from greenai_dagster.core.pareto import pareto_front, satisfies
+from greenai_dagster.core.pareto import DEFAULT_OBJECTIVES, feasible, pareto_front
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy, validate_strategy
 
@@ -43,15 +43,19 @@ def build_state(store: ResultsStore, name: str) -> CoordinatorState:
         constraints=config.constraints, allowed_methods=config.compression_methods,
         episode=len(strategies) + 1, episodes_left=config.episodes - len(strategies),
         budget_hours_left=config.budget - pipeline.elapsed_hours(store, name),
+        objectives=pipeline.frontier_objectives(store, name),
     )
 
 
-def frontier_unchanged_for(results: list[dict]) -> int:
-    """How many of the latest episodes left the frontier as it was."""
+def frontier_unchanged_for(results: list[dict], objectives: dict[str, bool] | None = None,
+                           constraints: dict | None = None) -> int:
+    """How many of the latest episodes left the frontier (of feasible rows) as it was."""
+    objectives = objectives or DEFAULT_OBJECTIVES
+    ok = [r if feasible(r, constraints) else None for r in results]
     streak = 0
     for k in range(len(results), 0, -1):
-        before = {r["candidate_key"] for r in pareto_front(results[:k - 1])}
-        after = {r["candidate_key"] for r in pareto_front(results[:k])}
+        before = {r["candidate_key"] for r in pareto_front([r for r in ok[:k - 1] if r], objectives)}
+        after = {r["candidate_key"] for r in pareto_front([r for r in ok[:k] if r], objectives)}
         if after != before:
             break
         streak += 1
@@ -73,9 +77,10 @@ def termination_reason(store: ResultsStore, name: str) -> str | None:
     if pipeline.elapsed_hours(store, name) >= config.budget:
         return "budget_exhausted"
     results = store.results(name)
-    if config.constraints and config.stop_when_constraints_met and any(satisfies(r, config.constraints) for r in results):
+    if config.constraints and config.stop_when_constraints_met and any(feasible(r, config.constraints) for r in results):
         return "constraints_met"
-    if len(results) > config.convergence_patience and frontier_unchanged_for(results) >= config.convergence_patience:
+    unchanged = frontier_unchanged_for(results, pipeline.frontier_objectives(store, name), config.constraints)
+    if len(results) > config.convergence_patience and unchanged >= config.convergence_patience:
         return "converged"
     return None
 

@@ -1,9 +1,11 @@
-"""Evaluate a checkpoint: accuracy (lm-eval), perplexity, latency, memory, size.
+"""Evaluate a checkpoint: fidelity to the baseline, accuracy (lm-eval), latency, memory, size.
 
-Accuracy goes through EleutherAI's lm-eval on the prepared benchmark's tasks (our offline task
-YAMLs or lm-eval's own), macro-averaged over tasks, with the standard error. Perplexity is
-computed on `core.corpus`'s held-out text in strided windows. Latency and memory come from a
-fresh process (`core.runtime_probe`). Size is the bytes of the checkpoint's weight files.
+Fidelity (KL divergence, top-1 agreement, perplexity ratio; `core.fidelity`) is one forward pass
+over held-out text against the baseline's stored reference. Accuracy goes through EleutherAI's
+lm-eval on the prepared benchmark's tasks (our offline task YAMLs or lm-eval's own),
+macro-averaged over tasks, with the standard error and each item's correctness (for flips
+against the baseline, `core.flips`). Latency and memory come from a fresh process
+(`core.runtime_probe`). Size is the bytes of the checkpoint's weight files.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
-from greenai_dagster.core import corpus
+from greenai_dagster.core import fidelity
 from greenai_dagster.core.benchmarks import PreparedBenchmark, hub_unreachable
 from greenai_dagster.core.errors import EvaluationError, OutOfMemory
+from greenai_dagster.core.fidelity import Fidelity
+from greenai_dagster.core.flips import item_correctness
 from greenai_dagster.core.spec import GIB, weights_size_bytes
 from greenai_dagster.core.task_files import task_score
 
@@ -32,9 +34,8 @@ class EvalSettings:
 
     limit_per_task: int | None = 10     # proxy: first N of each task's stratified order; None = full set
     batch_size: int = 8
-    perplexity_max_tokens: int = 4096
-    perplexity_window: int = 512
-    perplexity_stride: int = 256
+    fidelity_tokens: int = 4096         # held-out tokens scored against the baseline (KL, top-1, ppl ratio)
+    fidelity_text: str | None = None    # a text file to use instead of the corpus's held-out half
     prompt_len: int = 128
     new_tokens: int = 16
     latency_repeats: int = 5
@@ -43,11 +44,22 @@ class EvalSettings:
 
 
 @dataclass
+class AccuracyResult:
+    accuracy: float
+    stderr: float
+    per_task: dict[str, float]
+    item_correct: dict[str, str]      # {task: "0110..."} in the task file's order (core.flips)
+    chance: dict[str, float]          # per task: mean 1/options for multiple choice, 0 for generation
+
+
+@dataclass
 class Metrics:
     accuracy: float
     accuracy_stderr: float
     task_accuracy: dict
-    perplexity: float
+    item_correct: dict
+    task_chance: dict
+    fidelity: Fidelity
     latency_ms: float                 # decode, ms per token, batch 1 (the frontier's latency)
     prefill_ms: float
     throughput_tokens_per_s: float
@@ -98,36 +110,40 @@ def macro_score(results: dict, tasks: list[str]) -> tuple[float, float, dict]:
     return mean, stderr, per_task
 
 
-def accuracy(model, tokenizer, benchmark: PreparedBenchmark, settings: EvalSettings) -> tuple[float, float, dict]:
-    """Macro-averaged score over the benchmark's tasks, its stderr, and the score per task.
+def _sample_chance(samples: list[dict], output_type: str) -> float:
+    """Chance rate of a task from lm-eval's logged requests: 1/options for multiple choice."""
+    if output_type != "multiple_choice" or not samples:
+        return 0.0
+    return sum(1.0 / len(s["arguments"]) for s in samples) / len(samples)
+
+
+def accuracy(model, tokenizer, benchmark: PreparedBenchmark, settings: EvalSettings) -> AccuracyResult:
+    """Macro-averaged score over the benchmark's tasks, its stderr, per task, and per item.
 
     `settings.limit_per_task` items of each task (the stratified proxy: task files are written in
     a seeded stratified order), or every item when it is None (the full set)."""
-    output = run_lm_eval(model, tokenizer, benchmark, settings.limit_per_task, settings.batch_size)
-    return macro_score(output["results"], benchmark.tasks)
+    output = run_lm_eval(model, tokenizer, benchmark, settings.limit_per_task, settings.batch_size, log_samples=True)
+    mean, stderr, per_task = macro_score(output["results"], benchmark.tasks)
+    samples = {t: output["samples"].get(t, []) for t in benchmark.tasks}
+    metric_of = {t: task_score(output["results"][t])[0] for t in benchmark.tasks}
+    types = {t: output.get("configs", {}).get(t, {}).get("output_type", "") for t in benchmark.tasks}
+    return AccuracyResult(mean, stderr, per_task, item_correctness(samples, metric_of),
+                          {t: _sample_chance(samples[t], types[t]) for t in benchmark.tasks})
 
 
-@torch.no_grad()
-def perplexity(model, tokenizer, settings: EvalSettings) -> float:
-    """Strided-window perplexity: each window scores only tokens not scored by the previous one."""
-    ids = tokenizer(corpus.perplexity_text(), return_tensors="pt", add_special_tokens=False)["input_ids"]
-    ids = ids[:, : settings.perplexity_max_tokens]
-    device = next(model.parameters()).device
-    total_nll, total_tokens, prev_end = 0.0, 0, 0
-    for begin in range(0, ids.size(1), settings.perplexity_stride):
-        end = min(begin + settings.perplexity_window, ids.size(1))
-        target_len = end - prev_end
-        window = ids[:, begin:end].to(device)
-        labels = window.clone()
-        labels[:, :-target_len] = -100
-        loss = model(input_ids=window, labels=labels).loss
-        scored = (labels[:, 1:] != -100).sum().item()
-        total_nll += loss.float().item() * scored
-        total_tokens += scored
-        prev_end = end
-        if end == ids.size(1):
-            break
-    return math.exp(total_nll / total_tokens)
+def fidelity_reference_path(experiment_dir: Path) -> Path:
+    return Path(experiment_dir) / fidelity.REFERENCE_FILE
+
+
+def make_reference(model, tokenizer, settings: EvalSettings, path: Path) -> dict:
+    """The baseline's reference distributions on held-out text, computed once and stored."""
+    if path.exists():
+        return fidelity.load_reference(path)
+    text, source = fidelity.held_out_text(settings.fidelity_text)
+    windows = fidelity.token_windows(tokenizer, text, settings.fidelity_tokens)
+    reference = fidelity.build_reference(model, windows)
+    fidelity.save_reference(reference, path, source)
+    return reference
 
 
 def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
@@ -147,21 +163,27 @@ def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
 
 
 def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedBenchmark,
-                        settings: EvalSettings, device: str = "cpu") -> Metrics:
-    """All figures for one checkpoint; `model` is that checkpoint loaded (compute dtype)."""
+                        settings: EvalSettings, reference: dict, device: str = "cpu") -> Metrics:
+    """All figures for one checkpoint; `model` is that checkpoint loaded (compute dtype), `reference`
+    the baseline's stored distributions (`make_reference`)."""
     started = time.perf_counter()
-    acc, acc_se, per_task = accuracy(model, tokenizer, benchmark, settings)
-    ppl = perplexity(model, tokenizer, settings)
+    fid = fidelity.measure(model, reference)
+    acc = accuracy(model, tokenizer, benchmark, settings)
     run = runtime(checkpoint, device, settings)
     conditions = {k: run[k] for k in ("device", "dtype", "prompt_len", "new_tokens", "repeats", "batch_size",
                                       "threads", "memory_source", "latency_path")}
     conditions.update({"accuracy_items_per_task": settings.limit_per_task or "all",
-                       "perplexity_tokens": settings.perplexity_max_tokens,
-                       "perplexity_corpus": corpus.CORPUS_SOURCE,
+                       "fidelity_tokens": fid.tokens,
+                       "fidelity_text": fidelity.held_out_text(settings.fidelity_text)[1],
+                       "fidelity_method": f"top-{reference['top_ids'].shape[1]} baseline log-probs + rest bucket, "
+                                          f"{fidelity.WINDOW}-token windows, stderr over {fidelity.BLOCK}-token blocks",
+                       "fidelity_reference": fidelity.reference_digest(reference),
                        "units": {"latency_ms": "ms/token (decode, batch 1)", "prefill_ms": "ms",
-                                 "memory_gb": "GiB", "model_size_gb": "GiB", "throughput": "tokens/s"}})
+                                 "memory_gb": "GiB", "model_size_gb": "GiB", "throughput": "tokens/s",
+                                 "kl_divergence": "nats/token"}})
     return Metrics(
-        accuracy=acc, accuracy_stderr=acc_se, task_accuracy=per_task, perplexity=ppl,
+        accuracy=acc.accuracy, accuracy_stderr=acc.stderr, task_accuracy=acc.per_task, item_correct=acc.item_correct,
+        task_chance=acc.chance, fidelity=fid,
         latency_ms=run["decode_ms_per_token"], prefill_ms=run["prefill_ms"],
         throughput_tokens_per_s=run["throughput_tokens_per_s"], memory_gb=run["peak_memory_gb"],
         model_size_gb=weights_size_bytes(checkpoint) / GIB, conditions=conditions,

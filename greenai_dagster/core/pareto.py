@@ -1,25 +1,23 @@
 """Multi-objective Pareto frontier: dominance, the non-dominated set, hypervolume, best-per-objective.
 
-Dominance is the textbook one and exact on ties: `a` dominates `b` when `a` is at least as good
-on every objective and strictly better on at least one. Two identical points therefore do not
-dominate each other, and both stay on the frontier. Hypervolume uses moocore (a maintained
-implementation), on objectives normalised by the baseline so units do not matter.
+Objectives come from `core.objectives` ({name: maximise}). Dominance is the textbook one and exact
+on ties: `a` dominates `b` when `a` is at least as good on every objective and strictly better on
+at least one; two identical points both stay. Only feasible rows compete: not degraded by the
+quality gate (`core.gate`) and within the user's constraints. Hypervolume uses moocore (a
+maintained implementation) on the scales `core.objectives` defines.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-# name -> True when larger is better
-DEFAULT_OBJECTIVES: dict[str, bool] = {
-    "accuracy": True,
-    "latency_ms": False,
-    "memory_gb": False,
-    "model_size_gb": False,
-}
-# Reference point for hypervolume, in units of the baseline's value (accuracy: 0 = worthless).
+from greenai_dagster.core import gate
+from greenai_dagster.core.objectives import directions, get
+
+DEFAULT_OBJECTIVES: dict[str, bool] = directions()
+# Reference point for baseline-scaled objectives, in units of the baseline's value.
 REFERENCE_RATIO = {True: 0.0, False: 2.0}
 
 
@@ -39,30 +37,55 @@ def pareto_front(rows: list[dict], objectives: dict[str, bool] = DEFAULT_OBJECTI
     return [r for r in rows if not any(dominates(o, r, objectives) for o in rows if o is not r)]
 
 
+CONSTRAINT_ALIASES = {"kl": "kl_divergence"}
+
+
 def satisfies(row: dict, constraints: dict) -> bool:
-    """Constraint filter: `min_<metric>` / `max_<metric>` keys (e.g. min_accuracy, max_latency_ms)."""
+    """Constraint filter: `min_<metric>` / `max_<metric>` keys (e.g. min_accuracy, max_latency_ms, max_kl)."""
     for key, bound in (constraints or {}).items():
         if bound is None:
             continue
         kind, metric = key.split("_", 1)
-        if metric not in row:
+        metric = CONSTRAINT_ALIASES.get(metric, metric)
+        if row.get(metric) is None:
             continue
         if (kind == "min" and row[metric] < bound) or (kind == "max" and row[metric] > bound):
             return False
     return True
 
 
-def hypervolume(rows: list[dict], baseline: dict, objectives: dict[str, bool] = DEFAULT_OBJECTIVES) -> float:
-    """Hypervolume of `rows`, each objective divided by the baseline's value."""
+def _scaled(rows: list[dict], baseline: dict, objectives: dict[str, bool], constraints: dict | None):
+    """Points and reference point on the objectives' hypervolume scales (see core.objectives)."""
+    names = list(objectives)
+    scale, ref = [], []
+    for n in names:
+        if get(n).scale == "absolute":
+            scale.append(1.0)
+            ref.append(gate.bounds(constraints).get(n, max(float(r[n]) for r in rows) * 2 or 1.0))
+        else:
+            scale.append(float(baseline[n]) if baseline.get(n) else 1.0)
+            ref.append(REFERENCE_RATIO[objectives[n]])
+    points = np.array([[float(r[n]) for n in names] for r in rows], dtype=float) / np.array(scale)
+    return points, ref
+
+
+def hypervolume(rows: list[dict], baseline: dict, objectives: dict[str, bool] = DEFAULT_OBJECTIVES,
+                constraints: dict | None = None) -> float:
+    """Hypervolume of `rows` on the objectives' scales; points beyond the reference add nothing."""
     import moocore
 
     if not rows:
         return 0.0
-    names = list(objectives)
-    scale = np.array([baseline[n] if baseline[n] else 1.0 for n in names], dtype=float)
-    points = np.array([[r[n] for n in names] for r in rows], dtype=float) / scale
-    ref = [REFERENCE_RATIO[objectives[n]] for n in names]
-    return float(moocore.hypervolume(points, ref=ref, maximise=[objectives[n] for n in names]))
+    points, ref = _scaled(rows, baseline, objectives, constraints)
+    maximise = [objectives[n] for n in objectives]
+    keep = [all((p > r) if mx else (p < r) for p, r, mx in zip(point, ref, maximise)) for point in points]
+    if not any(keep):
+        return 0.0
+    return float(moocore.hypervolume(points[keep], ref=ref, maximise=maximise))
+
+
+def feasible(row: dict, constraints: dict | None) -> bool:
+    return not row.get("degraded") and satisfies(row, constraints or {})
 
 
 @dataclass
@@ -70,15 +93,22 @@ class FrontierSummary:
     members: list[dict]
     hypervolume: float
     best_per_objective: dict
+    objectives: dict[str, bool] = field(default_factory=lambda: dict(DEFAULT_OBJECTIVES))
+    excluded: list[dict] = field(default_factory=list)   # rows kept off: degraded or infeasible, with reasons
 
 
-def summarise(rows: list[dict], baseline: dict, objectives: dict[str, bool] = DEFAULT_OBJECTIVES,
+def summarise(rows: list[dict], baseline: dict, objectives: dict[str, bool] | None = None,
               constraints: dict | None = None) -> FrontierSummary:
-    feasible = [r for r in rows if satisfies(r, constraints or {})]
-    members = pareto_front(feasible, objectives)
+    objectives = objectives or DEFAULT_OBJECTIVES
+    ok = [r for r in rows if feasible(r, constraints)]
+    excluded = [{"candidate_key": r["candidate_key"], "strategy_id": r.get("strategy_id"),
+                 "reason": r.get("degraded_reason") if r.get("degraded") else "violates constraints"}
+                for r in rows if not feasible(r, constraints)]
+    members = pareto_front(ok, objectives)
     best = {}
     for name, maximise in objectives.items():
-        if feasible:
+        if ok:
             pick = max if maximise else min
-            best[name] = pick(feasible, key=lambda r: r[name])
-    return FrontierSummary(members, hypervolume(members, baseline, objectives), best)
+            best[name] = pick(ok, key=lambda r: r[name])
+    return FrontierSummary(members, hypervolume(members, baseline, objectives, constraints), best, dict(objectives),
+                           excluded)

@@ -11,14 +11,16 @@ import json
 import time
 from pathlib import Path
 
-from greenai_dagster.core import report
+from greenai_dagster.core import gate, objectives, report
 from greenai_dagster.core.benchmarks import prepare_benchmark
 from greenai_dagster.core.checkpoints import load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.energy import track_energy
 from greenai_dagster.core.errors import DiskFull, ModelLoadError
-from greenai_dagster.core.evaluate import accuracy, evaluate_checkpoint
+from greenai_dagster.core.evaluate import accuracy, evaluate_checkpoint, fidelity_reference_path, make_reference
+from greenai_dagster.core.fidelity import load_reference
+from greenai_dagster.core.flips import above_chance, compare
 from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
 from greenai_dagster.core.pareto import summarise
 from greenai_dagster.core.spec import GIB, ModelSpec, build_spec, weights_size_bytes
@@ -81,9 +83,13 @@ def _result_row(key: str, experiment: str, episode: int, strategy_id: str, metho
     return {
         "candidate_key": key, "experiment": experiment, "episode": episode, "strategy_id": strategy_id,
         "methods": "+".join(methods), "is_baseline": episode == 0,
-        **{k: getattr(metrics, k) for k in ("accuracy", "accuracy_stderr", "perplexity", "latency_ms", "prefill_ms",
+        **{k: getattr(metrics, k) for k in ("accuracy", "accuracy_stderr", "latency_ms", "prefill_ms",
                                              "throughput_tokens_per_s", "memory_gb", "model_size_gb",
-                                             "task_accuracy", "conditions", "eval_time_s")},
+                                             "task_accuracy", "item_correct", "conditions", "eval_time_s")},
+        "task_chance": metrics.task_chance,
+        **{k: getattr(metrics.fidelity, k) for k in ("kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr",
+                                                      "ppl_ratio", "ppl_ratio_low", "ppl_ratio_high", "perplexity")},
+        "fidelity_tokens": metrics.fidelity.tokens,
         "compression_ratio": baseline_size_gb / metrics.model_size_gb if metrics.model_size_gb else None,
         "compression_time_s": compression.get("compression_time_s", 0.0),
         "compression_energy_kwh": compress_kwh, "compression_co2_grams": compress_co2,
@@ -105,15 +111,40 @@ def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> di
     load_started = time.perf_counter()
     model, tokenizer = load_variant(path, device=device)
     load_time = time.perf_counter() - load_started
+    settings = config.eval.settings()
     with track_energy(config.country_iso_code) as energy:
-        metrics = evaluate_checkpoint(Path(path), model, tokenizer, benchmark, config.eval.settings(), device)
+        reference = make_reference(model, tokenizer, settings, fidelity_reference_path(experiment_dir(store, name)))
+        metrics = evaluate_checkpoint(Path(path), model, tokenizer, benchmark, settings, reference, device)
     if not Path(path).is_dir():
         metrics.model_size_gb = spec.model_size_gb
     row = _result_row(candidate_key(name, BASELINE_SUFFIX), name, 0, BASELINE_SUFFIX, [], metrics, energy,
                       metrics.model_size_gb, None, path)
     row["load_time_s"] = load_time
+    row["degraded"], row["degraded_reason"] = False, None
+    store.set_facts(name, benchmark_facts(metrics.item_correct, metrics.task_chance, config))
     store.write_result(row)
     return store.baseline(name)
+
+
+def benchmark_facts(item_correct: dict, chance: dict, config: ExperimentConfig) -> dict:
+    """Can this benchmark tell the baseline from chance at the proxy size? If not, quality is ranked
+    by fidelity alone (accuracy stays in the reports, off the frontier objectives)."""
+    test = above_chance(item_correct, chance)
+    chosen = config.objectives or objectives.DEFAULT_FRONTIER
+    in_use = chosen if test["above_chance"] else [o for o in chosen if o not in objectives.FIDELITY_ONLY_DROP]
+    note = (f"baseline accuracy {test['accuracy']:.3f} vs chance {test['chance']:.3f} on {test['items']} items "
+            f"(one-sided z-test p = {test['p_value']:.2g})" if test["items"] else "no scored items")
+    if not test["above_chance"]:
+        note += ": the benchmark cannot tell the baseline from chance at this size; quality is ranked by fidelity"
+    return {"benchmark_discriminates": test["above_chance"], "above_chance": test, "benchmark_note": note,
+            "objectives": in_use}
+
+
+def frontier_objectives(store: ResultsStore, name: str) -> dict[str, bool]:
+    """{objective: maximise} this experiment's frontier uses (config, minus accuracy if it cannot discriminate)."""
+    facts = store.facts(name)
+    names = facts.get("objectives") or experiment_config(store, name).objectives or objectives.DEFAULT_FRONTIER
+    return objectives.directions(names)
 
 
 def compress_candidate(store: ResultsStore, key: str, device: str = "cpu") -> dict:
@@ -143,12 +174,14 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
     folder = report.episode_dir(experiment_dir(store, name), record["episode"]) / VARIANT_DIR
     compression = json.loads((folder / "greenai_variant.json").read_text())
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
+    reference = load_reference(fidelity_reference_path(experiment_dir(store, name)))
     load_started = time.perf_counter()
     model, tokenizer = load_variant(folder, device=device)
     load_time = time.perf_counter() - load_started
     try:
         with track_energy(config.country_iso_code) as energy:
-            metrics = evaluate_checkpoint(folder, model, tokenizer, benchmark, config.eval.settings(), device)
+            metrics = evaluate_checkpoint(folder, model, tokenizer, benchmark, config.eval.settings(), reference,
+                                          device)
     except Exception as exc:
         store.set_strategy_status(key, "failed", str(exc))
         raise
@@ -156,23 +189,30 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
     row = _result_row(key, name, record["episode"], strategy["strategy_id"], strategy["methods"], metrics, energy,
                       baseline["model_size_gb"], compression, str(folder))
     row["load_time_s"] = compression.get("load_time_s", 0.0) + load_time
+    flips = compare(baseline.get("item_correct") or {}, metrics.item_correct)
+    row["flips"] = flips.to_json() if flips else None
+    row["degraded_reason"] = gate.degraded_reason(row, config.constraints)
+    row["degraded"] = row["degraded_reason"] is not None
     store.write_result(row)
     store.set_strategy_status(key, "done")
     report.write_episode(experiment_dir(store, name), record["episode"], strategy, row)
     return store.result(key)
 
 
-def update_frontier(store: ResultsStore, name: str):
+def frontier_summary(store: ResultsStore, name: str):
     config = experiment_config(store, name)
-    rows = store.results(name)
-    baseline = store.baseline(name)
-    summary = summarise(rows, baseline, constraints=config.constraints)
+    return summarise(store.results(name), store.baseline(name), frontier_objectives(store, name),
+                     constraints=config.constraints)
+
+
+def update_frontier(store: ResultsStore, name: str):
+    summary = frontier_summary(store, name)
     members = [m["candidate_key"] for m in summary.members]
-    store.write_frontier(name, members, summary.hypervolume, len(rows))
-    rows = store.results(name)
+    store.write_frontier(name, members, summary.hypervolume, len(store.results(name)))
+    summary = frontier_summary(store, name)          # rows now carry is_pareto
     strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
-    summary = summarise(rows, baseline, constraints=config.constraints)
-    report.write_frontier_files(experiment_dir(store, name), name, rows, strategies, baseline, summary)
+    report.write_frontier_files(experiment_dir(store, name), name, store.results(name), strategies,
+                                store.baseline(name), summary, store.facts(name))
     return summary
 
 
@@ -192,8 +232,8 @@ def evaluate_full_set(store: ResultsStore, key: str, device: str = "cpu") -> dic
     settings = config.eval.settings()
     settings.limit_per_task = None
     started = time.perf_counter()
-    acc, stderr, per_task = accuracy(model, tokenizer, benchmark, settings)
-    store.write_full_accuracy(key, acc, stderr, per_task, time.perf_counter() - started)
+    result = accuracy(model, tokenizer, benchmark, settings)
+    store.write_full_accuracy(key, result.accuracy, result.stderr, result.per_task, time.perf_counter() - started)
     return store.result(key)
 
 
@@ -212,13 +252,12 @@ def evaluate_frontier_full_set(store: ResultsStore, name: str, device: str = "cp
 
 
 def finish_experiment(store: ResultsStore, name: str, reason: str) -> dict:
-    config = experiment_config(store, name)
     rows = store.results(name)
     baseline = store.baseline(name)
     strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
-    summary = summarise(rows, baseline, constraints=config.constraints)
+    summary = frontier_summary(store, name)
     final = report.write_final_results(experiment_dir(store, name), store.experiment(name), rows, strategies,
-                                       baseline, summary, reason)
+                                       baseline, summary, reason, store.facts(name))
     store.finish_experiment(name, reason)
     return final
 

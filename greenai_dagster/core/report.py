@@ -12,11 +12,17 @@ from pathlib import Path
 
 from greenai_dagster.core.errors import DiskFull
 
-RESULT_FIELDS = ["accuracy", "accuracy_stderr", "perplexity", "latency_ms", "prefill_ms", "throughput_tokens_per_s",
+from greenai_dagster.core.flips import accuracy_interval
+from greenai_dagster.core.objectives import OBJECTIVES
+
+RESULT_FIELDS = ["accuracy", "accuracy_stderr", "kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr",
+                 "ppl_ratio", "ppl_ratio_low", "ppl_ratio_high", "perplexity", "fidelity_tokens",
+                 "latency_ms", "prefill_ms", "throughput_tokens_per_s",
                  "memory_gb", "model_size_gb", "compression_ratio", "energy_kwh", "co2_grams",
                  "compression_time_s", "compression_energy_kwh", "compression_co2_grams", "eval_time_s", "load_time_s",
                  "accuracy_full", "accuracy_full_stderr", "full_eval_time_s"]
-AXES = ["accuracy", "latency_ms", "memory_gb", "model_size_gb", "compression_ratio", "perplexity", "co2_grams"]
+AXES = ["kl_divergence", "accuracy", "latency_ms", "memory_gb", "model_size_gb", "top1_agreement", "ppl_ratio",
+        "compression_ratio", "co2_grams"]
 
 
 def write_json(path: Path, data) -> None:
@@ -36,8 +42,13 @@ def episode_dir(experiment_dir: Path, episode: int) -> Path:
 
 def result_json(row: dict) -> dict:
     out = {k: _plain(row.get(k)) for k in RESULT_FIELDS}
+    if row.get("accuracy") is not None:
+        out["accuracy_ci95"] = list(accuracy_interval(row["accuracy"], row.get("accuracy_stderr") or 0.0))
     out.update({
         "is_pareto_optimal": bool(row.get("is_pareto")),
+        "degraded": bool(row.get("degraded")),
+        "degraded_reason": row.get("degraded_reason"),
+        "flips": row.get("flips") or None,
         "task_accuracy": row.get("task_accuracy", {}),
         "task_accuracy_full": row.get("task_accuracy_full") or {},
         "conditions": row.get("conditions", {}),
@@ -60,53 +71,104 @@ def write_episode(experiment_dir: Path, episode: int, strategy: dict, row: dict 
         write_json(folder / "results.json", result_json(row))
 
 
+def objectives_json(summary) -> dict:
+    return {n: {"direction": OBJECTIVES[n].direction, "unit": OBJECTIVES[n].unit} for n in summary.objectives}
+
+
 def write_frontier_files(experiment_dir: Path, experiment: str, rows: list[dict], strategies: dict,
-                         baseline: dict | None, summary) -> None:
+                         baseline: dict | None, summary, facts: dict | None = None) -> None:
     """pareto_frontier.json + pareto_visualization.html; also refresh every episode's results.json."""
+    facts = facts or {}
     member_keys = {m["candidate_key"] for m in summary.members}
     solutions = [{"strategy": strategies[r["candidate_key"]], "result": result_json(r)}
                  for r in rows if r["candidate_key"] in member_keys]
     write_json(Path(experiment_dir) / "pareto_frontier.json", {
         "experiment_name": experiment,
-        "objectives": {"accuracy": "max", "latency_ms": "min", "memory_gb": "min", "model_size_gb": "min"},
+        "objectives": objectives_json(summary),
         "hypervolume": summary.hypervolume,
         "solutions": solutions,
+        "excluded": summary.excluded,
+        "benchmark_note": facts.get("benchmark_note"),
         "baseline": result_json(baseline) if baseline else None,
     })
     for r in rows:
         write_episode(experiment_dir, int(r["episode"]), strategies[r["candidate_key"]], r)
-    write_chart(Path(experiment_dir) / "pareto_visualization.html", experiment, rows, baseline)
+    write_chart(Path(experiment_dir) / "pareto_visualization.html", experiment, rows, baseline, summary, facts)
 
 
-def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | None) -> None:
-    """Scatter of every candidate (frontier highlighted) with dropdowns to choose the x and y axes."""
+ERROR_COLUMNS = {"accuracy": "accuracy_stderr", "kl_divergence": "kl_stderr", "top1_agreement": "top1_stderr"}
+
+
+def axis_title(name: str) -> str:
+    unit = OBJECTIVES[name].unit if name in OBJECTIVES else ""
+    return f"{name} ({unit})" if unit else name
+
+
+def hover_text(r: dict) -> str:
+    lines = [f"<b>{r['strategy_id']}</b>"]
+    if r.get("accuracy") is not None:
+        low, high = accuracy_interval(r["accuracy"], r.get("accuracy_stderr") or 0.0)
+        lines.append(f"accuracy: {r['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f})")
+    if r.get("kl_divergence") is not None:
+        lines.append(f"KL: {r['kl_divergence']:.4f} ± {r.get('kl_stderr') or 0:.4f} nats/token")
+    lines += [f"{a}: {float(r[a]):.4g}" for a in AXES if a not in ("accuracy", "kl_divergence") and r.get(a) is not None]
+    if (r.get("flips") or {}).get("verdict"):
+        f = r["flips"]
+        lines.append(f"vs baseline: {f['verdict']} (flips {f['flip_rate']:.2f}, McNemar p={f['p_value']:.2g})")
+    if r.get("degraded"):
+        lines.append(f"DEGRADED: {r.get('degraded_reason')}")
+    runtime = (r.get("conditions") or {}).get("latency_path")
+    if runtime:
+        lines.append(f"measured: {runtime}")
+    return "<br>".join(lines)
+
+
+def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | None, summary=None,
+                facts: dict | None = None) -> None:
+    """Scatter of every candidate (frontier highlighted, degraded ones marked) with dropdowns for the
+    axes and error bars (95 %) where a figure has a standard error."""
     import plotly.graph_objects as go
 
     points = list(rows) + ([dict(baseline, strategy_id="baseline")] if baseline else [])
     groups = {
         "Pareto-optimal": [r for r in points if r.get("is_pareto")],
-        "dominated": [r for r in points if not r.get("is_pareto") and not r.get("is_baseline")],
+        "dominated": [r for r in points if not r.get("is_pareto") and not r.get("is_baseline") and not r.get("degraded")],
+        "degraded (off the frontier)": [r for r in points if r.get("degraded") and not r.get("is_baseline")],
         "baseline": [r for r in points if r.get("is_baseline")],
     }
     style = {"Pareto-optimal": ("#d62728", "star", 16), "dominated": ("#7f7f7f", "circle", 10),
-             "baseline": ("#1f77b4", "diamond", 14)}
-    x0, y0 = "latency_ms", "accuracy"
+             "degraded (off the frontier)": ("#bbbbbb", "x", 10), "baseline": ("#1f77b4", "diamond", 14)}
+    x0, y0 = "kl_divergence", "accuracy"
+
+    def errors(group, axis):
+        column = ERROR_COLUMNS.get(axis)
+        values = [1.96 * (r.get(column) or 0.0) if column else 0.0 for r in group]
+        return {"type": "data", "array": values, "visible": bool(column)}
+
     fig = go.Figure()
     for label, members in groups.items():
         color, symbol, size = style[label]
-        hover = ["<br>".join([f"<b>{r['strategy_id']}</b>"] + [f"{a}: {float(r[a]):.4g}" for a in AXES if r.get(a) is not None])
-                 for r in members]
         fig.add_trace(go.Scatter(
-            x=[r[x0] for r in members], y=[r[y0] for r in members], mode="markers+text", name=label,
-            text=[r["strategy_id"] for r in members], textposition="top center", hovertext=hover, hoverinfo="text",
-            marker={"color": color, "symbol": symbol, "size": size}))
+            x=[r.get(x0) for r in members], y=[r.get(y0) for r in members], mode="markers+text", name=label,
+            error_x=errors(members, x0), error_y=errors(members, y0),
+            text=[r["strategy_id"] for r in members], textposition="top center", hovertext=[hover_text(r) for r in members],
+            hoverinfo="text", cliponaxis=False, marker={"color": color, "symbol": symbol, "size": size}))
     traces = list(groups.values())
     buttons_x = [{"label": a, "method": "update",
-                  "args": [{"x": [[r.get(a) for r in g] for g in traces]}, {"xaxis.title.text": a}]} for a in AXES]
+                  "args": [{"x": [[r.get(a) for r in g] for g in traces], "error_x": [errors(g, a) for g in traces]},
+                           {"xaxis.title.text": axis_title(a)}]} for a in AXES]
     buttons_y = [{"label": a, "method": "update",
-                  "args": [{"y": [[r.get(a) for r in g] for g in traces]}, {"yaxis.title.text": a}]} for a in AXES]
+                  "args": [{"y": [[r.get(a) for r in g] for g in traces], "error_y": [errors(g, a) for g in traces]},
+                           {"yaxis.title.text": axis_title(a)}]} for a in AXES]
+    names = list(summary.objectives) if summary is not None else []
+    note = (f"Frontier over {len(names)} objectives ({', '.join(names)}): a starred point may look dominated in any "
+            f"two-axis view. Error bars: 95%. Degraded = beyond the quality gate (never on the frontier).")
+    if (facts or {}).get("benchmark_note"):
+        note += "<br>" + facts["benchmark_note"]
     fig.update_layout(
-        title=f"Pareto frontier: {experiment}", xaxis_title=x0, yaxis_title=y0, template="plotly_white",
+        title={"text": f"Pareto frontier: {experiment}<br><sup>{note}</sup>"},
+        xaxis_title=axis_title(x0), yaxis_title=axis_title(y0), template="plotly_white",
+        margin={"t": 150},
         updatemenus=[
             {"buttons": buttons_x, "direction": "down", "x": 0.0, "y": 1.15, "xanchor": "left", "active": AXES.index(x0)},
             {"buttons": buttons_y, "direction": "down", "x": 0.25, "y": 1.15, "xanchor": "left", "active": AXES.index(y0)},
@@ -119,12 +181,13 @@ def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | 
 
 
 def write_final_results(experiment_dir: Path, experiment: dict, rows: list[dict], strategies: dict,
-                        baseline: dict | None, summary, termination_reason: str) -> dict:
+                        baseline: dict | None, summary, termination_reason: str, facts: dict | None = None) -> dict:
     def entry(row):
         return {"strategy": strategies[row["candidate_key"]], "result": result_json(row)}
 
     best = summary.best_per_objective
-    names = {"accuracy": "accuracy", "latency_ms": "latency", "memory_gb": "memory", "model_size_gb": "size"}
+    names = {"accuracy": "accuracy", "latency_ms": "latency", "memory_gb": "memory", "model_size_gb": "size",
+             "kl_divergence": "fidelity"}
     members = summary.members
     final = {
         "experiment_name": experiment["name"],
@@ -132,9 +195,13 @@ def write_final_results(experiment_dir: Path, experiment: dict, rows: list[dict]
         "dataset": experiment["dataset"],
         "episodes_completed": len(rows),
         "termination_reason": termination_reason,
-        "best_solutions": {names[k]: entry(v) for k, v in best.items()},
+        "best_solutions": {names.get(k, k): entry(v) for k, v in best.items()},
+        "objectives": objectives_json(summary),
+        "benchmark_note": (facts or {}).get("benchmark_note"),
+        "excluded_from_frontier": summary.excluded,
         "frontier_summary": {
             "num_solutions": len(members),
+            "best_kl_divergence": min((m["kl_divergence"] for m in members), default=None),
             "best_accuracy": max((m["accuracy"] for m in members), default=None),
             "best_compression": max((m["compression_ratio"] for m in members), default=None),
             "best_latency_ms": min((m["latency_ms"] for m in members), default=None),
@@ -144,3 +211,44 @@ def write_final_results(experiment_dir: Path, experiment: dict, rows: list[dict]
     }
     write_json(Path(experiment_dir) / "final_results.json", final)
     return final
+
+
+def metrics_summary(row: dict) -> dict:
+    """The figures a person wants beside a result (asset metadata): rounded, with units and intervals."""
+    out = {}
+    if row.get("accuracy") is not None:
+        low, high = accuracy_interval(row["accuracy"], row.get("accuracy_stderr") or 0.0)
+        out["accuracy"] = f"{row['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}, "\
+                          f"{(row.get('conditions') or {}).get('accuracy_items_per_task', '?')} items/task)"
+    if row.get("kl_divergence") is not None:
+        out["kl_divergence"] = f"{row['kl_divergence']:.4f} ± {row.get('kl_stderr') or 0:.4f} nats/token " \
+                               f"({row.get('fidelity_tokens')} tokens)"
+        out["top1_agreement"] = round(float(row["top1_agreement"]), 4)
+        out["ppl_ratio"] = f"{row['ppl_ratio']:.3f} (95% CI {row['ppl_ratio_low']:.3f}-{row['ppl_ratio_high']:.3f})"
+    for key in ("perplexity", "latency_ms", "prefill_ms", "throughput_tokens_per_s", "memory_gb", "model_size_gb",
+                "compression_ratio", "energy_kwh", "co2_grams"):
+        if row.get(key) is not None:
+            out[key] = round(float(row[key]), 4)
+    if row.get("flips"):
+        f = row["flips"]
+        out["vs_baseline"] = (f"{f['verdict']}: {f['correct_to_wrong']} right->wrong, {f['wrong_to_correct']} "
+                              f"wrong->right of {f['items']} items (McNemar p={f['p_value']:.2g})")
+    out["degraded"] = row.get("degraded_reason") or "no"
+    out["measured_by"] = str((row.get("conditions") or {}).get("latency_path", "?"))
+    return out
+
+
+def frontier_markdown(summary, baseline: dict | None) -> str:
+    """The frontier as a markdown table (baseline first for reference), then what was kept off and why."""
+    head = "| strategy | KL nats/tok | top-1 | ppl x | accuracy [95% CI] | ms/token | memory GiB | size GiB |\n" \
+           "|---|---|---|---|---|---|---|---|\n"
+
+    def line(r, name):
+        low, high = accuracy_interval(r["accuracy"], r.get("accuracy_stderr") or 0.0)
+        return (f"| {name} | {r['kl_divergence']:.4f} | {r['top1_agreement']:.3f} | {r['ppl_ratio']:.3f} | "
+                f"{r['accuracy']:.3f} [{low:.2f}, {high:.2f}] | {r['latency_ms']:.1f} | {r['memory_gb']:.3f} | "
+                f"{r['model_size_gb']:.3f} |\n")
+
+    body = (line(baseline, "(baseline)") if baseline else "") + "".join(line(m, m["strategy_id"]) for m in summary.members)
+    kept_off = "".join(f"- {e['strategy_id']}: {e['reason']}\n" for e in summary.excluded)
+    return head + body + (f"\nKept off the frontier:\n{kept_off}" if kept_off else "")

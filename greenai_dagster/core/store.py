@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS results (
     eval_time_s DOUBLE, load_time_s DOUBLE, eval_energy_kwh DOUBLE, eval_co2_grams DOUBLE, checkpoint_path VARCHAR,
     task_accuracy JSON, conditions JSON, accuracy_full DOUBLE, accuracy_full_stderr DOUBLE, full_eval_time_s DOUBLE,
     task_accuracy_full JSON, is_pareto BOOLEAN DEFAULT FALSE, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS experiment_facts (
+    experiment VARCHAR PRIMARY KEY, facts JSON, updated_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS frontier (
     experiment VARCHAR PRIMARY KEY, members JSON, hypervolume DOUBLE, episodes_seen INTEGER,
     updated_at TIMESTAMP);
@@ -47,16 +49,32 @@ RESULT_COLUMNS = [
     "checkpoint_path", "task_accuracy", "conditions",
     # the full set (every written item), evaluated for the baseline and frontier members only
     "accuracy_full", "accuracy_full_stderr", "full_eval_time_s", "task_accuracy_full",
+    # fidelity to the baseline (core.fidelity), flips (core.flips), the quality gate (core.gate)
+    "kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr", "ppl_ratio", "ppl_ratio_low", "ppl_ratio_high",
+    "fidelity_tokens", "item_correct", "task_chance", "flips", "degraded", "degraded_reason",
 ]
-JSON_COLUMNS = ("task_accuracy", "conditions", "task_accuracy_full")
+JSON_COLUMNS = ("task_accuracy", "conditions", "task_accuracy_full", "item_correct", "task_chance", "flips")
+OTHER_TYPES = {"degraded": "BOOLEAN", "degraded_reason": "VARCHAR", "fidelity_tokens": "INTEGER"}
+NULLABLE_DOUBLES = ("accuracy_full", "accuracy_full_stderr", "full_eval_time_s", "kl_stderr", "top1_stderr")
 
 
 def _plain_full_set(row: dict) -> dict:
     """Full-set columns are NULL until scored; pandas reads NULL doubles as NaN, we keep None."""
-    for column in ("accuracy_full", "accuracy_full_stderr", "full_eval_time_s"):
+    for column in NULLABLE_DOUBLES:
         value = row.get(column)
         if value is not None and value != value:
             row[column] = None
+    return row
+
+
+def _decoded(row: dict) -> dict:
+    """A results row as plain Python: JSON columns parsed, NULLs as None, flags as bool."""
+    _plain_full_set(row)
+    for column in JSON_COLUMNS:
+        row[column] = json.loads(row[column]) if isinstance(row.get(column), str) else (row.get(column) or {})
+    row["is_pareto"] = bool(row["is_pareto"])
+    degraded = row.get("degraded")
+    row["degraded"] = bool(degraded) if degraded == degraded and degraded is not None else False
     return row
 
 
@@ -99,7 +117,7 @@ class ResultsStore:
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'results'").fetchall()}
         for column in RESULT_COLUMNS:
             if column not in have:
-                kind = "JSON" if column in JSON_COLUMNS else "DOUBLE"
+                kind = "JSON" if column in JSON_COLUMNS else OTHER_TYPES.get(column, "DOUBLE")
                 con.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
 
     @contextmanager
@@ -180,13 +198,7 @@ class ResultsStore:
         where = "experiment = ?" + ("" if include_baseline else " AND NOT is_baseline")
         with self.connect(read_only=True) as con:
             df = con.execute(f"SELECT * FROM results WHERE {where} ORDER BY episode", [experiment]).fetchdf()
-        rows = df.to_dict("records")
-        for r in rows:
-            _plain_full_set(r)
-            for column in JSON_COLUMNS:
-                r[column] = json.loads(r[column]) if isinstance(r.get(column), str) else {}
-            r["is_pareto"] = bool(r["is_pareto"])
-        return rows
+        return [_decoded(r) for r in df.to_dict("records")]
 
     def write_full_accuracy(self, candidate_key: str, accuracy: float, stderr: float, per_task: dict,
                             eval_time_s: float) -> None:
@@ -199,7 +211,7 @@ class ResultsStore:
         with self.connect(read_only=True) as con:
             df = con.execute("SELECT * FROM results WHERE candidate_key = ?", [candidate_key]).fetchdf()
         rows = df.to_dict("records")
-        return _plain_full_set(rows[0]) if rows else None
+        return _decoded(rows[0]) if rows else None
 
     def baseline(self, experiment: str) -> dict | None:
         rows = [r for r in self.results(experiment, include_baseline=True) if r["is_baseline"]]
@@ -218,6 +230,21 @@ class ResultsStore:
             row = con.execute("SELECT members, hypervolume, episodes_seen FROM frontier WHERE experiment = ?",
                               [experiment]).fetchone()
         return None if row is None else {"members": json.loads(row[0]), "hypervolume": row[1], "episodes_seen": row[2]}
+
+    # facts about an experiment found while running (benchmark discriminates, objectives in use) ------
+    def set_facts(self, experiment: str, facts: dict) -> None:
+        merged = {**self.facts(experiment), **facts}
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO experiment_facts VALUES (?, ?, ?)",
+                        [experiment, json.dumps(merged, default=str), now()])
+
+    def facts(self, experiment: str) -> dict:
+        with self.connect(read_only=True) as con:
+            try:
+                row = con.execute("SELECT facts FROM experiment_facts WHERE experiment = ?", [experiment]).fetchone()
+            except duckdb.CatalogException:      # a file from before this table existed, opened read-only
+                return {}
+        return json.loads(row[0]) if row else {}
 
     def query(self, sql: str):
         with self.connect(read_only=True) as con:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from greenai_dagster.core.objectives import directions as default_objectives
 from greenai_dagster.core.spec import ModelSpec
 from greenai_dagster.core.strategy import Strategy
 
@@ -28,6 +29,13 @@ class CoordinatorState:
     episode: int = 1
     episodes_left: int = 1
     budget_hours_left: float = 1.0
+    objectives: dict[str, bool] = field(default_factory=default_objectives)   # {name: maximise}
+
+    def feasible_results(self) -> list[dict]:
+        """Measured rows that may join the frontier: not degraded, within the constraints."""
+        from greenai_dagster.core.pareto import feasible
+
+        return [r for r in self.results if feasible(r, self.constraints)]
 
     def untried(self) -> list[Strategy]:
         return [c for c in self.candidates if c.label() not in self.tried_labels]

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from greenai_dagster.core.coordinator.base import CoordinatorState, Proposal
+from greenai_dagster.core.objectives import get as get_objective
 from greenai_dagster.core.errors import CoordinatorKeyMissing, GreenAIError, NetworkError, QuotaExceeded
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
@@ -32,8 +33,11 @@ STRATEGY_SCHEMA = {
 }
 
 SYSTEM_PROMPT = (
-    "You are the coordinator of a multi-objective LLM compression search. Objectives: accuracy (maximise), "
-    "decode latency, peak memory and size on disk (minimise). Each episode you choose ONE compression strategy "
+    "You are the coordinator of a multi-objective LLM compression search. The objectives (with direction and unit) "
+    "are listed in the request under `objectives`. Candidates marked `degraded` failed the quality gate (their next-"
+    "token distribution moved too far from the baseline's: KL divergence or perplexity ratio beyond the bound) and "
+    "can never join the frontier. Accuracy carries a 95% interval: differences inside it are noise. "
+    "Each episode you choose ONE compression strategy "
     "(an ordered list of steps) that is most likely to extend the Pareto frontier, respecting the constraints and "
     "the allowed methods, and never repeating a tried strategy. Prefer a strategy from the candidate menu. Answer "
     "with JSON only: {\"steps\": [{\"method\": ..., \"params\": {...}}], \"reasoning\": \"...\"}."
@@ -52,9 +56,12 @@ class LlmSettings:
     max_retry_after_s: float = 60.0
 
 
+SUMMARY_KEYS = ("strategy_id", "kl_divergence", "top1_agreement", "ppl_ratio", "accuracy", "accuracy_stderr",
+                "latency_ms", "memory_gb", "model_size_gb", "compression_ratio", "degraded", "degraded_reason")
+
+
 def _summary(row: dict) -> dict:
-    keys = ("strategy_id", "accuracy", "perplexity", "latency_ms", "memory_gb", "model_size_gb", "compression_ratio")
-    return {k: (round(row[k], 4) if isinstance(row.get(k), float) else row.get(k)) for k in keys}
+    return {k: (round(row[k], 4) if isinstance(row.get(k), float) else row.get(k)) for k in SUMMARY_KEYS}
 
 
 def build_messages(state: CoordinatorState) -> list[dict]:
@@ -63,6 +70,8 @@ def build_messages(state: CoordinatorState) -> list[dict]:
         "model_spec": {k: getattr(spec, k) for k in ("model_name", "model_family", "parameter_count", "model_size_gb",
                                                        "hidden_size", "num_layers", "linear_in_features",
                                                        "valid_group_sizes", "preferred_methods")},
+        "objectives": {n: {"direction": get_objective(n).direction, "unit": get_objective(n).unit,
+                           "description": get_objective(n).description} for n in state.objectives},
         "baseline": _summary(state.baseline),
         "results_so_far": [dict(_summary(r), steps=r["strategy"]["steps"]) for r in state.results],
         "pareto_frontier": state.frontier_ids,

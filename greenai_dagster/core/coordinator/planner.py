@@ -38,6 +38,19 @@ def _distance(a: dict, b: dict) -> float:
     return math.sqrt(sum(((a[k] - b[k]) / (FEATURE_RANGES[k][1] - FEATURE_RANGES[k][0])) ** 2 for k in FEATURES))
 
 
+def _target_transform(name: str, baseline: dict):
+    """What the GP models for an objective: its ratio to the baseline, or, for objectives used on an
+    absolute scale (KL divergence, 0 for the baseline, spanning orders of magnitude), its logarithm."""
+    import numpy as np
+
+    from greenai_dagster.core.objectives import get
+
+    if get(name).scale == "absolute":
+        return (lambda v: np.log(max(float(v), 0.0) + 1e-4)), (lambda t: np.maximum(np.exp(t) - 1e-4, 0.0))
+    scale = float(baseline.get(name) or 1.0)
+    return (lambda v: float(v) / scale), (lambda t: np.maximum(t, 1e-6) * scale)
+
+
 def _constraint_violation(row: dict, constraints: dict) -> list[float]:
     """Optuna's convention: values <= 0 are feasible."""
     out = []
@@ -103,7 +116,8 @@ class Planner:
             f = features(strategy)
             return [(f[k] - FEATURE_RANGES[k][0]) / (FEATURE_RANGES[k][1] - FEATURE_RANGES[k][0]) for k in FEATURES]
 
-        names = list(self.objectives)
+        objectives = state.objectives or self.objectives
+        names = list(objectives)
         x = np.array([encode(Strategy.from_json(r["strategy"])) for r in state.results])
         xc = np.array([encode(c) for c in untried])
         optimistic = np.zeros((len(untried), len(names)))
@@ -111,26 +125,29 @@ class Planner:
         import warnings
 
         for j, name in enumerate(names):
-            y = np.array([r[name] / (state.baseline[name] or 1.0) for r in state.results])
+            forward, inverse = _target_transform(name, state.baseline)
+            y = np.array([forward(r[name]) for r in state.results])
             kernel = ConstantKernel(1.0) * RBF(length_scale=0.5, length_scale_bounds=(0.05, 5.0)) + WhiteKernel(1e-3)
             gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=self.seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 gp.fit(x, y)
             mean, std = gp.predict(xc, return_std=True)
-            optimistic[:, j] = mean + self.beta * std if self.objectives[name] else mean - self.beta * std
+            optimistic[:, j] = inverse(mean + self.beta * std if objectives[name] else mean - self.beta * std)
             spread += std
-        front = pareto_front(state.results)
-        base_hv = hypervolume(front, state.baseline)
+        # Degraded (or infeasible) rows never join the frontier; gate bounds are checked on the optimistic point.
+        front = pareto_front(state.feasible_results(), objectives)
+        base_hv = hypervolume(front, state.baseline, objectives, state.constraints)
         constraints = state.constraints or {}
         best, best_gain = None, -1.0
         for i, candidate in enumerate(untried):
-            point = {n: max(optimistic[i, j], 1e-6) * (state.baseline[n] or 1.0) for j, n in enumerate(names)}
+            point = {n: optimistic[i, j] for j, n in enumerate(names)}
             point["candidate_key"] = candidate.label()
-            if constraints and not satisfies(point, constraints):
+            if not satisfies(point, constraints):
                 gain = 0.0
             else:
-                gain = hypervolume(pareto_front(front + [point]), state.baseline) - base_hv
+                gain = hypervolume(pareto_front(front + [point], objectives), state.baseline, objectives,
+                                   state.constraints) - base_hv
             if gain > best_gain + 1e-12 or (abs(gain - best_gain) <= 1e-12 and spread[i] > spread[untried.index(best)]):
                 best, best_gain = candidate, gain
         reasoning = (f"Gaussian-process surrogate over {len(state.results)} measured candidates; {best.label()} has the "

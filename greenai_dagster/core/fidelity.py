@@ -1,0 +1,189 @@
+"""Fidelity to the baseline: how far a compressed model's next-token distribution moved.
+
+Accuracy on a small benchmark cannot tell a destroyed model from a working one when the base
+model sits near chance; the distribution shift can (Dutta et al., "Accuracy is Not All You Need",
+NeurIPS 2024: KL divergence and top-1 agreement track answer flips; llama.cpp's
+`llama-perplexity --kl-divergence` reports the same figures). On held-out text we measure, per
+scored position, against the baseline:
+
+- KL(P_base || Q_candidate) of the next-token distributions (nats/token);
+- top-1 agreement: both models' most likely next token is the same;
+- the candidate's NLL minus the baseline's, whose mean gives the perplexity ratio.
+
+The baseline is run once per experiment and its reference saved (`save_reference`): the token
+windows, and per position the baseline's top-k log-probabilities, their token ids and its NLL,
+so each candidate needs one forward pass. KL over the top-k tokens plus one "rest" bucket
+(the remaining mass of both models) is a lower bound of the exact KL (log-sum inequality);
+`exact_vs_topk_kl` measures the gap and the README states it.
+
+Uncertainty: positions within a text are correlated, so standard errors are computed over
+blocks of BLOCK consecutive positions (a clustered standard error), not over positions.
+Everything is float32 on CPU (half precision is many times slower there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from greenai_dagster.core import corpus
+
+TOP_K = 64          # baseline log-probabilities kept per position
+WINDOW = 512        # tokens per forward window (non-overlapping)
+BLOCK = 64          # positions per block for the clustered standard error
+REFERENCE_FILE = "fidelity_reference.safetensors"
+
+
+@dataclass
+class Fidelity:
+    kl_divergence: float          # mean KL(base || candidate), nats/token
+    kl_stderr: float
+    top1_agreement: float         # share of positions with the same most likely token
+    top1_stderr: float
+    ppl_ratio: float              # candidate perplexity / baseline perplexity on the same tokens
+    ppl_ratio_low: float          # 95 % interval of the ratio (paired, clustered)
+    ppl_ratio_high: float
+    perplexity: float             # the candidate's own perplexity on these tokens
+    tokens: int                   # scored positions
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def held_out_text(text_file: str | None = None) -> tuple[str, str]:
+    """(text, source): a user's text file, or the corpus's held-out half (never used for calibration)."""
+    if text_file:
+        path = Path(text_file)
+        return path.read_text(encoding="utf-8"), f"file {path.name}"
+    return corpus.perplexity_text(), corpus.CORPUS_SOURCE
+
+
+def token_windows(tokenizer, text: str, max_tokens: int, window: int = WINDOW) -> torch.Tensor:
+    """[n_windows, window] token ids: the first `max_tokens` tokens of `text` cut into full windows."""
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    ids = ids[: max_tokens]
+    n = ids.numel() // window
+    if n == 0:
+        raise ValueError(f"held-out text has {ids.numel()} tokens; at least {window} are needed")
+    return ids[: n * window].view(n, window)
+
+
+@torch.no_grad()
+def _log_probs(model, windows: torch.Tensor):
+    """Yield (window index, log-softmax [window-1, vocab], targets [window-1]) one window at a time."""
+    device = next(model.parameters()).device
+    for i in range(windows.size(0)):
+        ids = windows[i : i + 1].to(device)
+        logits = model(input_ids=ids).logits[0, :-1].float()
+        yield i, torch.log_softmax(logits, dim=-1).cpu(), windows[i, 1:]
+
+
+def build_reference(model, windows: torch.Tensor, top_k: int = TOP_K) -> dict[str, torch.Tensor]:
+    """The baseline's top-k log-probabilities, their ids and its NLL at every scored position."""
+    top_lp, top_ids, nll = [], [], []
+    for _, logp, targets in _log_probs(model, windows):
+        values, ids = logp.topk(top_k, dim=-1)
+        top_lp.append(values)
+        top_ids.append(ids.to(torch.int32))
+        nll.append(-logp.gather(1, targets[:, None])[:, 0])
+    return {"windows": windows.to(torch.int32), "top_logprobs": torch.cat(top_lp), "top_ids": torch.cat(top_ids),
+            "nll": torch.cat(nll)}
+
+
+def save_reference(reference: dict[str, torch.Tensor], path: Path, source: str) -> None:
+    """safetensors (no pickle), written to a temporary name and renamed."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in reference.items()}, str(tmp),
+              metadata={"source": source, "top_k": str(reference["top_ids"].size(1))})
+    tmp.replace(path)
+
+
+def load_reference(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def reference_digest(reference: dict[str, torch.Tensor]) -> str:
+    """Identifies the scored tokens, so results from different texts are never compared."""
+    return hashlib.sha256(reference["windows"].numpy().tobytes()).hexdigest()[:16]
+
+
+def topk_kl(ref_lp: torch.Tensor, ref_ids: torch.Tensor, cand_logp: torch.Tensor) -> torch.Tensor:
+    """Per-position KL(P || Q) over the baseline's top-k tokens plus one bucket for the rest.
+
+    ref_lp, ref_ids: [n, k] the baseline's top-k log-probs and ids; cand_logp: [n, vocab]."""
+    p = ref_lp.exp()
+    q_lp = cand_logp.gather(1, ref_ids.long())
+    kl = (p * (ref_lp - q_lp)).sum(1)
+    p_rest = (1.0 - p.sum(1)).clamp_min(1e-12)
+    q_rest = (1.0 - q_lp.exp().sum(1)).clamp_min(1e-12)
+    return (kl + p_rest * (p_rest.log() - q_rest.log())).clamp_min(0.0)
+
+
+def exact_kl(base_logp: torch.Tensor, cand_logp: torch.Tensor) -> torch.Tensor:
+    return (base_logp.exp() * (base_logp - cand_logp)).sum(1).clamp_min(0.0)
+
+
+def _block_mean_se(values: torch.Tensor, block: int = BLOCK) -> tuple[float, float]:
+    """Mean and a clustered standard error: the spread of block means over sqrt(blocks)."""
+    values = values.double()
+    n_blocks = max(values.numel() // block, 1)
+    means = values[: n_blocks * block].view(n_blocks, -1).mean(1) if values.numel() >= block else values[None]
+    se = float(means.std(unbiased=True) / math.sqrt(n_blocks)) if n_blocks > 1 else float("nan")
+    return float(values.mean()), se
+
+
+def per_position(model, reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One forward pass of the candidate: per-position KL, top-1 agreement and NLL difference."""
+    windows = reference["windows"].long()
+    per_window = windows.size(1) - 1
+    kl, agree, dnll = [], [], []
+    for i, logp, targets in _log_probs(model, windows):
+        rows = slice(i * per_window, (i + 1) * per_window)
+        ref_lp, ref_ids = reference["top_logprobs"][rows], reference["top_ids"][rows]
+        kl.append(topk_kl(ref_lp, ref_ids, logp))
+        agree.append((logp.argmax(1) == ref_ids[:, 0].long()).float())
+        dnll.append(-logp.gather(1, targets[:, None])[:, 0] - reference["nll"][rows])
+    return {"kl": torch.cat(kl), "agree": torch.cat(agree), "dnll": torch.cat(dnll)}
+
+
+def summarise(values: dict[str, torch.Tensor], base_nll: torch.Tensor) -> Fidelity:
+    kl, kl_se = _block_mean_se(values["kl"])
+    agree, agree_se = _block_mean_se(values["agree"])
+    dnll, dnll_se = _block_mean_se(values["dnll"])
+    base_mean = float(base_nll.double().mean())
+    half = 1.96 * (dnll_se if dnll_se == dnll_se else 0.0)
+    return Fidelity(kl_divergence=kl, kl_stderr=kl_se, top1_agreement=agree, top1_stderr=agree_se,
+                    ppl_ratio=math.exp(dnll), ppl_ratio_low=math.exp(dnll - half), ppl_ratio_high=math.exp(dnll + half),
+                    perplexity=math.exp(base_mean + dnll), tokens=int(values["kl"].numel()))
+
+
+def measure(model, reference: dict[str, torch.Tensor], max_positions: int | None = None) -> Fidelity:
+    """Fidelity of `model` against a stored baseline reference (optionally on its first positions only)."""
+    values = per_position(model, reference)
+    base_nll = reference["nll"]
+    if max_positions is not None:
+        values = {k: v[:max_positions] for k, v in values.items()}
+        base_nll = base_nll[:max_positions]
+    return summarise(values, base_nll)
+
+
+@torch.no_grad()
+def exact_vs_topk_kl(base_model, model, windows: torch.Tensor, top_k: int = TOP_K) -> dict:
+    """Mean exact KL (both full distributions) vs the stored top-k approximation, on `windows`."""
+    exact, approx = [], []
+    for (_, base_logp, _), (_, cand_logp, _) in zip(_log_probs(base_model, windows), _log_probs(model, windows)):
+        values, ids = base_logp.topk(top_k, dim=-1)
+        exact.append(exact_kl(base_logp, cand_logp))
+        approx.append(topk_kl(values, ids, cand_logp))
+    exact_mean, approx_mean = float(torch.cat(exact).mean()), float(torch.cat(approx).mean())
+    return {"exact_kl": exact_mean, "topk_kl": approx_mean, "top_k": top_k,
+            "relative_error": (exact_mean - approx_mean) / exact_mean if exact_mean > 0 else 0.0}

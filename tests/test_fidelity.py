@@ -1,0 +1,108 @@
+"""Fidelity to the baseline (KL, top-1 agreement, perplexity ratio), flips and the above-chance test.
+
+Models are the real tiny Llama (random weights, a BPE tokenizer trained on the corpus) and its
+RTN quantizations made by the project's own `rtn` method (llm-compressor) and reloaded from disk.
+"""
+
+import math
+
+import pytest
+import torch
+
+from greenai_dagster.core import fidelity
+from greenai_dagster.core.flips import above_chance, compare
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
+    windows = fidelity.token_windows(tokenizer, fidelity.held_out_text()[0], 2048, window=256)
+    return fidelity.build_reference(model, windows, top_k=16)
+
+
+def test_baseline_against_itself_is_exactly_faithful(tiny_model, reference):
+    model, _ = tiny_model
+    fid = fidelity.measure(model, reference)
+    assert fid.kl_divergence == 0.0
+    assert fid.top1_agreement == 1.0
+    assert fid.ppl_ratio == pytest.approx(1.0, abs=1e-6)
+    assert fid.tokens == 8 * 255
+
+
+@pytest.fixture(scope="module")
+def rtn_kl(tiny_model_dir, reference, tmp_path_factory):
+    """KL of RTN at 8, 4, 3 and 2 bits (group 32), each compressed, saved and reloaded."""
+    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.compress import compress_to_checkpoint
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.strategy import Step, Strategy
+
+    spec = build_spec("tiny", load_model_and_tokenizer(str(tiny_model_dir))[0], str(tiny_model_dir))
+    out = {}
+    for bits in (8, 4, 3, 2):
+        folder = tmp_path_factory.mktemp(f"rtn{bits}") / "model"
+        strategy = Strategy(f"rtn{bits}", [Step("rtn", {"bits": bits, "group_size": 32})])
+        compress_to_checkpoint(str(tiny_model_dir), strategy, spec, folder)
+        model, _ = load_variant(folder)
+        out[bits] = fidelity.measure(model, reference)
+    return out
+
+
+def test_kl_grows_as_rtn_gets_coarser(rtn_kl):
+    kls = [rtn_kl[b].kl_divergence for b in (8, 4, 3, 2)]
+    assert all(k > 0 for k in kls)
+    assert kls == sorted(kls), kls
+    # the differences are beyond the measurement noise at each step
+    for finer, coarser in ((8, 4), (4, 3), (3, 2)):
+        a, b = rtn_kl[finer], rtn_kl[coarser]
+        assert b.kl_divergence - a.kl_divergence > 2 * math.hypot(a.kl_stderr, b.kl_stderr)
+    assert rtn_kl[2].top1_agreement < rtn_kl[8].top1_agreement
+    # (random weights: perplexity is about the vocabulary size, so its ratio barely moves; only its interval is checked)
+    assert rtn_kl[2].ppl_ratio_low <= rtn_kl[2].ppl_ratio <= rtn_kl[2].ppl_ratio_high
+
+
+def test_topk_kl_is_a_lower_bound_and_exact_with_the_whole_vocabulary():
+    torch.manual_seed(0)
+    base = torch.log_softmax(torch.randn(50, 40) * 3, dim=-1)
+    cand = torch.log_softmax(base + torch.randn(50, 40), dim=-1)
+    exact = fidelity.exact_kl(base, cand)
+    for k in (1, 5, 20):
+        values, ids = base.topk(k, dim=-1)
+        approx = fidelity.topk_kl(values, ids, cand)
+        assert (approx <= exact + 1e-5).all()
+    values, ids = base.topk(40, dim=-1)
+    assert torch.allclose(fidelity.topk_kl(values, ids, cand), exact, atol=1e-5)
+
+
+def test_reference_survives_a_round_trip_through_safetensors(reference, tmp_path):
+    path = tmp_path / fidelity.REFERENCE_FILE
+    fidelity.save_reference(reference, path, "test")
+    loaded = fidelity.load_reference(path)
+    assert all(torch.equal(loaded[k], reference[k]) for k in reference)
+    assert fidelity.reference_digest(loaded) == fidelity.reference_digest(reference)
+
+
+def test_flips_and_mcnemar_by_hand():
+    base = {"t1": "1111100000", "t2": "10"}
+    cand = {"t1": "1110000011", "t2": "11"}
+    flips = compare(base, cand)
+    # t1: positions 3, 4 right->wrong; 8, 9 wrong->right; t2: position 1 wrong->right
+    assert (flips.items, flips.correct_to_wrong, flips.wrong_to_correct) == (12, 2, 3)
+    assert flips.flip_rate == pytest.approx(5 / 12)
+    assert flips.accuracy_delta == pytest.approx(1 / 12)
+    assert flips.p_value == pytest.approx(1.0)           # 3 vs 2 discordant: exact binomial, two-sided
+    assert flips.verdict == "no difference"
+    many = compare({"t": "0" * 30 + "1" * 10}, {"t": "1" * 20 + "0" * 10 + "1" * 10})
+    assert many.verdict == "better" and many.p_value < 1e-5
+
+
+def test_above_chance_needs_evidence():
+    # 4-way multiple choice: 25 % is chance
+    assert not above_chance({"t": "1000" * 10}, {"t": 0.25})["above_chance"]          # exactly chance
+    assert not above_chance({"t": "1100" * 3}, {"t": 0.25})["above_chance"]           # 50 % of 12: weak evidence
+    result = above_chance({"t": "1100" * 25}, {"t": 0.25})                            # 50 % of 100
+    assert result["above_chance"] and result["z"] == pytest.approx((50 - 25) / math.sqrt(100 * 0.25 * 0.75))
+    assert above_chance({"gen": "0001" * 5}, {"gen": 0.0})["above_chance"]            # any exact match beats 0
