@@ -102,7 +102,7 @@ def test_flips_and_mcnemar_by_hand():
 def test_above_chance_needs_evidence():
     # 4-way multiple choice: 25 % is chance
     assert not above_chance({"t": "1000" * 10}, {"t": 0.25})["above_chance"]          # exactly chance
-    assert not above_chance({"t": "1100" * 3}, {"t": 0.25})["above_chance"]           # 50 % of 12: weak evidence
+    assert not above_chance({"t": "1100" + "1000" * 2}, {"t": 0.25})["above_chance"]  # 4 of 12: weak evidence
     result = above_chance({"t": "1100" * 25}, {"t": 0.25})                            # 50 % of 100
     assert result["above_chance"] and result["z"] == pytest.approx((50 - 25) / math.sqrt(100 * 0.25 * 0.75))
     assert above_chance({"gen": "0001" * 5}, {"gen": 0.0})["above_chance"]            # any exact match beats 0
