@@ -133,3 +133,22 @@ def prepare(task_names: list[str], out_dir: Path, downloads: Path, generative: s
                 task_files.write_multiple_choice(task_id(task), items, out_dir)
             else:
                 task_files.write_generative(task_id(task), items, out_dir)
+
+
+def multiple_choice_tasks(sdist: Path) -> list[str]:
+    """Every task (or subtask) path in the sdist whose task.json has examples with `target_scores`."""
+    found = []
+    with tarfile.open(sdist) as archive:
+        for member in archive.getmembers():
+            if not (member.name.startswith(TASKS_IN_SDIST + "/") and member.name.endswith("/task.json")):
+                continue
+            task_json = json.load(archive.extractfile(member))
+            if any(e.get("target_scores") for e in task_json.get("examples", [])):
+                found.append(member.name[len(TASKS_IN_SDIST) + 1 : -len("/task.json")])
+    return sorted(found)
+
+
+def chance_rate(items: list[dict]) -> float:
+    """Expected accuracy of a uniform guess over multiple-choice items (0 for generated answers)."""
+    choices = [len(it["choices"]) for it in items if "choices" in it]
+    return sum(1.0 / n for n in choices) / len(items) if choices and len(choices) == len(items) else 0.0

@@ -98,14 +98,15 @@ def checkpoint_format(folder: Path) -> str:
     return json.loads(marker.read_text())["format"] if marker.exists() else "hf"
 
 
-def load_variant(folder: Path, device: str = "cpu"):
-    """Return (model, tokenizer) for any checkpoint folder this project wrote (or a plain HF folder)."""
+def load_variant(folder: Path, device: str = "cpu", dtype: torch.dtype | None = None):
+    """Return (model, tokenizer) for any checkpoint folder this project wrote (or a plain HF folder);
+    compute dtype float32 on CPU and bfloat16 on an accelerator unless `dtype` says otherwise."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if not Path(folder).is_dir():  # a hub id (the baseline of a hub model)
         from greenai_dagster.core.loading import load_model_and_tokenizer
 
-        return load_model_and_tokenizer(str(folder), device=device)
+        return load_model_and_tokenizer(str(folder), device=device, dtype=dtype)
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise ModelLoadError(f"no checkpoint at {folder}.", "Check the experiment folder, or re-run the episode.")
@@ -113,7 +114,7 @@ def load_variant(folder: Path, device: str = "cpu"):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    compute_dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    compute_dtype = dtype or (torch.float32 if device == "cpu" else torch.bfloat16)
     if fmt == "torch_int8_dynamic":
         from greenai_dagster.core.methods.int8_dynamic import quantize_linears_int8
 

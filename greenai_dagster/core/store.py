@@ -71,7 +71,8 @@ def _decoded(row: dict) -> dict:
     """A results row as plain Python: JSON columns parsed, NULLs as None, flags as bool."""
     _plain_full_set(row)
     for column in JSON_COLUMNS:
-        row[column] = json.loads(row[column]) if isinstance(row.get(column), str) else (row.get(column) or {})
+        value = row.get(column)
+        row[column] = json.loads(value) if isinstance(value, str) else (value if isinstance(value, dict) else {})
     row["is_pareto"] = bool(row["is_pareto"])
     degraded = row.get("degraded")
     row["degraded"] = bool(degraded) if degraded == degraded and degraded is not None else False

