@@ -50,7 +50,8 @@ def holm(p_values: dict[str, float], alpha: float = ALPHA) -> set[str]:
     return rejected
 
 
-def run(device: str, batch_size: int, out: Path) -> dict:
+def run(device: str, batch_size: int, out: Path, max_options: int | None = None, items: int | None = None,
+        dtype: str = "float32") -> dict:
     from greenai_dagster.core import bigbench
     from greenai_dagster.core.benchmarks import PreparedBenchmark, bigbench_folder
     from greenai_dagster.core.default_model import ensure_default_checkpoint
@@ -62,10 +63,16 @@ def run(device: str, batch_size: int, out: Path) -> dict:
     folder = bigbench_folder()
     rehome(folder)
     tasks = json.loads((folder / "multiple_choice_tasks.json").read_text())
-    model, tokenizer = load_model_and_tokenizer(str(ensure_default_checkpoint()), device=device)
+    if max_options:
+        tasks = [t for t in tasks if max(len(json.loads(line)["choices"]) for line in
+                                         (folder / f"{bigbench.task_id(t)}.jsonl").read_text().splitlines()) <= max_options]
+    import torch
+
+    model, tokenizer = load_model_and_tokenizer(str(ensure_default_checkpoint()), device=device,
+                                                dtype=getattr(torch, dtype))
     started = time.perf_counter()
     bench = PreparedBenchmark("all_mc", [bigbench.task_id(t) for t in tasks], str(folder), offline=True)
-    result = accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=None, batch_size=batch_size))
+    result = accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=items, batch_size=batch_size))
     elapsed = time.perf_counter() - started
     rows, p_values = [], {}
     for task in tasks:
@@ -83,6 +90,7 @@ def run(device: str, batch_size: int, out: Path) -> dict:
                "BIG-bench multiple-choice JSON task (task files: first 250 items in the seeded stratified order), "
                "lm-eval log-likelihood acc, zero-shot; one-sided z-test vs chance (mean 1/options), Holm-Bonferroni "
                f"over {len(tasks)} tasks at alpha {ALPHA}, and accuracy - chance >= {MIN_MARGIN}",
+        "screen": {"items_per_task": items or "all (<= 250)", "max_options": max_options, "dtype": dtype},
         "device": device, "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
         "wall_time_s": round(elapsed, 1), "tasks_measured": len(tasks), "tasks_above_chance": chosen,
         "rows": sorted(rows, key=lambda r: r["p_value"]),
@@ -99,11 +107,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", default=str(RESULTS / "above_chance.json"))
+    parser.add_argument("--max-options", type=int, default=None, help="skip tasks with more answer options")
+    parser.add_argument("--items", type=int, default=None, help="first N items of each task (default: all)")
+    parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
     if args.action == "prepare":
         prepare()
     else:
-        run(args.device, args.batch_size, Path(args.out))
+        run(args.device, args.batch_size, Path(args.out), args.max_options, args.items, args.dtype)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--only", default="")
     parser.add_argument("--out", default=str(RESULTS / "fidelity_tau.json"))
+    parser.add_argument("--deadline-s", type=float, default=None, help="start no new variant after this many seconds")
     args = parser.parse_args()
+    script_started = time.perf_counter()
+    done_file = Path(args.out).with_suffix(".rows.jsonl")       # resumable: one line per finished variant
+    done = {json.loads(line)["variant"]: json.loads(line) for line in
+            (done_file.read_text().splitlines() if done_file.exists() else [])}
 
     bench = benchmark_from(args)
     base_dir = ensure_default_checkpoint()
@@ -118,6 +123,12 @@ def main() -> None:
     for variant, steps in VARIANTS:
         if wanted and variant not in wanted:
             continue
+        if variant in done:
+            rows.append(done[variant])
+            continue
+        if args.deadline_s and time.perf_counter() - script_started > args.deadline_s:
+            print(f"deadline reached before {variant}; rerun to resume", flush=True)
+            break
         folder = work / variant
         started = time.perf_counter()
         try:
@@ -145,6 +156,8 @@ def main() -> None:
         rows.append({"variant": variant, "steps": steps, "full_accuracy": acc.accuracy, "item_correct": acc.item_correct,
                      "fidelity": fid, "topk_vs_exact_kl": approx,
                      "seconds": {"compress": compress_s, "fidelity_all_tokens": fid_s, "full_set": acc_s}})
+        with done_file.open("a") as handle:
+            handle.write(json.dumps(rows[-1]) + "\n")
         print(f"{variant}: full acc {acc.accuracy:.3f} KL@4k {fid['4096']['kl_divergence']:.4f} "
               f"ppl x{fid['4096']['ppl_ratio']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
 

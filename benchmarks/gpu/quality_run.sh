@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # On a lent GPU machine (no network): the above-chance screen and the fidelity tau table.
-# Staged by benchmarks/gpu/stage.sh into .gpu/ (git-ignored): the packaged GGUF in two parts (the first
-# already copied to /tmp/stage by an earlier call), the prepared BIG-bench task files, and wheels in .whl/.
-# Usage there: bash benchmarks/gpu/quality_run.sh screen|tau
+# Staged into .gpu/ (git-ignored): the packaged GGUF in two parts (the first, with the prepared BIG-bench
+# task files, copied to /tmp/stage by an earlier call), and wheels in .whl/.
+# Usage there: bash benchmarks/gpu/quality_run.sh screen|tau [deadline_s]
 set -euo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export GREENAI_DATA=/tmp/gdata PYTHONPATH=/tmp/site:$PWD
@@ -16,10 +16,11 @@ if [ ! -f /tmp/site/.ready ]; then
   tar xJf /tmp/stage/tasks.tar.xz -C "$GREENAI_DATA/benchmarks"
   touch /tmp/site/.ready
 fi
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 case "$1" in
-  screen) python3 benchmarks/above_chance.py run --device cuda --batch-size 64 --out /tmp/gdata/above_chance.json
+  screen) python3 benchmarks/above_chance.py run --device cuda --batch-size 32 --max-options 10 --items 100 \
+            --dtype bfloat16 --out /tmp/gdata/above_chance.json
           cp /tmp/gdata/above_chance.json "$OUT/" ;;
-  tau)    python3 benchmarks/fidelity_tau.py --device cuda --batch-size 64 --tasks-from /tmp/gdata/above_chance.json \
-            --out "$OUT/fidelity_tau.json" ${2:+--only $2} ;;
+  tau)    python3 benchmarks/fidelity_tau.py --device cuda --batch-size 32 --tasks-from /tmp/gdata/above_chance.json \
+            --out /tmp/gdata/fidelity_tau.json --deadline-s "${2:-400}"
+          cp /tmp/gdata/fidelity_tau.json /tmp/gdata/fidelity_tau.rows.jsonl "$OUT/" ;;
 esac
