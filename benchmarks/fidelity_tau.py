@@ -33,12 +33,9 @@ PROXY_SIZES = (10, 20, 40, 80)
 TOKEN_SIZES = (1024, 4096, 16384, 65536)
 
 # Variants of the default model: (id, steps). Near-lossless, moderate and broken ones.
-VARIANTS = [
+VARIANTS = [   # in the order they run (a deadline keeps the first ones)
     ("rtn_w8g64", [("rtn", {"bits": 8, "group_size": 64})]),
-    ("gptq_w8g64_act", [("gptq", {"bits": 8, "group_size": 64})]),
-    ("gptq_w4g32_act", [("gptq", {"bits": 4, "group_size": 32})]),
     ("gptq_w4g64_act", [("gptq", {"bits": 4, "group_size": 64})]),
-    ("awq_w4g64", [("awq", {"bits": 4, "group_size": 64})]),
     ("rtn_w4g64", [("rtn", {"bits": 4, "group_size": 64})]),
     ("rtn_w3g64", [("rtn", {"bits": 3, "group_size": 64})]),
     ("rtn_w2g64", [("rtn", {"bits": 2, "group_size": 64})]),
@@ -46,11 +43,14 @@ VARIANTS = [
     ("magnitude_s50", [("magnitude", {"sparsity": 0.5})]),
     ("sparsegpt_s50", [("sparsegpt", {"sparsity": 0.5})]),
     ("wanda_2of4", [("wanda", {"sparsity": 0.5, "mask_structure": "2:4"})]),
-    ("magnitude_2of4", [("magnitude", {"sparsity": 0.5, "mask_structure": "2:4"})]),
     ("structured_s30", [("structured", {"sparsity": 0.3})]),
     ("structured_s50", [("structured", {"sparsity": 0.5})]),
     ("asvd_r80", [("asvd", {"param_ratio": 0.8})]),
     ("asvd_r50", [("asvd", {"param_ratio": 0.5})]),
+    ("awq_w4g64", [("awq", {"bits": 4, "group_size": 64})]),
+    ("gptq_w8g64_act", [("gptq", {"bits": 8, "group_size": 64})]),
+    ("gptq_w4g32_act", [("gptq", {"bits": 4, "group_size": 32})]),
+    ("magnitude_2of4", [("magnitude", {"sparsity": 0.5, "mask_structure": "2:4"})]),
 ]
 
 
