@@ -72,9 +72,10 @@ def benchmark_from(args):
     from greenai_dagster.core.task_files import rehome
 
     if args.tasks_from:
-        tasks = json.loads(Path(args.tasks_from).read_text())["tasks_above_chance"]
+        report = json.loads(Path(args.tasks_from).read_text())
+        tasks = report.get("default_tasks") or report["tasks_above_chance"]
         rehome(bigbench_folder())
-        return PreparedBenchmark("above_chance", [bigbench.task_id(t) for t in tasks], str(bigbench_folder()), True)
+        return PreparedBenchmark("bigbench_above_chance", [bigbench.task_id(t) for t in tasks], str(bigbench_folder()), True)
     return prepare_benchmark(args.dataset, "offline")
 
 

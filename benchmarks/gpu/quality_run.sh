@@ -20,7 +20,7 @@ case "$1" in
   screen) python3 benchmarks/above_chance.py run --device cuda --batch-size 32 --max-options 10 --items 100 \
             --dtype bfloat16 --out /tmp/gdata/above_chance.json
           cp /tmp/gdata/above_chance.json "$OUT/" ;;
-  tau)    python3 benchmarks/fidelity_tau.py --device cuda --batch-size 32 --tasks-from /tmp/gdata/above_chance.json \
+  tau)    python3 benchmarks/fidelity_tau.py --device cuda --batch-size 32 --tasks-from benchmarks/results/above_chance.json \
             --out /tmp/gdata/fidelity_tau.json --deadline-s "${2:-400}"
           cp /tmp/gdata/fidelity_tau.json /tmp/gdata/fidelity_tau.rows.jsonl "$OUT/" ;;
 esac
