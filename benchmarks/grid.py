@@ -28,13 +28,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--name", default="grid_smollm2_bbh")
+    parser.add_argument("--name", default=None, help="default: grid_smollm2_<dataset>")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--dataset", default="bigbench_hard")
+    parser.add_argument("--dataset", default="bigbench_above_chance")
     parser.add_argument("--only", default="", help="comma-separated labels to run")
     parser.add_argument("--reprobe", action="store_true",
                         help="re-measure latency/memory of every measured row in one quiet pass, then exit")
     args = parser.parse_args()
+    args.name = args.name or f"grid_smollm2_{args.dataset}"
     if args.reprobe:
         reprobe(ResultsStore(duckdb_path()), args.name)
         return
@@ -66,7 +67,7 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - record and go on with the grid
             print(f"{strategy.strategy_id}: FAILED {exc}", flush=True)
             continue
-        print(f"{strategy.strategy_id}: acc {row['accuracy']:.3f} ppl {row['perplexity']:.2f} "
+        print(f"{strategy.strategy_id}: KL {row['kl_divergence']:.4f} acc {row['accuracy']:.3f} ppl x{row['ppl_ratio']:.2f} "
               f"lat {row['latency_ms']:.1f} size {row['model_size_gb']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
         export(store, args.name)
     pipeline.update_frontier(store, args.name)
@@ -91,7 +92,9 @@ def reprobe(store: ResultsStore, name: str) -> None:
 
 
 def export(store: ResultsStore, name: str) -> None:
-    keep = ["strategy_id", "methods", "accuracy", "accuracy_stderr", "perplexity", "latency_ms", "prefill_ms",
+    keep = ["strategy_id", "methods", "kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr", "ppl_ratio",
+            "ppl_ratio_low", "ppl_ratio_high", "perplexity", "accuracy", "accuracy_stderr", "flips", "degraded",
+            "degraded_reason", "is_pareto", "latency_ms", "prefill_ms",
             "throughput_tokens_per_s", "memory_gb", "model_size_gb", "compression_ratio", "compression_time_s",
             "eval_time_s", "energy_kwh", "co2_grams", "task_accuracy"]
     strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
@@ -99,13 +102,17 @@ def export(store: ResultsStore, name: str) -> None:
     for row in store.results(name, include_baseline=True):
         entry = {k: row.get(k) for k in keep}
         entry["steps"] = strategies.get(row["candidate_key"], {}).get("steps", [])
+        entry["benchmark"] = store.experiment(name)["dataset"]
         rows.append(entry)
     RESULTS.mkdir(parents=True, exist_ok=True)
     experiment = store.experiment(name)
     (RESULTS / f"{name}.json").write_text(json.dumps({
-        "how": "benchmarks/grid.py: each strategy compressed and evaluated by the project's pipeline "
-               "(proxy evaluation: 40 seeded items per BBH task, perplexity on 4096 held-out tokens, "
-               "latency probe in a fresh process); CPU float32",
+        "how": "benchmarks/grid.py: each strategy compressed and evaluated by the project's pipeline, CPU float32: "
+               "fidelity against the baseline on the first held-out tokens (eval.fidelity_tokens), proxy accuracy "
+               "(eval.limit_per_task items per task, stratified) with flips vs the baseline, latency probe in a "
+               "fresh process (eager PyTorch); degraded = beyond the quality gate (core/gate.py)",
+        "eval": pipeline.experiment_config(store, name).eval.model_dump(),
+        "facts": store.facts(name),
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
         "model": experiment["model"], "dataset": experiment["dataset"],
         "model_spec": json.loads((pipeline.experiment_dir(store, name) / "model_spec.json").read_text()),

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an experiment (episodes of compress -> benchmark -> frontier)")
     run.add_argument("-m", "--model", help="Hugging Face id or local folder (default: packaged SmolLM2-135M-Instruct)")
-    run.add_argument("-d", "--dataset", help="benchmark name (default: bigbench_hard) or a multiple-choice .jsonl")
+    run.add_argument("-d", "--dataset", help="benchmark name (default: bigbench_above_chance) or a multiple-choice .jsonl")
     run.add_argument("-e", "--episodes", type=int, help="maximum episodes (default 3)")
     run.add_argument("-b", "--budget", type=float, help="wall-time budget in hours (default 2.0)")
     run.add_argument("-i", "--interactive", action="store_true", help="print each episode's decision and metrics")

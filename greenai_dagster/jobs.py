@@ -12,7 +12,7 @@ class NewExperimentConfig(Config):
     """The `greenai run` settings, as launchpad config."""
 
     model: str = "smollm2-135m-instruct"
-    dataset: str = "bigbench_hard"
+    dataset: str = "bigbench_above_chance"
     episodes: int = 3
     budget: float = 2.0
     name: str = ""

@@ -58,7 +58,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str = DEFAULT_MODEL
-    dataset: str = "bigbench_hard"
+    dataset: str = "bigbench_above_chance"
     benchmark_source: str = Field("auto", pattern="^(auto|offline|hub)$",
                                   description="lm-eval's standard tasks (hub) or local data (offline); auto: "
                                               "the hub where reachable. Fixed when the experiment is created.")
