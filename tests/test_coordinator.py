@@ -200,3 +200,13 @@ def test_llm_without_key_is_e001(monkeypatch):
     with pytest.raises(CoordinatorKeyMissing) as err:
         LlmCoordinator(LlmSettings(api_key=None))
     assert err.value.code == "E001"
+
+
+def test_every_strategy_of_the_space_has_its_own_feature_point(tiny_spec):
+    from greenai_dagster.core.coordinator.space import FEATURES, features
+
+    space = search_space(tiny_spec)
+    points = {tuple(features(c)[k] for k in FEATURES): c.label() for c in space}
+    assert len(points) == len(space)
+    w4 = [c for c in space if features(c)["weight_bits"] == 4 and features(c)["sparsity"] == 0]
+    assert len({tuple(features(c).values()) for c in w4}) == len(w4) >= 6

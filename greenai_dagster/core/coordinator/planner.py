@@ -24,8 +24,8 @@ from greenai_dagster.core.coordinator.base import CoordinatorState, Proposal
 from greenai_dagster.core.coordinator.space import FEATURES, features
 from greenai_dagster.core.pareto import DEFAULT_OBJECTIVES, satisfies
 
-FEATURE_RANGES = {"weight_bits": (2.0, 16.0), "sparsity": (0.0, 0.9), "structured": (0.0, 1.0),
-                  "rank_ratio": (0.05, 1.0), "act_quant": (0.0, 1.0), "recovery": (0.0, 1.0)}
+FEATURE_RANGES = {name: (0.0, 1.0) for name in FEATURES} | {
+    "weight_bits": (2.0, 16.0), "group_log2": (5.0, 10.0), "sparsity": (0.0, 0.9), "rank_ratio": (0.05, 1.0)}
 
 
 def _distributions():

@@ -1,9 +1,10 @@
 """The strategy search space: every candidate a coordinator may propose for a model, as data.
 
 Built from the model spec (group sizes it admits) and the allowed methods. Each candidate also
-gets a small numeric description (`features`) that model-based search uses to generalise from
-measured candidates to unmeasured ones: weight bits, sparsity, structured or not, kept rank,
-activation quantization, recovery fine-tuning.
+gets a numeric description (`features`) that model-based search uses to generalise from measured
+candidates to unmeasured ones. Each method owns the features of its steps (`features()` on the
+method class); a chain combines them (the fewest weight bits, the smallest kept rank, every
+flag any step sets). Every strategy of the space gets a distinct point (a test checks it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.core.spec import ModelSpec
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
-FEATURES = ("weight_bits", "sparsity", "structured", "rank_ratio", "act_quant", "recovery")
+FEATURES = ("weight_bits", "group_log2", "act_order", "error_feedback", "activation_aware", "learned_rounding",
+            "act_quant", "sparsity", "n_m", "structured", "rank_ratio", "recovery")
+DEFAULTS = {"weight_bits": 16.0, "group_log2": 10.0, "rank_ratio": 1.0}
+KEEP_SMALLEST = ("weight_bits", "rank_ratio", "group_log2")
 
 
 def _templates(group: int, small_group: int) -> list[list[tuple[str, dict]]]:
@@ -49,23 +53,12 @@ def _templates(group: int, small_group: int) -> list[list[tuple[str, dict]]]:
 
 
 def features(strategy: Strategy) -> dict[str, float]:
-    f = {"weight_bits": 16.0, "sparsity": 0.0, "structured": 0.0, "rank_ratio": 1.0, "act_quant": 0.0, "recovery": 0.0}
+    from greenai_dagster.core.methods import get_method
+
+    f = {name: DEFAULTS.get(name, 0.0) for name in FEATURES}
     for step in strategy.steps:
-        p = step.params
-        if step.method in ("gptq", "awq", "autoround", "rtn"):
-            f["weight_bits"] = min(f["weight_bits"], float(p["bits"]))
-        elif step.method in ("int8", "w8a8_smoothquant"):
-            f["weight_bits"], f["act_quant"] = 8.0, 1.0
-        elif step.method == "qlora":
-            f["weight_bits"], f["recovery"] = 4.0, 1.0
-        elif step.method in ("magnitude", "sparsegpt", "wanda"):
-            f["sparsity"] = float(p["sparsity"])
-        elif step.method == "structured":
-            f["sparsity"], f["structured"] = float(p["sparsity"]), 1.0
-        elif step.method == "asvd":
-            f["rank_ratio"] = float(p["param_ratio"])
-        elif step.method == "lora":
-            f["recovery"] = 1.0
+        for name, value in get_method(step.method).features(step.params).items():
+            f[name] = min(f[name], float(value)) if name in KEEP_SMALLEST else max(f[name], float(value))
     return f
 
 

@@ -74,6 +74,9 @@ class Asvd(CompressionMethod):
         return f"asvd_r{round(params['param_ratio'] * 100)}"
 
     @torch.no_grad()
+    def features(self, params):
+        return {"rank_ratio": params["param_ratio"], "activation_aware": 1.0}
+
     def apply(self, model, params: AsvdParams, ctx: CompressionContext) -> MethodResult:
         linears = decoder_linears(model)
         activations = input_activation_means(model, linears, ctx.calibration(params.num_calibration_samples,

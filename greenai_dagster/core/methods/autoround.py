@@ -8,6 +8,8 @@ the result saves in the same compressed-tensors format as GPTQ and reloads with
 
 from __future__ import annotations
 
+import math
+
 from typing import Literal
 
 from pydantic import Field
@@ -37,6 +39,9 @@ class AutoRound(CompressionMethod):
 
     def label(self, params):
         return f"autoround_w{params['bits']}g{params['group_size']}_i{params['iters']}"
+
+    def features(self, params):
+        return {"weight_bits": params["bits"], "group_log2": math.log2(params["group_size"]), "learned_rounding": 1.0}
 
     def apply(self, model, params: AutoRoundParams, ctx: CompressionContext) -> MethodResult:
         from llmcompressor.modifiers.autoround import AutoRoundModifier

@@ -3,6 +3,8 @@ algorithm) followed by round-to-nearest group quantization of the scaled weights
 
 from __future__ import annotations
 
+import math
+
 from contextlib import contextmanager
 from typing import Literal
 
@@ -50,6 +52,9 @@ class Awq(CompressionMethod):
 
     def label(self, params):
         return f"awq_w{params['bits']}g{params['group_size']}"
+
+    def features(self, params):
+        return {"weight_bits": params["bits"], "group_log2": math.log2(params["group_size"]), "activation_aware": 1.0}
 
     def apply(self, model, params: AwqParams, ctx: CompressionContext) -> MethodResult:
         from llmcompressor.modifiers.quantization import QuantizationModifier

@@ -19,6 +19,9 @@ from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.spec import ModelSpec
 
 
+PER_CHANNEL_LOG2 = 10.0   # the group_log2 feature of per-channel scales (coarser than any group)
+
+
 class MethodParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -68,6 +71,12 @@ class CompressionMethod(ABC):
 
     def label(self, params: dict) -> str:
         return self.name
+
+    def features(self, params: dict) -> dict[str, float]:
+        """Where this step puts a strategy in the search space (`core.coordinator.space.FEATURES`), the
+        numbers model-based search generalises over. A step names only what it changes; the method owns
+        them, so adding a method touches no other file."""
+        return {}
 
     @abstractmethod
     def apply(self, model: torch.nn.Module, params: MethodParams, ctx: CompressionContext) -> MethodResult:

@@ -7,6 +7,8 @@ scales), which reloads with plain `from_pretrained`.
 
 from __future__ import annotations
 
+import math
+
 from typing import Literal
 
 from pydantic import Field
@@ -45,6 +47,10 @@ class Gptq(CompressionMethod):
 
     def label(self, params):
         return f"gptq_w{params['bits']}g{params['group_size']}" + ("_act" if params.get("act_order") else "")
+
+    def features(self, params):
+        return {"weight_bits": params["bits"], "group_log2": math.log2(params["group_size"]), "error_feedback": 1.0,
+                "act_order": float(params.get("act_order", True))}
 
     def apply(self, model, params: GptqParams, ctx: CompressionContext) -> MethodResult:
         from llmcompressor.modifiers.quantization import GPTQModifier

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
+from greenai_dagster.core.methods.base import PER_CHANNEL_LOG2, CompressionContext, CompressionMethod, MethodParams, MethodResult
 
 
 class Int8DynamicParams(MethodParams):
@@ -44,6 +44,9 @@ class Int8Dynamic(CompressionMethod):
 
     def label(self, params):
         return "int8_dynamic"
+
+    def features(self, params):
+        return {"weight_bits": 8.0, "group_log2": PER_CHANNEL_LOG2, "act_quant": 1.0}
 
     def apply(self, model, params, ctx: CompressionContext) -> MethodResult:
         if ctx.device != "cpu":

@@ -64,6 +64,9 @@ class Lora(CompressionMethod):
     def label(self, params):
         return f"lora_r{params['rank']}_s{params['steps']}"
 
+    def features(self, params):
+        return {"recovery": 1.0}
+
     def apply(self, model, params: LoraParams, ctx: CompressionContext) -> MethodResult:
         from peft import LoraConfig, get_peft_model
 

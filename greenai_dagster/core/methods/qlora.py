@@ -30,6 +30,9 @@ class QLora(CompressionMethod):
             raise CompressionFailed("QLoRA re-loads the base in 4-bit and needs a local checkpoint folder.",
                                     "Use a local model folder (the default model is one).")
 
+    def features(self, params):
+        return {"weight_bits": 4.0, "group_log2": 6.0, "recovery": 1.0}   # NF4, blocks of 64
+
     def apply(self, model, params: LoraParams, ctx: CompressionContext) -> MethodResult:
         try:
             import bitsandbytes  # noqa: F401

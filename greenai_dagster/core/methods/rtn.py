@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Literal
 
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
@@ -25,6 +27,9 @@ class Rtn(CompressionMethod):
 
     def label(self, params):
         return f"rtn_w{params['bits']}g{params['group_size']}"
+
+    def features(self, params):
+        return {"weight_bits": params["bits"], "group_log2": math.log2(params["group_size"])}
 
     def apply(self, model, params: RtnParams, ctx: CompressionContext) -> MethodResult:
         from llmcompressor.modifiers.quantization import QuantizationModifier

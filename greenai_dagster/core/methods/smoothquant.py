@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
+from greenai_dagster.core.methods.base import PER_CHANNEL_LOG2, CompressionContext, CompressionMethod, MethodParams, MethodResult
 from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, run_oneshot
 
 
@@ -28,6 +28,9 @@ class SmoothQuantW8A8(CompressionMethod):
 
     def label(self, params):
         return f"w8a8_sq{params['smoothing_strength']:g}"
+
+    def features(self, params):
+        return {"weight_bits": 8.0, "group_log2": PER_CHANNEL_LOG2, "act_quant": 1.0, "activation_aware": 1.0}
 
     def apply(self, model, params: SmoothQuantParams, ctx: CompressionContext) -> MethodResult:
         from llmcompressor.modifiers.quantization import GPTQModifier

@@ -61,6 +61,12 @@ class _OneShotPrune(CompressionMethod):
         structure = params["mask_structure"]
         return f"{self.name}_{structure.replace(':', 'of')}" if structure != "0:0" else f"{self.name}_s{round(params['sparsity'] * 100)}"
 
+    feature_flags: dict = {}
+
+    def features(self, params):
+        return {"sparsity": params["sparsity"], "n_m": float(params.get("mask_structure", "0:0") != "0:0"),
+                **self.feature_flags}
+
     def apply(self, model, params: OneShotPruneParams, ctx: CompressionContext) -> MethodResult:
         from llmcompressor.modifiers import pruning
 
@@ -73,8 +79,10 @@ class _OneShotPrune(CompressionMethod):
 class SparseGpt(_OneShotPrune):
     name = "sparsegpt"
     modifier_name = "SparseGPTModifier"
+    feature_flags = {"error_feedback": 1.0}     # second-order weight reconstruction
 
 
 class Wanda(_OneShotPrune):
     name = "wanda"
     modifier_name = "WandaPruningModifier"
+    feature_flags = {"activation_aware": 1.0}   # |W| x input norm

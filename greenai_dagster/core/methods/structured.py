@@ -88,6 +88,9 @@ class StructuredPrune(CompressionMethod):
         return f"structured_s{round(params['sparsity'] * 100)}" + ("" if params.get("prune_heads", True) else "_ffn")
 
     @torch.no_grad()
+    def features(self, params):
+        return {"sparsity": params["sparsity"], "structured": 1.0}
+
     def apply(self, model, params: StructuredParams, ctx: CompressionContext) -> MethodResult:
         layers = _layers(model)
         cfg = model.config
