@@ -1,13 +1,16 @@
 """Replay coordinators against the measured grid: how fast does each find the Pareto frontier?
 
-    python benchmarks/search.py [--table benchmarks/results/grid_smollm2_bbh.json] [--seeds 10] [--max-k 12]
+    python benchmarks/search.py [--table benchmarks/results/grid_smollm2_bigbench_above_chance.json] [--seeds 10]
 
 Each "episode" looks the chosen strategy's real result up in the table (no model runs). For
 k = 1..max_k: hypervolume of the frontier of the first k results, divided by the hypervolume of
-the whole grid's frontier (objectives: accuracy up; latency, memory, size down; normalised by
-the baseline, moocore's hypervolume). Median over seeds. Coordinators: the planner, random
-search, and the `llm` coordinator when OPENAI_API_KEY (and optionally OPENAI_BASE_URL) is set.
-Writes benchmarks/results/search_curve.json and search_curve.html.
+the whole grid's frontier, on the experiment's frontier objectives (default: KL divergence,
+accuracy, latency, memory, size; `core.objectives`) among rows that pass the quality gate
+(degraded rows can never be members). Median over seeds. Run twice: on the grid as measured and
+on a copy whose rows (and so the candidate order) are shuffled per seed, since a search must not
+depend on the order of its menu. Coordinators: the planner, its TPE variant, random search, and
+the `llm` coordinator when OPENAI_API_KEY (and optionally OPENAI_BASE_URL) is set.
+Writes benchmarks/results/search_curve.json, search_curve.html and search_summary.txt.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 from pathlib import Path
 
 from greenai_dagster.core.coordinator import CoordinatorState, LlmCoordinator, LlmSettings, Planner, RandomSearch
-from greenai_dagster.core.pareto import hypervolume, pareto_front
+from greenai_dagster.core.objectives import directions
+from greenai_dagster.core.pareto import feasible, hypervolume, pareto_front
 from greenai_dagster.core.spec import ModelSpec
 from greenai_dagster.core.strategy import Step, Strategy
 
@@ -37,58 +42,83 @@ def load_table(path: Path):
             continue
         strategy = Strategy(r["strategy_id"], [Step(s["method"], s["params"]) for s in r["steps"]])
         rows[strategy.label()] = dict(r, strategy=strategy.to_json(), candidate_key=strategy.label())
-    return ModelSpec.from_json(table["model_spec"]), baseline, rows
+    objectives = directions((table.get("facts") or {}).get("objectives"))
+    return ModelSpec.from_json(table["model_spec"]), baseline, rows, objectives
 
 
-def replay(coordinator, spec, baseline, rows, max_k: int) -> list[float]:
+def frontier_hv(rows: list[dict], baseline: dict, objectives: dict) -> float:
+    return hypervolume(pareto_front([r for r in rows if feasible(r, {})], objectives), baseline, objectives)
+
+
+def replay(coordinator, spec, baseline, rows: dict, max_k: int, objectives: dict) -> list[float]:
     candidates = [Strategy(label, Strategy.from_json(r["strategy"]).steps) for label, r in rows.items()]
-    grid_hv = hypervolume(pareto_front(list(rows.values())), baseline)
+    grid_hv = frontier_hv(list(rows.values()), baseline, objectives)
     seen: list[dict] = []
     curve = []
     for k in range(1, max_k + 1):
+        front = pareto_front([r for r in seen if feasible(r, {})], objectives)
         state = CoordinatorState(spec=spec, baseline=baseline, results=seen,
-                                 frontier_ids=[r["strategy_id"] for r in pareto_front(seen)], candidates=candidates,
+                                 frontier_ids=[r["strategy_id"] for r in front], candidates=candidates,
                                  tried_labels={r["candidate_key"] for r in seen}, episode=k,
-                                 episodes_left=max_k - k + 1, budget_hours_left=1.0)
+                                 episodes_left=max_k - k + 1, budget_hours_left=1.0, objectives=objectives)
         proposal = coordinator.propose(state)
         if proposal is not None:
             seen.append(rows[proposal.strategy.label()])
-        curve.append(hypervolume(pareto_front(seen), baseline) / grid_hv)
+        curve.append(frontier_hv(seen, baseline, objectives) / grid_hv)
     return curve
+
+
+def shuffled(rows: dict, seed: int) -> dict:
+    items = list(rows.items())
+    random.Random(1000 + seed).shuffle(items)
+    return dict(items)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--table", default=str(RESULTS / "grid_smollm2_bbh.json"))
+    parser.add_argument("--table", default=str(RESULTS / "grid_smollm2_bigbench_above_chance.json"))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--max-k", type=int, default=12)
     args = parser.parse_args()
-    spec, baseline, rows = load_table(Path(args.table))
+    spec, baseline, rows, objectives = load_table(Path(args.table))
     makers = {"planner": lambda seed: Planner(seed=seed), "planner_tpe": lambda seed: Planner(seed=seed, sampler="tpe"),
               "random": lambda seed: RandomSearch(seed=seed)}
     if os.environ.get("OPENAI_API_KEY"):
         makers["llm"] = lambda seed: LlmCoordinator(LlmSettings(model=os.environ.get("GREENAI_LLM_MODEL", "gpt-4o-mini")))
-    curves = {name: [replay(make(seed), spec, baseline, rows, args.max_k) for seed in range(args.seeds)]
-              for name, make in makers.items()}
-    medians = {name: [statistics.median(c[k] for c in runs) for k in range(args.max_k)] for name, runs in curves.items()}
-    print(f"grid: {len(rows)} measured strategies; hypervolume fraction of the grid's frontier, median of {args.seeds} seeds")
-    print("k      " + "  ".join(f"{name:>8}" for name in medians))
-    for k in range(args.max_k):
-        print(f"{k + 1:<6} " + "  ".join(f"{medians[name][k]:8.3f}" for name in medians))
-    if "random" in medians:
-        beats = all(medians["planner"][k] > medians["random"][k] for k in range(2, min(12, args.max_k)))
-        first95 = next((k + 1 for k, v in enumerate(medians["planner"]) if v >= 0.95), None)
-        print(f"planner >= 0.95 of the grid's hypervolume at k = {first95}; beats random at every k in 3..12: {beats}")
+    lines = [f"grid: {len(rows)} measured strategies ({sum(1 for r in rows.values() if r.get('degraded'))} degraded); "
+             f"objectives {', '.join(objectives)}; hypervolume fraction of the grid's frontier, median of "
+             f"{args.seeds} seeds"]
+    curves, medians = {}, {}
+    for order in ("as_measured", "shuffled"):
+        for name, make in makers.items():
+            runs = [replay(make(seed), spec, baseline, rows if order == "as_measured" else shuffled(rows, seed),
+                           args.max_k, objectives) for seed in range(args.seeds)]
+            curves[f"{name}/{order}"] = runs
+            medians[f"{name}/{order}"] = [statistics.median(c[k] for c in runs) for k in range(args.max_k)]
+        names = [n for n in medians if n.endswith(order)]
+        lines.append(f"\n{order}:\nk      " + "  ".join(f"{n.split('/')[0]:>11}" for n in names))
+        for k in range(args.max_k):
+            lines.append(f"{k + 1:<6} " + "  ".join(f"{medians[n][k]:11.3f}" for n in names))
+        planner, rand = medians[f"planner/{order}"], medians[f"random/{order}"]
+        first95 = next((k + 1 for k, v in enumerate(planner) if v >= 0.95), None)
+        never_below = all(planner[k] >= rand[k] for k in range(2, min(12, args.max_k)))
+        above_3_6 = all(planner[k] > rand[k] for k in range(2, 6))
+        lines.append(f"planner >= 0.95 at k = {first95}; never below random at k = 3..12: {never_below}; "
+                     f"strictly above at k = 3..6: {above_3_6}")
+    summary = "\n".join(lines)
+    print(summary)
+    (RESULTS / "search_summary.txt").write_text(summary + "\n")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "search_curve.json").write_text(json.dumps({"table": args.table, "seeds": args.seeds, "median": medians,
-                                                            "all": curves}, indent=2))
+    (RESULTS / "search_curve.json").write_text(json.dumps({"table": Path(args.table).name, "seeds": args.seeds,
+                                                            "objectives": list(objectives), "median": medians,
+                                                            "all": curves}, indent=1))
     import plotly.graph_objects as go
 
     fig = go.Figure([go.Scatter(x=list(range(1, args.max_k + 1)), y=v, mode="lines+markers", name=name)
                      for name, v in medians.items()])
     fig.update_layout(title=f"Frontier hypervolume vs episodes ({len(rows)}-strategy grid, median of {args.seeds} seeds)",
                       xaxis_title="episodes", yaxis_title="hypervolume / grid hypervolume", template="plotly_white")
-    fig.write_html(str(RESULTS / "search_curve.html"))
+    fig.write_html(str(RESULTS / "search_curve.html"), include_plotlyjs="cdn")   # small file; needs the CDN to view
 
 
 if __name__ == "__main__":
