@@ -1,6 +1,7 @@
 """Jobs: create an experiment from the Dagster UI (the coordinator sensor then drives it)."""
 
 from dagster import Config, OpExecutionContext, job, op
+from pydantic import Field
 
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.errors import GreenAIError
@@ -18,7 +19,12 @@ class NewExperimentConfig(Config):
     name: str = ""
     coordinator: str = "planner"
     compression_methods: list[str] = []
-    constraints: dict[str, float] = {}
+    constraints: dict[str, float] = Field(default_factory=dict, description=(
+        "min_<metric>/max_<metric> bounds, e.g. max_latency_ms; the quality gate's max_kl (default 0.5 nats/token) "
+        "and max_ppl_ratio (default 2.0) mark candidates beyond them degraded"))
+    objectives: list[str] = Field(default_factory=list, description=(
+        "frontier objectives (greenai_dagster/core/objectives.py); empty = kl_divergence, accuracy, latency_ms, "
+        "memory_gb, model_size_gb"))
 
 
 def register_experiment(store, config: ExperimentConfig) -> str:
@@ -39,7 +45,7 @@ def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, 
     settings = ExperimentConfig(model=config.model, dataset=config.dataset, episodes=config.episodes, budget=config.budget,
                                 name=config.name or None, coordinator=config.coordinator,
                                 compression_methods=config.compression_methods or None,
-                                constraints=config.constraints, driver="sensor")
+                                constraints=config.constraints, objectives=config.objectives or None, driver="sensor")
     try:
         name = register_experiment(store.get(), settings)
     except GreenAIError as exc:

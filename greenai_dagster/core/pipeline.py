@@ -218,7 +218,7 @@ def update_frontier(store: ResultsStore, name: str):
 
 def wants_full_set(config: ExperimentConfig, device: str) -> bool:
     """`eval.full_set_for_frontier`: true/false as set; unset means on an accelerator only (on this
-    kind of CPU a full bigbench_hard pass takes about half an hour per model)."""
+    kind of CPU a full pass over a 250-item-per-task benchmark takes tens of minutes per model)."""
     setting = config.eval.full_set_for_frontier
     return device != "cpu" if setting is None else setting
 
