@@ -50,7 +50,10 @@ def main() -> None:
     spec = pipeline.load_spec(store, args.name)
     done = {s["strategy_id"]: s for s in store.strategies(args.name)}
     wanted = set(filter(None, args.only.split(",")))
-    for strategy in search_space(spec):  # the whole space every coordinator searches
+    # the whole space every coordinator searches; the slowest (AutoRound, adapter training) last, so an
+    # interrupted grid still covers every other family
+    slow = ("autoround", "lora", "qlora")
+    for strategy in sorted(search_space(spec), key=lambda s: any(m in slow for m in s.methods)):
         episode = len(store.strategies(args.name)) + 1
         if wanted and strategy.strategy_id not in wanted:
             continue

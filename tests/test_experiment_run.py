@@ -138,3 +138,37 @@ def test_export_packs_a_checkpoint_that_reloads(finished_run, tmp_path):
         archive.extractall(tmp_path / "unpacked", filter="data")
     model, _ = load_variant(tmp_path / "unpacked" / "ep002_int8_dynamic")
     assert model.config.num_hidden_layers == 2
+
+
+def test_each_episode_reports_fidelity_accuracy_interval_and_frontier(finished_run):
+    _, lines, _ = finished_run
+    assert sum(line.startswith("[Fidelity] KL: ") for line in lines) == 2
+    assert any(line.startswith("[Evaluation] Accuracy: ") and "95% CI" in line and "vs baseline:" in line
+               for line in lines)
+    assert sum(line.startswith("[Frontier] ") for line in lines) == 2
+    assert any(line.startswith("[Benchmark] baseline accuracy") for line in lines)
+    rows = ResultsStore(duckdb_path()).results("tiny_exp", include_baseline=True)
+    base = next(r for r in rows if r["is_baseline"])
+    assert base["kl_divergence"] == 0.0 and base["top1_agreement"] == 1.0
+    for row in rows:
+        assert row["kl_divergence"] >= 0.0 and row["fidelity_tokens"] == 511
+        if not row["is_baseline"]:
+            assert row["flips"]["items"] == 4 and row["flips"]["verdict"] in ("better", "worse", "no difference")
+
+
+def test_a_candidate_beyond_the_quality_gate_is_degraded_and_kept_off_the_frontier(data_root, tiny_model_dir,
+                                                                                    tiny_benchmark):
+    from greenai_dagster.runner import run_experiment
+
+    config = ExperimentConfig(model=str(tiny_model_dir), dataset=str(tiny_benchmark), episodes=1, name="tiny_gate",
+                              output_dir=str(data_root / "experiments"), eval={**FAST_EVAL, "full_set_for_frontier": False},
+                              constraints={"max_kl": 1e-12})
+    lines: list[str] = []
+    run_experiment(config, interactive=True, echo=lines.append)
+    store = ResultsStore(duckdb_path())
+    [row] = store.results("tiny_gate")
+    assert row["degraded"] and "kl_divergence" in row["degraded_reason"]
+    assert store.frontier("tiny_gate")["members"] == [] and not row["is_pareto"]
+    assert any("degraded" in line and "kept off the frontier" in line for line in lines)
+    frontier = json.loads((data_root / "experiments" / "tiny_gate" / "pareto_frontier.json").read_text())
+    assert frontier["solutions"] == [] and frontier["excluded"][0]["reason"].startswith("kl_divergence")
