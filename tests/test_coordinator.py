@@ -85,9 +85,12 @@ def test_random_search_never_repeats_and_ends(tiny_spec):
 class FakeChatServer:
     """Serves queued (status, body, headers) answers at /v1/chat/completions on 127.0.0.1."""
 
+    last = None   # the most recent server, for tests that inspect what was sent
+
     def __init__(self, answers):
         self.answers, self.requests = list(answers), []
         outer = self
+        FakeChatServer.last = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
@@ -210,3 +213,37 @@ def test_every_strategy_of_the_space_has_its_own_feature_point(tiny_spec):
     assert len(points) == len(space)
     w4 = [c for c in space if features(c)["weight_bits"] == 4 and features(c)["sparsity"] == 0]
     assert len({tuple(features(c).values()) for c in w4}) == len(w4) >= 6
+
+
+LLAMA_CPP_REFUSAL = (500, {"error": {"code": 500, "type": "server_error",
+                                     "message": "response_format type must be one of \"text\" or \"json_object\", "
+                                                "but got: json_schema"}}, {})
+
+
+def test_llm_steps_down_to_a_dialect_the_server_speaks_and_remembers_it(tiny_spec, data_root):
+    with FakeChatServer([LLAMA_CPP_REFUSAL, chat(GOOD), chat(GOOD)]) as url:
+        first = coordinator(url).propose(state_for(tiny_spec))
+        assert first.strategy.methods == ["awq"]
+        later = coordinator(url)                     # a new process would read the same file
+        assert later.dialect == "json_object"
+        later.propose(state_for(tiny_spec))
+        sent = [r.get("response_format", {}).get("type") for r in FakeChatServer.last.requests]
+    assert sent == ["json_schema", "json_object", "json_object"]
+
+
+def test_llm_without_structured_output_reads_json_from_prose(tiny_spec, data_root):
+    refusal = (400, {"error": {"message": "Unrecognized request argument supplied: response_format"}}, {})
+    prose = "Here is my choice:\n```json\n" + GOOD + "\n```\nGood luck."
+    with FakeChatServer([refusal, refusal, chat(prose)]) as url:
+        proposal = LlmCoordinator(LlmSettings(model="plain", base_url=url, api_key="k"), sleep=lambda _: None).propose(
+            state_for(tiny_spec))
+        sent = [("response_format" in r) for r in FakeChatServer.last.requests]
+    assert proposal.strategy.methods == ["awq"] and sent == [True, True, False]
+
+
+@pytest.mark.parametrize("status", [404, 500, 503])
+def test_llm_http_failures_become_e006_not_tracebacks(tiny_spec, data_root, status):
+    failure = (status, {"error": {"message": "model 'm' not found" if status == 404 else "upstream exploded"}}, {})
+    with FakeChatServer([failure]) as url:
+        with pytest.raises(NetworkError, match=f"HTTP {status}"):
+            LlmCoordinator(LlmSettings(model=f"m{status}", base_url=url, api_key="k")).propose(state_for(tiny_spec))

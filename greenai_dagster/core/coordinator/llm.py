@@ -4,16 +4,26 @@ The prompt carries the whole state (spec, baseline, results, frontier, constrain
 methods, remaining budget, the candidate menu). The answer must be JSON matching
 `STRATEGY_SCHEMA` (requested as structured output); it is validated against the model spec and
 the history, and a bounded retry tells the model exactly what was wrong. Errors map to the
-seed's codes: no key E001, network / timeout E006, quota or persistent rate limiting E008
-(a 429 is retried after its Retry-After, bounded).
+seed's codes: no key E001, network / timeout / other HTTP failures E006, quota or persistent rate
+limiting E008 (a 429 is retried after its Retry-After, bounded).
+
+Servers speak different structured-output dialects: OpenAI's `json_schema`, `json_object`
+(llama.cpp's server refuses `json_schema` with HTTP 500 and accepts this), or none. The client
+starts with the richest, steps down when a server refuses the `response_format` it sent, and
+remembers per endpoint and model what worked (`data/llm_endpoints.json`), so later requests (and
+other processes: the sensor, the CLI) go straight to the dialect that works. Without a
+`response_format` the answer is plain text, from which the JSON object is taken (code fences and
+prose around it are ignored) and validated as always.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from greenai_dagster.core.coordinator.base import CoordinatorState, Proposal
 from greenai_dagster.core.objectives import get as get_objective
@@ -86,10 +96,64 @@ def build_messages(state: CoordinatorState) -> list[dict]:
             {"role": "user", "content": json.dumps(payload, default=str)}]
 
 
+DIALECTS = ("json_schema", "json_object", "none")
+
+
+def response_format(dialect: str) -> dict | None:
+    if dialect == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "strategy", "schema": STRATEGY_SCHEMA}}
+    if dialect == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+def refuses_response_format(exc) -> bool:
+    """A 4xx/5xx whose message is about the structured-output request, not about anything else."""
+    text = str(getattr(exc, "message", "") or exc).lower()
+    return any(word in text for word in ("response_format", "json_schema", "json_object", "structured output",
+                                         "response format"))
+
+
+def dialects_file() -> Path:
+    from greenai_dagster.core.paths import data_root
+
+    return data_root() / "llm_endpoints.json"
+
+
+def remembered_dialect(endpoint: str) -> str | None:
+    try:
+        return json.loads(dialects_file().read_text()).get(endpoint)
+    except (OSError, ValueError):
+        return None
+
+
+def remember_dialect(endpoint: str, dialect: str) -> None:
+    """Best effort: a read-only data folder only means the next process negotiates again."""
+    path = dialects_file()
+    try:
+        known = json.loads(path.read_text()) if path.exists() else {}
+        known[endpoint] = dialect
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        tmp.replace(path)
+    except (OSError, ValueError):
+        pass
+
+
+def extract_json(text: str) -> str:
+    """The JSON object in an answer that may wrap it in a code fence or prose."""
+    fenced = re.search(r"```(?:json)?\s*(\{.*?\})\s*```", text, re.DOTALL)
+    if fenced:
+        return fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    return text[start:end + 1] if 0 <= start < end else text
+
+
 def parse_answer(text: str, state: CoordinatorState) -> Proposal:
     """JSON -> validated Strategy, or ValueError saying exactly what is wrong."""
     try:
-        data = json.loads(text)
+        data = json.loads(extract_json(text))
     except json.JSONDecodeError as exc:
         raise ValueError(f"the answer is not valid JSON ({exc.msg} at position {exc.pos})") from None
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not data["steps"]:
@@ -126,6 +190,8 @@ class LlmCoordinator:
 
         self.client = OpenAI(api_key=key, base_url=self.settings.base_url or os.environ.get("OPENAI_BASE_URL"),
                              timeout=self.settings.timeout_s, max_retries=0)
+        self.endpoint = f"{self.client.base_url} {self.settings.model}"
+        self.dialect = remembered_dialect(self.endpoint) or DIALECTS[0]
 
     def propose(self, state: CoordinatorState) -> Proposal | None:
         if not state.untried():
@@ -143,14 +209,43 @@ class LlmCoordinator:
         raise GreenAIError(f"the LLM gave no valid strategy in {self.settings.max_answer_retries} tries: {problems[-1]}")
 
     def _complete(self, messages: list[dict]) -> str:
+        """One answer's text, negotiating the structured-output dialect with the server."""
         import openai
 
+        while True:
+            try:
+                text = self._request(messages)
+            except (openai.BadRequestError, openai.InternalServerError, openai.UnprocessableEntityError) as exc:
+                position = DIALECTS.index(self.dialect)
+                if not refuses_response_format(exc) or position == len(DIALECTS) - 1:
+                    raise self._http_error(exc) from exc
+                self.dialect = DIALECTS[position + 1]      # the server refused this dialect: step down
+                continue
+            except openai.APIStatusError as exc:
+                raise self._http_error(exc) from exc
+            remember_dialect(self.endpoint, self.dialect)
+            return text
+
+    def _http_error(self, exc) -> GreenAIError:
+        status = getattr(exc, "status_code", "?")
+        detail = str(getattr(exc, "message", exc)).splitlines()[0][:200]
+        if status == 403:
+            return CoordinatorKeyMissing(f"the LLM API refused the key for this request (403: {detail}).")
+        return NetworkError(f"the LLM API at {self.client.base_url} failed with HTTP {status}: {detail}",
+                            f"Check the base URL and the model name ('{self.settings.model}'), retry later, or use "
+                            "the offline planner (--coordinator planner).")
+
+    def _request(self, messages: list[dict]) -> str:
+        import openai
+
+        fmt = response_format(self.dialect)
+        extra = {"response_format": fmt} if fmt else {}
         for attempt in range(self.settings.max_rate_limit_retries + 1):
             try:
                 response = self.client.chat.completions.create(
-                    model=self.settings.model, messages=messages, temperature=self.settings.temperature,
-                    response_format={"type": "json_schema",
-                                     "json_schema": {"name": "strategy", "schema": STRATEGY_SCHEMA}})
+                    model=self.settings.model, messages=messages, temperature=self.settings.temperature, **extra)
+                if not response.choices:
+                    return ""              # rejected by parse_answer, then asked again
                 return response.choices[0].message.content or ""
             except openai.RateLimitError as exc:
                 body = exc.body if isinstance(exc.body, dict) else {}
