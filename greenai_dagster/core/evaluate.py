@@ -168,8 +168,11 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
     the baseline's stored distributions (`make_reference`)."""
     started = time.perf_counter()
     fid = fidelity.measure(model, reference)
+    fidelity_s = time.perf_counter() - started
     acc = accuracy(model, tokenizer, benchmark, settings)
+    accuracy_s = time.perf_counter() - started - fidelity_s
     run = runtime(checkpoint, device, settings)
+    probe_s = time.perf_counter() - started - fidelity_s - accuracy_s
     conditions = {k: run[k] for k in ("device", "dtype", "prompt_len", "new_tokens", "repeats", "batch_size",
                                       "threads", "memory_source", "latency_path")}
     conditions.update({"accuracy_items_per_task": settings.limit_per_task or "all",
@@ -178,6 +181,8 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
                        "fidelity_method": f"top-{reference['top_ids'].shape[1]} baseline log-probs + rest bucket, "
                                           f"{fidelity.WINDOW}-token windows, stderr over {fidelity.BLOCK}-token blocks",
                        "fidelity_reference": fidelity.reference_digest(reference),
+                       "seconds": {"fidelity": round(fidelity_s, 1), "accuracy": round(accuracy_s, 1),
+                                   "latency_probe": round(probe_s, 1)},
                        "units": {"latency_ms": "ms/token (decode, batch 1)", "prefill_ms": "ms",
                                  "memory_gb": "GiB", "model_size_gb": "GiB", "throughput": "tokens/s",
                                  "kl_divergence": "nats/token"}})
