@@ -7,10 +7,14 @@ from pathlib import Path
 
 from greenai_dagster.core.errors import EvaluationError
 
-COLUMNS = [("strategy_id", "strategy", 28), ("kl_divergence", "KL", 8), ("top1_agreement", "top1", 6),
-           ("ppl_ratio", "ppl x", 7), ("accuracy", "acc [95% CI]", 19), ("accuracy_full", "acc full", 8),
-           ("latency_ms", "ms/tok", 8), ("memory_gb", "mem GB", 8), ("model_size_gb", "size GB", 8),
-           ("compression_ratio", "ratio", 6), ("co2_grams", "CO2 g", 8)]
+from greenai_dagster.core.objectives import OBJECTIVES
+
+# column, header, width: headers come from the objectives registry where the column is an objective
+_WIDTHS = [("strategy_id", 28), ("kl_divergence", 8), ("top1_agreement", 6), ("ppl_ratio", 7), ("accuracy", 19),
+           ("accuracy_full", 8), ("latency_ms", 8), ("memory_gb", 8), ("model_size_gb", 8), ("compression_ratio", 6),
+           ("co2_grams", 8)]
+_HEADERS = {"strategy_id": "strategy", "accuracy": "acc [95% CI]", "accuracy_full": "acc full"}
+COLUMNS = [(c, _HEADERS.get(c) or OBJECTIVES[c].header(), w) for c, w in _WIDTHS]
 
 
 def load_folder(folder: Path) -> dict:
