@@ -1,0 +1,23 @@
+"""Eager PyTorch through transformers: serves every checkpoint this project writes, and is the
+fallback. Low-bit compressed-tensors weights are expanded to dense float weights here, so its
+latency and memory are not what a low-bit runtime would give: rows it measures say so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from greenai_dagster.core.runtimes.base import Runtime
+
+
+class EagerTorch(Runtime):
+    name = "torch-eager"
+    kernel = "dense float matmul (low-bit weights expanded)"
+    devices = ("cpu", "cuda")
+
+    def serves(self, folder: Path, device: str) -> bool:
+        return True
+
+    def load(self, folder: Path, device: str):
+        from greenai_dagster.core.checkpoints import load_variant
+
+        return load_variant(folder, device=device)
