@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--dataset", default="bigbench_above_chance")
     parser.add_argument("--only", default="", help="comma-separated labels to run")
+    parser.add_argument("--second-worker", action="store_true",
+                        help="a second process on the same grid: walks the fast strategies from the end, numbering "
+                             "its episodes from 101 so the two never share an episode folder")
     parser.add_argument("--reprobe", action="store_true",
                         help="re-measure latency/memory of every measured row in one quiet pass, then exit")
     args = parser.parse_args()
@@ -53,8 +56,12 @@ def main() -> None:
     # the whole space every coordinator searches; the slowest (AutoRound, adapter training) last, so an
     # interrupted grid still covers every other family
     slow = ("autoround", "lora", "qlora")
-    for strategy in sorted(search_space(spec), key=lambda s: any(m in slow for m in s.methods)):
-        episode = len(store.strategies(args.name)) + 1
+    order = sorted(search_space(spec), key=lambda s: any(m in slow for m in s.methods))
+    if args.second_worker:
+        order = [s for s in order if not any(m in slow for m in s.methods)][::-1]
+    for strategy in order:
+        done = {s["strategy_id"]: s for s in store.strategies(args.name)}   # the other worker may have run it
+        episode = len(store.strategies(args.name)) + 1 + (100 if args.second_worker else 0)
         if wanted and strategy.strategy_id not in wanted:
             continue
         if strategy.strategy_id in done and done[strategy.strategy_id]["status"] == "done":
