@@ -93,7 +93,8 @@ class Planner:
         from greenai_dagster.core.strategy import Strategy
 
         measured = [features(Strategy.from_json(r["strategy"])) for r in state.results]
-        choice = max(untried, key=lambda c: min((_distance(features(c), m) for m in measured), default=0.0))
+        choice = max(sorted(untried, key=lambda c: c.label()),
+                     key=lambda c: min((_distance(features(c), m) for m in measured), default=0.0))
         return Proposal(choice, f"Space-filling initial design: {choice.label()} is the candidate least like anything "
                                 f"measured so far, so the surrogate learns that region before it extrapolates.")
 
@@ -148,7 +149,9 @@ class Planner:
             else:
                 gain = hypervolume(pareto_front(front + [point], objectives), state.baseline, objectives,
                                    state.constraints) - base_hv
-            if gain > best_gain + 1e-12 or (abs(gain - best_gain) <= 1e-12 and spread[i] > spread[untried.index(best)]):
+            tie = best is not None and abs(gain - best_gain) <= 1e-12
+            if gain > best_gain + 1e-12 or (tie and (spread[i], best.label()) > (spread[untried.index(best)],
+                                                                                  candidate.label())):
                 best, best_gain = candidate, gain
         reasoning = (f"Gaussian-process surrogate over {len(state.results)} measured candidates; {best.label()} has the "
                      f"largest optimistic hypervolume gain ({best_gain:.3f}, beta={self.beta}) over the current frontier "
@@ -160,7 +163,8 @@ class Planner:
         for method in state.spec.preferred_methods:
             if method in used:
                 continue
-            for candidate in untried:
+            # canonical order (fewest bits, then label), so the menu's order never changes the pick
+            for candidate in sorted(untried, key=lambda c: (features(c)["weight_bits"], c.label())):
                 if candidate.methods == [method]:
                     return Proposal(candidate, f"Prior from the spec: '{method}' is next in the preferred methods "
                                                f"{state.spec.preferred_methods} for a {state.spec.parameter_count} model.")
