@@ -38,6 +38,17 @@ def _distance(a: dict, b: dict) -> float:
     return math.sqrt(sum(((a[k] - b[k]) / (FEATURE_RANGES[k][1] - FEATURE_RANGES[k][0])) ** 2 for k in FEATURES))
 
 
+def _non_default_params(strategy) -> int:
+    """How many step parameters differ from their method's defaults (0 = the method as its authors ship it)."""
+    from greenai_dagster.core.methods import get_method
+
+    count = 0
+    for step in strategy.steps:
+        defaults = get_method(step.method).Params().model_dump()
+        count += sum(1 for k, v in step.params.items() if defaults.get(k) != v)
+    return count
+
+
 def _target_transform(name: str, baseline: dict):
     """What the GP models for an objective: its ratio to the baseline, or, for objectives used on an
     absolute scale (KL divergence, 0 for the baseline, spanning orders of magnitude), its logarithm."""
@@ -163,8 +174,9 @@ class Planner:
         for method in state.spec.preferred_methods:
             if method in used:
                 continue
-            # canonical order (fewest bits, then label), so the menu's order never changes the pick
-            for candidate in sorted(untried, key=lambda c: (features(c)["weight_bits"], c.label())):
+            # canonical order (the method's default parameters first, then label), so the menu's order
+            # never changes the pick
+            for candidate in sorted(untried, key=lambda c: (_non_default_params(c), c.label())):
                 if candidate.methods == [method]:
                     return Proposal(candidate, f"Prior from the spec: '{method}' is next in the preferred methods "
                                                f"{state.spec.preferred_methods} for a {state.spec.parameter_count} model.")

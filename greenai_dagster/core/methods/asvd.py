@@ -73,10 +73,10 @@ class Asvd(CompressionMethod):
     def label(self, params):
         return f"asvd_r{round(params['param_ratio'] * 100)}"
 
-    @torch.no_grad()
     def features(self, params):
         return {"rank_ratio": params["param_ratio"], "activation_aware": 1.0}
 
+    @torch.no_grad()
     def apply(self, model, params: AsvdParams, ctx: CompressionContext) -> MethodResult:
         linears = decoder_linears(model)
         activations = input_activation_means(model, linears, ctx.calibration(params.num_calibration_samples,

@@ -33,10 +33,10 @@ class MagnitudePrune(CompressionMethod):
         structure = params["mask_structure"]
         return f"magnitude_{structure.replace(':', 'of')}" if structure != "0:0" else f"magnitude_s{round(params['sparsity'] * 100)}"
 
-    @torch.no_grad()
     def features(self, params):
         return {"sparsity": params["sparsity"], "n_m": float(params.get("mask_structure", "0:0") != "0:0")}
 
+    @torch.no_grad()
     def apply(self, model, params: OneShotPruneParams, ctx: CompressionContext) -> MethodResult:
         n, m = map(int, params.mask_structure.split(":"))
         head = model.get_output_embeddings()

@@ -87,10 +87,10 @@ class StructuredPrune(CompressionMethod):
     def label(self, params):
         return f"structured_s{round(params['sparsity'] * 100)}" + ("" if params.get("prune_heads", True) else "_ffn")
 
-    @torch.no_grad()
     def features(self, params):
         return {"sparsity": params["sparsity"], "structured": 1.0}
 
+    @torch.no_grad()
     def apply(self, model, params: StructuredParams, ctx: CompressionContext) -> MethodResult:
         layers = _layers(model)
         cfg = model.config
