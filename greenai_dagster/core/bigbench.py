@@ -146,9 +146,3 @@ def multiple_choice_tasks(sdist: Path) -> list[str]:
             if any(e.get("target_scores") for e in task_json.get("examples", [])):
                 found.append(member.name[len(TASKS_IN_SDIST) + 1 : -len("/task.json")])
     return sorted(found)
-
-
-def chance_rate(items: list[dict]) -> float:
-    """Expected accuracy of a uniform guess over multiple-choice items (0 for generated answers)."""
-    choices = [len(it["choices"]) for it in items if "choices" in it]
-    return sum(1.0 / n for n in choices) / len(items) if choices and len(choices) == len(items) else 0.0

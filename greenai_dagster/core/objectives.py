@@ -67,9 +67,3 @@ def get(name: str) -> Objective:
 def directions(names: list[str] | None = None) -> dict[str, bool]:
     """{name: maximise} for the given objective names (default: the frontier objectives)."""
     return {n: get(n).maximise for n in (names or DEFAULT_FRONTIER)}
-
-
-def describe(names: list[str] | None = None) -> str:
-    """One line per objective, for prompts and metadata."""
-    return "\n".join(f"- {o.name} ({o.direction}, {o.unit}): {o.description}"
-                     for o in (get(n) for n in (names or DEFAULT_FRONTIER)))

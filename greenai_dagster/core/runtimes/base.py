@@ -22,6 +22,3 @@ class Runtime(ABC):
     @abstractmethod
     def load(self, folder: Path, device: str):
         """(model, tokenizer) ready for `generate`, in this runtime's own representation."""
-
-    def describe(self) -> dict:
-        return {"runtime": self.name, "kernel": self.kernel}
