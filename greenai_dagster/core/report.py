@@ -18,7 +18,7 @@ from greenai_dagster.core.objectives import OBJECTIVES
 RESULT_FIELDS = ["accuracy", "accuracy_stderr", "kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr",
                  "ppl_ratio", "ppl_ratio_low", "ppl_ratio_high", "perplexity", "fidelity_tokens",
                  "latency_ms", "prefill_ms", "throughput_tokens_per_s",
-                 "memory_gb", "model_size_gb", "compression_ratio", "energy_kwh", "co2_grams",
+                 "memory_gb", "model_size_gb", "compression_ratio", "energy_j_per_token", "energy_kwh", "co2_grams",
                  "compression_time_s", "compression_energy_kwh", "compression_co2_grams", "eval_time_s", "load_time_s",
                  "accuracy_full", "accuracy_full_stderr", "full_eval_time_s"]
 AXES = ["kl_divergence", "accuracy", "latency_ms", "memory_gb", "model_size_gb", "top1_agreement", "ppl_ratio",
@@ -117,10 +117,18 @@ def hover_text(r: dict) -> str:
         lines.append(f"vs baseline: {f['verdict']} (flips {f['flip_rate']:.2f}, McNemar p={f['p_value']:.2g})")
     if r.get("degraded"):
         lines.append(f"DEGRADED: {r.get('degraded_reason')}")
-    runtime = (r.get("conditions") or {}).get("latency_path")
+    runtime = measured_by(r)
     if runtime:
         lines.append(f"measured: {runtime}")
     return "<br>".join(lines)
+
+
+def measured_by(row: dict) -> str:
+    """'llama.cpp (ggml CPU kernels; ...) on cpu, 2 threads': the runtime that timed a row."""
+    c = row.get("conditions") or {}
+    if c.get("runtime"):
+        return f"{c['runtime']} ({c.get('kernel')}) on {c.get('device')}, {c.get('threads')} threads"
+    return str(c.get("latency_path") or "")
 
 
 def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | None, summary=None,
@@ -226,7 +234,7 @@ def metrics_summary(row: dict) -> dict:
         out["top1_agreement"] = round(float(row["top1_agreement"]), 4)
         out["ppl_ratio"] = f"{row['ppl_ratio']:.3f} (95% CI {row['ppl_ratio_low']:.3f}-{row['ppl_ratio_high']:.3f})"
     for key in ("perplexity", "latency_ms", "prefill_ms", "throughput_tokens_per_s", "memory_gb", "model_size_gb",
-                "compression_ratio", "energy_kwh", "co2_grams"):
+                "compression_ratio", "energy_j_per_token", "energy_kwh", "co2_grams"):
         if row.get(key) is not None:
             out[key] = round(float(row[key]), 4)
     if row.get("flips"):
@@ -234,7 +242,7 @@ def metrics_summary(row: dict) -> dict:
         out["vs_baseline"] = (f"{f['verdict']}: {f['correct_to_wrong']} right->wrong, {f['wrong_to_correct']} "
                               f"wrong->right of {f['items']} items (McNemar p={f['p_value']:.2g})")
     out["degraded"] = row.get("degraded_reason") or "no"
-    out["measured_by"] = str((row.get("conditions") or {}).get("latency_path", "?"))
+    out["measured_by"] = measured_by(row) or "?"
     return out
 
 

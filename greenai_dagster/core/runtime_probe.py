@@ -1,14 +1,17 @@
-"""Latency and peak memory of one checkpoint, measured in a fresh process.
+"""Latency and memory of one checkpoint in the runtime that would serve it, in a fresh process.
 
-Run as `python -m greenai_dagster.core.runtime_probe CHECKPOINT --device cpu ...`; prints one
-JSON object. A fresh process makes peak memory honest. On CPU it is the process's peak RSS
-while serving (VmHWM, reset after loading through /proc/self/clear_refs so conversion
-transients of the loader do not count) minus the RSS before the model was loaded: resident
-weights + activations + KV cache + kernel workspace. On CUDA it is `max_memory_allocated`.
+Run as `python -m greenai_dagster.core.runtime_probe CHECKPOINT --device cpu [--runtime NAME]`;
+prints one JSON object. The runtime is the fastest that serves the checkpoint's format here
+(`core.runtimes.pick`) unless named. A fresh process makes memory honest: the runtime's libraries
+are imported first, so `loaded_memory_gb` (RSS after loading minus before) holds the model's
+resident weights alone, and `peak_memory_gb` adds what serving takes on top (VmHWM reset after
+loading through /proc/self/clear_refs: activations, KV cache, kernel workspace). On CUDA peak
+memory is `max_memory_allocated`.
 
-Latency, batch 1: prefill = one forward over a fixed-length prompt; decode = one forward of a
-single new token against the KV cache. Each is the median of `repeats` runs after `warmup`
-runs. Throughput = new tokens per second of batched greedy decoding at `batch_size`.
+Latency, batch 1: prefill = one pass over a fixed-length prompt; decode = one new token against
+the KV cache. Each is the median of `repeats` runs after `warmup` runs, timed the same way for
+every runtime through `runtimes.base.Session`. Throughput = tokens/s of batched greedy decoding
+at `batch_size`, where the runtime offers batched generation (null otherwise).
 """
 
 from __future__ import annotations
@@ -24,56 +27,46 @@ import time
 import psutil
 import torch
 
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+from greenai_dagster.core.serving_energy import EnergyCounter, counter
+from greenai_dagster.core.runtimes.base import Session
 
 
-@torch.no_grad()
-def measure(model, device: str, prompt_len: int, new_tokens: int, repeats: int, warmup: int, batch_size: int) -> dict:
-    vocab = model.config.get_text_config().vocab_size if hasattr(model.config, "get_text_config") else model.config.vocab_size
+def measure(session: Session, vocab: int, prompt_len: int, new_tokens: int, repeats: int, warmup: int,
+            batch_size: int, meter: EnergyCounter | None = None) -> dict:
+    """Prefill, decode and batched throughput of one session; medians over `repeats` after `warmup`.
+    `meter` is read around each measured decode loop: joules per generated token."""
     generator = torch.Generator().manual_seed(0)
-    prompt = torch.randint(100, min(vocab, 30000), (1, prompt_len), generator=generator).to(device)
+    prompt = torch.randint(100, min(vocab, 30000), (prompt_len,), generator=generator).tolist()
 
-    prefill_times, decode_times = [], []
+    prefill_times, decode_times, decode_joules = [], [], []
     for run in range(warmup + repeats):
-        _sync(device)
         start = time.perf_counter()
-        out = model(input_ids=prompt, use_cache=True)
-        _sync(device)
+        session.prefill(prompt)
         prefill = time.perf_counter() - start
-        past = out.past_key_values
-        token = out.logits[:, -1:].argmax(-1)
         steps = []
+        joules_before = meter.joules() if meter and run >= warmup else None
         for _ in range(new_tokens):
-            _sync(device)
             start = time.perf_counter()
-            out = model(input_ids=token, past_key_values=past, use_cache=True)
-            _sync(device)
+            session.decode()
             steps.append(time.perf_counter() - start)
-            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
         if run >= warmup:
             prefill_times.append(prefill)
             decode_times.append(statistics.median(steps))
+            if joules_before is not None:
+                decode_joules.append((meter.joules() - joules_before) / new_tokens)
 
-    # Throughput: whole generate() calls at `batch_size`, after a warm-up call (the first call pays
-    # one-time set-up: on an H100 it read 37 tokens/s cold for a 135M model), median of `repeats`.
-    batch = prompt.repeat(batch_size, 1)
-    rates = []
-    for run in range(warmup + repeats):
-        _sync(device)
-        start = time.perf_counter()
-        model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), max_new_tokens=new_tokens,
-                       min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
-        _sync(device)
-        if run >= warmup:
-            rates.append(batch_size * new_tokens / (time.perf_counter() - start))
-    throughput = statistics.median(rates)
+    # Throughput: whole batched generations after a warm-up one (the first call pays one-time set-up:
+    # on an H100 it read 37 tokens/s cold for a 135M model), median of `repeats`; None where the
+    # runtime has no batched generation.
+    rates = [session.batched_tokens_per_s(prompt, batch_size, new_tokens) for _ in range(warmup + repeats)][warmup:]
+    prefill_s = statistics.median(prefill_times)
     return {
-        "prefill_ms": 1000 * statistics.median(prefill_times),
+        "prefill_ms": 1000 * prefill_s,
+        "prefill_tokens_per_s": prompt_len / prefill_s,
         "decode_ms_per_token": 1000 * statistics.median(decode_times),
-        "throughput_tokens_per_s": throughput,
+        "decode_ms_spread": [1000 * min(decode_times), 1000 * max(decode_times)],
+        "throughput_tokens_per_s": None if None in rates else statistics.median(rates),
+        "energy_j_per_token": statistics.median(decode_joules) if decode_joules else None,
     }
 
 
@@ -107,10 +100,16 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _vocab_size(folder: Path) -> int:
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    return int(config.get("vocab_size") or config.get("text_config", {}).get("vocab_size") or 32000)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("checkpoint")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runtime", default="", help="runtime name (core.runtimes); default: the fastest that serves it")
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
@@ -121,33 +120,46 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core import runtimes
 
+    folder = Path(args.checkpoint)
+    runtime = runtimes.by_name(args.runtime) if args.runtime else runtimes.pick(folder, args.device)[0]
+    runtime.prepare(folder)   # normally done by the caller already; a no-op when cached
+    runtime.import_libraries()
     rss_before = psutil.Process().memory_info().rss
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    model, _ = load_variant(args.checkpoint, device=args.device)
+    session = runtime.open(folder, args.device, threads=args.threads or torch.get_num_threads())
     gc.collect()
     release_freed_memory()
+    loaded_bytes = psutil.Process().memory_info().rss - rss_before
     peak_reset = reset_peak_rss()
-    figures = measure(model, args.device, args.prompt_len, args.new_tokens, args.repeats, args.warmup, args.batch_size)
+    threads = args.threads or torch.get_num_threads()
+    meter = counter(args.device, threads)
+    figures = measure(session, _vocab_size(folder), args.prompt_len, args.new_tokens, args.repeats, args.warmup,
+                      args.batch_size, meter)
     if args.device.startswith("cuda"):
         peak_bytes = torch.cuda.max_memory_allocated()
         memory_source = "cuda max_memory_allocated"
     else:
         peak_bytes = peak_rss_bytes() - rss_before
-        memory_source = "peak RSS while serving minus RSS before load" + ("" if peak_reset else " (peak incl. load)")
+        memory_source = ("peak RSS while serving minus RSS before load (libraries already imported)"
+                         + ("" if peak_reset else " (peak incl. load)"))
     figures.update({
         "peak_memory_gb": peak_bytes / 1024**3,
+        "loaded_memory_gb": loaded_bytes / 1024**3,
         "memory_source": memory_source,
         "device": args.device,
-        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "dtype": session.dtype(),
+        "runtime": runtime.name,
+        "kernel": runtime.kernel_for(folder),
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,
         "repeats": args.repeats,
         "batch_size": args.batch_size,
-        "threads": torch.get_num_threads(),
-        "latency_path": "eager forward with KV cache",
+        "threads": threads,
+        "energy_source": meter.source,
+        "latency_path": f"{runtime.name}: prefill then single-token decode against its KV cache",
     })
     json.dump(figures, sys.stdout)
 

@@ -52,10 +52,13 @@ RESULT_COLUMNS = [
     # fidelity to the baseline (core.fidelity), flips (core.flips), the quality gate (core.gate)
     "kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr", "ppl_ratio", "ppl_ratio_low", "ppl_ratio_high",
     "fidelity_tokens", "item_correct", "task_chance", "flips", "degraded", "degraded_reason",
+    # serving energy, measured around the decode loop of the runtime probe (core.energy)
+    "energy_j_per_token",
 ]
 JSON_COLUMNS = ("task_accuracy", "conditions", "task_accuracy_full", "item_correct", "task_chance", "flips")
 OTHER_TYPES = {"degraded": "BOOLEAN", "degraded_reason": "VARCHAR", "fidelity_tokens": "INTEGER"}
-NULLABLE_DOUBLES = ("accuracy_full", "accuracy_full_stderr", "full_eval_time_s", "kl_stderr", "top1_stderr")
+NULLABLE_DOUBLES = ("accuracy_full", "accuracy_full_stderr", "full_eval_time_s", "kl_stderr", "top1_stderr",
+                    "energy_j_per_token", "throughput_tokens_per_s")
 
 
 def _plain_full_set(row: dict) -> dict:

@@ -2,22 +2,36 @@
 
 Each runtime says which checkpoint formats and devices it serves and loads a checkpoint without
 expanding low-bit weights to dense ones. `pick` returns the runtimes that can serve a checkpoint on
-a device, fastest first, ending with eager PyTorch, which serves everything (and says so).
-Adding a runtime is one file and one line below.
+a device, fastest first (the order below, confirmed side by side in
+`benchmarks/results/runtimes_cpu.json`), ending with eager PyTorch, which serves everything (and
+says so). Adding a runtime is one file and one line below.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from greenai_dagster.core.runtimes.base import Runtime
+from greenai_dagster.core.runtimes.base import Runtime, Session
 from greenai_dagster.core.runtimes.cpu_int4 import CpuInt4
 from greenai_dagster.core.runtimes.eager import EagerTorch
+from greenai_dagster.core.runtimes.llama_cpp import LlamaCpp
 from greenai_dagster.core.runtimes.torch_int8 import TorchInt8Dynamic
 
 # in order of preference: the first that serves a checkpoint is the fastest available for it
-RUNTIMES: list[Runtime] = [CpuInt4(), TorchInt8Dynamic(), EagerTorch()]
+RUNTIMES: list[Runtime] = [LlamaCpp(), CpuInt4(), TorchInt8Dynamic(), EagerTorch()]
+
+__all__ = ["RUNTIMES", "Runtime", "Session", "by_name", "pick", "EagerTorch"]
 
 
 def pick(folder: Path, device: str) -> list[Runtime]:
-    return [r for r in RUNTIMES if r.available(device) and r.serves(Path(folder), device)]
+    """Runtimes that serve `folder` on `device`, in order of preference; those whose kernels are slow on
+    this machine (`fast_here`) come after eager PyTorch."""
+    serving = [r for r in RUNTIMES if r.available(device) and r.serves(Path(folder), device)]
+    return [r for r in serving if r.fast_here(device)] + [r for r in serving if not r.fast_here(device)]
+
+
+def by_name(name: str) -> Runtime:
+    for runtime in RUNTIMES:
+        if runtime.name == name:
+            return runtime
+    raise ValueError(f"unknown runtime {name!r}; known: {', '.join(r.name for r in RUNTIMES)}")

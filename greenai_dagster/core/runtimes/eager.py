@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from greenai_dagster.core.runtimes.base import Runtime
+from greenai_dagster.core.runtimes.base import Runtime, Session
+from greenai_dagster.core.runtimes.torch_session import TorchSession
 
 
 class EagerTorch(Runtime):
@@ -21,3 +22,6 @@ class EagerTorch(Runtime):
         from greenai_dagster.core.checkpoints import load_variant
 
         return load_variant(folder, device=device)
+
+    def open(self, folder: Path, device: str, threads: int = 0) -> Session:
+        return TorchSession(self.load(folder, device)[0], device)

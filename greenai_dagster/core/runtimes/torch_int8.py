@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from greenai_dagster.core.runtimes.base import Runtime
+from greenai_dagster.core.runtimes.base import Runtime, Session
+from greenai_dagster.core.runtimes.torch_session import TorchSession
 
 
 class TorchInt8Dynamic(Runtime):
@@ -22,3 +23,6 @@ class TorchInt8Dynamic(Runtime):
         from greenai_dagster.core.checkpoints import load_variant
 
         return load_variant(folder, device="cpu")
+
+    def open(self, folder: Path, device: str, threads: int = 0) -> Session:
+        return TorchSession(self.load(folder, "cpu")[0], "cpu")

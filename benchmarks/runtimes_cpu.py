@@ -1,0 +1,106 @@
+"""Each variant of the default model in every runtime that serves it, side by side, on this CPU.
+
+    python benchmarks/runtimes_cpu.py [--grid grid_smollm2_bigbench_above_chance] [--repeats 5]
+
+Variants: the baseline, the grid's W4 (GPTQ, AWQ, RTN), W8 (GPTQ) and dynamic-int8 checkpoints
+(from the grid experiment's folders), the packaged Q4_1 GGUF, and the `gguf` method's llama.cpp
+quantizations (F16, Q8_0, Q4_K_M, Q4_0) of the baseline. Each (variant, runtime) pair is measured
+by the project's own probe (`core.runtime_probe`, a fresh process each, batch 1, 128-token prompt,
+16 decoded tokens, median of `repeats`), one after another in this one run, so the ratios compare
+like with like. Writes benchmarks/results/runtimes_cpu.json (a list of rows) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from greenai_dagster.core import gguf_files, runtimes
+from greenai_dagster.core.default_model import find_packaged_gguf
+from greenai_dagster.core.evaluate import EvalSettings, _probe
+from greenai_dagster.core.paths import data_root, experiments_dir, models_dir
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GRID_VARIANTS = ["gptq_w4g64_act", "awq_w4g64", "rtn_w4g64", "gptq_w8g64_act", "int8_dynamic"]
+GGUF_TYPES = ["F16", "Q8_0", "Q4_K_M", "Q4_0"]
+
+
+def variants(grid: str) -> dict[str, Path]:
+    folders = {"baseline": models_dir() / "SmolLM2-135M-Instruct"}
+    for episode in sorted((experiments_dir() / grid).glob("episode_*")):
+        strategy = json.loads((episode / "strategy.json").read_text()).get("strategy_id")
+        if strategy in GRID_VARIANTS and (episode / "model" / "config.json").exists():
+            folders[strategy] = episode / "model"
+    folders["packaged_q4_1.gguf"] = find_packaged_gguf()
+    out = data_root() / "serving" / "gguf_method"
+    f16 = out / "baseline-F16.gguf"
+    if not f16.exists():
+        gguf_files.convert(folders["baseline"], f16, "f16")
+    for qtype in GGUF_TYPES:
+        path = f16 if qtype == "F16" else out / f"baseline-{qtype}.gguf"
+        if not path.exists():
+            gguf_files.quantize(f16, path, qtype)
+        folders[f"gguf_{qtype.lower()}"] = path
+    return folders
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--grid", default="grid_smollm2_bigbench_above_chance")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only-runtime", default="")
+    args = parser.parse_args()
+    settings = EvalSettings(latency_repeats=args.repeats)
+    rows = []
+    for variant, folder in variants(args.grid).items():
+        for runtime in runtimes.pick(folder, "cpu"):
+            if args.only_runtime and runtime.name != args.only_runtime:
+                continue
+            started = time.perf_counter()
+            try:
+                runtime.prepare(folder)
+                run = _probe(folder, "cpu", settings, runtime.name)
+            except Exception as exc:  # noqa: BLE001 - a runtime that cannot serve it is a row too
+                rows.append({"variant": variant, "runtime": runtime.name, "error": str(exc)})
+                print(f"{variant:22s} {runtime.name:20s} FAILED {exc}", flush=True)
+                continue
+            rows.append({
+                "variant": variant, "runtime": run["runtime"], "kernel": run["kernel"], "weights": run["dtype"],
+                "device": "cpu", "threads": run["threads"],
+                "decode_ms_per_token": round(run["decode_ms_per_token"], 3),
+                "decode_ms_range": [round(x, 3) for x in run["decode_ms_spread"]],
+                "prefill_tokens_per_s": round(run["prefill_tokens_per_s"], 1),
+                "memory_gb": round(run["peak_memory_gb"], 4), "loaded_memory_gb": round(run["loaded_memory_gb"], 4),
+                "energy_j_per_token": run["energy_j_per_token"] and round(run["energy_j_per_token"], 4),
+                "energy_source": run["energy_source"],
+                "probe_seconds": round(time.perf_counter() - started, 1),
+            })
+            r = rows[-1]
+            print(f"{variant:22s} {r['runtime']:20s} decode {r['decode_ms_per_token']:8.2f} ms/tok  prefill "
+                  f"{r['prefill_tokens_per_s']:7.0f} tok/s  mem {r['memory_gb']:.3f} GB  {r['energy_j_per_token']} J/tok",
+                  flush=True)
+    best = {}
+    for r in rows:
+        if "error" not in r and (r["variant"] not in best or r["decode_ms_per_token"] < best[r["variant"]]["decode_ms_per_token"]):
+            best[r["variant"]] = r
+    anchor = best.get("baseline")
+    for r in rows:
+        if "error" not in r and anchor:
+            r["speedup_vs_baseline_best"] = round(anchor["decode_ms_per_token"] / r["decode_ms_per_token"], 2)
+            r["memory_vs_baseline_best"] = round(r["memory_gb"] / anchor["memory_gb"], 2)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "runtimes_cpu.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / "runtimes_cpu_how.json").write_text(json.dumps({
+        "how": __doc__.strip().splitlines()[0] + " Measured by benchmarks/runtimes_cpu.py.",
+        "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count()},
+        "settings": {"prompt_len": settings.prompt_len, "new_tokens": settings.new_tokens, "repeats": args.repeats,
+                     "batch": 1},
+        "best_runtime_per_variant": {v: r["runtime"] for v, r in best.items()},
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

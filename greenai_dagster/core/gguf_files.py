@@ -1,0 +1,288 @@
+"""GGUF files for llama.cpp: convert a checkpoint, repack low-bit weights exactly, quantize.
+
+Three ways a checkpoint becomes a GGUF here:
+
+* `convert`: a float transformers folder through llama.cpp's own converter
+  (`convert_hf_to_gguf.py`, from the llama.cpp sources that ship inside the llama-cpp-python
+  sdist; `scripts/setup.sh` unpacks them under `.tools/llama.cpp`, or set
+  `GREENAI_LLAMA_CPP_DIR`). Tokenizer, chat template and architecture come out as llama.cpp
+  expects them.
+* `repack`: a compressed-tensors W4/W8 checkpoint (GPTQ, AWQ, AutoRound, RTN) without requantizing:
+  each group of g = 32k weights becomes g/32 llama.cpp blocks carrying the checkpoint's own
+  integers and scale, Q4_0 (w = (u - 8) d, symmetric), Q4_1 (w = u d + m, zero points) or Q8_0
+  (w = q d). The only change is the scale rounded to float16, as every llama.cpp block stores it;
+  `repack` measures that error and refuses above 1 % of a row's largest weight. Which GGUF rows hold
+  which linear is found by content (the converter may reorder rows, e.g. q/k for RoPE, or fuse
+  projections), so this works for every architecture the converter knows.
+* `quantize`: llama.cpp's own quantizer (`llama_model_quantize` through llama-cpp-python) from an
+  F16/F32 GGUF to Q4_K_M, Q5_K_M, Q8_0, Q4_0, ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from greenai_dagster.core.errors import CompressionFailed
+
+# llama.cpp quantization types by the names its tools use (llama_ftype values of llama.h)
+FTYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10,
+          "Q3_K_M": 12, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}
+
+
+class GGUFUnavailable(CompressionFailed):
+    """E005: this checkpoint cannot become a GGUF here (missing llama.cpp, or a scheme no block holds)."""
+
+    default_remedy = ("install the serving extra and llama.cpp's converter: `bash scripts/setup.sh` (or "
+              "`pip install llama-cpp-python==0.3.36` and set GREENAI_LLAMA_CPP_DIR to a llama.cpp checkout).")
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def llama_cpp_dir() -> Path:
+    """llama.cpp's Python tools (converter, gguf-py): GREENAI_LLAMA_CPP_DIR, else `.tools/llama.cpp` in the
+    project, where `scripts/setup.sh` unpacks them from the llama-cpp-python sdist it builds."""
+    return Path(os.environ.get("GREENAI_LLAMA_CPP_DIR") or PROJECT_ROOT / ".tools" / "llama.cpp")
+
+
+def converter_available() -> bool:
+    return (llama_cpp_dir() / "convert_hf_to_gguf.py").exists()
+
+
+def convert(hf_folder: Path, out: Path, outtype: str = "f16") -> Path:
+    """`hf_folder` (float weights + tokenizer) as a GGUF at `out`, through llama.cpp's converter."""
+    script = llama_cpp_dir() / "convert_hf_to_gguf.py"
+    if not script.exists():
+        raise GGUFUnavailable(f"llama.cpp's converter is not at {script}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".partial")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(llama_cpp_dir() / "gguf-py"),
+                                                                   os.environ.get("PYTHONPATH", "")])))
+    proc = subprocess.run([sys.executable, str(script), str(hf_folder), "--outtype", outtype, "--outfile", str(partial)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
+        raise GGUFUnavailable(f"llama.cpp's converter failed on {hf_folder}: {tail}")
+    partial.replace(out)
+    return out
+
+
+def quantize(source: Path, out: Path, qtype: str, threads: int = 0) -> Path:
+    """llama.cpp's quantizer: `source` (F16/F32 GGUF) -> `out` in `qtype` (a key of FTYPES)."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise GGUFUnavailable("llama-cpp-python is not installed.") from exc
+    if qtype not in FTYPES:
+        raise GGUFUnavailable(f"unknown llama.cpp type {qtype!r}; known: {', '.join(FTYPES)}.")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = FTYPES[qtype]
+    params.nthread = threads or os.cpu_count() or 1
+    partial = out.with_suffix(".partial")
+    rc = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), params)
+    if rc != 0:
+        raise GGUFUnavailable(f"llama.cpp could not quantize {source.name} to {qtype} (code {rc}).")
+    partial.replace(out)
+    return out
+
+
+# -- exact repack of compressed-tensors integers into llama.cpp blocks ---------------------------------
+
+def _pack_nibbles(u: np.ndarray) -> np.ndarray:
+    """[blocks, 32] values in 0..15 -> [blocks, 16] bytes: element j low nibble, element j+16 high."""
+    return (u[:, :16] | (u[:, 16:] << 4)).astype(np.uint8)
+
+
+def blocks_for_rows(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, bits: int) -> tuple:
+    """Rows of integers `q` [R, K] with group scales [R, K/g] -> (GGML type, uint8 [R, bytes per row])."""
+    import gguf
+
+    rows, k = q.shape
+    group = k // scale.shape[1]
+    if group % 32:
+        raise GGUFUnavailable(f"group size {group} is not a multiple of llama.cpp's block of 32.")
+    per_block = group // 32
+    d = scale.float().repeat_interleave(per_block, dim=1).reshape(-1, 1).numpy().astype(np.float16)
+    if bits == 8:
+        qs = q.to(torch.int8).reshape(-1, 32).numpy()
+        data = np.concatenate([d.view(np.uint8), qs.view(np.uint8)], axis=1)
+        return gguf.GGMLQuantizationType.Q8_0, data.reshape(rows, -1)
+    u = (q.to(torch.int16) + 8).reshape(-1, 32).numpy().astype(np.uint8)
+    if np.any(u > 15):
+        raise GGUFUnavailable("4-bit integers outside [-8, 7].")
+    if zero_point is None:   # symmetric scheme
+        data = np.concatenate([d.view(np.uint8), _pack_nibbles(u)], axis=1)
+        return gguf.GGMLQuantizationType.Q4_0, data.reshape(rows, -1)
+    zp = zero_point.float().repeat_interleave(per_block, dim=1).reshape(-1, 1)
+    m = (-(8 + zp) * scale.float().repeat_interleave(per_block, dim=1).reshape(-1, 1)).numpy().astype(np.float16)
+    data = np.concatenate([d.view(np.uint8), m.view(np.uint8), _pack_nibbles(u)], axis=1)
+    return gguf.GGMLQuantizationType.Q4_1, data.reshape(rows, -1)
+
+
+def _quantized_linears(folder: Path) -> dict[str, dict]:
+    """name -> {q [N, K] signed ints, scale [N, K/g], zero_point or None, bits} from the safetensors."""
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / "config.json").read_text())
+    quant = config.get("quantization_config") or {}
+    groups = [g["weights"] for g in quant.get("config_groups", {}).values() if g.get("weights")]
+    if quant.get("quant_method") != "compressed-tensors" or not groups:
+        raise GGUFUnavailable(f"{folder} is not a compressed-tensors weight-quantized checkpoint.")
+    bad = [g for g in groups if g.get("num_bits") not in (4, 8) or g.get("strategy") not in ("group", "channel")
+           or g.get("actorder") not in (None, "static") or g.get("dynamic")]
+    if bad:
+        raise GGUFUnavailable(f"no llama.cpp block type holds this scheme exactly: {bad[0]}.")
+    state = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(str(file)))
+    out = {}
+    for key in state:
+        name = key[: -len(".weight_scale")] if key.endswith(".weight_scale") else None
+        if not name:
+            continue
+        scale = state[key]
+        if f"{name}.weight_packed" in state:
+            from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+            shape = torch.Size(int(s) for s in state[f"{name}.weight_shape"])
+            q, bits = unpack_from_int32(state[f"{name}.weight_packed"], 4, shape), 4
+        elif state.get(f"{name}.weight") is not None and state[f"{name}.weight"].dtype == torch.int8:
+            q, bits = state[f"{name}.weight"], 8
+        else:
+            continue
+        zp = state.get(f"{name}.weight_zero_point")
+        out[name] = {"q": q, "scale": scale.reshape(q.shape[0], -1), "bits": bits,
+                     "zero_point": None if zp is None else zp.reshape(q.shape[0], -1)}
+    return out
+
+
+def _dense_model(folder: Path):
+    """(quantized linears, float32 model whose linears hold (q - zero_point) * scale): the checkpoint's
+    integers expanded exactly, so the converter's rows can be traced back to them."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    linears = _quantized_linears(folder)
+    config = AutoConfig.from_pretrained(folder)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    state = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(str(file)))
+    dense = {k: v.float() for k, v in state.items()
+             if not any(k.startswith(name + ".") for name in linears) and v.is_floating_point()}
+    for name, lin in linears.items():
+        group = lin["q"].shape[1] // lin["scale"].shape[1]
+        zp = 0 if lin["zero_point"] is None else lin["zero_point"].float().repeat_interleave(group, dim=1)
+        dense[f"{name}.weight"] = (lin["q"].float() - zp) * lin["scale"].float().repeat_interleave(group, dim=1)
+        bias = state.get(f"{name}.bias")
+        if bias is not None:
+            dense[f"{name}.bias"] = bias.float()
+    missing, unexpected = model.load_state_dict(dense, strict=False)
+    if model.config.tie_word_embeddings:
+        model.tie_weights()
+        missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise GGUFUnavailable(f"{folder}: tensors missing {missing[:2]} or unexpected {unexpected[:2]}.")
+    return linears, model.eval()
+
+
+def _row_key(row: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(row, dtype=np.float32).tobytes(), digest_size=16).digest()
+
+
+def repack(ct_folder: Path, out: Path) -> dict:
+    """A compressed-tensors W4/W8 checkpoint as a GGUF whose linear weights are the checkpoint's own
+    integers in llama.cpp blocks; everything else as llama.cpp's converter writes it (F16). Returns
+    what was done: tensors repacked, block types, the float16-scale error."""
+    import gguf
+
+    from transformers import AutoTokenizer
+
+    linears, model = _dense_model(ct_folder)
+    tokenizer = AutoTokenizer.from_pretrained(ct_folder)
+    # each dense row -> (linear, row index): GGUF rows are found by content, whatever their order
+    where: dict[bytes, tuple[str, int]] = {}
+    for name in linears:
+        weight = model.get_submodule(name).weight.detach().numpy()
+        for i, row in enumerate(weight):
+            where.setdefault(_row_key(row), (name, i))
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        dense = Path(tmp) / "dense"
+        model.save_pretrained(dense)
+        tokenizer.save_pretrained(dense)
+        del model
+        f32 = convert(dense, Path(tmp) / "f32.gguf", "f32")
+        reader = gguf.GGUFReader(f32)
+        writer = gguf.GGUFWriter(out.with_suffix(".partial"), arch=_field(reader, "general.architecture"))
+        for field in reader.fields.values():
+            if field.name.startswith("GGUF.") or field.name == "general.architecture":
+                continue
+            sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(field.name, field.contents(), field.types[0], sub_type=sub)
+        repacked, types, worst, covered = 0, set(), 0.0, set()
+        for tensor in reader.tensors:
+            data = np.asarray(tensor.data)
+            hits = ([where.get(_row_key(r)) for r in data]
+                    if data.ndim == 2 and tensor.tensor_type == gguf.GGMLQuantizationType.F32 else [None])
+            if hits and all(hits):
+                covered.update(name for name, _ in hits)
+                parts, qtype = [], None
+                for name, rows in _runs(hits):   # runs of rows from one linear, in the GGUF's own row order
+                    lin = linears[name]
+                    idx = torch.tensor(rows)
+                    qt, block = blocks_for_rows(lin["q"][idx], lin["scale"][idx],
+                                                None if lin["zero_point"] is None else lin["zero_point"][idx],
+                                                lin["bits"])
+                    if qtype not in (None, qt):
+                        raise GGUFUnavailable(f"{tensor.name} mixes block types.")
+                    qtype = qt
+                    parts.append(block)
+                blocks = np.concatenate(parts, axis=0)
+                back = gguf.quants.dequantize(blocks, qtype).reshape(data.shape)
+                err = float(np.max(np.abs(back - data) / (np.abs(data).max(axis=1, keepdims=True) + 1e-12)))
+                if err > 0.01:
+                    raise GGUFUnavailable(f"{tensor.name}: repacked blocks differ from the checkpoint by {err:.3%}.")
+                worst = max(worst, err)
+                writer.add_tensor(tensor.name, blocks, raw_dtype=qtype)
+                repacked += 1
+                types.add(qtype.name)
+            elif data.ndim == 2 and tensor.tensor_type == gguf.GGMLQuantizationType.F32:
+                writer.add_tensor(tensor.name, data.astype(np.float16))
+            else:
+                writer.add_tensor(tensor.name, data, raw_dtype=tensor.tensor_type)
+        if covered != set(linears):   # every quantized linear must be served as its own integers
+            missing = sorted(set(linears) - covered)
+            raise GGUFUnavailable(f"{len(missing)} quantized linears matched no GGUF tensor (e.g. {missing[0]}).")
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    out.with_suffix(".partial").replace(out)
+    return {"tensors_repacked": repacked, "linears": len(linears), "block_types": sorted(types),
+            "max_float16_scale_error": worst}
+
+
+def _runs(hits: list[tuple[str, int]]) -> list[tuple[str, list[int]]]:
+    """[(linear, row), ...] -> [(linear, [rows...]), ...] grouping consecutive rows of the same linear."""
+    runs: list[tuple[str, list[int]]] = []
+    for name, row in hits:
+        if runs and runs[-1][0] == name:
+            runs[-1][1].append(row)
+        else:
+            runs.append((name, [row]))
+    return runs
+
+
+def _field(reader, name: str) -> str:
+    return reader.fields[name].contents()

@@ -1,0 +1,164 @@
+"""llama.cpp on CPU through llama-cpp-python: the runtime a small model is served by on a CPU.
+
+Serves three kinds of checkpoint:
+* GGUF files (the `gguf` method's output, the packaged default model) as they are;
+* float transformers checkpoints (the baseline, pruned, low-rank-merged variants), converted once by
+  llama.cpp's converter to F16, the format llama.cpp serves float models in;
+* compressed-tensors W4/W8 weight-only checkpoints (GPTQ, AWQ, AutoRound, RTN with group sizes that
+  are multiples of 32), repacked without requantizing into Q4_0 / Q4_1 / Q8_0 blocks
+  (`core.gguf_files.repack`): the same integers and scales, served by llama.cpp's own kernels.
+
+Conversions are cached under `data/serving/` keyed by the checkpoint's path and modification time,
+so a checkpoint is converted once however often it is probed. Timing drives llama.cpp's own
+`eval` (prefill = the prompt in one batch; decode = one token against the KV cache), greedy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from greenai_dagster.core import gguf_files
+from greenai_dagster.core.paths import data_root
+from greenai_dagster.core.runtimes.base import Runtime, Session
+
+
+def gguf_in(folder: Path) -> Path | None:
+    folder = Path(folder)
+    if folder.is_file() and folder.suffix == ".gguf":
+        return folder
+    files = sorted(folder.glob("*.gguf")) if folder.is_dir() else []
+    return files[0] if files else None
+
+
+def _config(folder: Path) -> dict:
+    path = Path(folder) / "config.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _route(folder: Path) -> str | None:
+    """How this runtime would serve `folder`: "gguf", "convert", "repack", or None."""
+    from greenai_dagster.core.checkpoints import ADAPTER_DIR, checkpoint_format
+
+    folder = Path(folder)
+    if gguf_in(folder):
+        return "gguf"
+    if not (folder / "config.json").exists() or (folder / ADAPTER_DIR).exists():
+        return None
+    if checkpoint_format(folder) != "hf":
+        return None
+    quant = _config(folder).get("quantization_config")
+    if not quant:
+        return "convert"
+    if quant.get("quant_method") != "compressed-tensors":
+        return None
+    groups = list(quant.get("config_groups", {}).values())
+    weights = [g.get("weights") or {} for g in groups]
+    if groups and all(not g.get("input_activations") for g in groups) and all(
+            w.get("num_bits") in (4, 8) and w.get("strategy") == "group" and w.get("group_size", 0) % 32 == 0
+            and w.get("actorder") in (None, "static") and not w.get("dynamic")
+            and (w.get("num_bits") == 4 or w.get("symmetric", True)) for w in weights):
+        return "repack"
+    return None
+
+
+def serving_file(folder: Path) -> Path:
+    """The GGUF llama.cpp serves for `folder`, converting (once) when needed."""
+    folder = Path(folder)
+    route = _route(folder)
+    if route == "gguf":
+        return gguf_in(folder)
+    if route is None:
+        raise gguf_files.GGUFUnavailable(f"llama.cpp cannot serve {folder} without dequantizing it.")
+    stamp = max(p.stat().st_mtime_ns for p in folder.iterdir())
+    key = hashlib.sha1(f"{folder.resolve()}|{stamp}".encode()).hexdigest()[:16]
+    out = data_root() / "serving" / key / ("model-f16.gguf" if route == "convert" else "model-repacked.gguf")
+    failed = out.parent / "failed.txt"   # a conversion that failed once fails fast afterwards, with its reason
+    if failed.exists():
+        raise gguf_files.GGUFUnavailable(failed.read_text())
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if route == "convert":
+                gguf_files.convert(folder, out, "f16")
+            else:
+                info = gguf_files.repack(folder, out)
+                (out.parent / "repack.json").write_text(json.dumps(info, indent=2))
+        except gguf_files.GGUFUnavailable as exc:
+            failed.write_text(exc.message)
+            raise
+    return out
+
+
+def describe(path: Path) -> str:
+    """'Q4_0 (210 tensors), F16 (1), F32 (61)': the tensor types of a GGUF, most common first."""
+    import gguf
+
+    counts: dict[str, int] = {}
+    for tensor in gguf.GGUFReader(path).tensors:
+        counts[tensor.tensor_type.name] = counts.get(tensor.tensor_type.name, 0) + 1
+    return ", ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+class LlamaCppSession(Session):
+    def __init__(self, path: Path, threads: int, n_ctx: int = 1024):
+        from llama_cpp import Llama
+
+        self.path = path
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
+                         n_threads_batch=threads, verbose=False)
+
+    def prefill(self, prompt: list[int]) -> None:
+        self.llm.reset()
+        self.llm.eval(prompt)
+
+    def last_logits(self):
+        """The logits of the last evaluated position (a view into llama.cpp's buffer)."""
+        import numpy as np
+
+        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+
+    def decode(self) -> None:
+        self.llm.eval([int(self.last_logits().argmax())])
+
+    def dtype(self) -> str:
+        return describe(self.path)
+
+
+class LlamaCpp(Runtime):
+    name = "llama.cpp"
+    kernel = "llama.cpp CPU kernels (ggml)"
+    devices = ("cpu",)
+
+    def available(self, device: str) -> bool:
+        if not super().available(device):
+            return False
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def serves(self, folder: Path, device: str) -> bool:
+        route = _route(Path(folder))
+        return route == "gguf" or (route is not None and gguf_files.converter_available())
+
+    def import_libraries(self) -> None:
+        import llama_cpp  # noqa: F401
+
+        super().import_libraries()
+
+    def prepare(self, folder: Path) -> None:
+        serving_file(Path(folder))
+
+    def open(self, folder: Path, device: str, threads: int = 0) -> Session:
+        import os
+
+        return LlamaCppSession(serving_file(Path(folder)), threads or os.cpu_count() or 1)
+
+    def kernel_for(self, folder: Path) -> str:
+        route = _route(Path(folder))
+        how = {"gguf": "GGUF as saved", "convert": "converted to F16 by llama.cpp's converter",
+               "repack": "compressed-tensors integers repacked into llama.cpp blocks, no requantization"}[route]
+        return f"llama.cpp ggml CPU kernels; {how}"

@@ -1,0 +1,92 @@
+"""GGUF: compressed-tensors integers repacked into llama.cpp blocks without requantizing, and served.
+
+The block layouts are checked against gguf-py's own dequantizer (no llama.cpp needed). The end-to-end
+test builds a tiny Llama that uses the packaged model's tokenizer (llama.cpp's converter recognises
+it), quantizes it with the project's `rtn` method, repacks it, and requires llama.cpp's logits to
+match eager PyTorch's on the same checkpoint; it is skipped, with the reason, where llama-cpp-python
+or llama.cpp's converter is not installed.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from greenai_dagster.core import gguf_files
+
+
+@pytest.mark.parametrize("bits,zero", [(4, False), (4, True), (8, False)])
+def test_blocks_hold_the_checkpoints_integers_exactly(bits, zero):
+    import gguf
+
+    torch.manual_seed(0)
+    rows, k, group = 6, 128, 64
+    low, high = (-8, 8) if bits == 4 else (-128, 128)
+    q = torch.randint(low, high, (rows, k), dtype=torch.int8)
+    scale = (torch.rand(rows, k // group) * 0.02 + 0.001).half().float()   # float16-exact, as bf16/fp16 checkpoints
+    zp = torch.randint(-3, 4, (rows, k // group), dtype=torch.int8) if zero else None
+    qtype, blocks = gguf_files.blocks_for_rows(q, scale, zp, bits)
+    assert qtype.name == {(4, False): "Q4_0", (4, True): "Q4_1", (8, False): "Q8_0"}[(bits, zero)]
+    expected = (q.float() - (0 if zp is None else zp.float().repeat_interleave(group, 1))) \
+        * scale.repeat_interleave(group, 1)
+    back = gguf.quants.dequantize(blocks, qtype).reshape(rows, k)
+    # exact integers; Q4_1's offset m = -(8 + zero point) * scale is rounded to float16, as llama.cpp stores it
+    np.testing.assert_allclose(back, expected.numpy(), rtol=1e-3, atol=1e-3 * float(expected.abs().max()))
+
+
+def test_a_group_that_is_not_a_multiple_of_32_is_refused():
+    q = torch.zeros(2, 48, dtype=torch.int8)
+    with pytest.raises(gguf_files.GGUFUnavailable, match="multiple of llama.cpp's block"):
+        gguf_files.blocks_for_rows(q, torch.ones(2, 3), None, 4)
+
+
+@pytest.fixture(scope="module")
+def smol_tokenizer_llama(tmp_path_factory):
+    """A tiny random Llama (hidden 64, 2 layers, GQA) with the packaged SmolLM2 tokenizer."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from greenai_dagster.core.default_model import find_packaged_gguf
+
+    gguf_path = find_packaged_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    folder = tmp_path_factory.mktemp("smolvocab") / "llama"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed "
+                    "(scripts/setup.sh unpacks it under .tools/llama.cpp)")
+def test_repacked_w4_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_llama, tmp_path, data_root):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+    from greenai_dagster.core.compress import compress_to_checkpoint
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.runtimes import by_name, pick
+    from greenai_dagster.core.runtimes.llama_cpp import LlamaCppSession, describe
+    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.strategy import Step, Strategy
+
+    model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
+    spec = build_spec("tinysmol", model, str(smol_tokenizer_llama))
+    folder = tmp_path / "w4"
+    compress_to_checkpoint(str(smol_tokenizer_llama), Strategy("rtn4", [Step("rtn", {"bits": 4, "group_size": 32})]),
+                           spec, folder)
+    assert pick(folder, "cpu")[0].name == "llama.cpp"
+    out = tmp_path / "w4.gguf"
+    info = gguf_files.repack(folder, out)
+    assert info["tensors_repacked"] == info["linears"] == 14 and info["block_types"] == ["Q4_0"]
+    assert "Q4_0 (14)" in describe(out)
+
+    ids = tokenizer("The quick brown fox jumps over the lazy dog", return_tensors="pt")["input_ids"][0].tolist()
+    eager, _ = by_name("torch-eager").load(folder, "cpu")
+    with torch.no_grad():
+        want = eager(torch.tensor([ids])).logits[0, -1].numpy()
+    session = LlamaCppSession(out, threads=1, n_ctx=128)
+    session.prefill(ids)
+    got = np.array(session.last_logits())
+    # same integers and scales; the differences are llama.cpp's F16 embeddings and its q8 activations
+    assert np.corrcoef(got, want)[0, 1] > 0.99
