@@ -73,9 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("experiment")
     export.add_argument("strategy_id")
     export.add_argument("-o", "--output", required=True)
-    export.add_argument("--format", choices=["checkpoint", "auto_gptq", "auto_awq"], default="checkpoint",
-                        help="checkpoint: the episode's own folder; auto_gptq / auto_awq: re-run AutoRound natively "
-                             "and write that format (autoround strategies only)")
+    export.add_argument("--format", choices=["checkpoint", "gguf", "auto_gptq", "auto_awq"], default="checkpoint",
+                        help="checkpoint: the episode's own folder (.tar.gz); gguf: one llama.cpp file (-o x.gguf; "
+                             "float variants converted, W4/W8 repacked exactly); auto_gptq / auto_awq: re-run "
+                             "AutoRound natively and write that format (autoround strategies only)")
+    export.add_argument("--gguf-type", default=None,
+                        help="with --format gguf: quantize a float variant with llama.cpp (Q4_K_M, Q5_K_M, Q8_0, Q4_0, ...)")
 
     sub.add_parser("benchmarks", help="list every benchmark and whether it runs offline now")
 
@@ -169,6 +172,13 @@ def cmd_export(args) -> int:
         raise EvaluationError(f"no checkpoint for {args.experiment}/{args.strategy_id}.",
                               "List them with: greenai query \"SELECT experiment, strategy_id FROM results\"")
     folder = Path(row["checkpoint_path"])
+    if args.format == "gguf":
+        from greenai_dagster.core.export import export_gguf
+
+        out = export_gguf(folder, Path(args.output), args.gguf_type)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); serve it with llama.cpp "
+              f"(python -m llama_cpp.server --model {out})")
+        return 0
     if args.format != "checkpoint":
         import json
         import tempfile

@@ -80,6 +80,10 @@ def test_repacked_w4_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_ll
     info = gguf_files.repack(folder, out)
     assert info["tensors_repacked"] == info["linears"] == 14 and info["block_types"] == ["Q4_0"]
     assert "Q4_0 (14)" in describe(out)
+    from greenai_dagster.core.export import export_gguf   # `greenai export --format gguf` writes the same file
+
+    exported = export_gguf(folder, tmp_path / "exported.gguf")
+    assert "Q4_0 (14)" in describe(exported)
 
     ids = tokenizer("The quick brown fox jumps over the lazy dog", return_tensors="pt")["input_ids"][0].tolist()
     eager, _ = by_name("torch-eager").load(folder, "cpu")
@@ -90,3 +94,33 @@ def test_repacked_w4_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_ll
     got = np.array(session.last_logits())
     # same integers and scales; the differences are llama.cpp's F16 embeddings and its q8 activations
     assert np.corrcoef(got, want)[0, 1] > 0.99
+
+
+@pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed")
+def test_gguf_method_writes_a_llama_cpp_file_that_reloads_and_serves(smol_tokenizer_llama, tmp_path, data_root):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+    from greenai_dagster.core.checkpoints import GGUF_FILE, checkpoint_format, load_variant, save_variant
+    from greenai_dagster.core.compress import apply_strategy
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.runtimes import pick
+    from greenai_dagster.core.runtimes.llama_cpp import describe
+    from greenai_dagster.core.spec import build_spec, weights_size_bytes
+    from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
+
+    model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
+    spec = build_spec("tinysmol", model, str(smol_tokenizer_llama))
+    with torch.no_grad():
+        ids = tokenizer("The quick brown fox", return_tensors="pt")["input_ids"]
+        dense_logits = model(ids).logits
+    strategy = validate_strategy(Strategy("g", [Step("gguf", {"quant_type": "Q8_0"})]), spec)
+    out, reports, fmt = apply_strategy(model, tokenizer, strategy, spec)
+    folder = save_variant(out, tokenizer, tmp_path / "variant", fmt, {"step_reports": reports})
+    assert fmt == "gguf" and checkpoint_format(folder) == "gguf" and (folder / GGUF_FILE).exists()
+    assert "Q8_0 (15)" in describe(folder / GGUF_FILE)   # 14 linears + the embedding in 8-bit blocks
+    assert pick(folder, "cpu")[0].name == "llama.cpp"
+    reloaded, _ = load_variant(folder)
+    with torch.no_grad():
+        logits = reloaded(ids).logits
+    # 8-bit blocks: close to the float model, but not identical
+    assert 0 < (logits - dense_logits).abs().max() < 0.05 * dense_logits.abs().max()
+    assert weights_size_bytes(folder) < weights_size_bytes(smol_tokenizer_llama)

@@ -27,6 +27,7 @@ from greenai_dagster.core.errors import DiskFull, ModelLoadError
 VARIANT_FILE = "greenai_variant.json"
 INT8_STATE_FILE = "int8_state_dict.pt"
 ADAPTER_DIR = "lora_adapter"
+GGUF_FILE = "model.gguf"          # the `gguf` method's checkpoint: a llama.cpp file
 STORAGE_DTYPE = torch.bfloat16
 
 
@@ -37,7 +38,12 @@ def save_variant(model, tokenizer, out_dir: Path, checkpoint_format: str, metada
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        if checkpoint_format == "torch_int8_dynamic":
+        if checkpoint_format == "gguf":   # the llama.cpp file the `gguf` method wrote, moved in as is
+            produced = Path(metadata["step_reports"][-1]["gguf_file"])
+            shutil.move(str(produced), tmp / GGUF_FILE)
+            shutil.rmtree(produced.parent, ignore_errors=True)
+            model.config.save_pretrained(tmp)
+        elif checkpoint_format == "torch_int8_dynamic":
             model.config.save_pretrained(tmp)
             torch.save(_cast_floats(model.state_dict(), STORAGE_DTYPE), tmp / INT8_STATE_FILE)
         else:
@@ -124,6 +130,9 @@ def load_variant(folder: Path, device: str = "cpu", dtype: torch.dtype | None = 
         state = torch.load(folder / INT8_STATE_FILE, weights_only=False)
         model.load_state_dict(_cast_floats(state, torch.float32))
         return model.eval(), tokenizer
+    if fmt == "gguf":   # llama.cpp blocks expanded to float by transformers' GGUF loader
+        return AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=GGUF_FILE, dtype=compute_dtype).to(
+            device).eval(), tokenizer
     if fmt == "lowrank":
         model = _load_lowrank(folder, compute_dtype)
     elif (folder / ADAPTER_DIR).exists() and _is_compressed_tensors(folder):

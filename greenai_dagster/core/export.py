@@ -50,3 +50,22 @@ def export_autoround(base_checkpoint: str, steps: list[dict], fmt: str, out_dir:
     shutil.move(str(source), str(out_dir))
     shutil.rmtree(staging, ignore_errors=True)
     return Path(out_dir)
+
+
+def export_gguf(folder: Path, out: Path, quant_type: str | None = None) -> Path:
+    """One variant as a single llama.cpp file at `out`: a `gguf` variant's own file; a float variant
+    converted to F16 (or quantized to `quant_type` by llama.cpp); a W4/W8 compressed-tensors variant
+    repacked exactly. A format llama.cpp cannot hold (int8 dynamic, low-rank, an adapter, W8A8) gets E005."""
+    from greenai_dagster.core import gguf_files
+    from greenai_dagster.core.runtimes.llama_cpp import serving_file
+
+    source = serving_file(Path(folder))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if quant_type and quant_type != "F16":
+        if "F16" not in source.name.upper():
+            raise CompressionFailed(f"{folder.name} is already quantized; llama.cpp re-quantizes float files only.",
+                                    "Export it without --gguf-type, or export a float variant.")
+        return gguf_files.quantize(source, out, quant_type)
+    shutil.copyfile(source, out)
+    return out

@@ -49,6 +49,8 @@ def _templates(group: int, small_group: int) -> list[list[tuple[str, dict]]]:
         [("sparsegpt", {"sparsity": 0.5, "mask_structure": "2:4"}), ("gptq", {"bits": 4, "group_size": group})],
         [("structured", {"sparsity": 0.3}), ("gptq", {"bits": 4, "group_size": group}), ("lora", {"steps": 30})],
         [("qlora", {"steps": 30})],
+        [("gguf", {"quant_type": "Q4_K_M"})],
+        [("gguf", {"quant_type": "Q8_0"})],
     ]
 
 

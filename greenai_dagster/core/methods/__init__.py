@@ -7,6 +7,7 @@ from greenai_dagster.core.methods.base import CompressionMethod
 from greenai_dagster.core.methods.asvd import Asvd
 from greenai_dagster.core.methods.autoround import AutoRound
 from greenai_dagster.core.methods.awq import Awq
+from greenai_dagster.core.methods.gguf import GgufQuant
 from greenai_dagster.core.methods.gptq import Gptq
 from greenai_dagster.core.methods.int8_dynamic import Int8Dynamic
 from greenai_dagster.core.methods.lora import Lora
@@ -20,7 +21,7 @@ from greenai_dagster.core.methods.structured import StructuredPrune
 REGISTRY: dict[str, CompressionMethod] = {m.name: m for m in (
     Gptq(), Awq(), AutoRound(), Rtn(), Int8Dynamic(), SmoothQuantW8A8(),
     MagnitudePrune(), StructuredPrune(), SparseGpt(), Wanda(),
-    Asvd(),
+    Asvd(), GgufQuant(),
     Lora(), QLora(),
 )}
 
