@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("benchmarks", help="list every benchmark and whether it runs offline now")
 
+    server = sub.add_parser("llm-server", help="serve the packaged model (or --gguf) as an OpenAI-compatible "
+                                               "endpoint on 127.0.0.1 for the llm coordinator (llama.cpp)")
+    server.add_argument("--gguf", default=None, help="a GGUF file (default: the packaged SmolLM2-135M-Instruct)")
+    server.add_argument("--port", type=int, default=8765)
+
     query = sub.add_parser("query", help="run SQL over the DuckDB results file")
     query.add_argument("sql")
     query.add_argument("--db", help="DuckDB file (default data/greenai.duckdb)")
@@ -202,10 +207,25 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_llm_server(args) -> int:
+    import os
+
+    from greenai_dagster.core.coordinator.local_server import command
+    from greenai_dagster.core.default_model import find_packaged_gguf
+
+    model = Path(args.gguf) if args.gguf else find_packaged_gguf()
+    print(f"serving {model.name} at http://127.0.0.1:{args.port}/v1 -- in another shell:\n"
+          f"  export OPENAI_BASE_URL=http://127.0.0.1:{args.port}/v1 OPENAI_API_KEY=local\n"
+          f"  greenai run --coordinator llm ...   (or config: \"llm_base_url\", \"llm_model\": \"{model.stem}\")", flush=True)
+    os.execv(sys.executable, command(model, port=args.port))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query, "export": cmd_export,
+                "llm-server": cmd_llm_server,
                 "benchmarks": cmd_benchmarks}
     try:
         return handlers[args.command](args)

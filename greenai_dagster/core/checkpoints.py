@@ -129,6 +129,10 @@ def load_variant(folder: Path, device: str = "cpu", dtype: torch.dtype | None = 
         model = quantize_linears_int8(model)
         state = torch.load(folder / INT8_STATE_FILE, weights_only=False)
         model.load_state_dict(_cast_floats(state, torch.float32))
+        if device != "cpu":   # torch's dynamic int8 kernels are CPU-only: float weights on the int8 grid
+            from greenai_dagster.core.runtimes.cuda_int8 import dequantize_int8_dynamic
+
+            model = dequantize_int8_dynamic(model).to(device=device, dtype=compute_dtype)
         return model.eval(), tokenizer
     if fmt == "gguf":   # llama.cpp blocks expanded to float by transformers' GGUF loader
         return AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=GGUF_FILE, dtype=compute_dtype).to(

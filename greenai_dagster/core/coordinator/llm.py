@@ -7,8 +7,9 @@ the history, and a bounded retry tells the model exactly what was wrong. Errors 
 seed's codes: no key E001, network / timeout / other HTTP failures E006, quota or persistent rate
 limiting E008 (a 429 is retried after its Retry-After, bounded).
 
-Servers speak different structured-output dialects: OpenAI's `json_schema`, `json_object`
-(llama.cpp's server refuses `json_schema` with HTTP 500 and accepts this), or none. The client
+Servers speak different structured-output dialects: OpenAI's `json_schema`, `json_object` with a
+`schema` (llama.cpp's server refuses `json_schema` with HTTP 500, accepts this and constrains its
+sampling to the schema with a grammar), or none. The client
 starts with the richest, steps down when a server refuses the `response_format` it sent, and
 remembers per endpoint and model what worked (`data/llm_endpoints.json`), so later requests (and
 other processes: the sensor, the CLI) go straight to the dialect that works. Without a
@@ -38,7 +39,9 @@ STRATEGY_SCHEMA = {
         "reasoning": {"type": "string"},
         "steps": {"type": "array", "minItems": 1, "items": {
             "type": "object", "additionalProperties": False, "required": ["method", "params"],
-            "properties": {"method": {"type": "string"}, "params": {"type": "object"}}}},
+            "properties": {"method": {"type": "string"},
+                           "params": {"type": "object",
+                                      "additionalProperties": {"type": ["number", "string", "boolean"]}}}}},
     },
 }
 
@@ -61,6 +64,7 @@ class LlmSettings:
     api_key: str | None = None
     temperature: float = 0.2
     timeout_s: float = 60.0
+    max_tokens: int = 400              # an answer is ~100 tokens; the cap stops a small model that loops
     max_answer_retries: int = 3        # invalid / malformed answers
     max_rate_limit_retries: int = 4    # 429s
     max_retry_after_s: float = 60.0
@@ -99,11 +103,22 @@ def build_messages(state: CoordinatorState) -> list[dict]:
 DIALECTS = ("json_schema", "json_object", "none")
 
 
-def response_format(dialect: str) -> dict | None:
+def strategy_schema(methods: list[str] | None = None) -> dict:
+    """STRATEGY_SCHEMA with the method names this episode may use as an enum: a grammar-constrained
+    small model then cannot invent a method."""
+    if not methods:
+        return STRATEGY_SCHEMA
+    schema = json.loads(json.dumps(STRATEGY_SCHEMA))
+    schema["properties"]["steps"]["items"]["properties"]["method"] = {"type": "string", "enum": sorted(methods)}
+    return schema
+
+
+def response_format(dialect: str, schema: dict | None = None) -> dict | None:
+    schema = schema or STRATEGY_SCHEMA
     if dialect == "json_schema":
-        return {"type": "json_schema", "json_schema": {"name": "strategy", "schema": STRATEGY_SCHEMA}}
-    if dialect == "json_object":
-        return {"type": "json_object"}
+        return {"type": "json_schema", "json_schema": {"name": "strategy", "schema": schema}}
+    if dialect == "json_object":   # llama.cpp's server turns the schema into a grammar; others ignore it
+        return {"type": "json_object", "schema": schema}
     return None
 
 
@@ -197,6 +212,7 @@ class LlmCoordinator:
         if not state.untried():
             return None
         messages = build_messages(state)
+        self._schema = strategy_schema(sorted({s.method for c in state.untried() for s in c.steps}))
         problems = []
         for _ in range(self.settings.max_answer_retries):
             text = self._complete(messages)
@@ -238,12 +254,13 @@ class LlmCoordinator:
     def _request(self, messages: list[dict]) -> str:
         import openai
 
-        fmt = response_format(self.dialect)
+        fmt = response_format(self.dialect, getattr(self, "_schema", None))
         extra = {"response_format": fmt} if fmt else {}
         for attempt in range(self.settings.max_rate_limit_retries + 1):
             try:
                 response = self.client.chat.completions.create(
-                    model=self.settings.model, messages=messages, temperature=self.settings.temperature, **extra)
+                    model=self.settings.model, messages=messages, temperature=self.settings.temperature,
+                    max_tokens=self.settings.max_tokens, **extra)
                 if not response.choices:
                     return ""              # rejected by parse_answer, then asked again
                 return response.choices[0].message.content or ""

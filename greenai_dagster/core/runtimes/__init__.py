@@ -13,12 +13,17 @@ from pathlib import Path
 
 from greenai_dagster.core.runtimes.base import Runtime, Session
 from greenai_dagster.core.runtimes.cpu_int4 import CpuInt4
+from greenai_dagster.core.runtimes.cuda_compiled import CudaCompiled
+from greenai_dagster.core.runtimes.cuda_fp8 import CudaFp8
+from greenai_dagster.core.runtimes.cuda_int8 import CudaInt8
+from greenai_dagster.core.runtimes.cuda_w4 import CudaW4
 from greenai_dagster.core.runtimes.eager import EagerTorch
 from greenai_dagster.core.runtimes.llama_cpp import LlamaCpp
 from greenai_dagster.core.runtimes.torch_int8 import TorchInt8Dynamic
 
 # in order of preference: the first that serves a checkpoint is the fastest available for it
-RUNTIMES: list[Runtime] = [LlamaCpp(), CpuInt4(), TorchInt8Dynamic(), EagerTorch()]
+RUNTIMES: list[Runtime] = [LlamaCpp(), CpuInt4(), TorchInt8Dynamic(), CudaW4(), CudaFp8(), CudaInt8(), CudaCompiled(),
+                           EagerTorch()]
 
 __all__ = ["RUNTIMES", "Runtime", "Session", "by_name", "pick", "EagerTorch"]
 

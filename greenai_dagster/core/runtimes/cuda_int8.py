@@ -1,0 +1,171 @@
+"""Int8 weight-only on CUDA: int8 weights cast to bf16 inside the matmul, under torch.compile.
+
+Not `aten._weight_int8pack_mm`: on an H100 it measured 7-12x slower than bf16 per matrix-vector
+product. Here the decode step is compiled with coordinate-descent tuning, under which inductor
+turns each batch-1 matmul into a Triton reduction that reads the int8 weight, casts it in
+registers and applies the scales, so a token reads one byte per weight. Prefill (eager) casts each
+weight to bf16 and runs a bf16 matmul. Activations stay bf16 (weight-only).
+
+Serves the `int8` method's checkpoints (`torch_int8_dynamic`: per-channel int8 weights, saved as
+torch quantized modules; on CPU their activations are also quantized per tensor at run time, here
+they are not) and compressed-tensors 8-bit symmetric weight-only checkpoints (`pack-quantized` or
+`int-quantized`, per channel or per group, e.g. GPTQ W8). `dequantize_int8_dynamic` is the float
+fallback `checkpoints.load_variant` uses for int8 checkpoints on an accelerator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, activation_args, load_state, quant_config,
+                                                         skeleton, supported_folder, weight_args)
+from greenai_dagster.core.runtimes.cuda_static import Record
+
+
+class Int8Linear(torch.nn.Module):
+    """y = x (q * s)^T (+ b): q int8 [N, K], s float32 [N, K/group] (group = K: per channel)."""
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.out_features, self.in_features = q.shape
+        self.groups = scale.shape[1]
+        self.register_buffer("q", q)
+        self.register_buffer("scale", scale.float().contiguous())
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1:
+            y = (F.linear(x, self.q.to(x.dtype)).float() * self.scale.view(-1)).to(x.dtype)
+        else:
+            n, k, g = self.out_features, self.in_features, self.groups
+            weight = (self.q.view(n, g, k // g).float() * self.scale.unsqueeze(-1)).to(x.dtype).view(n, k)
+            y = F.linear(x, weight)
+        return y + self.bias if self.bias is not None else y
+
+
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-channel int8: (q [N, K], scale [N, 1] float32), scale = max|w| / 127."""
+    scale = (weight.float().abs().amax(dim=1, keepdim=True) / 127.0).clamp(min=1e-8)
+    return torch.round(weight.float() / scale).clamp(-128, 127).to(torch.int8), scale
+
+
+def dequantize_record(record: Record) -> torch.Tensor:
+    q, scale = record["q"].float(), record["scale"].float()
+    n, k = q.shape
+    return (q.view(n, scale.shape[1], -1) * scale.unsqueeze(-1)).view(n, k).to(torch.bfloat16)
+
+
+def _dynamic_linears(model) -> dict:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, DynamicLinear)}
+
+
+def int8_dynamic_record(module) -> Record:
+    """A torch dynamic-quantized Linear's int8 weight and per-channel scales, as saved."""
+    weight, bias = module._packed_params._weight_bias()
+    if weight.qscheme() != torch.per_channel_affine or bool(weight.q_per_channel_zero_points().ne(0).any()):
+        raise ValueError("expected symmetric per-channel int8 weights")
+    record = {"q": weight.int_repr(), "scale": weight.q_per_channel_scales().float().view(-1, 1)}
+    if bias is not None:
+        record["bias"] = bias.detach()
+    return record
+
+
+def dequantize_int8_dynamic(model):
+    """Replace torch's CPU-only dynamic int8 Linears by float Linears holding the same weights (q * scale),
+    so the model runs on any device; the weights stay on the int8 grid."""
+    for name, module in _dynamic_linears(model).items():
+        record = int8_dynamic_record(module)
+        dense = torch.nn.Linear(module.in_features, module.out_features, bias="bias" in record)
+        dense.weight.data = record["q"].float() * record["scale"]
+        if "bias" in record:
+            dense.bias.data = record["bias"].float()
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, dense)
+    return model
+
+
+class CudaInt8(CudaRuntime):
+    name = "torch-cuda-int8-wo"
+    kernel = ("int8 weight-only: cast-and-matmul fused by inductor (coordinate-descent-tuned Triton reduction) in "
+              "decode, cast + bf16 matmul in prefill; bf16 activations and lm_head; CUDA graph")
+
+    def serves(self, folder: Path, device: str) -> bool:
+        from greenai_dagster.core.checkpoints import ADAPTER_DIR, checkpoint_format
+
+        folder = Path(folder)
+        if not (folder / "config.json").exists() or (folder / ADAPTER_DIR).exists() or not supported_folder(folder):
+            return False
+        if checkpoint_format(folder) == "torch_int8_dynamic":
+            return True
+        quant = quant_config(folder)
+        if checkpoint_format(folder) != "hf" or not quant or quant.get("format") not in ("pack-quantized",
+                                                                                        "int-quantized"):
+            return False
+        weights = weight_args(quant)
+        return bool(weights) and not activation_args(quant) and all(
+            w.get("num_bits") == 8 and w.get("type", "int") == "int" and w.get("symmetric", True)
+            and w.get("strategy") in ("channel", "group") and w.get("actorder") in (None, "static")
+            and not w.get("dynamic") for w in weights)
+
+    def build(self, record: Record) -> torch.nn.Module:
+        return Int8Linear(record["q"], record["scale"], record.get("bias"))
+
+    def quantize(self, weight: torch.Tensor, bias: torch.Tensor | None) -> Record:
+        q, scale = quantize_int8(weight)
+        record = {"q": q, "scale": scale}
+        if bias is not None:
+            record["bias"] = bias.to(torch.bfloat16)
+        return record
+
+    def record_reader(self, folder: Path, device: str):
+        from greenai_dagster.core.checkpoints import checkpoint_format
+
+        if checkpoint_format(folder) == "torch_int8_dynamic":
+            return self._int8_dynamic_reader(folder, device)
+        from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+        state = load_state(folder)
+        names = {k[: -len(".weight_scale")] for k in state if k.endswith(".weight_scale")}
+        model = skeleton(folder, device, names, state)
+
+        def record_of(name: str) -> Record:
+            if f"{name}.weight_packed" in state:
+                shape = torch.Size(int(s) for s in state[f"{name}.weight_shape"])
+                q = unpack_from_int32(state[f"{name}.weight_packed"].to(device), 8, shape)
+            else:
+                q = state[f"{name}.weight"].to(device)
+            scale = state[f"{name}.weight_scale"].to(device=device, dtype=torch.float32)
+            record = {"q": q.to(torch.int8), "scale": scale.reshape(q.shape[0], -1)}
+            if f"{name}.bias" in state:
+                record["bias"] = state[f"{name}.bias"].to(device=device, dtype=torch.bfloat16)
+            return record
+
+        return model, record_of
+
+    def _int8_dynamic_reader(self, folder: Path, device: str):
+        from greenai_dagster.core.checkpoints import load_variant
+
+        model = load_variant(folder, device="cpu")[0]
+        linears = _dynamic_linears(model)
+        for module in model.modules():   # everything but the int8 linears goes to the GPU in bf16
+            if module not in linears.values():
+                module._apply(lambda t: t.to(device=device, dtype=torch.bfloat16) if t.is_floating_point()
+                              else t.to(device), recurse=False)
+
+        def record_of(name: str) -> Record:
+            record = int8_dynamic_record(linears[name])
+            return {k: v.to(device=device, dtype=torch.bfloat16 if k == "bias" else v.dtype) for k, v in record.items()}
+
+        return model, record_of
+
+
+def quantize_model_int8(model):
+    """An in-memory bf16 transformers model's decoder linears as int8 weight-only (per-channel RTN);
+    the lm_head and embeddings stay bf16."""
+    CudaInt8().convert(model)
+    return model

@@ -1,0 +1,39 @@
+"""The `llm` coordinator against a real, fully offline endpoint: llama-cpp-python's OpenAI-compatible
+server serving the packaged SmolLM2-135M-Instruct GGUF on 127.0.0.1 (what `greenai llm-server` runs).
+
+The server refuses OpenAI's `json_schema` dialect; the coordinator must step down to `json_object`
+with a schema (grammar-constrained), remember it, and return a strategy that passed validation.
+"""
+
+import pytest
+
+from greenai_dagster.core.coordinator import LlmCoordinator, LlmSettings
+from greenai_dagster.core.coordinator.space import search_space
+from greenai_dagster.core.coordinator.base import CoordinatorState
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
+    from greenai_dagster.core.coordinator.local_server import start
+    from greenai_dagster.core.default_model import find_packaged_gguf
+
+    proc, url = start(find_packaged_gguf())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_llm_coordinator_proposes_a_valid_strategy_through_llama_cpp(llama_server, tiny_spec, data_root):
+    baseline = {"strategy_id": "baseline", "accuracy": 0.5, "latency_ms": 30.0, "memory_gb": 0.8,
+                "model_size_gb": 0.25, "kl_divergence": 0.0, "ppl_ratio": 1.0}
+    state = CoordinatorState(spec=tiny_spec, baseline=baseline, results=[], frontier_ids=[],
+                             candidates=search_space(tiny_spec, ["gptq", "rtn", "magnitude"]), tried_labels=set(),
+                             constraints={}, allowed_methods=["gptq", "rtn", "magnitude"], episode=1,
+                             episodes_left=3, budget_hours_left=1.0)
+    coordinator = LlmCoordinator(LlmSettings(model="SmolLM2-135M-Instruct", base_url=llama_server, api_key="local",
+                                             timeout_s=300, temperature=0.0))
+    proposal = coordinator.propose(state)
+    assert coordinator.dialect == "json_object"
+    assert proposal is not None and set(proposal.strategy.methods) <= {"gptq", "rtn", "magnitude"}
+    assert proposal.strategy.label() not in state.tried_labels
