@@ -53,12 +53,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only-runtime", default="")
     args = parser.parse_args()
-    settings = EvalSettings(latency_repeats=args.repeats)
+    settings = EvalSettings(latency_repeats=args.repeats, throughput_batch_size=0)   # batch-1 latency only
     rows = []
     for variant, folder in variants(args.grid).items():
         for runtime in runtimes.pick(folder, "cpu"):
             if args.only_runtime and runtime.name != args.only_runtime:
                 continue
+            if runtime.name == "torch-cpu-int4" and variant != "gptq_w4g64_act":
+                continue   # ~0.6 s/token on this AVX2-only CPU: one W4 variant shows it
             started = time.perf_counter()
             try:
                 runtime.prepare(folder)

@@ -124,3 +124,14 @@ def test_gguf_method_writes_a_llama_cpp_file_that_reloads_and_serves(smol_tokeni
     # 8-bit blocks: close to the float model, but not identical
     assert 0 < (logits - dense_logits).abs().max() < 0.05 * dense_logits.abs().max()
     assert weights_size_bytes(folder) < weights_size_bytes(smol_tokenizer_llama)
+
+
+def test_packed_zero_points_are_unpacked_along_the_rows():
+    """AWQ-style asymmetric checkpoints store 4-bit zero points eight to an int32 along the output rows."""
+    from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32
+
+    zp = torch.randint(-8, 8, (16, 3), dtype=torch.int8)
+    packed = pack_to_int32(zp, 4, packed_dim=0)
+    assert packed.shape == (2, 3)
+    assert torch.equal(gguf_files.unpacked_zero_point(packed, 16, 3).to(torch.int8), zp)
+    assert gguf_files.unpacked_zero_point(None, 16, 3) is None

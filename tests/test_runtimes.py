@@ -41,9 +41,7 @@ def test_repacked_int4_matmul_equals_the_dequantized_weights():
 
 def test_w4_checkpoint_is_served_by_the_int4_runtime_and_agrees_with_eager(w4_checkpoint, tiny_model_dir):
     names = [r.name for r in runtimes.pick(w4_checkpoint, "cpu")]
-    assert "torch-cpu-int4" in names and names.index("torch-eager") < len(names)
-    # the int4 kernel is offered ahead of eager only on CPUs where it is fast (AVX-512 BF16 / AMX)
-    assert (names.index("torch-cpu-int4") < names.index("torch-eager")) == CpuInt4().fast_here("cpu")
+    assert names[-2:] == ["torch-cpu-int4", "torch-eager"]   # llama.cpp first where installed
     assert "torch-cpu-int4" not in [r.name for r in runtimes.pick(tiny_model_dir, "cpu")]   # a float checkpoint
     int4_model, tokenizer = CpuInt4().load(w4_checkpoint)
     eager_model, _ = runtimes.EagerTorch().load(w4_checkpoint, "cpu")

@@ -159,10 +159,22 @@ def _quantized_linears(folder: Path) -> dict[str, dict]:
             q, bits = state[f"{name}.weight"], 8
         else:
             continue
-        zp = state.get(f"{name}.weight_zero_point")
-        out[name] = {"q": q, "scale": scale.reshape(q.shape[0], -1), "bits": bits,
-                     "zero_point": None if zp is None else zp.reshape(q.shape[0], -1)}
+        scale = scale.reshape(q.shape[0], -1)
+        zp = unpacked_zero_point(state.get(f"{name}.weight_zero_point"), q.shape[0], scale.shape[1])
+        out[name] = {"q": q, "scale": scale, "bits": bits, "zero_point": zp}
     return out
+
+
+def unpacked_zero_point(zp: torch.Tensor | None, rows: int, groups: int) -> torch.Tensor | None:
+    """compressed-tensors packs 4-bit zero points eight to an int32 along the output rows ([rows/8, groups]);
+    returns them as signed integers [rows, groups] (None for a symmetric scheme)."""
+    if zp is None:
+        return None
+    if zp.dtype == torch.int32 and zp.shape[0] != rows:
+        from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+        return unpack_from_int32(zp, 4, torch.Size([rows, groups]), packed_dim=0)
+    return zp.reshape(rows, groups)
 
 
 def _dense_model(folder: Path):

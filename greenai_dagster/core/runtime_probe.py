@@ -58,7 +58,8 @@ def measure(session: Session, vocab: int, prompt_len: int, new_tokens: int, repe
     # Throughput: whole batched generations after a warm-up one (the first call pays one-time set-up:
     # on an H100 it read 37 tokens/s cold for a 135M model), median of `repeats`; None where the
     # runtime has no batched generation.
-    rates = [session.batched_tokens_per_s(prompt, batch_size, new_tokens) for _ in range(warmup + repeats)][warmup:]
+    rates = ([session.batched_tokens_per_s(prompt, batch_size, new_tokens) for _ in range(warmup + repeats)][warmup:]
+             if batch_size > 0 else [None])   # batch size 0: latency and memory only
     prefill_s = statistics.median(prefill_times)
     return {
         "prefill_ms": 1000 * prefill_s,

@@ -69,12 +69,6 @@ class CpuInt4(Runtime):
     def available(self, device: str) -> bool:
         return super().available(device) and hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
 
-    def fast_here(self, device: str) -> bool:
-        """The kernel's bfloat16 path needs AVX-512 BF16 or AMX to be fast: on an AVX2-only CPU (this
-        project's 2-core CI machine) it measured ~5x slower per decoded token than eager float32."""
-        flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-        return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
-
     def serves(self, folder: Path, device: str) -> bool:
         quant = _quant_config(Path(folder))
         if not quant or quant.get("format") != "pack-quantized" or (Path(folder) / "lora_adapter").exists():
@@ -87,6 +81,8 @@ class CpuInt4(Runtime):
     def load(self, folder: Path, device: str = "cpu"):
         from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
         from safetensors.torch import load_file
+
+        from greenai_dagster.core.gguf_files import unpacked_zero_point
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         folder = Path(folder)
@@ -106,7 +102,9 @@ class CpuInt4(Runtime):
         for name in packed_names:
             shape = tuple(int(s) for s in state[f"{name}.weight_shape"])
             q = unpack_from_int32(state[f"{name}.weight_packed"], 4, torch.Size(shape))
-            packed, sz = repack(q, state[f"{name}.weight_scale"], state.get(f"{name}.weight_zero_point"), group_size)
+            scale = state[f"{name}.weight_scale"]
+            zero_point = unpacked_zero_point(state.get(f"{name}.weight_zero_point"), shape[0], scale.shape[-1])
+            packed, sz = repack(q, scale, zero_point, group_size)
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name)
             old = getattr(parent, child)

@@ -96,9 +96,12 @@ class StaticDecoder(torch.nn.Module):
         cos, sin = rotary(torch.zeros(1, dtype=dtype, device=device), torch.arange(max_len, device=device)[None])
         self.register_buffer("cos", cos[0].to(dtype), persistent=False)
         self.register_buffer("sin", sin[0].to(dtype), persistent=False)
-        cache = (len(self.layers), 1, self.n_kv, max_len, self.head_dim)
-        self.register_buffer("k_cache", torch.zeros(cache, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v_cache", torch.zeros(cache, dtype=dtype, device=device), persistent=False)
+        # one buffer per layer and per K/V: an in-place write into a view of one big cache made inductor
+        # copy the whole cache at every layer (measured: ~0.07 ms a layer on an H200)
+        cache = (1, self.n_kv, max_len, self.head_dim)
+        for index in range(len(self.layers)):
+            self.register_buffer(f"k_cache_{index}", torch.zeros(cache, dtype=dtype, device=device), persistent=False)
+            self.register_buffer(f"v_cache_{index}", torch.zeros(cache, dtype=dtype, device=device), persistent=False)
         self.register_buffer("causal", torch.ones(max_len, max_len, dtype=torch.bool, device=device).tril(),
                              persistent=False)
         # the decode step's state: static tensors, so a captured graph reads and writes them in place
@@ -106,6 +109,9 @@ class StaticDecoder(torch.nn.Module):
         self.register_buffer("pos", torch.zeros(1, dtype=torch.long, device=device), persistent=False)
         self.register_buffer("logits", torch.zeros(1, config.vocab_size, dtype=torch.float32, device=device),
                              persistent=False)
+
+    def cache_bytes(self) -> int:
+        return sum(b.numel() * b.element_size() for n, b in self.named_buffers() if "_cache_" in n)
 
     def forward(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Logits (float32) of the last of `ids` [1, T], whose positions are `pos` [T]; fills the cache."""
@@ -125,7 +131,7 @@ class StaticDecoder(torch.nn.Module):
         q = _rotate(q.view(1, length, self.n_heads, hd).transpose(1, 2), cos, sin)
         k = _rotate(k.view(1, length, self.n_kv, hd).transpose(1, 2), cos, sin)
         v = v.view(1, length, self.n_kv, hd).transpose(1, 2)
-        keys, values = self.k_cache[index], self.v_cache[index]
+        keys, values = getattr(self, f"k_cache_{index}"), getattr(self, f"v_cache_{index}")
         keys.index_copy_(2, pos, k)
         values.index_copy_(2, pos, v)
         group = self.n_heads // self.n_kv

@@ -88,6 +88,10 @@ def serving_file(folder: Path) -> Path:
         except gguf_files.GGUFUnavailable as exc:
             failed.write_text(exc.message)
             raise
+        except Exception as exc:  # noqa: BLE001 - a checkpoint the converter cannot read is not served here
+            message = f"converting {folder.name} for llama.cpp failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            failed.write_text(message)
+            raise gguf_files.GGUFUnavailable(message) from exc
     return out
 
 
