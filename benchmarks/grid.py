@@ -92,11 +92,15 @@ def reprobe(store: ResultsStore, name: str) -> None:
     for row in store.results(name, include_baseline=True):
         figures = runtime(Path(row["checkpoint_path"]), "cpu", settings)
         row.update(latency_ms=figures["decode_ms_per_token"], prefill_ms=figures["prefill_ms"],
-                   throughput_tokens_per_s=figures["throughput_tokens_per_s"], memory_gb=figures["peak_memory_gb"])
+                   throughput_tokens_per_s=figures["throughput_tokens_per_s"], memory_gb=figures["peak_memory_gb"],
+                   energy_j_per_token=figures.get("energy_j_per_token"))
+        row["conditions"].update({k: figures.get(k) for k in (
+            "runtime", "kernel", "runtime_fallback", "dtype", "threads", "memory_source", "loaded_memory_gb",
+            "prefill_tokens_per_s", "decode_ms_spread", "energy_source", "latency_path")})
         row["conditions"]["remeasured"] = "benchmarks/grid.py --reprobe"
         store.write_result(row)
         print(f"{row['strategy_id']}: decode {row['latency_ms']:.1f} ms/token, prefill {row['prefill_ms']:.0f} ms, "
-              f"memory {row['memory_gb']:.3f} GB", flush=True)
+              f"memory {row['memory_gb']:.3f} GB ({figures.get('runtime')})", flush=True)
     pipeline.update_frontier(store, name)
     export(store, name)
 
@@ -106,12 +110,14 @@ def export(store: ResultsStore, name: str) -> None:
             "ppl_ratio_low", "ppl_ratio_high", "perplexity", "accuracy", "accuracy_stderr", "flips", "degraded",
             "degraded_reason", "is_pareto", "latency_ms", "prefill_ms",
             "throughput_tokens_per_s", "memory_gb", "model_size_gb", "compression_ratio", "compression_time_s",
-            "eval_time_s", "energy_kwh", "co2_grams", "task_accuracy"]
+            "eval_time_s", "energy_j_per_token", "energy_kwh", "co2_grams", "task_accuracy"]
     strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
     rows = []
     for row in store.results(name, include_baseline=True):
         entry = {k: row.get(k) for k in keep}
         entry["steps"] = strategies.get(row["candidate_key"], {}).get("steps", [])
+        entry["runtime"] = (row.get("conditions") or {}).get("runtime") or "torch-eager (before core/runtimes)"
+        entry["kernel"] = (row.get("conditions") or {}).get("kernel")
         entry["benchmark"] = store.experiment(name)["dataset"]
         rows.append(entry)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -119,8 +125,9 @@ def export(store: ResultsStore, name: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps({
         "how": "benchmarks/grid.py: each strategy compressed and evaluated by the project's pipeline, CPU float32: "
                "fidelity against the baseline on the first held-out tokens (eval.fidelity_tokens), proxy accuracy "
-               "(eval.limit_per_task items per task, stratified) with flips vs the baseline, latency probe in a "
-               "fresh process (eager PyTorch); degraded = beyond the quality gate (core/gate.py)",
+               "(eval.limit_per_task items per task, stratified) with flips vs the baseline, latency and memory probed "
+               "in a fresh process in the serving runtime each row names (`runtime`, core/runtimes); degraded = "
+               "beyond the quality gate (core/gate.py)",
         "eval": pipeline.experiment_config(store, name).eval.model_dump(),
         "facts": store.facts(name),
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},

@@ -61,7 +61,8 @@ def smol_tokenizer_llama(tmp_path_factory):
 
 @pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed "
                     "(scripts/setup.sh unpacks it under .tools/llama.cpp)")
-def test_repacked_w4_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_llama, tmp_path, data_root):
+@pytest.mark.parametrize("bits,block", [(4, "Q4_0"), (8, "Q8_0")])
+def test_repacked_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_llama, tmp_path, data_root, bits, block):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from greenai_dagster.core.compress import compress_to_checkpoint
     from greenai_dagster.core.loading import load_model_and_tokenizer
@@ -73,17 +74,19 @@ def test_repacked_w4_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_ll
     model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
     spec = build_spec("tinysmol", model, str(smol_tokenizer_llama))
     folder = tmp_path / "w4"
-    compress_to_checkpoint(str(smol_tokenizer_llama), Strategy("rtn4", [Step("rtn", {"bits": 4, "group_size": 32})]),
+    compress_to_checkpoint(str(smol_tokenizer_llama), Strategy("rtn", [Step("rtn", {"bits": bits, "group_size": 32})]),
                            spec, folder)
     assert pick(folder, "cpu")[0].name == "llama.cpp"
     out = tmp_path / "w4.gguf"
     info = gguf_files.repack(folder, out)
-    assert info["tensors_repacked"] == info["linears"] == 14 and info["block_types"] == ["Q4_0"]
-    assert "Q4_0 (14)" in describe(out)
+    # 8-bit values are packed four to an int32: read with the scheme's own bit width (a 4-bit misread
+    # once gave a self-consistent wrong model; the repack now also checks against compressed-tensors)
+    assert info["tensors_repacked"] == info["linears"] == 14 and info["block_types"] == [block]
+    assert f"{block} (14)" in describe(out)
     from greenai_dagster.core.export import export_gguf   # `greenai export --format gguf` writes the same file
 
     exported = export_gguf(folder, tmp_path / "exported.gguf")
-    assert "Q4_0 (14)" in describe(exported)
+    assert f"{block} (14)" in describe(exported)
 
     ids = tokenizer("The quick brown fox jumps over the lazy dog", return_tensors="pt")["input_ids"][0].tolist()
     eager, _ = by_name("torch-eager").load(folder, "cpu")

@@ -150,11 +150,12 @@ def _quantized_linears(folder: Path) -> dict[str, dict]:
         if not name:
             continue
         scale = state[key]
-        if f"{name}.weight_packed" in state:
+        if f"{name}.weight_packed" in state:   # packed into int32s: 8 four-bit or 4 eight-bit values each
             from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
 
             shape = torch.Size(int(s) for s in state[f"{name}.weight_shape"])
-            q, bits = unpack_from_int32(state[f"{name}.weight_packed"], 4, shape), 4
+            bits = int(groups[0]["num_bits"])
+            q = unpack_from_int32(state[f"{name}.weight_packed"], bits, shape)
         elif state.get(f"{name}.weight") is not None and state[f"{name}.weight"].dtype == torch.int8:
             q, bits = state[f"{name}.weight"], 8
         else:
@@ -209,6 +210,21 @@ def _dense_model(folder: Path):
     return linears, model.eval()
 
 
+def _check_against_library(folder: Path, model, linears: dict) -> None:
+    """Our reading of the integers must give the weights compressed-tensors itself decompresses: a
+    misread (wrong bit width, packing axis) would otherwise produce a self-consistent wrong model."""
+    from transformers import AutoModelForCausalLM, CompressedTensorsConfig
+
+    reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                     quantization_config=CompressedTensorsConfig(run_compressed=False))
+    for name in linears:
+        ours = model.get_submodule(name).weight.detach()
+        theirs = reference.get_submodule(name).weight.detach().float()
+        if ours.shape != theirs.shape or (ours - theirs).abs().max() > 0.01 * theirs.abs().max():
+            raise GGUFUnavailable(f"{name}: the integers read for llama.cpp do not match compressed-tensors' "
+                                  "decompression of the checkpoint.")
+
+
 def _row_key(row: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(row, dtype=np.float32).tobytes(), digest_size=16).digest()
 
@@ -222,6 +238,7 @@ def repack(ct_folder: Path, out: Path) -> dict:
     from transformers import AutoTokenizer
 
     linears, model = _dense_model(ct_folder)
+    _check_against_library(ct_folder, model, linears)
     tokenizer = AutoTokenizer.from_pretrained(ct_folder)
     # each dense row -> (linear, row index): GGUF rows are found by content, whatever their order
     where: dict[bytes, tuple[str, int]] = {}

@@ -16,11 +16,13 @@ class EagerTorch(Runtime):
     devices = ("cpu", "cuda")
 
     def serves(self, folder: Path, device: str) -> bool:
-        """Everything, except a dynamic-int8 checkpoint on CPU: loading it here would build the very same
+        """Every checkpoint folder, except a dynamic-int8 checkpoint on CPU: loading it here would build the very same
         torch int8 modules `torch-int8-dynamic` serves, not an eager baseline."""
         from greenai_dagster.core.checkpoints import checkpoint_format
 
         folder = Path(folder)
+        if folder.is_file():   # a bare .gguf file: transformers needs a folder (the `gguf` method writes one)
+            return False
         return not (device == "cpu" and folder.is_dir() and checkpoint_format(folder) == "torch_int8_dynamic")
 
     def load(self, folder: Path, device: str):

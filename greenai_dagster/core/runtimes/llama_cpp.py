@@ -110,8 +110,10 @@ class LlamaCppSession(Session):
         from llama_cpp import Llama
 
         self.path = path
+        # use_mmap=False: llama.cpp repacks Q4_0 into its interleaved CPU layout; with mmap the file's
+        # pages stay resident beside the repacked copy (measured: 0.210 vs 0.155 GB for a W4 variant)
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
-                         n_threads_batch=threads, verbose=False)
+                         n_threads_batch=threads, use_mmap=False, verbose=False)
 
     def prefill(self, prompt: list[int]) -> None:
         self.llm.reset()

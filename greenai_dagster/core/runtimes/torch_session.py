@@ -44,4 +44,6 @@ class TorchSession(Session):
         return batch_size * new_tokens / (time.perf_counter() - start)
 
     def dtype(self) -> str:
-        return str(next(self.model.parameters()).dtype).replace("torch.", "")
+        base = str(next(self.model.parameters()).dtype).replace("torch.", "")
+        int4 = sum(type(m).__name__ == "Int4Linear" for m in self.model.modules())
+        return f"int4 packed ({int4} linears), rest {base}" if int4 else base
