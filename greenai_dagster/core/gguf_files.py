@@ -128,10 +128,28 @@ def blocks_for_rows(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tens
     return gguf.GGMLQuantizationType.Q4_1, data.reshape(rows, -1)
 
 
-def _quantized_linears(folder: Path) -> dict[str, dict]:
-    """name -> {q [N, K] signed ints, scale [N, K/g], zero_point or None, bits} from the safetensors."""
+def load_state(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint's safetensors files."""
     from safetensors.torch import load_file
 
+    state = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        state.update(load_file(str(file)))
+    return state
+
+
+def float_skeleton(folder: Path):
+    """The checkpoint's architecture in float32 with its quantization config dropped, weights to be loaded."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(folder)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def _quantized_linears(folder: Path, state: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """name -> {q [N, K] signed ints, scale [N, K/g], zero_point or None, bits} from the safetensors."""
     config = json.loads((folder / "config.json").read_text())
     quant = config.get("quantization_config") or {}
     groups = [g["weights"] for g in quant.get("config_groups", {}).values() if g.get("weights")]
@@ -141,9 +159,6 @@ def _quantized_linears(folder: Path) -> dict[str, dict]:
            or g.get("actorder") not in (None, "static") or g.get("dynamic")]
     if bad:
         raise GGUFUnavailable(f"no llama.cpp block type holds this scheme exactly: {bad[0]}.")
-    state = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        state.update(load_file(str(file)))
     out = {}
     for key in state:
         name = key[: -len(".weight_scale")] if key.endswith(".weight_scale") else None
@@ -181,17 +196,9 @@ def unpacked_zero_point(zp: torch.Tensor | None, rows: int, groups: int) -> torc
 def _dense_model(folder: Path):
     """(quantized linears, float32 model whose linears hold (q - zero_point) * scale): the checkpoint's
     integers expanded exactly, so the converter's rows can be traced back to them."""
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    linears = _quantized_linears(folder)
-    config = AutoConfig.from_pretrained(folder)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    state = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        state.update(load_file(str(file)))
+    state = load_state(folder)
+    linears = _quantized_linears(folder, state)
+    model = float_skeleton(folder)
     dense = {k: v.float() for k, v in state.items()
              if not any(k.startswith(name + ".") for name in linears) and v.is_floating_point()}
     for name, lin in linears.items():

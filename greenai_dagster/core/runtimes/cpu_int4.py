@@ -80,20 +80,14 @@ class CpuInt4(Runtime):
 
     def load(self, folder: Path, device: str = "cpu"):
         from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
-        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
 
-        from greenai_dagster.core.gguf_files import unpacked_zero_point
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from greenai_dagster.core.gguf_files import float_skeleton, load_state, unpacked_zero_point
 
         folder = Path(folder)
         group_size = _w4_groups(_quant_config(folder))[0]["group_size"]
-        config = AutoConfig.from_pretrained(folder)
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        state = {}
-        for file in sorted(folder.glob("*.safetensors")):
-            state.update(load_file(str(file)))
+        model = float_skeleton(folder)
+        state = load_state(folder)
         packed_names = sorted(k[: -len(".weight_packed")] for k in state if k.endswith(".weight_packed"))
         dense = {k: v for k, v in state.items() if not any(k.startswith(p + ".") for p in packed_names)}
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in dense.items()}, strict=False)
