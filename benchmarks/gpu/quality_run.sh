@@ -2,6 +2,7 @@
 # On a lent GPU machine (no network): the above-chance screen and the fidelity tau table.
 # Staged into .gpu/ (git-ignored): the packaged GGUF in two parts (the first, with the prepared BIG-bench
 # task files, copied to /tmp/stage by an earlier call), and wheels in .whl/.
+# A tau run resumes from .gpu/p2/fidelity_tau.rows.jsonl when that file was carried (rows of an earlier run).
 # Usage there: bash benchmarks/gpu/quality_run.sh screen|tau [deadline_s]
 set -euo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -20,7 +21,9 @@ case "$1" in
   screen) python3 benchmarks/above_chance.py run --device cuda --batch-size 32 --max-options 10 --items 100 \
             --dtype bfloat16 --out /tmp/gdata/above_chance.json
           cp /tmp/gdata/above_chance.json "$OUT/" ;;
-  tau)    python3 benchmarks/fidelity_tau.py --device cuda --batch-size 32 --tasks-from benchmarks/results/above_chance.json \
+  tau)    [ -f /tmp/gdata/fidelity_tau.rows.jsonl ] || [ ! -f .gpu/p2/fidelity_tau.rows.jsonl ] \
+            || cp .gpu/p2/fidelity_tau.rows.jsonl /tmp/gdata/
+          python3 benchmarks/fidelity_tau.py --device cuda --batch-size 32 --tasks-from benchmarks/results/above_chance.json \
             --out /tmp/gdata/fidelity_tau.json --deadline-s "${2:-400}"
           cp /tmp/gdata/fidelity_tau.json /tmp/gdata/fidelity_tau.rows.jsonl "$OUT/" ;;
 esac
