@@ -121,6 +121,7 @@ def main() -> None:
              "fidelity": {str(t): fidelity.measure(base, reference, t).to_json() for t in TOKEN_SIZES}}]
     work = data_root() / "checkpoints" / "fidelity_tau"
     wanted = set(filter(None, args.only.split(",")))
+    failed: dict[str, str] = {}
     for variant, steps in VARIANTS:
         if wanted and variant not in wanted:
             continue
@@ -136,7 +137,7 @@ def main() -> None:
             strategy = validate_strategy(Strategy(variant, [Step(m, dict(p)) for m, p in steps]), spec)
             model, tok = load_model_and_tokenizer(str(base_dir), device=args.device, dtype=torch.float32)
             model, reports, fmt = apply_strategy(model, tok, strategy, spec, args.device)
-            save_variant(model, tok, folder, fmt, {"strategy": strategy.to_json()})
+            save_variant(model, tok, folder, fmt, {"strategy": strategy.to_json(), "step_reports": reports})
             del model
             model, _ = load_variant(folder, device=args.device, dtype=torch.float32)
             compress_s = time.perf_counter() - started
@@ -151,6 +152,7 @@ def main() -> None:
             approx = fidelity.exact_vs_topk_kl(base, model, windows[:4])
         except Exception as exc:  # noqa: BLE001 - one failed variant must not lose the table
             print(f"{variant}: FAILED {type(exc).__name__}: {exc}", flush=True)
+            failed[variant] = f"{type(exc).__name__}: {exc}"
             continue
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -185,6 +187,8 @@ def main() -> None:
         "held_out_positions": int(reference["nll"].numel()),
         "seconds": {"reference": reference_s, "baseline_full_set": full_eval_s},
         "variants": len(rows) - 1, "tau": tau,
+        "not_measured": failed | {v: "not reached before the deadline" for v, _ in VARIANTS
+                                  if v not in failed and v not in {r["variant"] for r in rows}},
         "rows": [{k: v for k, v in r.items() if k != "item_correct"} | {
             "proxy_accuracy": {str(n): proxy_accuracy(r["item_correct"], n) for n in PROXY_SIZES}} for r in rows],
         "item_correct": {r["variant"]: r["item_correct"] for r in rows},
