@@ -82,3 +82,24 @@ def tiny_spec(tiny_model, tiny_model_dir):
     from greenai_dagster.core.spec import build_spec
 
     return build_spec("tiny", tiny_model[0], str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer_llama(tmp_path_factory):
+    """A tiny random Llama (hidden 64, 2 layers, GQA) with the packaged SmolLM2 tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from greenai_dagster.core.default_model import find_packaged_gguf
+
+    gguf_path = find_packaged_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    folder = tmp_path_factory.mktemp("smolvocab") / "llama"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -39,26 +39,6 @@ def test_a_group_that_is_not_a_multiple_of_32_is_refused():
         gguf_files.blocks_for_rows(q, torch.ones(2, 3), None, 4)
 
 
-@pytest.fixture(scope="module")
-def smol_tokenizer_llama(tmp_path_factory):
-    """A tiny random Llama (hidden 64, 2 layers, GQA) with the packaged SmolLM2 tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from greenai_dagster.core.default_model import find_packaged_gguf
-
-    gguf_path = find_packaged_gguf()
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    folder = tmp_path_factory.mktemp("smolvocab") / "llama"
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed "
                     "(scripts/setup.sh unpacks it under .tools/llama.cpp)")
 @pytest.mark.parametrize("bits,block", [(4, "Q4_0"), (8, "Q8_0")])

@@ -85,8 +85,11 @@ def run_lm_eval(model, tokenizer, benchmark: PreparedBenchmark, limit: int | Non
     # saves about 5 s per evaluation (benchmarks/vs_lm_eval.py).
     task_manager = (TaskManager(include_path=benchmark.include_path, include_defaults=False) if benchmark.include_path
                     else TaskManager())
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-              device=str(next(model.parameters()).device))
+    from lm_eval.api.model import LM
+
+    # an lm-eval LM as is (llama.cpp's, core.llama_cpp_scoring), a transformers model through HFLM
+    lm = model if isinstance(model, LM) else HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                                                   device=str(next(model.parameters()).device))
     try:
         return lm_eval.simple_evaluate(
             model=lm, tasks=benchmark.tasks, limit=limit, task_manager=task_manager,
@@ -186,14 +189,37 @@ def _probe(checkpoint: Path, device: str, settings: EvalSettings, runtime_name: 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def quality_model(checkpoint: Path, model, tokenizer, device: str):
+    """What scores a checkpoint's quality (fidelity and accuracy), and a line saying so.
+
+    A GGUF checkpoint is served by llama.cpp, whose kernels differ from a float forward (8-bit
+    activations in the quantized dot products): on CPU it is scored through llama.cpp's own logits.
+    Everything else is scored by the loaded transformers model; for a compressed-tensors W4/W8
+    checkpoint that llama.cpp serves repacked (same integers, same scales), that leaves out llama.cpp's
+    8-bit rounding of activations, which the F16/Q8_0 rows of `benchmarks/gguf_quality.py` measure."""
+    from greenai_dagster.core import llama_cpp_scoring
+
+    scorer = llama_cpp_scoring.scorer_for(checkpoint) if device == "cpu" else None
+    if scorer is not None:
+        return scorer, scorer.describe()
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    return model, f"transformers ({type(model).__name__}, {dtype}, {device})"
+
+
 def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedBenchmark,
                         settings: EvalSettings, reference: dict, device: str = "cpu") -> Metrics:
     """All figures for one checkpoint; `model` is that checkpoint loaded (compute dtype), `reference`
     the baseline's stored distributions (`make_reference`)."""
     started = time.perf_counter()
-    fid = fidelity.measure(model, reference)
+    scored_by, quality_runtime = quality_model(checkpoint, model, tokenizer, device)
+    fid = fidelity.measure(scored_by, reference)
     fidelity_s = time.perf_counter() - started
-    acc = accuracy(model, tokenizer, benchmark, settings)
+    if scored_by is not model:
+        from greenai_dagster.core.llama_cpp_scoring import LlamaCppLM
+
+        acc = accuracy(LlamaCppLM(scored_by, tokenizer), tokenizer, benchmark, settings)
+    else:
+        acc = accuracy(model, tokenizer, benchmark, settings)
     accuracy_s = time.perf_counter() - started - fidelity_s
     run = runtime(checkpoint, device, settings)
     probe_s = time.perf_counter() - started - fidelity_s - accuracy_s
@@ -201,7 +227,8 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
                                           "new_tokens", "repeats", "batch_size", "threads", "memory_source",
                                           "loaded_memory_gb", "prefill_tokens_per_s", "decode_ms_spread", "energy_source",
                                           "latency_path")}
-    conditions.update({"accuracy_items_per_task": settings.limit_per_task or "all",
+    conditions.update({"quality_runtime": quality_runtime,
+                       "accuracy_items_per_task": settings.limit_per_task or "all",
                        "fidelity_tokens": fid.tokens,
                        "fidelity_text": fidelity.held_out_text(settings.fidelity_text)[1],
                        "fidelity_method": f"top-{reference['top_ids'].shape[1]} baseline log-probs + rest bucket, "

@@ -73,12 +73,19 @@ def token_windows(tokenizer, text: str, max_tokens: int, window: int = WINDOW) -
 
 
 @torch.no_grad()
+def _window_logits(model, ids: torch.Tensor) -> torch.Tensor:
+    """Logits [1, T, vocab] of a transformers model, or of any scorer with `window_logits` (llama.cpp's,
+    `core.llama_cpp_scoring`), so a variant is measured in the runtime that serves it."""
+    if hasattr(model, "window_logits"):
+        return model.window_logits(ids)
+    return model(input_ids=ids.to(next(model.parameters()).device)).logits
+
+
 def _log_probs(model, windows: torch.Tensor):
     """Yield (window index, log-softmax [window-1, vocab], targets [window-1]) one window at a time."""
-    device = next(model.parameters()).device
     for i in range(windows.size(0)):
-        ids = windows[i : i + 1].to(device)
-        logits = model(input_ids=ids).logits[0, :-1].float()
+        ids = windows[i : i + 1]
+        logits = _window_logits(model, ids)[0, :-1].float()
         yield i, torch.log_softmax(logits, dim=-1).cpu(), windows[i, 1:]
 
 
