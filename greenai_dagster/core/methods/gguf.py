@@ -3,9 +3,9 @@
 The model is written as F32 GGUF by llama.cpp's converter and quantized by llama.cpp's quantizer
 (`core.gguf_files`), exactly what a user serving with llama.cpp, Ollama or LM Studio would run. The
 checkpoint is the `.gguf` file (plus config and tokenizer for the evaluation), served by the
-llama.cpp runtime as saved. Quality is measured on the GGUF's own weights: transformers loads the
-file and expands its blocks to float (gguf-py's dequantizers), so fidelity and accuracy see the
-quantized weights; llama.cpp's 8-bit activation rounding in its dot products is not part of it.
+llama.cpp runtime as saved. Quality is measured where it is served: on CPU, fidelity and accuracy
+come from llama.cpp's own logits (`core.llama_cpp_scoring`, 8-bit activation rounding in its dot
+products included); elsewhere transformers loads the file and expands its blocks to float.
 No importance matrix is used: none of the types offered here needs one (llama.cpp requires it for
 the IQ types and Q2_K only), and llama.cpp's imatrix tool is not part of llama-cpp-python.
 """
