@@ -1,5 +1,7 @@
 """Jobs: create an experiment from the Dagster UI (the coordinator sensor then drives it)."""
 
+from typing import Optional
+
 from dagster import Config, OpExecutionContext, job, op
 from pydantic import Field
 
@@ -7,6 +9,24 @@ from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.partitions import experiments_partitions
 from greenai_dagster.resources import ResultsStoreResource
+
+
+class EvalOverrides(Config):
+    """Evaluation settings (core/config.py `EvalConfig`); a field left unset keeps its default."""
+
+    limit_per_task: Optional[int] = Field(None, description="proxy items per benchmark task while searching (10)")
+    full_set_for_frontier: Optional[bool] = Field(None, description="score the final frontier on every item "
+                                                                    "(default: on a GPU only)")
+    fidelity_tokens: Optional[int] = Field(None, description="held-out tokens scored against the baseline (4096)")
+    batch_size: Optional[int] = Field(None, description="evaluation batch size (8)")
+    prompt_len: Optional[int] = Field(None, description="latency probe: prompt tokens (128)")
+    new_tokens: Optional[int] = Field(None, description="latency probe: decoded tokens (16)")
+    latency_repeats: Optional[int] = Field(None, description="latency probe: repeats (5)")
+    throughput_batch_size: Optional[int] = Field(None, description="throughput probe: batch size (4)")
+    timeout_s: Optional[float] = Field(None, description="evaluation time limit per model, seconds (1800)")
+
+    def settings(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class NewExperimentConfig(Config):
@@ -25,12 +45,13 @@ class NewExperimentConfig(Config):
     objectives: list[str] = Field(default_factory=list, description=(
         "frontier objectives (greenai_dagster/core/objectives.py); empty = kl_divergence, accuracy, latency_ms, "
         "memory_gb, model_size_gb"))
+    eval: EvalOverrides = Field(default_factory=EvalOverrides, description="evaluation settings; unset = defaults")
 
 
 def register_experiment(store, config: ExperimentConfig) -> str:
     """Record the experiment for the sensor; checks the inputs first (clear E00x errors)."""
     from greenai_dagster.core.benchmarks import resolve_source
-    from greenai_dagster.runner import validate_inputs
+    from greenai_dagster.core.pipeline import validate_inputs
 
     config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
     validate_inputs(config)
@@ -45,7 +66,8 @@ def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, 
     settings = ExperimentConfig(model=config.model, dataset=config.dataset, episodes=config.episodes, budget=config.budget,
                                 name=config.name or None, coordinator=config.coordinator,
                                 compression_methods=config.compression_methods or None,
-                                constraints=config.constraints, objectives=config.objectives or None, driver="sensor")
+                                constraints=config.constraints, objectives=config.objectives or None,
+                                eval=config.eval.settings(), driver="sensor")
     try:
         name = register_experiment(store.get(), settings)
     except GreenAIError as exc:

@@ -9,40 +9,29 @@ Re-running with the same --name resumes: finished episodes are kept, unfinished 
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Callable
 
 from dagster import DagsterInstance, materialize
 
 from greenai_dagster.core import gate, pipeline
 from greenai_dagster.core.flips import accuracy_interval
-from greenai_dagster.core.benchmarks import hub_available, hub_unreachable, prepare_benchmark, resolve_source
+from greenai_dagster.core.benchmarks import resolve_source
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_next
 from greenai_dagster.core.errors import GreenAIError
-from greenai_dagster.core.loading import load_config as load_model_config
-from greenai_dagster.core.paths import dagster_home, duckdb_path
+from greenai_dagster.core.pipeline import validate_inputs
+from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy
 from greenai_dagster.definitions import ALL_ASSETS, ALL_CHECKS
+from greenai_dagster.instance import dagster_instance
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import resources_for
 
 
 # The CLI prints its own progress; Dagster's per-event console log stays in the UI's run view.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def dagster_instance() -> DagsterInstance:
-    if not os.environ.get("DAGSTER_HOME"):
-        os.environ["DAGSTER_HOME"] = str(dagster_home())
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return DagsterInstance.get()
 
 
 def _materialize(selection: list[str], partition_key: str, instance: DagsterInstance, resources: dict) -> float:
@@ -74,15 +63,6 @@ def _error_from_message(message: str) -> GreenAIError:
             what, _, remedy = body.partition(" Remedy: ")
             return cls(what.strip(), remedy.strip().splitlines()[0] if remedy else None)
     return GreenAIError(text.splitlines()[0])
-
-
-def validate_inputs(config: ExperimentConfig) -> None:
-    """Fail fast, before any run: model resolvable (E002/E006), benchmark known (E004/E006), folder writable (E007)."""
-    pipeline.ensure_writable(Path(config.output_dir))
-    load_model_config(config.model)
-    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
-    if not benchmark.offline and not hub_available():
-        raise hub_unreachable(benchmark)
 
 
 def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] = print) -> dict:

@@ -11,6 +11,8 @@ the experiment as it was.
 
 from __future__ import annotations
 
+import os
+
 from dagster import (
     DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, SkipReason,
     sensor,
@@ -87,7 +89,7 @@ def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu
     return [request], [], f"{name}: episode {decision.episode} -> {strategy.strategy_id}"
 
 
-@sensor(minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
+@sensor(minimum_interval_seconds=int(os.environ.get("GREENAI_SENSOR_INTERVAL_S", "15")), default_status=DefaultSensorStatus.RUNNING,
         asset_selection=["model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier",
                          "frontier_full_evaluation"],
         description="Asks the coordinator for each sensor-driven experiment's next candidate and runs it.")
