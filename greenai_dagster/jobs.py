@@ -1,13 +1,16 @@
-"""Jobs: create an experiment from the Dagster UI (the coordinator sensor then drives it)."""
+"""Jobs: create an experiment from the Dagster UI (the coordinator sensor then drives it), and one named
+asset job per stage of an experiment, so every run says what it is (setup, candidate, frontier,
+frontier_full_set) instead of `__ASSET_JOB`. Each runs its steps in the run's own process (the
+steps of a stage are sequential; a process per step only re-imports torch)."""
 
 from typing import Optional
 
-from dagster import Config, OpExecutionContext, job, op
+from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, in_process_executor, job, op
 from pydantic import Field
 
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.errors import GreenAIError
-from greenai_dagster.partitions import experiments_partitions
+from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import ResultsStoreResource
 
 
@@ -77,6 +80,25 @@ def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, 
     return name
 
 
-@job(description="Create a compression experiment; the coordinator sensor runs its episodes.")
+@job(description="Create a compression experiment; the coordinator sensor runs its episodes.",
+     executor_def=in_process_executor)
 def launch_experiment():
     create_experiment()
+
+
+setup_job = define_asset_job(
+    "setup", AssetSelection.assets("model_spec", "baseline"), partitions_def=experiments_partitions,
+    executor_def=in_process_executor, description="An experiment's model spec and baseline (once per experiment).")
+candidate_job = define_asset_job(
+    "candidate", AssetSelection.assets("compressed_variant", "benchmark_result"), partitions_def=candidates_partitions,
+    executor_def=in_process_executor,
+    description="One episode: compress the candidate strategy, then benchmark it (and check the figures).")
+frontier_job = define_asset_job(
+    "frontier", AssetSelection.assets("pareto_frontier"), partitions_def=experiments_partitions,
+    executor_def=in_process_executor, description="Recompute an experiment's Pareto frontier, files and chart.")
+full_set_job = define_asset_job(
+    "frontier_full_set", AssetSelection.assets("frontier_full_evaluation"), partitions_def=experiments_partitions,
+    executor_def=in_process_executor,
+    description="Score the baseline and the final frontier members on the benchmark's full set.")
+STAGE_JOBS = {"setup": setup_job, "candidate": candidate_job, "frontier": frontier_job,
+              "frontier_full_set": full_set_job}
