@@ -156,7 +156,28 @@ def test_compress_with_the_seed_body_starts_a_dagster_run_that_completes(finishe
     instance = dagster_instance()
     assert instance.get_run_by_id(created["job_id"]).job_name == "launch_experiment"
     runs = instance.get_runs(RunsFilter(tags={"greenai/experiment": created["experiment"]}))
-    assert len(runs) >= 4 and all(r.status.value == "SUCCESS" for r in runs)
+    assert all(r.status.value == "SUCCESS" for r in runs)
+    # named jobs say what each run is (not __ASSET_JOB), tagged with the experiment and the candidate
+    assert sorted(r.job_name for r in runs) == ["candidate", "frontier", "launch_experiment", "setup"]
+    [candidate] = [r for r in runs if r.job_name == "candidate"]
+    assert candidate.tags["greenai/candidate"] == f"{created['experiment']}/ep001_gptq_w4g64_act"
+    assert candidate.tags["dagster/partition"] == candidate.tags["greenai/candidate"]
+
+
+def test_the_frontier_metadata_links_to_the_served_chart(api, finished_job):
+    from dagster import AssetKey, AssetRecordsFilter
+
+    from greenai_dagster.instance import dagster_instance
+
+    name = finished_job[0]["experiment"]
+    [record] = dagster_instance().fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("pareto_frontier"), asset_partitions=[name]), limit=1).records
+    metadata = record.asset_materialization.metadata
+    assert metadata["chart"].url == f"{api}/experiments/{name}/chart"          # a link Dagster renders
+    assert metadata["pareto_api"].url == f"{api}/pareto/{name}"
+    assert metadata["chart_file"].path.endswith("pareto_visualization.html")
+    chart = httpx.get(metadata["chart"].url, timeout=60)
+    assert chart.status_code == 200 and "plotly" in chart.text.lower()
 
 
 def test_pareto_returns_the_seed_shape(api, finished_job):

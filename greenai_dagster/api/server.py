@@ -37,4 +37,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
     import uvicorn
 
     settings = settings_for(host, api_key, dagster_url)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"greenai serve: http://{shown}:{port} (docs at /docs); runs launch through {settings.dagster_url}. "
+          f"Start dagster dev with GREENAI_API_URL=http://{shown}:{port} so the frontier's metadata links to "
+          "the served chart.", flush=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
