@@ -154,8 +154,9 @@ def resolve(job_id: str) -> tuple[object | None, str]:
     raise NotFound(f"no job or experiment '{job_id}'.")
 
 
-def status_of(run_status, experiment: dict | None) -> str:
-    """The seed's status from the launch run's Dagster status and the experiment's record."""
+def status_of(run_status, experiment: dict | None, runs_in_flight: bool = False) -> str:
+    """The seed's status from the launch run's Dagster status, the experiment's record, and whether any
+    run of the experiment is still in flight (the sensor can end an experiment while its last run exits)."""
     from dagster import DagsterRunStatus as S
 
     if run_status in (S.QUEUED, S.NOT_STARTED, S.STARTING, S.MANAGED):
@@ -164,9 +165,16 @@ def status_of(run_status, experiment: dict | None) -> str:
         return "failed"
     if experiment is None:
         return "running" if run_status == S.STARTED else "failed"
-    if experiment["status"] == "finished":
+    if experiment["status"] == "finished" and not runs_in_flight:
         return "failed" if experiment["termination_reason"] == "error" else "completed"
     return "running"
+
+
+def _runs_in_flight(name: str) -> bool:
+    from dagster import DagsterRunStatus as S, RunsFilter
+
+    unfinished = [S.QUEUED, S.NOT_STARTED, S.STARTING, S.STARTED, S.MANAGED, S.CANCELING]
+    return bool(dagster_instance().get_run_ids(RunsFilter(tags={EXPERIMENT_TAG: name}, statuses=unfinished), limit=1))
 
 
 def _failure_message(run_id: str) -> str | None:
@@ -194,7 +202,8 @@ def _job_info(job_id: str, record, name: str) -> dict:
     results = store()
     experiment = results.experiment(name) if name else None
     run = record.dagster_run if record else None
-    status = status_of(run.status if run else None, experiment)
+    finished = experiment is not None and experiment["status"] == "finished"
+    status = status_of(run.status if run else None, experiment, finished and _runs_in_flight(name))
     if experiment is not None:
         max_episodes = int(experiment["config"].get("episodes", 0))
     else:
