@@ -3,6 +3,7 @@
     greenai run [-m MODEL] [-d DATASET] [-e N] [-b HOURS] [-i] [-o DIR] [-n NAME] [-c CONFIG.json] [--show-spec]
     greenai analyze DIR [--format summary|detailed|json]
     greenai query "SELECT ... FROM results"
+    greenai serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--dagster-url URL]
 
 Errors print as `E00N: what happened. Remedy: what to do.` and exit with status 1.
 """
@@ -86,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                "endpoint on 127.0.0.1 for the llm coordinator (llama.cpp)")
     server.add_argument("--gguf", default=None, help="a GGUF file (default: the packaged SmolLM2-135M-Instruct)")
     server.add_argument("--port", type=int, default=8765)
+
+    serve = sub.add_parser("serve", help="the seed's REST API (FastAPI; OpenAPI docs at /docs); jobs are Dagster "
+                                         "runs launched through the Dagster webserver (`dagster dev`)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1; any other needs an API key)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", default=None,
+                       help="require this key in the X-API-Key header (default: GREENAI_API_KEY)")
+    serve.add_argument("--dagster-url", default=None,
+                       help="the Dagster webserver that launches runs (default: GREENAI_DAGSTER_URL or "
+                            "http://127.0.0.1:3000)")
 
     query = sub.add_parser("query", help="run SQL over the DuckDB results file")
     query.add_argument("sql")
@@ -207,6 +219,17 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from greenai_dagster.api.server import KeyRequired, serve
+
+    try:
+        serve(args.host, args.port, args.api_key, args.dagster_url)
+    except KeyRequired as exc:
+        print(f"greenai serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_llm_server(args) -> int:
     import os
 
@@ -225,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query, "export": cmd_export,
-                "llm-server": cmd_llm_server,
+                "llm-server": cmd_llm_server, "serve": cmd_serve,
                 "benchmarks": cmd_benchmarks}
     try:
         return handlers[args.command](args)

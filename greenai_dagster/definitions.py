@@ -3,12 +3,12 @@
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from greenai_dagster.assets import candidates, experiment, frontier
-from greenai_dagster.jobs import launch_experiment
+from greenai_dagster.jobs import STAGE_JOBS, launch_experiment
 from greenai_dagster.resources import resources_for
 from greenai_dagster.sensors import coordinator_sensor
 
 ALL_ASSETS = load_assets_from_modules([experiment, candidates, frontier])
 ALL_CHECKS = load_asset_checks_from_modules([candidates])
 
-defs = Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=[launch_experiment], sensors=[coordinator_sensor],
+defs = Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=[launch_experiment, *STAGE_JOBS.values()], sensors=[coordinator_sensor],
                    resources=resources_for())

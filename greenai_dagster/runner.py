@@ -1,32 +1,33 @@
 """Drive one experiment as a sequence of real Dagster runs on the persistent instance.
 
-Used by `greenai run`. Each stage is `materialize(...)` of the project's own assets with a
-partition key, so every run shows in the Dagster UI exactly as if launched there:
-  1. model_spec + baseline                 (experiment partition)
-  2. per episode: compressed_variant + benchmark_result (candidate partition), then pareto_frontier
+Used by `greenai run`. Each stage is an in-process execution of the project's named asset job for
+that stage with a partition key, so every run shows in the Dagster UI exactly as if launched there:
+  1. `setup`: model_spec + baseline                                  (experiment partition)
+  2. per episode `candidate`: compressed_variant + benchmark_result  (candidate partition), then `frontier`
+  3. `frontier_full_set` where the final frontier is scored on the full set
 Re-running with the same --name resumes: finished episodes are kept, unfinished ones re-run.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Callable
 
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, Definitions
 
 from greenai_dagster.core import gate, pipeline
 from greenai_dagster.core.flips import accuracy_interval
-from greenai_dagster.core.benchmarks import hub_available, hub_unreachable, prepare_benchmark, resolve_source
+from greenai_dagster.core.benchmarks import resolve_source
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_next
 from greenai_dagster.core.errors import GreenAIError
-from greenai_dagster.core.loading import load_config as load_model_config
-from greenai_dagster.core.paths import dagster_home, duckdb_path
+from greenai_dagster.core.pipeline import validate_inputs
+from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy
 from greenai_dagster.definitions import ALL_ASSETS, ALL_CHECKS
+from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, SOURCE_TAG, dagster_instance
+from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import resources_for
 
@@ -35,22 +36,17 @@ from greenai_dagster.resources import resources_for
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def dagster_instance() -> DagsterInstance:
-    if not os.environ.get("DAGSTER_HOME"):
-        os.environ["DAGSTER_HOME"] = str(dagster_home())
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return DagsterInstance.get()
-
-
-def _materialize(selection: list[str], partition_key: str, instance: DagsterInstance, resources: dict) -> float:
-    """Run the selected assets for one partition; re-raise the project's own error if a step failed."""
+def _run_stage(job_name: str, partition_key: str, instance: DagsterInstance, resources: dict) -> float:
+    """Run one stage's named job for one partition; re-raise the project's own error if a step failed."""
     started = time.perf_counter()
-    result = materialize([*ALL_ASSETS, *ALL_CHECKS], selection=selection, partition_key=partition_key,
-                         instance=instance, resources=resources, raise_on_error=False,
-                         tags={"greenai/source": "cli"}, run_config=QUIET_RUN_CONFIG)
+    stage_defs = Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=list(STAGE_JOBS.values()),
+                             resources=resources)
+    experiment = pipeline.experiment_of(partition_key)
+    tags = {SOURCE_TAG: "cli", EXPERIMENT_TAG: experiment}
+    if "/" in partition_key:
+        tags[CANDIDATE_TAG] = partition_key
+    result = stage_defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, partition_key=partition_key, raise_on_error=False, tags=tags, run_config=QUIET_RUN_CONFIG)
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data.user_failure_data is None:
@@ -76,15 +72,6 @@ def _error_from_message(message: str) -> GreenAIError:
     return GreenAIError(text.splitlines()[0])
 
 
-def validate_inputs(config: ExperimentConfig) -> None:
-    """Fail fast, before any run: model resolvable (E002/E006), benchmark known (E004/E006), folder writable (E007)."""
-    pipeline.ensure_writable(Path(config.output_dir))
-    load_model_config(config.model)
-    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
-    if not benchmark.offline and not hub_available():
-        raise hub_unreachable(benchmark)
-
-
 def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] = print) -> dict:
     run_started = time.perf_counter()
     store = ResultsStore(duckdb_path())
@@ -105,7 +92,7 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
     resources = resources_for()
     instance.add_dynamic_partitions(experiments_partitions.name, [name])
 
-    _materialize(["model_spec", "baseline"], name, instance, resources)
+    _run_stage("setup", name, instance, resources)
     spec = pipeline.load_spec(store, name)
     baseline = store.baseline(name)
     echo(f"Experiment {name}: model {config.model} ({spec.parameter_count} params), benchmark {config.dataset}")
@@ -139,12 +126,12 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
             echo(f'[Coordinator] Reasoning: "{strategy.reasoning}"')
         frontier_before = set((store.frontier(name) or {}).get("members", []))
         try:
-            _materialize(["compressed_variant", "benchmark_result"], key, instance, resources)
+            _run_stage("candidate", key, instance, resources)
         except GreenAIError as exc:
             store.set_strategy_status(key, "failed", str(exc))
             echo(f"[Episode {episode}] {strategy.strategy_id} failed: {exc}")
             continue
-        _materialize(["pareto_frontier"], name, instance, resources)
+        _run_stage("frontier", name, instance, resources)
         row = store.result(key)
         frontier_after = set((store.frontier(name) or {}).get("members", []))
         if interactive:
@@ -186,7 +173,7 @@ def full_set(config: ExperimentConfig, name: str, store: ResultsStore, instance,
                  "bigbench_hard pass is about 30 min per model on a 2-core CPU).")
         return
     echo("Scoring the baseline and the frontier members on the full benchmark set ...")
-    _materialize(["frontier_full_evaluation"], name, instance, resources)
+    _run_stage("frontier_full_set", name, instance, resources)
     for row in store.results(name, include_baseline=True):
         if row.get("accuracy_full") is not None:
             echo(f"[Full set] {row['strategy_id']}: accuracy {row['accuracy_full']:.3f} "

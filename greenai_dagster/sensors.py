@@ -11,6 +11,8 @@ the experiment as it was.
 
 from __future__ import annotations
 
+import os
+
 from dagster import (
     DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, SkipReason,
     sensor,
@@ -18,12 +20,13 @@ from dagster import (
 
 from greenai_dagster.core import pipeline
 from greenai_dagster.core.decide import decide_next
+from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, SOURCE_TAG
+from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
 FAILED = {DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 FINISHED = FAILED | {DagsterRunStatus.SUCCESS}
-CANDIDATE_ASSETS = ["compressed_variant", "benchmark_result"]
 
 
 def _latest_run_status(context: SensorEvaluationContext, run_key_tag: str):
@@ -33,17 +36,15 @@ def _latest_run_status(context: SensorEvaluationContext, run_key_tag: str):
 
 def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu"):
     """One experiment's next action: (run requests, partitions to add, a note)."""
-    from dagster import AssetKey
-
-    tag = {"greenai/experiment": name}
+    tag = {EXPERIMENT_TAG: name, SOURCE_TAG: "sensor"}
     if store.baseline(name) is None:
         status = _latest_run_status(context, f"{name}:setup")
         if status in FAILED:
             store.finish_experiment(name, "error")
             return [], [], f"{name}: setup run failed; experiment ended (error)"
         if status is None:
-            return ([RunRequest(partition_key=name, asset_selection=[AssetKey("model_spec"), AssetKey("baseline")],
-                                run_key=f"{name}:setup", tags={**tag, "greenai/run": f"{name}:setup"})],
+            return ([RunRequest(job_name="setup", partition_key=name, run_key=f"{name}:setup",
+                                tags={**tag, "greenai/run": f"{name}:setup"})],
                     [name], f"{name}: spec + baseline requested")
         return [], [], f"{name}: waiting for spec + baseline"
 
@@ -61,7 +62,7 @@ def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu
     if done and (frontier is None or frontier["episodes_seen"] < done):
         run_key = f"{name}:frontier:{done}"
         if _latest_run_status(context, run_key) is None:
-            return ([RunRequest(partition_key=name, asset_selection=[AssetKey("pareto_frontier")], run_key=run_key,
+            return ([RunRequest(job_name="frontier", partition_key=name, run_key=run_key,
                                 tags={**tag, "greenai/run": run_key})], [], f"{name}: frontier requested")
         return [], [], f"{name}: waiting for the frontier"
 
@@ -72,8 +73,8 @@ def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu
             run_key = f"{name}:full_set"
             status = _latest_run_status(context, run_key)
             if status is None:
-                return ([RunRequest(partition_key=name, asset_selection=[AssetKey("frontier_full_evaluation")],
-                                    run_key=run_key, tags={**tag, "greenai/run": run_key})],
+                return ([RunRequest(job_name="frontier_full_set", partition_key=name, run_key=run_key,
+                                    tags={**tag, "greenai/run": run_key})],
                         [], f"{name}: full-set scoring of the frontier requested")
             if status not in FINISHED:
                 return [], [], f"{name}: waiting for the full-set scoring"
@@ -82,14 +83,13 @@ def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu
     strategy = decision.proposal.strategy
     key = pipeline.candidate_key(name, strategy.strategy_id)
     store.add_strategy(key, name, decision.episode, strategy.to_json())
-    request = RunRequest(partition_key=key, asset_selection=[AssetKey(a) for a in CANDIDATE_ASSETS], run_key=key,
-                         tags={**tag, "greenai/run": key})
+    request = RunRequest(job_name="candidate", partition_key=key, run_key=key,
+                         tags={**tag, CANDIDATE_TAG: key, "greenai/run": key})
     return [request], [], f"{name}: episode {decision.episode} -> {strategy.strategy_id}"
 
 
-@sensor(minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
-        asset_selection=["model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier",
-                         "frontier_full_evaluation"],
+@sensor(minimum_interval_seconds=int(os.environ.get("GREENAI_SENSOR_INTERVAL_S", "15")), default_status=DefaultSensorStatus.RUNNING,
+        jobs=list(STAGE_JOBS.values()),
         description="Asks the coordinator for each sensor-driven experiment's next candidate and runs it.")
 def coordinator_sensor(context: SensorEvaluationContext, store: ResultsStoreResource, gpu: GpuResource):
     results_store = store.get()

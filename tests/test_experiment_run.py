@@ -93,6 +93,17 @@ def test_runs_are_recorded_on_the_dagster_instance(finished_run):
     assert len([c for c in candidates if c.startswith("tiny_exp/")]) == 2
     for key in ("model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier"):
         assert instance.get_latest_materialization_event(AssetKey(key)) is not None, key
+    from dagster import RunsFilter
+
+    runs = instance.get_runs(RunsFilter(tags={"greenai/experiment": "tiny_exp"}))
+    by_job = {}
+    for run in runs:                      # named jobs, not __ASSET_JOB; tagged with experiment and candidate
+        by_job.setdefault(run.job_name, []).append(run)
+    assert set(by_job) == {"setup", "candidate", "frontier", "frontier_full_set"}
+    assert len(by_job["candidate"]) == 2 and len(by_job["frontier"]) == 2
+    assert {r.tags["greenai/candidate"] for r in by_job["candidate"]} == {
+        "tiny_exp/ep001_gptq_w4g64_act", "tiny_exp/ep002_int8_dynamic"}
+    assert all(r.tags["greenai/source"] == "cli" for r in runs)
 
 
 def test_finished_experiment_is_not_run_again(finished_run, tiny_model_dir, tiny_benchmark, data_root):

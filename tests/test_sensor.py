@@ -25,7 +25,8 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
     first = tick(db, instance)
     assert isinstance(first, SensorResult)
     assert [r.partition_key for r in first.run_requests] == ["ui_exp"]
-    assert {k.to_user_string() for k in first.run_requests[0].asset_selection} == {"model_spec", "baseline"}
+    assert first.run_requests[0].job_name == "setup" and job_assets("setup") == {"model_spec", "baseline"}
+    assert first.run_requests[0].tags["greenai/experiment"] == "ui_exp"
     assert first.dynamic_partitions_requests[0].partition_keys == ["ui_exp"]
 
     # what the setup run would have written:
@@ -39,7 +40,9 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
     second = tick(db, instance)
     [request] = second.run_requests
     assert request.partition_key == "ui_exp/ep001_gptq_w4g64_act"
-    assert {k.to_user_string() for k in request.asset_selection} == {"compressed_variant", "benchmark_result"}
+    assert request.job_name == "candidate" and job_assets("candidate") == {"compressed_variant", "benchmark_result"}
+    assert request.tags["greenai/candidate"] == "ui_exp/ep001_gptq_w4g64_act"
+    assert request.tags["greenai/experiment"] == "ui_exp"
     assert second.dynamic_partitions_requests[0].partition_keys == ["ui_exp/ep001_gptq_w4g64_act"]
     assert store.strategy("ui_exp/ep001_gptq_w4g64_act")["status"] == "pending"
 
@@ -48,14 +51,24 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
     assert len(store.strategies("ui_exp")) == 1
 
 
-def test_sensor_targets_the_assets_it_requests():
-    # the daemon refuses RunRequests from a sensor with no target
+def job_assets(name: str) -> set[str]:
+    from greenai_dagster.definitions import defs
+
+    job = defs.resolve_job_def(name)
+    return {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+
+
+def test_sensor_targets_the_named_jobs_it_requests():
+    # the daemon refuses RunRequests for a job the sensor does not target; named jobs, not __ASSET_JOB
     from greenai_dagster.definitions import defs
 
     sensor = defs.get_sensor_def("coordinator_sensor")
-    targeted = {k.to_user_string() for k in sensor.asset_selection.resolve(defs.resolve_asset_graph())}
-    assert targeted == {"model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier",
-                        "frontier_full_evaluation"}
+    assert {j.name for j in sensor.jobs} == {"setup", "candidate", "frontier", "frontier_full_set"}
+    assert set().union(*(job_assets(j.name) for j in sensor.jobs)) == {
+        "model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier",
+        "frontier_full_evaluation"}
+    assert "benchmark_result_is_plausible" in {k.name for k in defs.resolve_job_def("candidate").asset_layer
+                                               .asset_graph.asset_check_keys}
 
 
 def test_sensor_scores_the_final_frontier_on_the_full_set_before_finishing(tmp_path, tiny_spec):
@@ -79,7 +92,7 @@ def test_sensor_scores_the_final_frontier_on_the_full_set_before_finishing(tmp_p
     result = tick(db, DagsterInstance.ephemeral())   # max episodes reached: full set first, not finished yet
     [request] = result.run_requests
     assert request.partition_key == "full_exp" and request.run_key == "full_exp:full_set"
-    assert {k.to_user_string() for k in request.asset_selection} == {"frontier_full_evaluation"}
+    assert request.job_name == "frontier_full_set" and job_assets("frontier_full_set") == {"frontier_full_evaluation"}
     assert store.experiment("full_exp")["status"] == "active"
 
 

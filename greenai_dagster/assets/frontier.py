@@ -2,6 +2,7 @@
 
 from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from greenai_dagster.api import links
 from greenai_dagster.assets.candidates import benchmark_result
 from greenai_dagster.core import pipeline, report
 from greenai_dagster.partitions import experiments_partitions
@@ -17,14 +18,19 @@ def pareto_frontier(context: AssetExecutionContext, store: ResultsStoreResource)
     name = context.partition_key
     summary = pipeline.update_frontier(results_store, name)
     folder = pipeline.experiment_dir(results_store, name)
+    chart_file = MetadataValue.path(str(folder / "pareto_visualization.html"))
+    chart_url = links.chart_url(name)      # with GREENAI_API_URL: served by `greenai serve`, one click opens it
+    served = {"pareto_api": MetadataValue.url(links.pareto_url(name))} if chart_url else {}
     return MaterializeResult(metadata={
         "frontier_size": len(summary.members), "hypervolume": summary.hypervolume,
         "objectives": MetadataValue.json({k: ("max" if v else "min") for k, v in summary.objectives.items()}),
         "benchmark": results_store.facts(name).get("benchmark_note", ""),
         "best_per_objective": MetadataValue.json({k: v["strategy_id"] for k, v in summary.best_per_objective.items()}),
         "frontier": MetadataValue.md(report.frontier_markdown(summary, results_store.baseline(name))),
-        "chart": MetadataValue.path(str(folder / "pareto_visualization.html")),
+        "chart": MetadataValue.url(chart_url) if chart_url else chart_file,
+        "chart_file": chart_file,
         "pareto_frontier_json": MetadataValue.path(str(folder / "pareto_frontier.json")),
+        **served,
     })
 
 

@@ -92,7 +92,11 @@ def prepare_benchmark(name: str, source: str = "offline") -> PreparedBenchmark:
     """Resolve `name` (registered name or JSONL path) to runnable lm-eval tasks; `source` "hub"
     selects the standard lm-eval tasks of a benchmark that also has local data."""
     path = Path(name)
-    if path.suffix == ".jsonl" and path.exists():
+    try:
+        local = path.suffix == ".jsonl" and path.exists()
+    except OSError:                  # a name too long for the file system
+        local = False
+    if local:
         return _local_jsonl(path)
     entries = registry()
     if name not in entries:

@@ -41,14 +41,31 @@ def load_config(model_ref: str):
     from transformers import AutoConfig
 
     path = resolve_model_path(model_ref)
+    # A hub id while the hub is unreachable: the local cache only, so E006 comes at once instead of after
+    # huggingface_hub's retries (about 30 s).
+    cache_only = not _exists(path) and not _hub_up()
     try:
-        return AutoConfig.from_pretrained(path)
+        return AutoConfig.from_pretrained(path, local_files_only=cache_only)
     except Exception as exc:  # noqa: BLE001 - translated into the seed's codes
         raise _translate(model_ref, exc) from exc
 
 
+def _exists(ref: str) -> bool:
+    """A local file or folder? (A name too long for the file system is not one.)"""
+    try:
+        return Path(ref).exists()
+    except OSError:
+        return False
+
+
+def _hub_up() -> bool:
+    from greenai_dagster.core.benchmarks import hub_available
+
+    return hub_available()
+
+
 def _translate(model_ref: str, exc: BaseException) -> Exception:
-    if Path(model_ref).exists():
+    if _exists(model_ref):
         return ModelLoadError(f"could not load model folder '{model_ref}': {exc}".splitlines()[0])
     if _is_network_failure(exc) or os.environ.get("HF_HUB_OFFLINE") == "1":
         return NetworkError(

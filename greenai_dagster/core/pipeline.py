@@ -62,6 +62,18 @@ def ensure_writable(folder: Path) -> None:
                        "Choose a writable --output-dir, or free disk space.") from exc
 
 
+def validate_inputs(config: ExperimentConfig) -> None:
+    """Fail fast, before any run: model resolvable (E002/E006), benchmark known (E004/E006), folder writable (E007)."""
+    from greenai_dagster.core.benchmarks import hub_available, hub_unreachable
+    from greenai_dagster.core.loading import load_config as load_model_config
+
+    ensure_writable(Path(config.output_dir))
+    load_model_config(config.model)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
+    if not benchmark.offline and not hub_available():
+        raise hub_unreachable(benchmark)
+
+
 def load_spec(store: ResultsStore, name: str) -> ModelSpec:
     return ModelSpec.from_json(json.loads((experiment_dir(store, name) / "model_spec.json").read_text()))
 

@@ -1,0 +1,141 @@
+"""The FastAPI app: routes only; the work is in `service` (plain functions).
+
+Every route except /health (and the docs) asks for the `X-API-Key` header when a key is
+configured, compared in constant time. Bodies are validated by pydantic (422 naming the field);
+the project's errors are 400 with their code and remedy; unknown ids are 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import APIKeyHeader
+from starlette.background import BackgroundTask
+
+from greenai_dagster.api import models, service
+from greenai_dagster.core.errors import GreenAIError
+
+API_KEY_HEADER = "X-API-Key"
+ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$", description="a job id or an experiment name")
+EXPERIMENT_ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$", description="an experiment name")
+STRATEGY_ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$", description="a frontier member's strategy_id")
+ERRORS = {400: {"model": models.ErrorBody, "description": "E00x: the inputs cannot be used"},
+          404: {"model": models.ErrorBody, "description": "unknown id"}}
+
+
+@dataclass
+class ApiSettings:
+    api_key: str | None = None
+    dagster_url: str = field(default_factory=lambda: os.environ.get("GREENAI_DAGSTER_URL",
+                                                                    service.DEFAULT_DAGSTER_URL))
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
+                          description="required when the server was started with an API key")
+
+    def require_key(key: str | None = Security(header)) -> None:
+        if key is None or not hmac.compare_digest(key.encode(), settings.api_key.encode()):
+            raise HTTPException(status_code=401, detail=f"missing or wrong {API_KEY_HEADER} header",
+                                headers={"WWW-Authenticate": "APIKey"})
+
+    app = FastAPI(title="greenai-dagster", version="0.1.0",
+                  description="Agentic multi-objective LLM compression; jobs are Dagster runs. The seed's REST API.")
+    # the key's header is in the OpenAPI schema (and /docs' Authorize button) only when a key is required
+    api = (APIRouter(dependencies=[Depends(require_key)], responses={401: {"model": models.ErrorBody}})
+           if settings.api_key is not None else APIRouter())
+
+    @app.exception_handler(GreenAIError)
+    async def _project_error(_: Request, exc: GreenAIError):
+        return JSONResponse(status_code=400, content={"detail": {"code": exc.code, "message": exc.message,
+                                                                 "remedy": exc.remedy}})
+
+    for error, code in ((service.NotFound, 404), (service.Conflict, 409), (service.Unavailable, 503)):
+        app.add_exception_handler(error, lambda _, exc, code=code: JSONResponse(status_code=code,
+                                                                                 content={"detail": str(exc)}))
+
+    @api.get("/", summary="API information")
+    def info() -> dict:
+        return {"name": "greenai-dagster", "version": app.version, "docs": "/docs", "openapi": "/openapi.json",
+                "dagster_url": settings.dagster_url, "api_key_required": settings.api_key is not None,
+                "endpoints": sorted(f"{method.upper()} {path}" for path, operations in app.openapi()["paths"].items()
+                                    for method in operations)}
+
+    @api.post("/compress", response_model=models.JobInfo, responses={**ERRORS, 409: {"model": models.ErrorBody},
+                                                                     503: {"model": models.ErrorBody}},
+              summary="Create a compression job (a Dagster run of launch_experiment)")
+    def compress(body: models.CompressRequest):
+        return service.compress(body, settings.dagster_url)
+
+    @api.get("/jobs", response_model=models.JobList, summary="List the jobs (launch_experiment runs)")
+    def jobs(limit: int = Query(100, ge=1, le=1000)):
+        return service.jobs(limit)
+
+    @api.get("/jobs/{job_id}", response_model=models.JobInfo, responses=ERRORS, summary="Job status")
+    def job(job_id: str = ID):
+        return service.job(job_id)
+
+    @api.get("/jobs/{job_id}/logs", response_model=models.JobLogs, responses=ERRORS,
+             summary="The Dagster event log of every run of the job")
+    def job_logs(job_id: str = ID, limit: int = Query(500, ge=1, le=10000)):
+        return service.job_logs(job_id, limit)
+
+    @api.get("/episodes/{job_id}", response_model=models.EpisodesReply, responses=ERRORS,
+             summary="Episode history: strategy, reasoning, status and result of each episode")
+    def episodes(job_id: str = ID):
+        return service.episodes(job_id)
+
+    @api.get("/experiments", response_model=models.ExperimentList, summary="List every experiment")
+    def experiments():
+        return service.experiments()
+
+    @api.get("/experiments/{experiment_id}", responses=ERRORS,
+             summary="Experiment detail: config, spec, final results, frontier and links")
+    def experiment(experiment_id: str = EXPERIMENT_ID) -> dict:
+        return service.experiment(experiment_id)
+
+    @api.get("/experiments/{experiment_id}/chart", responses={**ERRORS, 200: {"content": {"text/html": {}}}},
+             response_class=FileResponse, summary="The interactive Pareto chart (Plotly HTML)")
+    def chart(experiment_id: str = EXPERIMENT_ID):
+        return FileResponse(service.chart_file(experiment_id), media_type="text/html")
+
+    @api.get("/experiments/{experiment_id}/solutions/{strategy_id}/download", response_class=FileResponse,
+             responses={**ERRORS, 200: {"content": {"application/gzip": {}}}},
+             summary="Download a Pareto solution's checkpoint as .tar.gz")
+    def download(experiment_id: str = EXPERIMENT_ID, strategy_id: str = STRATEGY_ID):
+        archive = service.pack_solution(experiment_id, strategy_id)
+        return FileResponse(archive, media_type="application/gzip", filename=f"{strategy_id}.tar.gz",
+                            background=BackgroundTask(archive.unlink, missing_ok=True))
+
+    @api.post("/spec/infer", responses=ERRORS, summary="Infer a model's spec (the seed's model_spec.json)")
+    def spec_infer(body: models.SpecRequest) -> dict:
+        return service.spec_infer(body.model_name)
+
+    @api.get("/pareto/{job_id}", response_model=models.ParetoReply, responses=ERRORS,
+             summary="The Pareto frontier (the seed's pareto_frontier.json)")
+    def pareto(job_id: str = ID):
+        return service.pareto(job_id)
+
+    @api.get("/methods", summary="Compression methods and their parameters")
+    def methods() -> dict:
+        return service.methods()
+
+    @api.get("/benchmarks", summary="Benchmarks and whether each runs offline now")
+    def benchmarks() -> dict:
+        return service.benchmarks()
+
+    @api.get("/gpu", summary="Device status (GPU, or the CPU when there is none)")
+    def gpu() -> dict:
+        return service.gpu()
+
+    @app.get("/health", summary="Health check (no key needed)")
+    def health() -> dict:
+        return service.health(settings.dagster_url)
+
+    app.include_router(api)
+    return app
