@@ -10,6 +10,9 @@ Every checkpoint folder holds `greenai_variant.json` naming its format, so one l
 - `torch_int8_dynamic`: torch dynamic-quantized modules cannot go through `save_pretrained`;
   we save config + tokenizer + the quantized state dict (`int8_state_dict.pt`), and reload by
   rebuilding the architecture from config, re-applying `quantize_dynamic`, and loading the state.
+  The state is read with `torch.load(weights_only=True)`: tensors, quantized tensors, dtypes and
+  plain containers only. A file that would need anything else to unpickle (a checkpoint someone
+  crafted to run code on load) is refused with E002 before any of its objects is built.
 Float tensors are stored in the baseline's storage dtype (bfloat16), so sizes compare fairly.
 """
 
@@ -127,7 +130,7 @@ def load_variant(folder: Path, device: str = "cpu", dtype: torch.dtype | None = 
         config = AutoConfig.from_pretrained(folder)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model = quantize_linears_int8(model)
-        state = torch.load(folder / INT8_STATE_FILE, weights_only=False)
+        state = load_int8_state(folder / INT8_STATE_FILE)
         model.load_state_dict(_cast_floats(state, torch.float32))
         if device != "cpu":   # torch's dynamic int8 kernels are CPU-only: float weights on the int8 grid
             from greenai_dagster.core.runtimes.cuda_int8 import dequantize_int8_dynamic
@@ -153,6 +156,24 @@ def load_variant(folder: Path, device: str = "cpu", dtype: torch.dtype | None = 
 
         model = PeftModel.from_pretrained(model, folder / ADAPTER_DIR)
     return model.to(device).eval(), tokenizer
+
+
+def load_int8_state(path: Path) -> dict:
+    """The int8 state dict, unpickled by torch's weights-only unpickler (never arbitrary objects)."""
+    from pickle import UnpicklingError   # the exception only; nothing here unpickles with it
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelLoadError(f"int8 checkpoint {path.parent} has no {path.name}.",
+                             "Re-run the episode, or unpack the exported archive completely.") from None
+    except (UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as exc:
+        # weights_only refuses any global it does not know; the text names it (first line only)
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"refused to load {path}: it is not a plain tensor file ({first}).",
+            "Only load checkpoints this project wrote; a file that needs arbitrary objects to unpickle could run "
+            "code, so it is never loaded.") from None
 
 
 def _is_compressed_tensors(folder: Path) -> bool:
