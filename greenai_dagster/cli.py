@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--benchmark-source", choices=["auto", "offline", "hub"],
                      help="lm-eval's standard tasks from the hub, or the local data (default auto: the hub where "
                           "reachable, for bigbench_hard and humaneval)")
+    run.add_argument("--allow-code-execution", action="store_true", default=None,
+                     help="opt in to executing model-written code (HumanEval) in the sandbox: a separate process "
+                          "with time, memory and file limits and no network (README 'Security'); off by default")
     run.add_argument("--proxy-items", type=int, help="proxy items per benchmark task while searching (default 10)")
     run.add_argument("--objectives", help="comma-separated frontier objectives (default: kl_divergence,accuracy,"
                                           "latency_ms,memory_gb,model_size_gb; list: core/objectives.py)")
@@ -99,6 +102,7 @@ def cmd_run(args) -> int:
     overrides = {"model": args.model, "dataset": args.dataset, "episodes": args.episodes, "budget": args.budget,
                  "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "name": args.name,
                  "coordinator": args.coordinator, "benchmark_source": args.benchmark_source,
+                 "allow_code_execution": args.allow_code_execution,
                  "objectives": [o.strip() for o in args.objectives.split(",") if o.strip()] if args.objectives else None}
     eval_overrides = {k: v for k, v in {"full_set_for_frontier": args.full_eval, "limit_per_task": args.proxy_items,
                                         "fidelity_tokens": args.fidelity_tokens,

@@ -25,6 +25,8 @@ class NewExperimentConfig(Config):
     objectives: list[str] = Field(default_factory=list, description=(
         "frontier objectives (greenai_dagster/core/objectives.py); empty = kl_divergence, accuracy, latency_ms, "
         "memory_gb, model_size_gb"))
+    allow_code_execution: bool = Field(False, description=(
+        "opt in to executing model-written code (HumanEval) in the sandbox; off by default"))
 
 
 def register_experiment(store, config: ExperimentConfig) -> str:
@@ -45,7 +47,8 @@ def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, 
     settings = ExperimentConfig(model=config.model, dataset=config.dataset, episodes=config.episodes, budget=config.budget,
                                 name=config.name or None, coordinator=config.coordinator,
                                 compression_methods=config.compression_methods or None,
-                                constraints=config.constraints, objectives=config.objectives or None, driver="sensor")
+                                constraints=config.constraints, objectives=config.objectives or None, driver="sensor",
+                                allow_code_execution=config.allow_code_execution)
     try:
         name = register_experiment(store.get(), settings)
     except GreenAIError as exc:

@@ -80,7 +80,7 @@ def validate_inputs(config: ExperimentConfig) -> None:
     """Fail fast, before any run: model resolvable (E002/E006), benchmark known (E004/E006), folder writable (E007)."""
     pipeline.ensure_writable(Path(config.output_dir))
     load_model_config(config.model)
-    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     if not benchmark.offline and not hub_available():
         raise hub_unreachable(benchmark)
 

@@ -89,3 +89,136 @@ def test_no_full_unpickler_anywhere_in_the_package():
         if re.search(r"pickle\.loads?\(|joblib\.load\(|allow_pickle\s*=\s*True", text):
             offenders.append(f"{path.name}: calls an unpickler")
     assert not offenders, offenders
+
+
+# ---- generated code (HumanEval) runs only after the opt-in, and then in the sandbox ---------------
+
+ADD = {"task_id": "t/0", "prompt": "def add(a, b):\n", "entry_point": "add",
+       "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"}
+
+
+def test_code_benchmarks_are_refused_without_the_opt_in(data_root, tiny_model_dir, capsys):
+    from greenai_dagster.cli import main
+    from greenai_dagster.core import humaneval
+    from greenai_dagster.core.benchmarks import PreparedBenchmark, prepare_benchmark
+    from greenai_dagster.core.config import ExperimentConfig
+    from greenai_dagster.core.errors import EvaluationError
+    from greenai_dagster.core.evaluate import run_lm_eval
+
+    assert ExperimentConfig().allow_code_execution is False
+    for source in ("offline", "hub"):
+        with pytest.raises(EvaluationError) as err:
+            prepare_benchmark("humaneval", source)
+        assert err.value.code == "E004" and "--allow-code-execution" in str(err.value)
+        assert '"allow_code_execution": true' in str(err.value)
+    with pytest.raises(EvaluationError, match="--allow-code-execution"):
+        humaneval.passes(ADD, "    return a + b\n")          # outside an opted-in evaluation
+    with pytest.raises(EvaluationError, match="--allow-code-execution"):
+        run_lm_eval(None, None, PreparedBenchmark("humaneval", ["humaneval_offline"], None, True, executes_code=True),
+                    1, 1)
+    code = main(["run", "-m", str(tiny_model_dir), "-d", "humaneval", "-e", "1", "-n", "no_opt_in"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("E004:") and "--allow-code-execution" in err and "Traceback" not in err
+
+
+def test_with_the_opt_in_correct_and_wrong_completions_are_scored(data_root):
+    from greenai_dagster.core import humaneval
+    from greenai_dagster.core.benchmarks import prepare_benchmark
+
+    assert prepare_benchmark("humaneval", "offline", allow_code_execution=True).allow_code_execution
+    with humaneval.code_execution_allowed():
+        assert humaneval.passes(ADD, "    return a + b\n") is True
+        assert humaneval.passes(ADD, "    return a - b\n") is False
+        assert humaneval.passes(ADD, "    return a +\n") is False                    # a syntax error
+        assert humaneval.process_results(ADD, ["    return a + b\n"]) == {"pass@1": 1.0}
+
+
+def test_the_hub_twin_is_scored_in_the_sandbox_not_by_code_eval(data_root, monkeypatch):
+    import yaml
+
+    from greenai_dagster.core.benchmarks import prepare_benchmark
+
+    monkeypatch.delenv("HF_ALLOW_CODE_EVAL", raising=False)
+    bench = prepare_benchmark("humaneval", "hub", allow_code_execution=True)
+    task = yaml.safe_load((Path(bench.include_path) / "humaneval.yaml").read_text().replace("!function ", ""))
+    assert bench.tasks == ["humaneval"] and not bench.offline and task["dataset_path"] == "openai/openai_humaneval"
+    assert task["process_results"] == "utils.process_results" and task["generation_kwargs"]["max_gen_toks"] == 1024
+    assert "core.humaneval import process_results" in (Path(bench.include_path) / "utils.py").read_text()
+    assert "HF_ALLOW_CODE_EVAL" not in __import__("os").environ
+
+
+def _run(completion, timeout_s=3.0):
+    from greenai_dagster.core import humaneval
+
+    with humaneval.code_execution_allowed():
+        return humaneval.run(ADD, completion, timeout_s=timeout_s)
+
+
+def test_an_infinite_loop_is_killed_at_the_wall_time_limit():
+    import time
+
+    started = time.perf_counter()
+    outcome = _run("    while True:\n        pass\n", timeout_s=2.0)
+    assert outcome.status == "timeout" and not outcome.passed
+    assert time.perf_counter() - started < 6.0
+
+
+def test_a_huge_allocation_fails_in_the_child_and_leaves_this_process_alone():
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # without the address-space limit this would take memory until the machine swaps or the OOM killer acts
+    outcome = _run("    blocks = []\n    while True:\n        blocks.append(bytearray(64 << 20))\n", timeout_s=20.0)
+    assert not outcome.passed and outcome.status in ("failed", "killed") and "MemoryError" in outcome.detail
+    assert outcome.seconds < 15.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000      # KiB: this process did not grow
+    assert _run("    return a + b\n").passed                                           # and still works
+
+
+def test_the_sandbox_has_no_network_no_secrets_no_processes_and_small_files(monkeypatch):
+    import socket
+    import threading
+
+    from greenai_dagster.core import sandbox
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    accepted = []
+
+    def serve():
+        for _ in range(40):
+            try:
+                accepted.append(server.accept())
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        net = _run(f"    import socket\n    socket.create_connection(('127.0.0.1', {port}), 2).sendall(b'x')\n"
+                   "    return a + b\n")
+    finally:
+        thread.join()
+        server.close()
+    assert not net.passed and not accepted
+    assert "unreachable" in net.detail.lower() or "network access" in net.detail
+    if sandbox.isolation()["network"].startswith("none"):
+        assert "Network is unreachable" in net.detail            # an empty network namespace, not a guard
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-sandbox-canary-0123456789")
+    env = _run("    import os\n    assert not any('canary' in v for v in os.environ.values())\n    return a + b\n")
+    assert env.passed, env.detail
+    fork = _run("    import os\n    os.fork()\n    return a + b\n")
+    assert not fork.passed and "not allowed" in fork.detail
+    spawn = _run("    import subprocess\n    subprocess.run(['true'])\n    return a + b\n")
+    assert not spawn.passed and "not allowed" in spawn.detail
+    big = _run("    open('big.bin', 'wb').write(b'x' * (64 << 20))\n    return a + b\n")
+    assert not big.passed and "File too large" in big.detail
+    cwd = _run("    import os\n    assert os.path.basename(os.getcwd()).startswith('greenai_sandbox_')\n"
+               "    assert os.environ['HOME'] == os.getcwd()\n    return a + b\n")
+    assert cwd.passed, cwd.detail
+    forged = _run("    print('0' * 32)\n    import os\n    os._exit(0)\n")   # cannot fake a pass without the nonce
+    assert not forged.passed

@@ -67,6 +67,9 @@ class ExperimentConfig(BaseModel):
     output_dir: str = Field(default_factory=lambda: str(experiments_dir()))
     name: str | None = None
     compression_methods: list[str] | None = None
+    allow_code_execution: bool = Field(False, description=(
+        "run model-written code (HumanEval) in the sandbox (core/sandbox.py); off by default: a benchmark that "
+        "executes code is refused with E004 without it (CLI --allow-code-execution)"))
     constraints: dict[str, float] = Field(default_factory=dict, description=(
         "min_<metric>/max_<metric> bounds on result columns, e.g. min_accuracy, max_latency_ms; the quality gate's "
         "max_kl and max_ppl_ratio (defaults in core/gate.py) mark candidates beyond them `degraded`"))

@@ -85,14 +85,23 @@ def run_lm_eval(model, tokenizer, benchmark: PreparedBenchmark, limit: int | Non
     # saves about 5 s per evaluation (benchmarks/vs_lm_eval.py).
     task_manager = (TaskManager(include_path=benchmark.include_path, include_defaults=False) if benchmark.include_path
                     else TaskManager())
+    from contextlib import nullcontext
+
+    from greenai_dagster.core import humaneval
+
+    if benchmark.executes_code and not benchmark.allow_code_execution:
+        raise humaneval.refused(benchmark.name)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
               device=str(next(model.parameters()).device))
     try:
-        return lm_eval.simple_evaluate(
-            model=lm, tasks=benchmark.tasks, limit=limit, task_manager=task_manager,
-            log_samples=log_samples, verbosity="WARNING", random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-            confirm_run_unsafe_code=benchmark.executes_code,
-        )
+        with humaneval.code_execution_allowed() if benchmark.executes_code else nullcontext():
+            return lm_eval.simple_evaluate(
+                model=lm, tasks=benchmark.tasks, limit=limit, task_manager=task_manager,
+                log_samples=log_samples, verbosity="WARNING", random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+                confirm_run_unsafe_code=benchmark.executes_code,
+            )
+    except EvaluationError:
+        raise
     except Exception as exc:  # noqa: BLE001
         text = f"{type(exc).__name__}: {exc}"
         if not benchmark.offline and any(w in text.lower() for w in ("connect", "offline", "resolve", "hub")):
@@ -201,6 +210,10 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
                                           "new_tokens", "repeats", "batch_size", "threads", "memory_source",
                                           "loaded_memory_gb", "prefill_tokens_per_s", "decode_ms_spread", "energy_source",
                                           "latency_path")}
+    if benchmark.executes_code:   # what confined the model-written code (core.sandbox)
+        from greenai_dagster.core.sandbox import isolation
+
+        conditions["code_execution"] = isolation()
     conditions.update({"accuracy_items_per_task": settings.limit_per_task or "all",
                        "fidelity_tokens": fid.tokens,
                        "fidelity_text": fidelity.held_out_text(settings.fidelity_text)[1],

@@ -108,7 +108,7 @@ def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> di
     config = experiment_config(store, name)
     spec = load_spec(store, name)
     path = resolve_model_path(config.model)
-    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     load_started = time.perf_counter()
     model, tokenizer = load_variant(path, device=device)
     load_time = time.perf_counter() - load_started
@@ -174,7 +174,7 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
     baseline = store.baseline(name)
     folder = report.episode_dir(experiment_dir(store, name), record["episode"]) / VARIANT_DIR
     compression = json.loads((folder / "greenai_variant.json").read_text())
-    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     reference = load_reference(fidelity_reference_path(experiment_dir(store, name)))
     load_started = time.perf_counter()
     model, tokenizer = load_variant(folder, device=device)
@@ -228,7 +228,7 @@ def evaluate_full_set(store: ResultsStore, key: str, device: str = "cpu") -> dic
     """Score one stored result (baseline or candidate) on every item of the benchmark."""
     row = store.result(key)
     config = experiment_config(store, row["experiment"])
-    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     model, tokenizer = load_variant(row["checkpoint_path"], device=device)
     settings = config.eval.settings()
     settings.limit_per_task = None

@@ -74,11 +74,13 @@ def write_generative(task_name: str, items: list[dict], folder: Path, max_gen_to
     })
 
 
-def write_code(task_name: str, items: list[dict], folder: Path, max_gen_toks: int) -> Path:
-    """HumanEval-style problems; `utils.py` beside the YAML hands results to core.humaneval."""
+def write_code(task_name: str, items: list[dict] | None, folder: Path, max_gen_toks: int,
+               dataset: str | None = None) -> Path:
+    """HumanEval-style problems; `utils.py` beside the YAML hands results to core.humaneval (the
+    sandbox). `items` are written as JSONL; or `dataset` names a hub dataset with the same fields."""
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_write(folder / "utils.py", "from greenai_dagster.core.humaneval import process_results  # noqa: F401\n")
-    return _write(task_name, items, folder, {
+    config = {
         "output_type": "generate_until",
         "unsafe_code": True,
         "doc_to_text": "prompt",
@@ -86,7 +88,14 @@ def write_code(task_name: str, items: list[dict], folder: Path, max_gen_toks: in
         "generation_kwargs": {"until": ["\nclass", "\ndef", "\n#", "\nif", "\nprint"], "do_sample": False,
                               "max_gen_toks": max_gen_toks},
         "metric_list": [{"metric": "pass@1", "aggregation": "mean", "higher_is_better": True}],
-    }, extra_yaml="process_results: !function utils.process_results\n")
+    }
+    extra = "process_results: !function utils.process_results\n"
+    if dataset is None:
+        return _write(task_name, items, folder, config, extra_yaml=extra)
+    yaml_path = folder / f"{task_name}.yaml"
+    _atomic_write(yaml_path, yaml.safe_dump({"task": task_name, "dataset_path": dataset, "test_split": "test",
+                                            **config}, sort_keys=False) + extra)
+    return yaml_path
 
 
 def task_score(results_row: dict) -> tuple[str, float, float]:
