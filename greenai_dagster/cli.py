@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--benchmark-source", choices=["auto", "offline", "hub"],
                      help="lm-eval's standard tasks from the hub, or the local data (default auto: the hub where "
                           "reachable, for bigbench_hard and humaneval)")
+    run.add_argument("--trust-remote-code", action="store_true", default=None,
+                     help="let transformers run Python code shipped with the model (auto_map); off by default, "
+                          "only for a model whose code you have read and trust")
     run.add_argument("--allow-code-execution", action="store_true", default=None,
                      help="opt in to executing model-written code (HumanEval) in the sandbox: a separate process "
                           "with time, memory and file limits and no network (README 'Security'); off by default")
@@ -102,14 +105,17 @@ def cmd_run(args) -> int:
     overrides = {"model": args.model, "dataset": args.dataset, "episodes": args.episodes, "budget": args.budget,
                  "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "name": args.name,
                  "coordinator": args.coordinator, "benchmark_source": args.benchmark_source,
-                 "allow_code_execution": args.allow_code_execution,
+                 "allow_code_execution": args.allow_code_execution, "trust_remote_code": args.trust_remote_code,
                  "objectives": [o.strip() for o in args.objectives.split(",") if o.strip()] if args.objectives else None}
     eval_overrides = {k: v for k, v in {"full_set_for_frontier": args.full_eval, "limit_per_task": args.proxy_items,
                                         "fidelity_tokens": args.fidelity_tokens,
                                         "fidelity_text": args.fidelity_text}.items() if v is not None}
     config = load_config(overrides, args.config, eval_overrides)
     if args.show_spec:
-        return show_spec(config.model)
+        from greenai_dagster.core.loading import remote_code_allowed
+
+        with remote_code_allowed(config.trust_remote_code):
+            return show_spec(config.model)
     from greenai_dagster.runner import run_experiment
 
     run_experiment(config, interactive=args.interactive)

@@ -23,6 +23,7 @@ from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_next
 from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.core.loading import load_config as load_model_config
+from greenai_dagster.core.loading import remote_code_allowed
 from greenai_dagster.core.paths import dagster_home, duckdb_path
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy
@@ -79,7 +80,8 @@ def _error_from_message(message: str) -> GreenAIError:
 def validate_inputs(config: ExperimentConfig) -> None:
     """Fail fast, before any run: model resolvable (E002/E006), benchmark known (E004/E006), folder writable (E007)."""
     pipeline.ensure_writable(Path(config.output_dir))
-    load_model_config(config.model)
+    with remote_code_allowed(config.trust_remote_code):
+        load_model_config(config.model)
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     if not benchmark.offline and not hub_available():
         raise hub_unreachable(benchmark)

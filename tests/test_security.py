@@ -222,3 +222,92 @@ def test_the_sandbox_has_no_network_no_secrets_no_processes_and_small_files(monk
     assert cwd.passed, cwd.detail
     forged = _run("    print('0' * 32)\n    import os\n    os._exit(0)\n")   # cannot fake a pass without the nonce
     assert not forged.passed
+
+
+# ---- remote code stays off; model references are validated -----------------------------------------
+
+REMOTE_CONFIG = '''
+from pathlib import Path
+Path({marker!r}).touch()          # what a hostile repository's code could do on import
+from transformers import LlamaConfig
+
+
+class TinyRemoteConfig(LlamaConfig):
+    model_type = "tiny_remote"
+'''
+
+
+def _remote_code_folder(tiny_model_dir: Path, folder: Path, marker: Path) -> Path:
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="tiny_remote", auto_map={"AutoConfig": "remote_config.TinyRemoteConfig"})
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "remote_config.py").write_text(REMOTE_CONFIG.format(marker=str(marker)))
+    return folder
+
+
+def test_a_model_shipping_its_own_code_is_refused_unless_the_user_opts_in(tiny_model_dir, tmp_path, capsys):
+    from greenai_dagster.cli import main
+    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.loading import load_config, load_model_and_tokenizer, remote_code_allowed
+
+    marker = tmp_path / "remote_code_ran"
+    folder = _remote_code_folder(tiny_model_dir, tmp_path / "remote", marker)
+    for load in (load_config, load_model_and_tokenizer, load_variant):
+        with pytest.raises(ModelLoadError) as err:
+            load(str(folder))
+        assert err.value.code == "E002" and "--trust-remote-code" in str(err.value), load
+    code = main(["run", "-m", str(folder), "-e", "1", "-n", "remote_refused", "--show-spec"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("E002:") and "--trust-remote-code" in err
+    assert not marker.exists(), "the model's code ran without the opt-in"
+    with remote_code_allowed(True):             # what --trust-remote-code does around each step
+        assert load_config(str(folder)).model_type == "tiny_remote"
+    assert marker.exists()
+
+
+def test_trust_remote_code_is_a_flag_and_a_config_key_off_by_default(tmp_path):
+    from greenai_dagster.cli import build_parser
+    from greenai_dagster.core.config import ExperimentConfig, load_config
+    from greenai_dagster.core.loading import remote_code_allowed, trust_remote_code
+
+    assert ExperimentConfig().trust_remote_code is False and not trust_remote_code()
+    args = build_parser().parse_args(["run", "--trust-remote-code", "--allow-code-execution"])
+    assert args.trust_remote_code is True and args.allow_code_execution is True
+    assert build_parser().parse_args(["run"]).trust_remote_code is None
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"trust_remote_code": True}))
+    assert load_config({}, str(path)).trust_remote_code is True
+    with remote_code_allowed(True):
+        assert trust_remote_code()
+    assert not trust_remote_code()
+
+
+@pytest.mark.parametrize("ref", ["", "   ", "../../etc", "/etc", "/nonexistent/model", "~/nope", "a/b/c",
+                                 "org/..", "bad..name", "org/-name", "x" * 200, "model\x00", " gpt2", "C:\\models\\x",
+                                 "org/name?x=1", "https://evil.example/model"])
+def test_nonsense_model_references_are_e002_before_anything_is_fetched(ref, monkeypatch):
+    from greenai_dagster.core import loading
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("transformers was asked to load a reference that should have been refused")
+
+    monkeypatch.setattr("transformers.AutoConfig.from_pretrained", no_fetch)
+    with pytest.raises(ModelLoadError) as err:
+        loading.load_config(ref)
+    assert err.value.code == "E002"
+
+
+def test_valid_references_pass_validation(tiny_model_dir):
+    from greenai_dagster.core.loading import validate_model_ref
+
+    for ref in ("gpt2", "HuggingFaceTB/SmolLM2-135M", "org/model.v1_2-x", str(tiny_model_dir)):
+        validate_model_ref(ref)
+
+
+def test_cli_reports_a_bad_model_path_as_e002(data_root, capsys):
+    from greenai_dagster.cli import main
+
+    assert main(["run", "-m", "../../etc", "-e", "1", "-n", "bad_model"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("E002:") and "Traceback" not in err

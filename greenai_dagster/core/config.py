@@ -67,6 +67,9 @@ class ExperimentConfig(BaseModel):
     output_dir: str = Field(default_factory=lambda: str(experiments_dir()))
     name: str | None = None
     compression_methods: list[str] | None = None
+    trust_remote_code: bool = Field(False, description=(
+        "let transformers run Python code shipped with the model (auto_map); off by default: such a model is "
+        "refused with E002 naming --trust-remote-code"))
     allow_code_execution: bool = Field(False, description=(
         "run model-written code (HumanEval) in the sandbox (core/sandbox.py); off by default: a benchmark that "
         "executes code is refused with E004 without it (CLI --allow-code-execution)"))

@@ -7,6 +7,7 @@ resumes from what is already written and a failure loses nothing earlier.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from greenai_dagster.core.errors import DiskFull, ModelLoadError
 from greenai_dagster.core.evaluate import accuracy, evaluate_checkpoint, fidelity_reference_path, make_reference
 from greenai_dagster.core.fidelity import load_reference
 from greenai_dagster.core.flips import above_chance, compare
-from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
+from greenai_dagster.core.loading import load_model_and_tokenizer, remote_code_allowed, resolve_model_path
 from greenai_dagster.core.pareto import summarise
 from greenai_dagster.core.spec import GIB, ModelSpec, build_spec, weights_size_bytes
 from greenai_dagster.core.store import ResultsStore
@@ -62,10 +63,23 @@ def ensure_writable(folder: Path) -> None:
                        "Choose a writable --output-dir, or free disk space.") from exc
 
 
+def under_experiment_opt_ins(step):
+    """Run a step (`step(store, name_or_candidate_key, ...)`) under its experiment's
+    `trust_remote_code` choice: off unless the user passed --trust-remote-code."""
+    @functools.wraps(step)
+    def wrapped(store: ResultsStore, key: str, *args, **kwargs):
+        record = store.experiment(experiment_of(key))
+        allowed = bool(record and record["config"].get("trust_remote_code"))
+        with remote_code_allowed(allowed):
+            return step(store, key, *args, **kwargs)
+    return wrapped
+
+
 def load_spec(store: ResultsStore, name: str) -> ModelSpec:
     return ModelSpec.from_json(json.loads((experiment_dir(store, name) / "model_spec.json").read_text()))
 
 
+@under_experiment_opt_ins
 def build_model_spec(store: ResultsStore, name: str, device: str = "cpu") -> ModelSpec:
     config = experiment_config(store, name)
     path = resolve_model_path(config.model)
@@ -100,6 +114,7 @@ def _result_row(key: str, experiment: str, episode: int, strategy_id: str, metho
     }
 
 
+@under_experiment_opt_ins
 def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> dict:
     """Evaluate the uncompressed model once per experiment; later calls reuse the stored row."""
     existing = store.baseline(name)
@@ -148,6 +163,7 @@ def frontier_objectives(store: ResultsStore, name: str) -> dict[str, bool]:
     return objectives.directions(names)
 
 
+@under_experiment_opt_ins
 def compress_candidate(store: ResultsStore, key: str, device: str = "cpu") -> dict:
     """Apply the candidate's strategy to the base model; the checkpoint lands in its episode folder."""
     name = experiment_of(key)
@@ -167,6 +183,7 @@ def compress_candidate(store: ResultsStore, key: str, device: str = "cpu") -> di
     return {**info, "checkpoint_path": str(out_dir), "size_gb": weights_size_bytes(out_dir) / GIB}
 
 
+@under_experiment_opt_ins
 def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> dict:
     name = experiment_of(key)
     record = store.strategy(key)
@@ -224,6 +241,7 @@ def wants_full_set(config: ExperimentConfig, device: str) -> bool:
     return device != "cpu" if setting is None else setting
 
 
+@under_experiment_opt_ins
 def evaluate_full_set(store: ResultsStore, key: str, device: str = "cpu") -> dict:
     """Score one stored result (baseline or candidate) on every item of the benchmark."""
     row = store.result(key)
