@@ -28,6 +28,9 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     for name in ("transformers", "lm-eval", "lm_eval", "codecarbon", "datasets", "llmcompressor", "dagster"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    from greenai_dagster.core.redact import install_log_filter
+
+    install_log_filter()
     try:
         from loguru import logger
 

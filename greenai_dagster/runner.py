@@ -88,6 +88,10 @@ def validate_inputs(config: ExperimentConfig) -> None:
 
 
 def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] = print) -> dict:
+    from greenai_dagster.core.redact import redact
+
+    raw_echo = echo
+    echo = lambda line: raw_echo(redact(line))   # noqa: E731 - progress lines never carry a secret
     run_started = time.perf_counter()
     store = ResultsStore(duckdb_path())
     name = config.experiment_name()

@@ -311,3 +311,112 @@ def test_cli_reports_a_bad_model_path_as_e002(data_root, capsys):
     assert main(["run", "-m", "../../etc", "-e", "1", "-n", "bad_model"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("E002:") and "Traceback" not in err
+
+
+# ---- secrets never reach logs, strategy files, DuckDB, metadata, reports or error messages ---------
+
+OPENAI_KEY = "sk-LEAKCANARY-7f3a9c1e5b2d4f6a8c0e"
+HF_TOKEN = "hf_LEAKCANARYabcdefghijklmnop"
+CUSTOM = "LEAKCANARY-custom-secret-1234"
+
+
+def _leaks(text: str) -> list[str]:
+    return [s for s in (OPENAI_KEY, HF_TOKEN, CUSTOM, "LEAKCANARY") if s in text]
+
+
+def test_no_secret_reaches_any_output_of_a_run(data_root, tiny_model_dir, tiny_benchmark, monkeypatch, capfd):
+    """A run with the llm coordinator against a local server that echoes the key back (in an error and in
+    its reasoning, as a compromised or prompt-injected model could): every file the run wrote, every
+    DuckDB table, and everything printed must be free of the key."""
+    import duckdb
+    from test_coordinator import FakeChatServer, chat
+    from test_experiment_run import FAST_EVAL
+
+    from greenai_dagster.core.config import ExperimentConfig
+    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.runner import run_experiment
+
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
+    monkeypatch.setenv("MY_SERVICE_TOKEN", CUSTOM)
+    hostile = json.dumps({"steps": [{"method": "int8", "params": {}}],
+                          "reasoning": f"int8 is cheap. (key {OPENAI_KEY}, token {HF_TOKEN}, {CUSTOM}, "
+                                       f"Authorization: Bearer {OPENAI_KEY})"})
+    refusal = (400, {"error": {"message": f"response_format json_schema unsupported for key {OPENAI_KEY}"}}, {})
+    started = __import__("time").time()
+    with FakeChatServer([refusal, chat(hostile)]) as url:
+        config = ExperimentConfig(model=str(tiny_model_dir), dataset=str(tiny_benchmark), episodes=1, name="secret_exp",
+                                  coordinator="llm", llm_model="m-secret", llm_base_url=url,
+                                  output_dir=str(data_root / "experiments"),
+                                  eval={**FAST_EVAL, "full_set_for_frontier": False})
+        outcome = run_experiment(config, interactive=True)
+    assert outcome["termination_reason"] == "max_episodes_reached"
+    out, err = capfd.readouterr()
+    assert "[Coordinator] Reasoning" in out and "[REDACTED]" in out
+    assert not _leaks(out) and not _leaks(err)
+
+    checked = 0
+    for path in data_root.rglob("*"):
+        if path.is_file() and path.stat().st_mtime >= started - 1:
+            data = path.read_bytes()
+            assert not any(s.encode() in data for s in (OPENAI_KEY, HF_TOKEN, CUSTOM, "LEAKCANARY")), path
+            checked += 1
+    assert checked > 10                                   # the run's reports, checkpoints, logs, DuckDB
+    with duckdb.connect(str(duckdb_path()), read_only=True) as con:
+        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        dump = "\n".join(str(con.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables)
+        reasoning = con.execute("SELECT reasoning FROM strategies WHERE experiment = 'secret_exp'").fetchone()[0]
+    assert not _leaks(dump) and "int8 is cheap" in reasoning and "[REDACTED]" in reasoning
+    strategy = json.loads((data_root / "experiments" / "secret_exp" / "episode_001" / "strategy.json").read_text())
+    assert "[REDACTED]" in strategy["reasoning"]
+
+
+def test_no_secret_in_error_messages(monkeypatch, tiny_spec, data_root):
+    from test_coordinator import FakeChatServer, state_for
+
+    from greenai_dagster.core.config import load_config
+    from greenai_dagster.core.coordinator import LlmCoordinator, LlmSettings
+    from greenai_dagster.core.errors import EvaluationError, GreenAIError, NetworkError
+
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    echo = (500, {"error": {"message": f"upstream failed for Authorization: Bearer {OPENAI_KEY}"}}, {})
+    with FakeChatServer([echo]) as url:
+        with pytest.raises(NetworkError) as err:
+            LlmCoordinator(LlmSettings(model="m-echo", base_url=url)).propose(state_for(tiny_spec))
+    assert "HTTP 500" in str(err.value) and not _leaks(str(err.value)) and err.value.__cause__ is None
+    assert not _leaks(str(GreenAIError(f"boom {OPENAI_KEY} {HF_TOKEN}", f"remedy {OPENAI_KEY}")))
+    for url in (f"https://user:{OPENAI_KEY}@api.example.com/v1", f"https://api.example.com/v1?api_key={OPENAI_KEY}"):
+        with pytest.raises(EvaluationError) as err:
+            load_config({"llm_base_url": url})
+        assert "llm_base_url" in str(err.value) and "OPENAI_API_KEY" in str(err.value) and not _leaks(str(err.value))
+
+
+def test_the_redactor_masks_keys_but_not_measurements(monkeypatch):
+    from greenai_dagster.core.redact import redact, redact_obj
+
+    monkeypatch.setenv("SOME_API_KEY", CUSTOM)
+    assert redact(f"x {CUSTOM} y") == "x [REDACTED] y"
+    assert redact("sk-abcdefghijklmnopqrst and hf_abcdefghijklmnopqrstuv") == "[REDACTED] and [REDACTED]"
+    assert redact("https://bob:hunter2hunter2@h.example/v1") == "https://bob:[REDACTED]@h.example/v1"
+    assert redact('"decode_ms_per_token": 10.81, "fidelity_tokens": 4096, token=12345678') == \
+        '"decode_ms_per_token": 10.81, "fidelity_tokens": 4096, token=12345678'
+    assert redact_obj({"api_key": "abc", "eos_token": "<|endoftext|>", "n": [f"{CUSTOM}"]}) == \
+        {"api_key": "[REDACTED]", "eos_token": "<|endoftext|>", "n": ["[REDACTED]"]}
+
+
+def test_log_records_are_redacted(monkeypatch, capsys):
+    import logging
+
+    from greenai_dagster.core.redact import install_log_filter
+
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    handler = logging.StreamHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        install_log_filter()
+        logging.getLogger("some.library").warning("request with key %s failed", OPENAI_KEY)
+    finally:
+        root.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "request with key [REDACTED] failed" in err and not _leaks(err)

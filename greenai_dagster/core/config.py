@@ -98,6 +98,23 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(f"constraint '{key}' must look like min_<metric> or max_<metric>")
         return value
 
+    @field_validator("llm_base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value):
+        """A key belongs in OPENAI_API_KEY, never in the config (which is stored in DuckDB and the reports)."""
+        if value is None:
+            return value
+        from urllib.parse import parse_qsl, urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("llm_base_url must be an http(s) URL such as http://127.0.0.1:8765/v1")
+        secret_query = [k for k, _ in parse_qsl(parts.query) if re.search(r"key|token|secret|password", k, re.I)]
+        if parts.username or parts.password or secret_query:
+            raise ValueError("llm_base_url must not carry credentials (user:password@ or a key/token parameter); "
+                             "put the key in OPENAI_API_KEY")
+        return value
+
     @field_validator("objectives")
     @classmethod
     def _known_objectives(cls, value):

@@ -15,9 +15,11 @@ class GreenAIError(Exception):
     default_remedy = "See the README's troubleshooting section."
 
     def __init__(self, message: str, remedy: str | None = None):
-        self.message = message
-        self.remedy = remedy or self.default_remedy
-        super().__init__(f"{self.code}: {message} Remedy: {self.remedy}")
+        from greenai_dagster.core.redact import redact   # no secret ever reaches an error message
+
+        self.message = redact(message)
+        self.remedy = redact(remedy or self.default_remedy)
+        super().__init__(f"{self.code}: {self.message} Remedy: {self.remedy}")
 
 
 class CoordinatorKeyMissing(GreenAIError):

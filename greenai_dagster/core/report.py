@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from greenai_dagster.core.errors import DiskFull
+from greenai_dagster.core.redact import redact, redact_obj
 
 from greenai_dagster.core.flips import accuracy_interval
 from greenai_dagster.core.objectives import OBJECTIVES
@@ -30,7 +31,7 @@ def write_json(path: Path, data) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.write_text(redact(json.dumps(redact_obj(data), indent=2, default=str)))
         tmp.replace(path)
     except OSError as exc:
         raise DiskFull(f"cannot write {path}: {exc.strerror}.") from exc

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from greenai_dagster.core.errors import DiskFull
+from greenai_dagster.core.redact import redact, redact_obj
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -140,7 +141,7 @@ class ResultsStore:
         with self.transaction() as con:
             con.execute(
                 "INSERT INTO experiments VALUES (?, ?, ?, ?, 'active', NULL, ?, ?, NULL) ON CONFLICT (name) DO NOTHING",
-                [name, model, dataset, json.dumps(config), output_dir, now()])
+                [name, redact(model), dataset, redact(json.dumps(redact_obj(config))), output_dir, now()])
 
     def experiment(self, name: str) -> dict | None:
         with self.connect(read_only=True) as con:
@@ -165,12 +166,13 @@ class ResultsStore:
         with self.transaction() as con:
             con.execute(
                 "INSERT INTO strategies VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, ?) ON CONFLICT (candidate_key) DO NOTHING",
-                [candidate_key, experiment, episode, strategy["strategy_id"], json.dumps(strategy),
-                 strategy.get("reasoning", ""), now()])
+                [candidate_key, experiment, episode, strategy["strategy_id"], redact(json.dumps(redact_obj(strategy))),
+                 redact(strategy.get("reasoning", "")), now()])
 
     def set_strategy_status(self, candidate_key: str, status: str, error: str | None = None) -> None:
         with self.transaction() as con:
-            con.execute("UPDATE strategies SET status = ?, error = ? WHERE candidate_key = ?", [status, error, candidate_key])
+            con.execute("UPDATE strategies SET status = ?, error = ? WHERE candidate_key = ?",
+                        [status, redact(error), candidate_key])
 
     def strategy(self, candidate_key: str) -> dict | None:
         with self.connect(read_only=True) as con:
@@ -192,6 +194,7 @@ class ResultsStore:
     def write_result(self, row: dict) -> None:
         values = [json.dumps(row.get(c)) if c in JSON_COLUMNS and row.get(c) is not None else row.get(c)
                   for c in RESULT_COLUMNS]
+        values = [redact(v) for v in values]      # strings only; numbers pass through
         placeholders = ", ".join("?" for _ in RESULT_COLUMNS)
         with self.transaction() as con:
             con.execute("DELETE FROM results WHERE candidate_key = ?", [row["candidate_key"]])
@@ -240,7 +243,7 @@ class ResultsStore:
         merged = {**self.facts(experiment), **facts}
         with self.transaction() as con:
             con.execute("INSERT OR REPLACE INTO experiment_facts VALUES (?, ?, ?)",
-                        [experiment, json.dumps(merged, default=str), now()])
+                        [experiment, redact(json.dumps(redact_obj(merged), default=str)), now()])
 
     def facts(self, experiment: str) -> dict:
         with self.connect(read_only=True) as con:

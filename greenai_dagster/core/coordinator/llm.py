@@ -28,6 +28,7 @@ from pathlib import Path
 
 from greenai_dagster.core.coordinator.base import CoordinatorState, Proposal
 from greenai_dagster.core.objectives import get as get_objective
+from greenai_dagster.core.redact import redact
 from greenai_dagster.core.errors import CoordinatorKeyMissing, GreenAIError, NetworkError, QuotaExceeded
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
@@ -180,7 +181,7 @@ def parse_answer(text: str, state: CoordinatorState) -> Proposal:
     if state.allowed_methods and any(s.method not in state.allowed_methods for s in steps):
         raise ValueError(f"only these methods are allowed: {state.allowed_methods}")
     try:
-        strategy = validate_strategy(Strategy("llm", steps, str(data.get("reasoning", ""))), state.spec)
+        strategy = validate_strategy(Strategy("llm", steps, redact(str(data.get("reasoning", "")))), state.spec)
     except GreenAIError as exc:
         raise ValueError(f"invalid strategy: {exc.message} {exc.remedy}") from None
     label = strategy.label()
@@ -234,11 +235,11 @@ class LlmCoordinator:
             except (openai.BadRequestError, openai.InternalServerError, openai.UnprocessableEntityError) as exc:
                 position = DIALECTS.index(self.dialect)
                 if not refuses_response_format(exc) or position == len(DIALECTS) - 1:
-                    raise self._http_error(exc) from exc
+                    raise self._http_error(exc) from None
                 self.dialect = DIALECTS[position + 1]      # the server refused this dialect: step down
                 continue
             except openai.APIStatusError as exc:
-                raise self._http_error(exc) from exc
+                raise self._http_error(exc) from None
             remember_dialect(self.endpoint, self.dialect)
             return text
 
@@ -273,8 +274,8 @@ class LlmCoordinator:
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 raise NetworkError(f"the LLM API at {self.client.base_url} could not be reached ({type(exc).__name__}).",
                                    "Check the base URL and network, or use the offline planner (--coordinator planner).") from exc
-            except openai.AuthenticationError as exc:
-                raise CoordinatorKeyMissing("the LLM API rejected the key (401).") from exc
+            except openai.AuthenticationError:
+                raise CoordinatorKeyMissing("the LLM API rejected the key (401).") from None
         raise QuotaExceeded("rate limited")  # unreachable: the loop raises or returns
 
     def _retry_after(self, exc, attempt: int) -> float:
