@@ -143,18 +143,35 @@ def load_config(overrides: dict, config_file: str | None = None, eval_overrides:
     """Merge a --config JSON file with CLI overrides (CLI wins, also inside `eval`) and validate."""
     data: dict = {}
     if config_file:
+        path = Path(config_file)
         try:
-            data = json.loads(Path(config_file).read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise EvaluationError(f"config file '{config_file}' not found.", "Pass an existing JSON file to --config.") from None
+        except IsADirectoryError:
+            raise EvaluationError(f"config file '{config_file}' is a directory.", "Pass a JSON file to --config.") from None
+        except UnicodeDecodeError:
+            raise EvaluationError(f"config file '{config_file}' is not UTF-8 text.", "Pass a JSON file to --config.") from None
+        except OSError as exc:
+            raise EvaluationError(f"config file '{config_file}' cannot be read ({exc.strerror}).",
+                                  "Check the path and its permissions.") from None
         except json.JSONDecodeError as exc:
             raise EvaluationError(f"config file '{config_file}' is not valid JSON: {exc}.", "Fix the JSON syntax.") from None
+        if not isinstance(data, dict):
+            raise EvaluationError(f"config file '{config_file}' holds a JSON {type(data).__name__}, not an object.",
+                                  'The file must be one JSON object, e.g. {"model": "...", "episodes": 5}.')
+        if not isinstance(data.get("eval", {}), dict):
+            raise EvaluationError("invalid configuration: eval: must be an object.", "Fix that field in the config.")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(data.get("compression_methods"), list):   # E005 before anything runs (types: pydantic below)
+        from greenai_dagster.core.coordinator.space import check_method_names
+
+        check_method_names([m for m in data["compression_methods"] if isinstance(m, str)])
     if eval_overrides:
         data["eval"] = {**data.get("eval", {}), **eval_overrides}
     try:
         return ExperimentConfig(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"]) or "config"
         raise EvaluationError(f"invalid configuration: {where}: {first['msg']}.", "Fix that field in the config or flags.") from None

@@ -46,7 +46,7 @@ class EvalSettings:
 @dataclass
 class AccuracyResult:
     accuracy: float
-    stderr: float
+    stderr: float | None              # None: lm-eval reported no standard error ("N/A")
     per_task: dict[str, float]
     item_correct: dict[str, str]      # {task: "0110..."} in the task file's order (core.flips)
     chance: dict[str, float]          # per task: mean 1/options for multiple choice, 0 for generation
@@ -55,7 +55,7 @@ class AccuracyResult:
 @dataclass
 class Metrics:
     accuracy: float
-    accuracy_stderr: float
+    accuracy_stderr: float | None
     task_accuracy: dict
     item_correct: dict
     task_chance: dict
@@ -110,13 +110,14 @@ def run_lm_eval(model, tokenizer, benchmark: PreparedBenchmark, limit: int | Non
 
 
 def macro_score(results: dict, tasks: list[str]) -> tuple[float, float, dict]:
-    """Mean over tasks of each task's score (acc, exact_match or pass@1), its stderr, and per task."""
+    """Mean over tasks of each task's score (acc, exact_match or pass@1), its stderr, and per task.
+    The stderr is None (stored as null) when any task's stderr is unknown (lm-eval's "N/A")."""
     per_task, errors = {}, []
     for task in tasks:
         _, per_task[task], se = task_score(results[task])
         errors.append(se)
     mean = sum(per_task.values()) / len(per_task)
-    stderr = math.sqrt(sum(e * e for e in errors)) / len(errors)
+    stderr = None if any(e is None for e in errors) else math.sqrt(sum(e * e for e in errors)) / len(errors)
     return mean, stderr, per_task
 
 

@@ -85,6 +85,9 @@ def build_model_spec(store: ResultsStore, name: str, device: str = "cpu") -> Mod
     path = resolve_model_path(config.model)
     model, _ = load_model_and_tokenizer(path, device="cpu")
     spec = build_spec(config.model, model, checkpoint_path=path if Path(path).is_dir() else None)
+    from greenai_dagster.core.coordinator.space import require_usable
+
+    require_usable(spec, config.compression_methods)   # E005 now, not "converged" after 0 episodes
     report.write_json(experiment_dir(store, name) / "model_spec.json", spec.to_json())
     return spec
 
@@ -92,8 +95,16 @@ def build_model_spec(store: ResultsStore, name: str, device: str = "cpu") -> Mod
 def _result_row(key: str, experiment: str, episode: int, strategy_id: str, methods: list[str], metrics,
                 energy, baseline_size_gb: float, compression: dict | None, checkpoint: str) -> dict:
     compression = compression or {}
-    compress_kwh = compression.get("compression_energy_kwh", 0.0)
-    compress_co2 = compression.get("compression_co2_grams", 0.0)
+    # the baseline compresses nothing (0.0); a candidate whose compression went unmeasured has None
+    compress_kwh = compression.get("compression_energy_kwh", 0.0) if compression else 0.0
+    compress_co2 = compression.get("compression_co2_grams", 0.0) if compression else 0.0
+    energy_errors = [e for e in (compression.get("energy_error"), energy.error) if e]
+    if energy_errors:   # recorded with the row: why energy / CO2 are null
+        metrics.conditions["energy_error"] = "; ".join(energy_errors)
+
+    def total(a, b):
+        return None if a is None or b is None else a + b
+
     return {
         "candidate_key": key, "experiment": experiment, "episode": episode, "strategy_id": strategy_id,
         "methods": "+".join(methods), "is_baseline": episode == 0,
@@ -109,7 +120,7 @@ def _result_row(key: str, experiment: str, episode: int, strategy_id: str, metho
         "compression_time_s": compression.get("compression_time_s", 0.0),
         "compression_energy_kwh": compress_kwh, "compression_co2_grams": compress_co2,
         "eval_energy_kwh": energy.energy_kwh, "eval_co2_grams": energy.co2_grams,
-        "energy_kwh": compress_kwh + energy.energy_kwh, "co2_grams": compress_co2 + energy.co2_grams,
+        "energy_kwh": total(compress_kwh, energy.energy_kwh), "co2_grams": total(compress_co2, energy.co2_grams),
         "checkpoint_path": checkpoint,
     }
 

@@ -13,6 +13,7 @@ preparation is redone on the next run). Item formats:
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -109,7 +110,9 @@ def task_score(results_row: dict) -> tuple[str, float, float]:
             continue
         key = f"{metric},none" if f"{metric},none" in keys else keys[0]
         stderr = results_row.get(key.replace(f"{metric},", f"{metric}_stderr,", 1))
-        return metric, float(results_row[key]), float(stderr) if isinstance(stderr, (int, float)) else 0.0
+        # lm-eval writes "N/A" where it has no standard error (one item, a group): unknown, not zero
+        known = isinstance(stderr, (int, float)) and not isinstance(stderr, bool) and math.isfinite(stderr)
+        return metric, float(results_row[key]), float(stderr) if known else None
     raise KeyError(f"no score metric among {SCORE_METRICS} in {sorted(results_row)}")
 
 
