@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     model, tokenizer = load_model_and_tokenizer(args.model)
-    bench = prepare_benchmark("humaneval")
+    bench = prepare_benchmark("humaneval", allow_code_execution=True)   # running this script is the opt-in
     started = time.perf_counter()
     output = run_lm_eval(model, tokenizer, bench, None, args.batch_size, log_samples=True)
     samples = output["samples"][bench.tasks[0]]

@@ -29,6 +29,9 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     for name in ("transformers", "lm-eval", "lm_eval", "codecarbon", "datasets", "llmcompressor", "dagster"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    from greenai_dagster.core.redact import install_log_filter
+
+    install_log_filter()
     try:
         from loguru import logger
 
@@ -59,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--benchmark-source", choices=["auto", "offline", "hub"],
                      help="lm-eval's standard tasks from the hub, or the local data (default auto: the hub where "
                           "reachable, for bigbench_hard and humaneval)")
+    run.add_argument("--trust-remote-code", action="store_true", default=None,
+                     help="let transformers run Python code shipped with the model (auto_map); off by default, "
+                          "only for a model whose code you have read and trust")
+    run.add_argument("--allow-code-execution", action="store_true", default=None,
+                     help="opt in to executing model-written code (HumanEval) in the sandbox: a separate process "
+                          "with time, memory and file limits and no network (README 'Security'); off by default")
     run.add_argument("--proxy-items", type=int, help="proxy items per benchmark task while searching (default 10)")
     run.add_argument("--objectives", help="comma-separated frontier objectives (default: kl_divergence,accuracy,"
                                           "latency_ms,memory_gb,model_size_gb; list: core/objectives.py)")
@@ -111,13 +120,17 @@ def cmd_run(args) -> int:
     overrides = {"model": args.model, "dataset": args.dataset, "episodes": args.episodes, "budget": args.budget,
                  "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "name": args.name,
                  "coordinator": args.coordinator, "benchmark_source": args.benchmark_source,
+                 "allow_code_execution": args.allow_code_execution, "trust_remote_code": args.trust_remote_code,
                  "objectives": [o.strip() for o in args.objectives.split(",") if o.strip()] if args.objectives else None}
     eval_overrides = {k: v for k, v in {"full_set_for_frontier": args.full_eval, "limit_per_task": args.proxy_items,
                                         "fidelity_tokens": args.fidelity_tokens,
                                         "fidelity_text": args.fidelity_text}.items() if v is not None}
     config = load_config(overrides, args.config, eval_overrides)
     if args.show_spec:
-        return show_spec(config.model)
+        from greenai_dagster.core.loading import remote_code_allowed
+
+        with remote_code_allowed(config.trust_remote_code):
+            return show_spec(config.model)
     from greenai_dagster.runner import run_experiment
 
     run_experiment(config, interactive=args.interactive)

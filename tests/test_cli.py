@@ -101,7 +101,7 @@ def test_benchmark_source_is_resolved_once_from_hub_reachability(monkeypatch, da
     assert benchmarks.resolve_source("bigbench_commonsense") == "offline"          # has no standard twin
     bbh = benchmarks.prepare_benchmark("bigbench_hard", "hub")
     assert bbh.tasks == ["bbh_zeroshot"] and not bbh.offline and bbh.include_path is None
-    code = benchmarks.prepare_benchmark("humaneval", "hub")
+    code = benchmarks.prepare_benchmark("humaneval", "hub", allow_code_execution=True)
     assert code.tasks == ["humaneval"] and code.executes_code
 
 

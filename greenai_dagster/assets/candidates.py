@@ -35,27 +35,43 @@ def benchmark_result(context: AssetExecutionContext, store: ResultsStoreResource
     return MaterializeResult(metadata=_metrics_metadata(row))
 
 
+def plausibility_problems(store, candidate_key: str) -> list[str]:
+    """What makes a stored result physically impossible: any NaN or +-inf in any number column (read in SQL,
+    where NULL, meaning 'not measured', is not NaN), a required figure missing, accuracy and top-1 agreement
+    outside [0, 1], KL < 0, a size/latency/memory/perplexity that is not positive."""
+    row = store.result(candidate_key)
+    if row is None:
+        return ["no result row"]
+    problems = [f"{name} is not finite (NaN or inf)" for name in store.non_finite(candidate_key)]
+    for name, values in (("task_accuracy", row.get("task_accuracy")), ("task_chance", row.get("task_chance"))):
+        for task, value in (values or {}).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"{name}[{task}] is {value}")
+    required = ("accuracy", "kl_divergence", "top1_agreement", "ppl_ratio", "model_size_gb", "latency_ms",
+                "memory_gb", "perplexity")
+    for name in required:
+        if row.get(name) is None and not any(p.startswith(f"{name} ") for p in problems):
+            problems.append(f"{name} is missing")
+    if problems:
+        return problems
+    for name in ("accuracy", "top1_agreement"):
+        if not 0.0 <= row[name] <= 1.0:
+            problems.append(f"{name} {row[name]} outside [0, 1]")
+    if row["kl_divergence"] < 0:
+        problems.append(f"kl_divergence {row['kl_divergence']} is negative")
+    for name in ("model_size_gb", "latency_ms", "memory_gb", "perplexity", "ppl_ratio"):
+        if row[name] <= 0:
+            problems.append(f"{name} is {row[name]}")
+    return problems
+
+
 @asset_check(asset=benchmark_result, blocking=True)
 def benchmark_result_is_plausible(context, store: ResultsStoreResource) -> AssetCheckResult:
-    """Figures must be physically possible: finite, accuracy and top-1 agreement in [0, 1], KL >= 0,
-    positive size/latency/memory/perplexity."""
-    problems = []
+    """Figures must be physically possible: every number finite (no NaN/inf anywhere), accuracy and top-1
+    agreement in [0, 1], KL >= 0, positive size/latency/memory/perplexity."""
     partition = context.run.tags.get("dagster/partition")
-    row = store.get().result(partition) if partition else None
-    if row is None:
-        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"problem": "no result row"})
-    for name in ("accuracy", "kl_divergence", "top1_agreement", "ppl_ratio", "model_size_gb", "latency_ms",
-                 "memory_gb", "perplexity"):
-        value = row.get(name)
-        if value is None or not math.isfinite(value):
-            problems.append(f"{name} is {value}")
-    if not problems:
-        for name in ("accuracy", "top1_agreement"):
-            if not 0.0 <= row[name] <= 1.0:
-                problems.append(f"{name} {row[name]} outside [0, 1]")
-        if row["kl_divergence"] < 0:
-            problems.append(f"kl_divergence {row['kl_divergence']} is negative")
-        for name in ("model_size_gb", "latency_ms", "memory_gb", "perplexity", "ppl_ratio"):
-            if row[name] <= 0:
-                problems.append(f"{name} is {row[name]}")
-    return AssetCheckResult(passed=not problems, metadata={"problems": MetadataValue.json(problems)})
+    if not partition:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"problem": "no partition"})
+    problems = plausibility_problems(store.get(), partition)
+    return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
+                            metadata={"problems": MetadataValue.json(problems)})

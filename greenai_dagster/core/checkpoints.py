@@ -10,6 +10,9 @@ Every checkpoint folder holds `greenai_variant.json` naming its format, so one l
 - `torch_int8_dynamic`: torch dynamic-quantized modules cannot go through `save_pretrained`;
   we save config + tokenizer + the quantized state dict (`int8_state_dict.pt`), and reload by
   rebuilding the architecture from config, re-applying `quantize_dynamic`, and loading the state.
+  The state is read with `torch.load(weights_only=True)`: tensors, quantized tensors, dtypes and
+  plain containers only. A file that would need anything else to unpickle (a checkpoint someone
+  crafted to run code on load) is refused with E002 before any of its objects is built.
 Float tensors are stored in the baseline's storage dtype (bfloat16), so sizes compare fairly.
 """
 
@@ -106,28 +109,40 @@ def checkpoint_format(folder: Path) -> str:
 
 def load_variant(folder: Path, device: str = "cpu", dtype: torch.dtype | None = None):
     """Return (model, tokenizer) for any checkpoint folder this project wrote (or a plain HF folder);
-    compute dtype float32 on CPU and bfloat16 on an accelerator unless `dtype` says otherwise."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    compute dtype float32 on CPU and bfloat16 on an accelerator unless `dtype` says otherwise.
+    A model's own Python code is run only inside the user's opt-in (`loading.remote_code_allowed`)."""
+    from greenai_dagster.core.loading import load_model_and_tokenizer, remote_code_refused
 
     if not Path(folder).is_dir():  # a hub id (the baseline of a hub model)
-        from greenai_dagster.core.loading import load_model_and_tokenizer
-
         return load_model_and_tokenizer(str(folder), device=device, dtype=dtype)
-    folder = Path(folder)
+    try:
+        return _load_folder(Path(folder), device, dtype)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise remote_code_refused(str(folder)) from None
+        raise
+
+
+def _load_folder(folder: Path, device: str, dtype: torch.dtype | None):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from greenai_dagster.core.loading import trust_remote_code
+
+    remote = {"trust_remote_code": trust_remote_code()}
     if not (folder / "config.json").exists():
         raise ModelLoadError(f"no checkpoint at {folder}.", "Check the experiment folder, or re-run the episode.")
     fmt = checkpoint_format(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, **remote)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     compute_dtype = dtype or (torch.float32 if device == "cpu" else torch.bfloat16)
     if fmt == "torch_int8_dynamic":
         from greenai_dagster.core.methods.int8_dynamic import quantize_linears_int8
 
-        config = AutoConfig.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        config = AutoConfig.from_pretrained(folder, **remote)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **remote)
         model = quantize_linears_int8(model)
-        state = torch.load(folder / INT8_STATE_FILE, weights_only=False)
+        state = load_int8_state(folder / INT8_STATE_FILE)
         model.load_state_dict(_cast_floats(state, torch.float32))
         if device != "cpu":   # torch's dynamic int8 kernels are CPU-only: float weights on the int8 grid
             from greenai_dagster.core.runtimes.cuda_int8 import dequantize_int8_dynamic
@@ -135,19 +150,19 @@ def load_variant(folder: Path, device: str = "cpu", dtype: torch.dtype | None = 
             model = dequantize_int8_dynamic(model).to(device=device, dtype=compute_dtype)
         return model.eval(), tokenizer
     if fmt == "gguf":   # llama.cpp blocks expanded to float by transformers' GGUF loader
-        return AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=GGUF_FILE, dtype=compute_dtype).to(
-            device).eval(), tokenizer
+        return AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=GGUF_FILE, dtype=compute_dtype,
+                                                    **remote).to(device).eval(), tokenizer
     if fmt == "lowrank":
-        model = _load_lowrank(folder, compute_dtype)
+        model = _load_lowrank(folder, compute_dtype, remote)
     elif (folder / ADAPTER_DIR).exists() and _is_compressed_tensors(folder):
         # peft wraps nn.Linear weights, so the packed base is decompressed into float weights
         # (still on the quantization grid) before the adapter goes on top.
         from transformers import CompressedTensorsConfig
 
         model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=compute_dtype, quantization_config=CompressedTensorsConfig(run_compressed=False))
+            folder, dtype=compute_dtype, quantization_config=CompressedTensorsConfig(run_compressed=False), **remote)
     else:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype, **remote)
     if (folder / ADAPTER_DIR).exists():
         from peft import PeftModel
 
@@ -155,12 +170,30 @@ def load_variant(folder: Path, device: str = "cpu", dtype: torch.dtype | None = 
     return model.to(device).eval(), tokenizer
 
 
+def load_int8_state(path: Path) -> dict:
+    """The int8 state dict, unpickled by torch's weights-only unpickler (never arbitrary objects)."""
+    from pickle import UnpicklingError   # the exception only; nothing here unpickles with it
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelLoadError(f"int8 checkpoint {path.parent} has no {path.name}.",
+                             "Re-run the episode, or unpack the exported archive completely.") from None
+    except (UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as exc:
+        # weights_only refuses any global it does not know; the text names it (first line only)
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"refused to load {path}: it is not a plain tensor file ({first}).",
+            "Only load checkpoints this project wrote; a file that needs arbitrary objects to unpickle could run "
+            "code, so it is never loaded.") from None
+
+
 def _is_compressed_tensors(folder: Path) -> bool:
     config = json.loads((folder / "config.json").read_text())
     return config.get("quantization_config", {}).get("quant_method") == "compressed-tensors"
 
 
-def _load_lowrank(folder: Path, dtype: torch.dtype):
+def _load_lowrank(folder: Path, dtype: torch.dtype, remote: dict):
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -168,7 +201,7 @@ def _load_lowrank(folder: Path, dtype: torch.dtype):
 
     meta = json.loads((folder / VARIANT_FILE).read_text())
     ranks = next(r["lowrank_ranks"] for r in meta["step_reports"] if "lowrank_ranks" in r)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=dtype)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder, **remote), dtype=dtype, **remote)
     install_low_rank(model, ranks)
     state = {}
     for shard in sorted(folder.glob("*.safetensors")):

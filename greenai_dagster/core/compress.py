@@ -59,6 +59,7 @@ def compress_to_checkpoint(base_checkpoint: str, strategy: Strategy, spec: Model
         "compression_energy_kwh": energy.energy_kwh,
         "compression_co2_grams": energy.co2_grams,
         "energy_source": energy.source,
+        "energy_error": energy.error,
         "step_reports": reports,
         "device": device,
     }

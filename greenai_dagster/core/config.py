@@ -67,6 +67,12 @@ class ExperimentConfig(BaseModel):
     output_dir: str = Field(default_factory=lambda: str(experiments_dir()))
     name: str | None = None
     compression_methods: list[str] | None = None
+    trust_remote_code: bool = Field(False, description=(
+        "let transformers run Python code shipped with the model (auto_map); off by default: such a model is "
+        "refused with E002 naming --trust-remote-code"))
+    allow_code_execution: bool = Field(False, description=(
+        "run model-written code (HumanEval) in the sandbox (core/sandbox.py); off by default: a benchmark that "
+        "executes code is refused with E004 without it (CLI --allow-code-execution)"))
     constraints: dict[str, float] = Field(default_factory=dict, description=(
         "min_<metric>/max_<metric> bounds on result columns, e.g. min_accuracy, max_latency_ms; the quality gate's "
         "max_kl and max_ppl_ratio (defaults in core/gate.py) mark candidates beyond them `degraded`"))
@@ -90,6 +96,23 @@ class ExperimentConfig(BaseModel):
         for key in value:
             if not re.fullmatch(r"(min|max)_[a-z_]+", key):
                 raise ValueError(f"constraint '{key}' must look like min_<metric> or max_<metric>")
+        return value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value):
+        """A key belongs in OPENAI_API_KEY, never in the config (which is stored in DuckDB and the reports)."""
+        if value is None:
+            return value
+        from urllib.parse import parse_qsl, urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("llm_base_url must be an http(s) URL such as http://127.0.0.1:8765/v1")
+        secret_query = [k for k, _ in parse_qsl(parts.query) if re.search(r"key|token|secret|password", k, re.I)]
+        if parts.username or parts.password or secret_query:
+            raise ValueError("llm_base_url must not carry credentials (user:password@ or a key/token parameter); "
+                             "put the key in OPENAI_API_KEY")
         return value
 
     @field_validator("objectives")
@@ -120,18 +143,35 @@ def load_config(overrides: dict, config_file: str | None = None, eval_overrides:
     """Merge a --config JSON file with CLI overrides (CLI wins, also inside `eval`) and validate."""
     data: dict = {}
     if config_file:
+        path = Path(config_file)
         try:
-            data = json.loads(Path(config_file).read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise EvaluationError(f"config file '{config_file}' not found.", "Pass an existing JSON file to --config.") from None
+        except IsADirectoryError:
+            raise EvaluationError(f"config file '{config_file}' is a directory.", "Pass a JSON file to --config.") from None
+        except UnicodeDecodeError:
+            raise EvaluationError(f"config file '{config_file}' is not UTF-8 text.", "Pass a JSON file to --config.") from None
+        except OSError as exc:
+            raise EvaluationError(f"config file '{config_file}' cannot be read ({exc.strerror}).",
+                                  "Check the path and its permissions.") from None
         except json.JSONDecodeError as exc:
             raise EvaluationError(f"config file '{config_file}' is not valid JSON: {exc}.", "Fix the JSON syntax.") from None
+        if not isinstance(data, dict):
+            raise EvaluationError(f"config file '{config_file}' holds a JSON {type(data).__name__}, not an object.",
+                                  'The file must be one JSON object, e.g. {"model": "...", "episodes": 5}.')
+        if not isinstance(data.get("eval", {}), dict):
+            raise EvaluationError("invalid configuration: eval: must be an object.", "Fix that field in the config.")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(data.get("compression_methods"), list):   # E005 before anything runs (types: pydantic below)
+        from greenai_dagster.core.coordinator.space import check_method_names
+
+        check_method_names([m for m in data["compression_methods"] if isinstance(m, str)])
     if eval_overrides:
         data["eval"] = {**data.get("eval", {}), **eval_overrides}
     try:
         return ExperimentConfig(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"]) or "config"
         raise EvaluationError(f"invalid configuration: {where}: {first['msg']}.", "Fix that field in the config or flags.") from None

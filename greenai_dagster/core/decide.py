@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from greenai_dagster.core import pipeline
 from greenai_dagster.core.coordinator import CoordinatorState, Proposal
 from greenai_dagster.core.coordinator.space import search_space
-from greenai_dagster.core.errors import GreenAIError
+from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.pareto import DEFAULT_OBJECTIVES, feasible, pareto_front
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy, validate_strategy
@@ -96,7 +96,8 @@ def decide_next(store: ResultsStore, name: str, coordinator) -> Decision:
     strategy = validate_strategy(proposal.strategy, state.spec)  # defence in depth: never run an invalid one
     label = strategy.label()
     if label in state.tried_labels:
-        raise GreenAIError(f"coordinator {coordinator.name} proposed '{label}' again.")
+        raise CompressionFailed(f"coordinator {coordinator.name} proposed '{label}', which was already tried.",
+                                "Re-run to ask again, or use another coordinator (--coordinator planner).")
     strategy.strategy_id = f"ep{state.episode:03d}_{label}"
     strategy.reasoning = proposal.reasoning
     return Decision(Proposal(strategy, proposal.reasoning), episode=state.episode)

@@ -1,8 +1,10 @@
-"""The seed's error codes (E001-E008) as exceptions.
+"""The seed's error codes (E001-E008) as exceptions, plus E000 for the unexpected.
 
-Every failure a user can meet is raised as a `GreenAIError`: it names the code, what happened
-and what to do next. The CLI prints `str(error)` and exits non-zero; nothing already written is
-removed when one is raised.
+Every failure a user can meet is raised as a `GreenAIError` subclass: it names the code, what
+happened and what to do next. The CLI prints `str(error)` and exits non-zero; nothing already
+written is removed when one is raised. `UnexpectedError` (E000) is only for a failure inside a
+Dagster step that is none of E001-E008 (a bug or an unhandled library error); the README's
+"Error codes" section lists every code.
 """
 
 from __future__ import annotations
@@ -12,17 +14,29 @@ class GreenAIError(Exception):
     """Base class: `code`, a one-line `message` and a one-line `remedy`."""
 
     code = "E000"
-    default_remedy = "See the README's troubleshooting section."
+    default_remedy = "See 'Error codes' in the README."
 
     def __init__(self, message: str, remedy: str | None = None):
-        self.message = message
-        self.remedy = remedy or self.default_remedy
-        super().__init__(f"{self.code}: {message} Remedy: {self.remedy}")
+        from greenai_dagster.core.redact import redact   # no secret ever reaches an error message
+
+        self.message = redact(message)
+        self.remedy = redact(remedy or self.default_remedy)
+        super().__init__(f"{self.code}: {self.message} Remedy: {self.remedy}")
+
+
+class UnexpectedError(GreenAIError):
+    """E000: a step failed in a way none of E001-E008 describes (its first line is the message)."""
+
+    code = "E000"
+    default_remedy = ("An unexpected failure (please report it): the run's logs and traceback are in the Dagster UI "
+                      "(`dagster dev -w workspace.yaml`, Runs); results written so far are kept, and re-running with "
+                      "the same --name resumes.")
 
 
 class CoordinatorKeyMissing(GreenAIError):
     code = "E001"
-    default_remedy = "Set OPENAI_API_KEY (or coordinator.api_key), or use the offline planner."
+    default_remedy = "Set OPENAI_API_KEY (and OPENAI_BASE_URL for another endpoint), or use the offline planner " \
+                     "(--coordinator planner)."
 
 
 class ModelLoadError(GreenAIError):

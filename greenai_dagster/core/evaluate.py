@@ -46,7 +46,7 @@ class EvalSettings:
 @dataclass
 class AccuracyResult:
     accuracy: float
-    stderr: float
+    stderr: float | None              # None: lm-eval reported no standard error ("N/A")
     per_task: dict[str, float]
     item_correct: dict[str, str]      # {task: "0110..."} in the task file's order (core.flips)
     chance: dict[str, float]          # per task: mean 1/options for multiple choice, 0 for generation
@@ -55,7 +55,7 @@ class AccuracyResult:
 @dataclass
 class Metrics:
     accuracy: float
-    accuracy_stderr: float
+    accuracy_stderr: float | None
     task_accuracy: dict
     item_correct: dict
     task_chance: dict
@@ -85,17 +85,26 @@ def run_lm_eval(model, tokenizer, benchmark: PreparedBenchmark, limit: int | Non
     # saves about 5 s per evaluation (benchmarks/vs_lm_eval.py).
     task_manager = (TaskManager(include_path=benchmark.include_path, include_defaults=False) if benchmark.include_path
                     else TaskManager())
+    from contextlib import nullcontext
+
     from lm_eval.api.model import LM
 
+    from greenai_dagster.core import humaneval
+
+    if benchmark.executes_code and not benchmark.allow_code_execution:
+        raise humaneval.refused(benchmark.name)
     # an lm-eval LM as is (llama.cpp's, core.llama_cpp_scoring), a transformers model through HFLM
     lm = model if isinstance(model, LM) else HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
                                                    device=str(next(model.parameters()).device))
     try:
-        return lm_eval.simple_evaluate(
-            model=lm, tasks=benchmark.tasks, limit=limit, task_manager=task_manager,
-            log_samples=log_samples, verbosity="WARNING", random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-            confirm_run_unsafe_code=benchmark.executes_code,
-        )
+        with humaneval.code_execution_allowed() if benchmark.executes_code else nullcontext():
+            return lm_eval.simple_evaluate(
+                model=lm, tasks=benchmark.tasks, limit=limit, task_manager=task_manager,
+                log_samples=log_samples, verbosity="WARNING", random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+                confirm_run_unsafe_code=benchmark.executes_code,
+            )
+    except EvaluationError:
+        raise
     except Exception as exc:  # noqa: BLE001
         text = f"{type(exc).__name__}: {exc}"
         if not benchmark.offline and any(w in text.lower() for w in ("connect", "offline", "resolve", "hub")):
@@ -104,13 +113,14 @@ def run_lm_eval(model, tokenizer, benchmark: PreparedBenchmark, limit: int | Non
 
 
 def macro_score(results: dict, tasks: list[str]) -> tuple[float, float, dict]:
-    """Mean over tasks of each task's score (acc, exact_match or pass@1), its stderr, and per task."""
+    """Mean over tasks of each task's score (acc, exact_match or pass@1), its stderr, and per task.
+    The stderr is None (stored as null) when any task's stderr is unknown (lm-eval's "N/A")."""
     per_task, errors = {}, []
     for task in tasks:
         _, per_task[task], se = task_score(results[task])
         errors.append(se)
     mean = sum(per_task.values()) / len(per_task)
-    stderr = math.sqrt(sum(e * e for e in errors)) / len(errors)
+    stderr = None if any(e is None for e in errors) else math.sqrt(sum(e * e for e in errors)) / len(errors)
     return mean, stderr, per_task
 
 
@@ -227,6 +237,10 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
                                           "new_tokens", "repeats", "batch_size", "threads", "memory_source",
                                           "loaded_memory_gb", "prefill_tokens_per_s", "decode_ms_spread", "energy_source",
                                           "latency_path")}
+    if benchmark.executes_code:   # what confined the model-written code (core.sandbox)
+        from greenai_dagster.core.sandbox import isolation
+
+        conditions["code_execution"] = isolation()
     conditions.update({"quality_runtime": quality_runtime,
                        "accuracy_items_per_task": settings.limit_per_task or "all",
                        "fidelity_tokens": fid.tokens,

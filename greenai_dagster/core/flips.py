@@ -91,6 +91,14 @@ def above_chance(correct: dict[str, str], chance: dict[str, float], alpha: float
             "above_chance": p_value < alpha}
 
 
+def interval_text(accuracy: float, stderr: float | None, digits: int = 3) -> str:
+    """"95% CI low-high", or "95% CI n/a" where lm-eval reported no standard error (stored as null)."""
+    if stderr is None or stderr != stderr:
+        return "95% CI n/a"
+    low, high = accuracy_interval(accuracy, stderr)
+    return f"95% CI {low:.{digits}f}-{high:.{digits}f}"
+
+
 def accuracy_interval(accuracy: float, stderr: float) -> tuple[float, float]:
     """95 % interval from the standard error, clipped to [0, 1]."""
     half = 1.96 * (stderr or 0.0)

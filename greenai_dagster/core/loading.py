@@ -2,11 +2,20 @@
 
 Errors are translated to the seed's codes: a name that cannot be resolved is E002, a hub that
 cannot be reached is E006. Compute on CPU is float32 (half precision is many times slower there).
+
+Model references are validated before anything is fetched or opened (`validate_model_ref`): an
+existing folder must hold a `config.json`; anything else must be a well-formed hub id
+(`name` or `org/name`). A model that ships its own Python code (`auto_map` in its config) is
+never run: `trust_remote_code` is passed as False to transformers unless the user opted in
+(`--trust-remote-code`, config `trust_remote_code`), which the pipeline applies around each step
+with `remote_code_allowed(...)`; the loader then says E002 and names the flag.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -14,17 +23,67 @@ import torch
 from greenai_dagster.core.errors import ModelLoadError, NetworkError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+# the opt-in, inherited by child processes (the latency probe) started inside `remote_code_allowed(True)`
+_REMOTE_CODE_ENV = "GREENAI_INTERNAL_TRUST_REMOTE_CODE"
+_HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+HUB_ID = re.compile(rf"^(?:{_HUB_PART}/)?{_HUB_PART}$")
+
+
+def trust_remote_code() -> bool:
+    """Whether transformers may run a model's own Python code: only inside the user's opt-in."""
+    return os.environ.get(_REMOTE_CODE_ENV) == "1"
+
+
+@contextmanager
+def remote_code_allowed(allowed: bool):
+    """Apply the experiment's `trust_remote_code` for the block (and child processes it starts)."""
+    before = os.environ.get(_REMOTE_CODE_ENV)
+    if allowed:
+        os.environ[_REMOTE_CODE_ENV] = "1"
+    else:
+        os.environ.pop(_REMOTE_CODE_ENV, None)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(_REMOTE_CODE_ENV, None)
+        else:
+            os.environ[_REMOTE_CODE_ENV] = before
+
+
+def validate_model_ref(model_ref) -> None:
+    """E002 for a reference that is neither a model folder nor a well-formed hub id (nothing fetched)."""
+    remedy = ("Pass a local model folder (one with config.json), a hub id such as 'HuggingFaceTB/SmolLM2-135M', "
+              "or omit -m for the embedded default.")
+    if not isinstance(model_ref, str) or not model_ref.strip():
+        raise ModelLoadError("the model reference is empty.", remedy)
+    shown = repr(model_ref[:120])
+    if model_ref != model_ref.strip() or any(ord(c) < 32 for c in model_ref):
+        raise ModelLoadError(f"the model reference {shown} has surrounding spaces or control characters.", remedy)
+    path = Path(model_ref).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"'{model_ref}' is a folder but not a model folder (no config.json).", remedy)
+        return
+    if path.exists():
+        raise ModelLoadError(f"'{model_ref}' is a file, not a model folder or hub id.", remedy)
+    if model_ref.startswith((".", "/", "~")) or "\\" in model_ref or model_ref.count("/") > 1:
+        raise ModelLoadError(f"no model folder at '{model_ref}'.", remedy)
+    if not HUB_ID.match(model_ref) or ".." in model_ref or "--" in model_ref:
+        raise ModelLoadError(f"{shown} is neither an existing folder nor a valid hub id (name or org/name: letters, "
+                             "digits, '-', '_', '.'; at most 96 characters each).", remedy)
 
 
 def resolve_model_path(model_ref: str | None) -> str:
-    """Map the user's model reference to something `from_pretrained` accepts.
+    """Map the user's model reference to something `from_pretrained` accepts (validated first).
 
     None or the default's name gives the embedded default (converted once, then cached).
     """
-    if model_ref in (None, "", DEFAULT_MODEL, "default"):
+    if model_ref in (None, DEFAULT_MODEL, "default"):
         from greenai_dagster.core.default_model import ensure_default_checkpoint
 
         return str(ensure_default_checkpoint())
+    validate_model_ref(model_ref)
     return model_ref
 
 
@@ -45,7 +104,7 @@ def load_config(model_ref: str):
     # huggingface_hub's retries (about 30 s).
     cache_only = not _exists(path) and not _hub_up()
     try:
-        return AutoConfig.from_pretrained(path, local_files_only=cache_only)
+        return AutoConfig.from_pretrained(path, local_files_only=cache_only, trust_remote_code=trust_remote_code())
     except Exception as exc:  # noqa: BLE001 - translated into the seed's codes
         raise _translate(model_ref, exc) from exc
 
@@ -64,7 +123,16 @@ def _hub_up() -> bool:
     return hub_available()
 
 
+def remote_code_refused(model_ref: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"model '{model_ref}' ships its own Python code (auto_map), which is not run unless you opt in.",
+        "Use a model transformers supports natively, or pass --trust-remote-code (config \"trust_remote_code\": "
+        "true) if you have read its code and trust it.")
+
+
 def _translate(model_ref: str, exc: BaseException) -> Exception:
+    if "trust_remote_code" in str(exc):
+        return remote_code_refused(model_ref)
     if _exists(model_ref):
         return ModelLoadError(f"could not load model folder '{model_ref}': {exc}".splitlines()[0])
     if _is_network_failure(exc) or os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -86,8 +154,8 @@ def load_model_and_tokenizer(model_ref: str, device: str = "cpu", dtype: torch.d
     if dtype is None:
         dtype = torch.float32 if device == "cpu" else torch.bfloat16
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code())
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code())
     except Exception as exc:  # noqa: BLE001
         raise _translate(model_ref, exc) from exc
     if tokenizer.pad_token is None:

@@ -100,10 +100,20 @@ class FrontierSummary:
 def summarise(rows: list[dict], baseline: dict, objectives: dict[str, bool] | None = None,
               constraints: dict | None = None) -> FrontierSummary:
     objectives = objectives or DEFAULT_OBJECTIVES
-    ok = [r for r in rows if feasible(r, constraints)]
-    excluded = [{"candidate_key": r["candidate_key"], "strategy_id": r.get("strategy_id"),
-                 "reason": r.get("degraded_reason") if r.get("degraded") else "violates constraints"}
-                for r in rows if not feasible(r, constraints)]
+
+    def unmeasured(r):   # an objective with no value (e.g. energy when codecarbon failed) cannot be ranked
+        return [n for n in objectives if not isinstance(r.get(n), (int, float)) or r[n] != r[n]]
+
+    def reason(r):
+        if r.get("degraded"):
+            return r.get("degraded_reason")
+        if not satisfies(r, constraints or {}):
+            return "violates constraints"
+        return "not measured: " + ", ".join(unmeasured(r))
+
+    ok = [r for r in rows if feasible(r, constraints) and not unmeasured(r)]
+    excluded = [{"candidate_key": r["candidate_key"], "strategy_id": r.get("strategy_id"), "reason": reason(r)}
+                for r in rows if r not in ok]
     members = pareto_front(ok, objectives)
     best = {}
     for name, maximise in objectives.items():

@@ -7,6 +7,7 @@ resumes from what is already written and a failure loses nothing earlier.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from greenai_dagster.core.errors import DiskFull, ModelLoadError
 from greenai_dagster.core.evaluate import accuracy, evaluate_checkpoint, fidelity_reference_path, make_reference
 from greenai_dagster.core.fidelity import load_reference
 from greenai_dagster.core.flips import above_chance, compare
-from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
+from greenai_dagster.core.loading import load_model_and_tokenizer, remote_code_allowed, resolve_model_path
 from greenai_dagster.core.pareto import summarise
 from greenai_dagster.core.spec import GIB, ModelSpec, build_spec, weights_size_bytes
 from greenai_dagster.core.store import ResultsStore
@@ -63,26 +64,46 @@ def ensure_writable(folder: Path) -> None:
 
 
 def validate_inputs(config: ExperimentConfig) -> None:
-    """Fail fast, before any run: model resolvable (E002/E006), benchmark known (E004/E006), folder writable (E007)."""
+    """Fail fast, before any run: methods known (E005), model resolvable (E002/E006), benchmark known
+    (E004/E006), folder writable (E007)."""
     from greenai_dagster.core.benchmarks import hub_available, hub_unreachable
+    from greenai_dagster.core.coordinator.space import check_method_names
     from greenai_dagster.core.loading import load_config as load_model_config
 
+    check_method_names(config.compression_methods)
     ensure_writable(Path(config.output_dir))
-    load_model_config(config.model)
-    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
+    with remote_code_allowed(config.trust_remote_code):
+        load_model_config(config.model)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     if not benchmark.offline and not hub_available():
         raise hub_unreachable(benchmark)
+
+
+def under_experiment_opt_ins(step):
+    """Run a step (`step(store, name_or_candidate_key, ...)`) under its experiment's
+    `trust_remote_code` choice: off unless the user passed --trust-remote-code."""
+    @functools.wraps(step)
+    def wrapped(store: ResultsStore, key: str, *args, **kwargs):
+        record = store.experiment(experiment_of(key))
+        allowed = bool(record and record["config"].get("trust_remote_code"))
+        with remote_code_allowed(allowed):
+            return step(store, key, *args, **kwargs)
+    return wrapped
 
 
 def load_spec(store: ResultsStore, name: str) -> ModelSpec:
     return ModelSpec.from_json(json.loads((experiment_dir(store, name) / "model_spec.json").read_text()))
 
 
+@under_experiment_opt_ins
 def build_model_spec(store: ResultsStore, name: str, device: str = "cpu") -> ModelSpec:
     config = experiment_config(store, name)
     path = resolve_model_path(config.model)
     model, _ = load_model_and_tokenizer(path, device="cpu")
     spec = build_spec(config.model, model, checkpoint_path=path if Path(path).is_dir() else None)
+    from greenai_dagster.core.coordinator.space import require_usable
+
+    require_usable(spec, config.compression_methods)   # E005 now, not "converged" after 0 episodes
     report.write_json(experiment_dir(store, name) / "model_spec.json", spec.to_json())
     return spec
 
@@ -90,8 +111,16 @@ def build_model_spec(store: ResultsStore, name: str, device: str = "cpu") -> Mod
 def _result_row(key: str, experiment: str, episode: int, strategy_id: str, methods: list[str], metrics,
                 energy, baseline_size_gb: float, compression: dict | None, checkpoint: str) -> dict:
     compression = compression or {}
-    compress_kwh = compression.get("compression_energy_kwh", 0.0)
-    compress_co2 = compression.get("compression_co2_grams", 0.0)
+    # the baseline compresses nothing (0.0); a candidate whose compression went unmeasured has None
+    compress_kwh = compression.get("compression_energy_kwh", 0.0) if compression else 0.0
+    compress_co2 = compression.get("compression_co2_grams", 0.0) if compression else 0.0
+    energy_errors = [e for e in (compression.get("energy_error"), energy.error) if e]
+    if energy_errors:   # recorded with the row: why energy / CO2 are null
+        metrics.conditions["energy_error"] = "; ".join(energy_errors)
+
+    def total(a, b):
+        return None if a is None or b is None else a + b
+
     return {
         "candidate_key": key, "experiment": experiment, "episode": episode, "strategy_id": strategy_id,
         "methods": "+".join(methods), "is_baseline": episode == 0,
@@ -107,11 +136,12 @@ def _result_row(key: str, experiment: str, episode: int, strategy_id: str, metho
         "compression_time_s": compression.get("compression_time_s", 0.0),
         "compression_energy_kwh": compress_kwh, "compression_co2_grams": compress_co2,
         "eval_energy_kwh": energy.energy_kwh, "eval_co2_grams": energy.co2_grams,
-        "energy_kwh": compress_kwh + energy.energy_kwh, "co2_grams": compress_co2 + energy.co2_grams,
+        "energy_kwh": total(compress_kwh, energy.energy_kwh), "co2_grams": total(compress_co2, energy.co2_grams),
         "checkpoint_path": checkpoint,
     }
 
 
+@under_experiment_opt_ins
 def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> dict:
     """Evaluate the uncompressed model once per experiment; later calls reuse the stored row."""
     existing = store.baseline(name)
@@ -120,7 +150,7 @@ def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> di
     config = experiment_config(store, name)
     spec = load_spec(store, name)
     path = resolve_model_path(config.model)
-    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     load_started = time.perf_counter()
     model, tokenizer = load_variant(path, device=device)
     load_time = time.perf_counter() - load_started
@@ -160,6 +190,7 @@ def frontier_objectives(store: ResultsStore, name: str) -> dict[str, bool]:
     return objectives.directions(names)
 
 
+@under_experiment_opt_ins
 def compress_candidate(store: ResultsStore, key: str, device: str = "cpu") -> dict:
     """Apply the candidate's strategy to the base model; the checkpoint lands in its episode folder."""
     name = experiment_of(key)
@@ -179,6 +210,7 @@ def compress_candidate(store: ResultsStore, key: str, device: str = "cpu") -> di
     return {**info, "checkpoint_path": str(out_dir), "size_gb": weights_size_bytes(out_dir) / GIB}
 
 
+@under_experiment_opt_ins
 def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> dict:
     name = experiment_of(key)
     record = store.strategy(key)
@@ -186,7 +218,7 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
     baseline = store.baseline(name)
     folder = report.episode_dir(experiment_dir(store, name), record["episode"]) / VARIANT_DIR
     compression = json.loads((folder / "greenai_variant.json").read_text())
-    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     reference = load_reference(fidelity_reference_path(experiment_dir(store, name)))
     load_started = time.perf_counter()
     model, tokenizer = load_variant(folder, device=device)
@@ -236,11 +268,12 @@ def wants_full_set(config: ExperimentConfig, device: str) -> bool:
     return device != "cpu" if setting is None else setting
 
 
+@under_experiment_opt_ins
 def evaluate_full_set(store: ResultsStore, key: str, device: str = "cpu") -> dict:
     """Score one stored result (baseline or candidate) on every item of the benchmark."""
     row = store.result(key)
     config = experiment_config(store, row["experiment"])
-    benchmark = prepare_benchmark(config.dataset, config.benchmark_source)
+    benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     model, tokenizer = load_variant(row["checkpoint_path"], device=device)
     settings = config.eval.settings()
     settings.limit_per_task = None

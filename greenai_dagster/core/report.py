@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 
 from greenai_dagster.core.errors import DiskFull
+from greenai_dagster.core.redact import redact, redact_obj
 
-from greenai_dagster.core.flips import accuracy_interval
+from greenai_dagster.core.flips import accuracy_interval, interval_text
 from greenai_dagster.core.objectives import OBJECTIVES
 
 RESULT_FIELDS = ["accuracy", "accuracy_stderr", "kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr",
@@ -30,7 +31,7 @@ def write_json(path: Path, data) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.write_text(redact(json.dumps(redact_obj(data), indent=2, default=str)))
         tmp.replace(path)
     except OSError as exc:
         raise DiskFull(f"cannot write {path}: {exc.strerror}.") from exc
@@ -42,8 +43,9 @@ def episode_dir(experiment_dir: Path, episode: int) -> Path:
 
 def result_json(row: dict) -> dict:
     out = {k: _plain(row.get(k)) for k in RESULT_FIELDS}
-    if row.get("accuracy") is not None:
-        out["accuracy_ci95"] = list(accuracy_interval(row["accuracy"], row.get("accuracy_stderr") or 0.0))
+    if row.get("accuracy") is not None:    # null where lm-eval reported no standard error ("N/A")
+        out["accuracy_ci95"] = (list(accuracy_interval(row["accuracy"], row["accuracy_stderr"]))
+                                if row.get("accuracy_stderr") is not None else None)
     out.update({
         "is_pareto_optimal": bool(row.get("is_pareto")),
         "degraded": bool(row.get("degraded")),
@@ -107,8 +109,7 @@ def axis_title(name: str) -> str:
 def hover_text(r: dict) -> str:
     lines = [f"<b>{r['strategy_id']}</b>"]
     if r.get("accuracy") is not None:
-        low, high = accuracy_interval(r["accuracy"], r.get("accuracy_stderr") or 0.0)
-        lines.append(f"accuracy: {r['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f})")
+        lines.append(f"accuracy: {r['accuracy']:.3f} ({interval_text(r['accuracy'], r.get('accuracy_stderr'))})")
     if r.get("kl_divergence") is not None:
         lines.append(f"KL: {r['kl_divergence']:.4f} ± {r.get('kl_stderr') or 0:.4f} nats/token")
     lines += [f"{a}: {float(r[a]):.4g}" for a in AXES if a not in ("accuracy", "kl_divergence") and r.get(a) is not None]
@@ -225,8 +226,7 @@ def metrics_summary(row: dict) -> dict:
     """The figures a person wants beside a result (asset metadata): rounded, with units and intervals."""
     out = {}
     if row.get("accuracy") is not None:
-        low, high = accuracy_interval(row["accuracy"], row.get("accuracy_stderr") or 0.0)
-        out["accuracy"] = f"{row['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}, "\
+        out["accuracy"] = f"{row['accuracy']:.3f} ({interval_text(row['accuracy'], row.get('accuracy_stderr'))}, "\
                           f"{(row.get('conditions') or {}).get('accuracy_items_per_task', '?')} items/task)"
     if row.get("kl_divergence") is not None:
         out["kl_divergence"] = f"{row['kl_divergence']:.4f} ± {row.get('kl_stderr') or 0:.4f} nats/token " \
@@ -252,9 +252,9 @@ def frontier_markdown(summary, baseline: dict | None) -> str:
            "|---|---|---|---|---|---|---|---|\n"
 
     def line(r, name):
-        low, high = accuracy_interval(r["accuracy"], r.get("accuracy_stderr") or 0.0)
+        ci = interval_text(r["accuracy"], r.get("accuracy_stderr"), 2).replace("95% CI ", "")
         return (f"| {name} | {r['kl_divergence']:.4f} | {r['top1_agreement']:.3f} | {r['ppl_ratio']:.3f} | "
-                f"{r['accuracy']:.3f} [{low:.2f}, {high:.2f}] | {r['latency_ms']:.1f} | {r['memory_gb']:.3f} | "
+                f"{r['accuracy']:.3f} [{ci}] | {r['latency_ms']:.1f} | {r['memory_gb']:.3f} | "
                 f"{r['model_size_gb']:.3f} |\n")
 
     body = (line(baseline, "(baseline)") if baseline else "") + "".join(line(m, m["strategy_id"]) for m in summary.members)

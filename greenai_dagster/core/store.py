@@ -9,6 +9,7 @@ Any DuckDB client can read the file: `greenai query "SELECT ..."`.
 from __future__ import annotations
 
 import json
+import re
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -17,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from greenai_dagster.core.errors import DiskFull
+from greenai_dagster.core.redact import redact, redact_obj
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -58,7 +60,9 @@ RESULT_COLUMNS = [
 JSON_COLUMNS = ("task_accuracy", "conditions", "task_accuracy_full", "item_correct", "task_chance", "flips")
 OTHER_TYPES = {"degraded": "BOOLEAN", "degraded_reason": "VARCHAR", "fidelity_tokens": "INTEGER"}
 NULLABLE_DOUBLES = ("accuracy_full", "accuracy_full_stderr", "full_eval_time_s", "kl_stderr", "top1_stderr",
-                    "energy_j_per_token", "throughput_tokens_per_s")
+                    "energy_j_per_token", "throughput_tokens_per_s", "accuracy_stderr", "energy_kwh", "co2_grams",
+                    "compression_energy_kwh", "compression_co2_grams", "eval_energy_kwh", "eval_co2_grams",
+                    "compression_ratio")
 
 
 def _plain_full_set(row: dict) -> dict:
@@ -86,33 +90,77 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+LOCK_WAIT_S = 0.2
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _lock_holder(text: str) -> str:
+    """'python3 (PID 123)' from DuckDB's lock message, where it says."""
+    found = re.search(r"held in (\S+) \(PID (\d+)\)", text)
+    return f" by {Path(found.group(1)).name} (PID {found.group(2)})" if found else ""
+
+
 class ResultsStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, lock_timeout_s: float = 10.0):
         self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
 
     @contextmanager
-    def connect(self, read_only: bool = False):
+    def connect(self, read_only: bool = False, external_access: bool = True):
+        """A short-lived connection; DuckDB lock and I/O failures become E007 (never a raw traceback)."""
         if read_only and not self.path.exists():
             read_only = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DiskFull(f"cannot create {self.path.parent}: {exc.strerror}.") from exc
-        for attempt in range(50):
+        config = {} if external_access else {"enable_external_access": False, "lock_configuration": True}
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only, config=config)
                 break
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or attempt == 49:
-                    raise
-                time.sleep(0.2)
+                text = str(exc)
+                if "lock" in text.lower():
+                    if time.monotonic() < deadline:
+                        time.sleep(LOCK_WAIT_S)
+                        continue
+                    raise DiskFull(
+                        f"the results database {self.path} is locked{_lock_holder(text)} and stayed locked for "
+                        f"{self.lock_timeout_s:g} s.",
+                        "DuckDB lets one process write at a time: wait for the other greenai / dagster process to "
+                        "finish (or stop it), then run again; results written so far are kept.") from None
+                raise self._io_error(exc) from None
+            except duckdb.Error as exc:
+                raise self._io_error(exc) from None
         try:
-            if not read_only:
-                con.execute(SCHEMA)
-                self._add_missing_columns(con)
-            yield con
+            try:
+                if not read_only:
+                    con.execute(SCHEMA)
+                    self._add_missing_columns(con)
+                yield con
+            except duckdb.IOException as exc:
+                raise self._io_error(exc) from None
         finally:
             con.close()
+
+    def _io_error(self, exc: BaseException) -> DiskFull:
+        text = _first_line(exc)
+        if "no space left" in text.lower():
+            return DiskFull(f"disk full while writing the results database {self.path}.",
+                            "Free disk space and run again; results written before are kept.")
+        if self.path.is_dir():
+            return DiskFull(f"the results database path {self.path} is a directory.",
+                            "Point GREENAI_DATA (or --db) at a folder where greenai.duckdb can be a file.")
+        if "not a valid duckdb" in text.lower() or "invalid" in text.lower() and "database" in text.lower():
+            return DiskFull(f"{self.path} is not a DuckDB database ({text}).",
+                            "Move the file aside (it is not one this project wrote) or point GREENAI_DATA elsewhere.")
+        return DiskFull(f"cannot open or write the results database {self.path}: {text}",
+                        "Check the file's permissions and free space, then run again; results written before are kept.")
 
     @staticmethod
     def _add_missing_columns(con) -> None:
@@ -140,7 +188,7 @@ class ResultsStore:
         with self.transaction() as con:
             con.execute(
                 "INSERT INTO experiments VALUES (?, ?, ?, ?, 'active', NULL, ?, ?, NULL) ON CONFLICT (name) DO NOTHING",
-                [name, model, dataset, json.dumps(config), output_dir, now()])
+                [name, redact(model), dataset, redact(json.dumps(redact_obj(config))), output_dir, now()])
 
     def experiment(self, name: str) -> dict | None:
         with self.connect(read_only=True) as con:
@@ -165,12 +213,13 @@ class ResultsStore:
         with self.transaction() as con:
             con.execute(
                 "INSERT INTO strategies VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, ?) ON CONFLICT (candidate_key) DO NOTHING",
-                [candidate_key, experiment, episode, strategy["strategy_id"], json.dumps(strategy),
-                 strategy.get("reasoning", ""), now()])
+                [candidate_key, experiment, episode, strategy["strategy_id"], redact(json.dumps(redact_obj(strategy))),
+                 redact(strategy.get("reasoning", "")), now()])
 
     def set_strategy_status(self, candidate_key: str, status: str, error: str | None = None) -> None:
         with self.transaction() as con:
-            con.execute("UPDATE strategies SET status = ?, error = ? WHERE candidate_key = ?", [status, error, candidate_key])
+            con.execute("UPDATE strategies SET status = ?, error = ? WHERE candidate_key = ?",
+                        [status, redact(error), candidate_key])
 
     def strategy(self, candidate_key: str) -> dict | None:
         with self.connect(read_only=True) as con:
@@ -192,6 +241,7 @@ class ResultsStore:
     def write_result(self, row: dict) -> None:
         values = [json.dumps(row.get(c)) if c in JSON_COLUMNS and row.get(c) is not None else row.get(c)
                   for c in RESULT_COLUMNS]
+        values = [redact(v) for v in values]      # strings only; numbers pass through
         placeholders = ", ".join("?" for _ in RESULT_COLUMNS)
         with self.transaction() as con:
             con.execute("DELETE FROM results WHERE candidate_key = ?", [row["candidate_key"]])
@@ -240,7 +290,7 @@ class ResultsStore:
         merged = {**self.facts(experiment), **facts}
         with self.transaction() as con:
             con.execute("INSERT OR REPLACE INTO experiment_facts VALUES (?, ?, ?)",
-                        [experiment, json.dumps(merged, default=str), now()])
+                        [experiment, redact(json.dumps(redact_obj(merged), default=str)), now()])
 
     def facts(self, experiment: str) -> dict:
         with self.connect(read_only=True) as con:
@@ -251,5 +301,19 @@ class ResultsStore:
         return json.loads(row[0]) if row else {}
 
     def query(self, sql: str):
-        with self.connect(read_only=True) as con:
+        """User SQL (`greenai query`): read-only, and with DuckDB's external access off, so it cannot read or
+        write any other file (COPY ... TO, read_text, read_csv, ATTACH, extensions are refused)."""
+        with self.connect(read_only=True, external_access=False) as con:
             return con.execute(sql).fetchdf()
+
+    def non_finite(self, candidate_key: str) -> list[str]:
+        """The DOUBLE columns of a result row holding NaN or +-inf (NULL is not NaN here, unlike in a dataframe)."""
+        with self.connect(read_only=True) as con:
+            columns = [r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'results' "
+                "AND data_type = 'DOUBLE' ORDER BY ordinal_position").fetchall()]
+            if not columns:
+                return []
+            checks = ", ".join(f"(isnan({c}) OR isinf({c}))" for c in columns)
+            row = con.execute(f"SELECT {checks} FROM results WHERE candidate_key = ?", [candidate_key]).fetchone()
+        return [c for c, bad in zip(columns, row or []) if bad]

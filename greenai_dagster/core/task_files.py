@@ -13,6 +13,7 @@ preparation is redone on the next run). Item formats:
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -74,11 +75,13 @@ def write_generative(task_name: str, items: list[dict], folder: Path, max_gen_to
     })
 
 
-def write_code(task_name: str, items: list[dict], folder: Path, max_gen_toks: int) -> Path:
-    """HumanEval-style problems; `utils.py` beside the YAML hands results to core.humaneval."""
+def write_code(task_name: str, items: list[dict] | None, folder: Path, max_gen_toks: int,
+               dataset: str | None = None) -> Path:
+    """HumanEval-style problems; `utils.py` beside the YAML hands results to core.humaneval (the
+    sandbox). `items` are written as JSONL; or `dataset` names a hub dataset with the same fields."""
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_write(folder / "utils.py", "from greenai_dagster.core.humaneval import process_results  # noqa: F401\n")
-    return _write(task_name, items, folder, {
+    config = {
         "output_type": "generate_until",
         "unsafe_code": True,
         "doc_to_text": "prompt",
@@ -86,7 +89,14 @@ def write_code(task_name: str, items: list[dict], folder: Path, max_gen_toks: in
         "generation_kwargs": {"until": ["\nclass", "\ndef", "\n#", "\nif", "\nprint"], "do_sample": False,
                               "max_gen_toks": max_gen_toks},
         "metric_list": [{"metric": "pass@1", "aggregation": "mean", "higher_is_better": True}],
-    }, extra_yaml="process_results: !function utils.process_results\n")
+    }
+    extra = "process_results: !function utils.process_results\n"
+    if dataset is None:
+        return _write(task_name, items, folder, config, extra_yaml=extra)
+    yaml_path = folder / f"{task_name}.yaml"
+    _atomic_write(yaml_path, yaml.safe_dump({"task": task_name, "dataset_path": dataset, "test_split": "test",
+                                            **config}, sort_keys=False) + extra)
+    return yaml_path
 
 
 def task_score(results_row: dict) -> tuple[str, float, float]:
@@ -100,7 +110,9 @@ def task_score(results_row: dict) -> tuple[str, float, float]:
             continue
         key = f"{metric},none" if f"{metric},none" in keys else keys[0]
         stderr = results_row.get(key.replace(f"{metric},", f"{metric}_stderr,", 1))
-        return metric, float(results_row[key]), float(stderr) if isinstance(stderr, (int, float)) else 0.0
+        # lm-eval writes "N/A" where it has no standard error (one item, a group): unknown, not zero
+        known = isinstance(stderr, (int, float)) and not isinstance(stderr, bool) and math.isfinite(stderr)
+        return metric, float(results_row[key]), float(stderr) if known else None
     raise KeyError(f"no score metric among {SCORE_METRICS} in {sorted(results_row)}")
 
 

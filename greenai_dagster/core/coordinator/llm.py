@@ -28,7 +28,10 @@ from pathlib import Path
 
 from greenai_dagster.core.coordinator.base import CoordinatorState, Proposal
 from greenai_dagster.core.objectives import get as get_objective
-from greenai_dagster.core.errors import CoordinatorKeyMissing, GreenAIError, NetworkError, QuotaExceeded
+from greenai_dagster.core.redact import redact
+from greenai_dagster.core.errors import (
+    CompressionFailed, CoordinatorKeyMissing, GreenAIError, NetworkError, QuotaExceeded,
+)
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
 STRATEGY_SCHEMA = {
@@ -180,7 +183,7 @@ def parse_answer(text: str, state: CoordinatorState) -> Proposal:
     if state.allowed_methods and any(s.method not in state.allowed_methods for s in steps):
         raise ValueError(f"only these methods are allowed: {state.allowed_methods}")
     try:
-        strategy = validate_strategy(Strategy("llm", steps, str(data.get("reasoning", ""))), state.spec)
+        strategy = validate_strategy(Strategy("llm", steps, redact(str(data.get("reasoning", "")))), state.spec)
     except GreenAIError as exc:
         raise ValueError(f"invalid strategy: {exc.message} {exc.remedy}") from None
     label = strategy.label()
@@ -200,7 +203,7 @@ class LlmCoordinator:
         self.sleep = sleep
         key = self.settings.api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
-            raise CoordinatorKeyMissing("the llm coordinator needs an API key (OPENAI_API_KEY or coordinator.api_key).")
+            raise CoordinatorKeyMissing("the llm coordinator needs an API key (OPENAI_API_KEY).")
         from openai import OpenAI
 
         self.client = OpenAI(api_key=key, base_url=self.settings.base_url or os.environ.get("OPENAI_BASE_URL"),
@@ -222,7 +225,10 @@ class LlmCoordinator:
                 problems.append(str(exc))
                 messages = messages + [{"role": "assistant", "content": text},
                                        {"role": "user", "content": f"That answer was rejected: {exc}. Answer again with JSON only."}]
-        raise GreenAIError(f"the LLM gave no valid strategy in {self.settings.max_answer_retries} tries: {problems[-1]}")
+        raise CompressionFailed(
+            f"the LLM coordinator gave no valid strategy in {self.settings.max_answer_retries} tries: {problems[-1]}",
+            f"Use a more capable model (llm_model, now '{self.settings.model}'), or the offline planner "
+            "(--coordinator planner).")
 
     def _complete(self, messages: list[dict]) -> str:
         """One answer's text, negotiating the structured-output dialect with the server."""
@@ -234,11 +240,11 @@ class LlmCoordinator:
             except (openai.BadRequestError, openai.InternalServerError, openai.UnprocessableEntityError) as exc:
                 position = DIALECTS.index(self.dialect)
                 if not refuses_response_format(exc) or position == len(DIALECTS) - 1:
-                    raise self._http_error(exc) from exc
+                    raise self._http_error(exc) from None
                 self.dialect = DIALECTS[position + 1]      # the server refused this dialect: step down
                 continue
             except openai.APIStatusError as exc:
-                raise self._http_error(exc) from exc
+                raise self._http_error(exc) from None
             remember_dialect(self.endpoint, self.dialect)
             return text
 
@@ -261,9 +267,7 @@ class LlmCoordinator:
                 response = self.client.chat.completions.create(
                     model=self.settings.model, messages=messages, temperature=self.settings.temperature,
                     max_tokens=self.settings.max_tokens, **extra)
-                if not response.choices:
-                    return ""              # rejected by parse_answer, then asked again
-                return response.choices[0].message.content or ""
+                return self._answer_text(response)
             except openai.RateLimitError as exc:
                 body = exc.body if isinstance(exc.body, dict) else {}
                 code = (body.get("error") or body).get("code") if isinstance(body, dict) else None
@@ -273,9 +277,32 @@ class LlmCoordinator:
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 raise NetworkError(f"the LLM API at {self.client.base_url} could not be reached ({type(exc).__name__}).",
                                    "Check the base URL and network, or use the offline planner (--coordinator planner).") from exc
-            except openai.AuthenticationError as exc:
-                raise CoordinatorKeyMissing("the LLM API rejected the key (401).") from exc
+            except openai.AuthenticationError:
+                raise CoordinatorKeyMissing("the LLM API rejected the key (401).") from None
+            except openai.APIStatusError:
+                raise                      # _complete maps it (dialect fallback, then E006 / E001)
+            except openai.OpenAIError as exc:  # anything else the client raises: never a traceback
+                raise NetworkError(f"the LLM API at {self.client.base_url} failed ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}).",
+                                   "Check the base URL and the server, or use the offline planner "
+                                   "(--coordinator planner).") from None
         raise QuotaExceeded("rate limited")  # unreachable: the loop raises or returns
+
+    def _answer_text(self, response) -> str:
+        """The first choice's text; E006 for a response that is not a Chat Completion or has no choices."""
+        where = f"the LLM API at {self.client.base_url}"
+        remedy = ("Check that the base URL points at an OpenAI-compatible Chat Completions endpoint and the model "
+                  f"name ('{self.settings.model}') is served there, or use the offline planner (--coordinator planner).")
+        if isinstance(response, (str, bytes)) or not hasattr(response, "choices"):
+            text = response if isinstance(response, str) else type(response).__name__
+            raise NetworkError(f"{where} answered with something that is not a Chat Completions response "
+                               f"({text[:80]!r}).", remedy)
+        if not response.choices:
+            raise NetworkError(f"{where} answered HTTP 200 with no choices (model '{self.settings.model}').", remedy)
+        try:
+            return response.choices[0].message.content or ""   # empty: rejected by parse_answer, asked again
+        except (AttributeError, IndexError, TypeError):
+            raise NetworkError(f"{where} answered with a malformed choice (no message).", remedy) from None
 
     def _retry_after(self, exc, attempt: int) -> float:
         header = exc.response.headers.get("retry-after") if exc.response is not None else None

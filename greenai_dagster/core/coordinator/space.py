@@ -9,7 +9,7 @@ flag any step sets). Every strategy of the space gets a distinct point (a test c
 
 from __future__ import annotations
 
-from greenai_dagster.core.errors import GreenAIError
+from greenai_dagster.core.errors import CompressionFailed, GreenAIError
 from greenai_dagster.core.spec import ModelSpec
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
@@ -83,3 +83,35 @@ def search_space(spec: ModelSpec, allowed_methods: list[str] | None = None) -> l
             strategy.strategy_id = label
             space.append(strategy)
     return space
+
+
+def check_method_names(names: list[str] | None) -> None:
+    """E005 for a `compression_methods` entry that names no registered method (before any work)."""
+    from greenai_dagster.core.methods import REGISTRY
+
+    unknown = [n for n in names or [] if n not in REGISTRY]
+    if unknown:
+        raise CompressionFailed(f"compression_methods names unknown method(s) {unknown}.",
+                                f"Use names from: {', '.join(sorted(REGISTRY))} (or leave compression_methods unset "
+                                "for all).")
+
+
+def require_usable(spec: ModelSpec, names: list[str] | None) -> None:
+    """E005 when `compression_methods` leaves nothing to try for this model, or names a method that no
+    candidate can use (e.g. `lora` alone: it only follows another method in a chain); otherwise the run
+    would evaluate the baseline and stop "converged" after 0 episodes."""
+    if not names:
+        return
+    check_method_names(names)
+    space = search_space(spec, names)
+    unusable = [n for n in names if not any(n in c.methods for c in space)]
+    if not space or unusable:
+        methods = {m for c in search_space(spec) for m in c.methods}
+        chained = sorted(n for n in unusable if n in methods)
+        hint = (f" ({', '.join(chained)} only run(s) in chains with other methods: allow those too)" if chained
+                else "")
+        raise CompressionFailed(
+            f"compression_methods {names} leave {'nothing' if not space else f'no candidate for {unusable}'} to try "
+            f"on {spec.model_name}{hint}.",
+            f"Methods this model can use alone or in chains: {', '.join(sorted(methods))}; start a new experiment "
+            "(a new --name) with a usable list, or leave compression_methods unset.")
