@@ -363,11 +363,16 @@ def test_a_result_failing_the_blocking_check_stops_its_run_with_a_clear_error(da
         results_store.write_result(row)
         return results_store.result(candidate_key)
 
+    def fake_compress(results_store, candidate_key, device="cpu"):   # the check under test follows the benchmark
+        return {"strategy": {"strategy_id": "ep001_int8_dynamic", "steps": []}, "compression_time_s": 0.0,
+                "compression_energy_kwh": 0.0, "size_gb": 0.1, "checkpoint_path": str(tmp_path)}
+
     monkeypatch.setattr(pipeline, "benchmark_candidate", fake_benchmark)
+    monkeypatch.setattr(pipeline, "compress_candidate", fake_compress)
     instance = runner.dagster_instance()
     instance.add_dynamic_partitions(candidates_partitions.name, [key])
     resources = {"store": ResultsStoreResource(path=str(store.path)), "gpu": GpuResource(device="cpu")}
     with pytest.raises(EvaluationError) as err:
-        runner._materialize(["benchmark_result"], key, instance, resources)
+        runner._run_stage("candidate", key, instance, resources)
     assert err.value.code == "E004" and "benchmark_result_is_plausible" in str(err.value)
     assert "compression_ratio is not finite" in str(err.value)
