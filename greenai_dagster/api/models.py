@@ -10,6 +10,15 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 JobStatus = Literal["pending", "running", "completed", "failed"]
 
 
+
+def _only_known(value: list[str] | None, known: list[str], what: str) -> list[str] | None:
+    """A list field that may only name known things (unset is fine, empty is not): 422 naming the unknown ones."""
+    if value is not None:
+        unknown = [v for v in value if v not in known]
+        if unknown or not value:
+            raise ValueError(f"unknown {what}(s) {unknown}; known: {', '.join(known)}")
+    return value
+
 class EvalSettings(BaseModel):
     """Evaluation settings (core/config.py EvalConfig); a field left out keeps its default."""
 
@@ -49,13 +58,9 @@ class CompressRequest(BaseModel):
     @field_validator("compression_methods")
     @classmethod
     def _known_methods(cls, value):
-        if value is not None:
-            from greenai_dagster.core.methods import REGISTRY
+        from greenai_dagster.core.methods import REGISTRY
 
-            unknown = [v for v in value if v not in REGISTRY]
-            if unknown or not value:
-                raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(sorted(REGISTRY))}")
-        return value
+        return _only_known(value, sorted(REGISTRY), "method")
 
     @field_validator("constraints")
     @classmethod
@@ -73,13 +78,9 @@ class CompressRequest(BaseModel):
     @field_validator("objectives")
     @classmethod
     def _known_objectives(cls, value):
-        if value is not None:
-            from greenai_dagster.core.objectives import OBJECTIVES
+        from greenai_dagster.core.objectives import OBJECTIVES
 
-            unknown = [v for v in value if v not in OBJECTIVES]
-            if unknown or not value:
-                raise ValueError(f"unknown objective(s) {unknown}; known: {', '.join(OBJECTIVES)}")
-        return value
+        return _only_known(value, list(OBJECTIVES), "objective")
 
 
 class SpecRequest(BaseModel):
