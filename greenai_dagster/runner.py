@@ -112,6 +112,8 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
     spec = pipeline.load_spec(store, name)
     baseline = store.baseline(name)
     echo(f"Experiment {name}: model {config.model} ({spec.parameter_count} params), benchmark {config.dataset}")
+    for line in spec_notes(spec):
+        echo(line)
     echo(f"[Baseline] Accuracy: {accuracy_text(baseline)} | Perplexity: {baseline['perplexity']:.2f} "
          f"({baseline['fidelity_tokens']} held-out tokens) | Latency: {baseline['latency_ms']:.1f} ms/token | "
          f"Memory: {baseline['memory_gb']:.3f} GB | Size: {baseline['model_size_gb']:.3f} GB")
@@ -180,6 +182,14 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
     echo("Wall time: {total_s:.0f} s = load {load_s:.0f} + compress {compress_s:.0f} + evaluate {evaluate_s:.0f} "
          "+ orchestration {orchestration_s:.0f}".format(**timings))
     return {"experiment": name, "termination_reason": reason, "timings": timings, "final": final}
+
+
+def spec_notes(spec) -> list[str]:
+    """What the spec found that limits this model's search space, said once at the start of a run."""
+    lines = [f"[Spec] {spec.group_size_note}"] if spec.group_size_note else []
+    lines += [f"[Spec] left out for {spec.architecture or spec.model_family}: {method}: {why}"
+              for method, why in spec.unsupported_methods.items()]
+    return lines
 
 
 def full_set(config: ExperimentConfig, name: str, store: ResultsStore, instance, resources: dict,

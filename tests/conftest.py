@@ -22,11 +22,10 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
-def build_tiny_model(folder: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
-    """A real (random-weight) Llama with a real BPE tokenizer, saved like any HF checkpoint."""
-    import torch
+def build_tiny_tokenizer():
+    """A real byte-level BPE tokenizer (512 tokens) trained offline on the packaged corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     from greenai_dagster.core.corpus import calibration_text
 
@@ -35,8 +34,15 @@ def build_tiny_model(folder: Path, hidden: int = 64, layers: int = 2, seed: int 
     bpe.decoder = decoders.ByteLevel()
     bpe.train_from_iterator([calibration_text()], trainers.BpeTrainer(
         vocab_size=512, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
+
+def build_tiny_model(folder: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    """A real (random-weight) Llama with a real BPE tokenizer, saved like any HF checkpoint."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tiny_tokenizer()
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,

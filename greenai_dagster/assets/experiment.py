@@ -9,13 +9,16 @@ from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
 @asset(partitions_def=experiments_partitions, group_name="experiment")
 def model_spec(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
-    """Family, size, layer widths, memory needs and valid group sizes of the experiment's model."""
+    """Family, size, layer widths, memory needs and valid group sizes of the experiment's model, and the
+    methods its architecture cannot take (with the reason; a config asking for one fails here, E005)."""
     spec = pipeline.build_model_spec(store.get(), context.partition_key, device=gpu.device_name())
     return MaterializeResult(metadata={
         "model": spec.model_name, "family": spec.model_family, "parameters": spec.parameter_count_exact,
         "size_gb": spec.model_size_gb, "min_vram_gb": spec.min_vram_gb, "recommended_vram_gb": spec.recommended_vram_gb,
         "valid_group_sizes": MetadataValue.json(spec.valid_group_sizes),
         "preferred_methods": MetadataValue.json(spec.preferred_methods),
+        "architecture": spec.architecture, "linear_layer_types": MetadataValue.json(spec.linear_layer_types),
+        "unsupported_methods": MetadataValue.json(spec.unsupported_methods),
     })
 
 

@@ -4,8 +4,13 @@ Every checkpoint folder holds `greenai_variant.json` naming its format, so one l
 (`load_variant`) opens any of them in a fresh process:
 - `hf`: a normal transformers folder (llm-compressor's compressed-tensors format included);
   reload with plain `AutoModelForCausalLM.from_pretrained`.
-- `lowrank`: ASVD's thin layer pairs; config + safetensors + the rank map in greenai_variant.json;
-  reloaded by building the model from config, installing thin layers of those ranks, then loading.
+- `lowrank`: ASVD's thin layer pairs; config + safetensors (keyed by module name) + the rank map in
+  greenai_variant.json; reloaded by building the model from config, installing thin layers of those
+  ranks, then loading.
+- any architecture (`core.arch`): a checkpoint whose Conv1D layers (GPT-2) were turned into
+  nn.Linear for a quantizer says `conv1d_as_linear` and is rebuilt that way before loading; quantized
+  experts of a mixture of experts are saved per expert under the names transformers' own checkpoint
+  conversion expects (e.g. Mixtral's w1/w3/w2), so its loader stacks them into the fused experts.
 - any folder may hold `lora_adapter/` (LoRA on a quantized base): loaded on top with peft.
 - `torch_int8_dynamic`: torch dynamic-quantized modules cannot go through `save_pretrained`;
   we save config + tokenizer + the quantized state dict (`int8_state_dict.pt`), and reload by
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from greenai_dagster.core import arch
 from greenai_dagster.core.errors import DiskFull, ModelLoadError
 
 VARIANT_FILE = "greenai_variant.json"
@@ -60,9 +66,16 @@ def save_variant(model, tokenizer, out_dir: Path, checkpoint_format: str, metada
                         param.data = param.data.to(STORAGE_DTYPE)
             else:
                 model.to(STORAGE_DTYPE)
-            model.save_pretrained(tmp)
+            if checkpoint_format == "lowrank":
+                _save_module_state(model, tmp)
+            else:
+                model.save_pretrained(tmp)
+                if getattr(model, arch.LINEAR_EXPERTS_FLAG, False):
+                    arch.rename_expert_keys(tmp, model.config.model_type)
             _keep_shape_fields(model.config, tmp / "config.json")
         tokenizer.save_pretrained(tmp)
+        if getattr(model, arch.CONV1D_FLAG, False) and checkpoint_format in ("hf", "lowrank"):
+            metadata = {**metadata, "conv1d_as_linear": True}
         (tmp / VARIANT_FILE).write_text(json.dumps({"format": checkpoint_format, **metadata}, indent=2))
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -72,6 +85,17 @@ def save_variant(model, tokenizer, out_dir: Path, checkpoint_format: str, metada
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
+
+
+def _save_module_state(model, folder: Path) -> None:
+    """config + one safetensors file keyed by module names (transformers' save may rename keys for its
+    checkpoint layout, e.g. GPT-NeoX's lm_head -> embed_out, which `_load_lowrank` could not match)."""
+    from safetensors.torch import save_model
+
+    model.config.save_pretrained(folder)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
 def _cast_floats(state: dict, dtype: torch.dtype) -> dict:
@@ -136,6 +160,7 @@ def _load_folder(folder: Path, device: str, dtype: torch.dtype | None):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     compute_dtype = dtype or (torch.float32 if device == "cpu" else torch.bfloat16)
+    meta = json.loads((folder / VARIANT_FILE).read_text()) if (folder / VARIANT_FILE).exists() else {}
     if fmt == "torch_int8_dynamic":
         from greenai_dagster.core.methods.int8_dynamic import quantize_linears_int8
 
@@ -152,17 +177,20 @@ def _load_folder(folder: Path, device: str, dtype: torch.dtype | None):
     if fmt == "gguf":   # llama.cpp blocks expanded to float by transformers' GGUF loader
         return AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=GGUF_FILE, dtype=compute_dtype,
                                                     **remote).to(device).eval(), tokenizer
-    if fmt == "lowrank":
-        model = _load_lowrank(folder, compute_dtype, remote)
-    elif (folder / ADAPTER_DIR).exists() and _is_compressed_tensors(folder):
-        # peft wraps nn.Linear weights, so the packed base is decompressed into float weights
-        # (still on the quantization grid) before the adapter goes on top.
-        from transformers import CompressedTensorsConfig
+    with arch.load_patches(AutoConfig.from_pretrained(folder, **remote), bool(meta.get("conv1d_as_linear"))):
+        if fmt == "lowrank":
+            model = _load_lowrank(folder, compute_dtype, remote)
+        elif (folder / ADAPTER_DIR).exists() and _is_compressed_tensors(folder):
+            # peft wraps nn.Linear weights, so the packed base is decompressed into float weights
+            # (still on the quantization grid) before the adapter goes on top.
+            from transformers import CompressedTensorsConfig
 
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=compute_dtype, quantization_config=CompressedTensorsConfig(run_compressed=False), **remote)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype, **remote)
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, dtype=compute_dtype, quantization_config=CompressedTensorsConfig(run_compressed=False),
+                **remote)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype, **remote)
+    _unify_float_dtype(model, compute_dtype)
     if (folder / ADAPTER_DIR).exists():
         from peft import PeftModel
 
@@ -188,6 +216,16 @@ def load_int8_state(path: Path) -> dict:
             "code, so it is never loaded.") from None
 
 
+def _unify_float_dtype(model, dtype: torch.dtype) -> None:
+    """Plain float tensors in the compute dtype. transformers leaves some in the stored dtype when a
+    compressed-tensors checkpoint renames a key on load (GPT-NeoX's embed_out -> lm_head stays
+    bfloat16), which then fails in matmul against float32 activations."""
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            if type(param) is torch.nn.Parameter and param.is_floating_point() and param.dtype != dtype:
+                param.data = param.data.to(dtype)
+
+
 def _is_compressed_tensors(folder: Path) -> bool:
     config = json.loads((folder / "config.json").read_text())
     return config.get("quantization_config", {}).get("quant_method") == "compressed-tensors"
@@ -207,7 +245,10 @@ def _load_lowrank(folder: Path, dtype: torch.dtype, remote: dict):
     for shard in sorted(folder.glob("*.safetensors")):
         state.update(load_file(shard))
     missing, unexpected = model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=False)
-    missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded = {id(params[k]) for k in state if k in params}
+    missing = [k for k in missing if not (k in params and id(params[k]) in loaded)]  # tied weights are stored once
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]   # older checkpoints: tied head left out
     if missing or unexpected:
         raise ModelLoadError(f"low-rank checkpoint {folder} does not match its rank map "
                              f"(missing {missing[:2]}, unexpected {unexpected[:2]}).")

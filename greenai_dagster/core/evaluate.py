@@ -73,14 +73,22 @@ class Metrics:
         return asdict(self)
 
 
+def _no_env_info(results: dict) -> None:
+    """Stands in for lm-eval's add_env_info (see run_lm_eval)."""
+
+
 def run_lm_eval(model, tokenizer, benchmark: PreparedBenchmark, limit: int | None, batch_size: int,
                 log_samples: bool = False) -> dict:
     """lm-eval's simple_evaluate on an in-memory model; hub failures become E006, others E004."""
     import lm_eval
+    import lm_eval.evaluator
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
+    # lm-eval ends every run by collecting torch's environment report (`pip list` and other subprocesses,
+    # about 3 s); nothing here reads it, and the conditions we report are recorded by us
+    lm_eval.evaluator.add_env_info = _no_env_info
     # Our offline tasks need only their own folder: not indexing lm-eval's ~10k built-in task files
     # saves about 5 s per evaluation (benchmarks/vs_lm_eval.py).
     task_manager = (TaskManager(include_path=benchmark.include_path, include_defaults=False) if benchmark.include_path

@@ -18,7 +18,7 @@ from greenai_dagster.core.checkpoints import load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.energy import track_energy
-from greenai_dagster.core.errors import DiskFull, ModelLoadError
+from greenai_dagster.core.errors import CompressionFailed, DiskFull, ModelLoadError
 from greenai_dagster.core.evaluate import accuracy, evaluate_checkpoint, fidelity_reference_path, make_reference
 from greenai_dagster.core.fidelity import load_reference
 from greenai_dagster.core.flips import above_chance, compare
@@ -105,7 +105,20 @@ def build_model_spec(store: ResultsStore, name: str, device: str = "cpu") -> Mod
 
     require_usable(spec, config.compression_methods)   # E005 now, not "converged" after 0 episodes
     report.write_json(experiment_dir(store, name) / "model_spec.json", spec.to_json())
+    check_methods_fit(spec, config.compression_methods)
     return spec
+
+
+def check_methods_fit(spec: ModelSpec, requested: list[str] | None) -> None:
+    """E005 before any long work when the config asks for a method this architecture cannot take."""
+    refused = {m: spec.unsupported_methods[m] for m in requested or [] if m in spec.unsupported_methods}
+    if refused:
+        usable = sorted(m for m in requested if m not in refused)
+        raise CompressionFailed(
+            f"{spec.model_name} ({spec.architecture or spec.model_family}) cannot be compressed with "
+            + "; ".join(f"'{m}': {why}" for m, why in refused.items()) + ".",
+            f"Remove {', '.join(refused)} from compression_methods"
+            + (f" (left: {', '.join(usable)})." if usable else "; model_spec.json lists the reasons."))
 
 
 def _result_row(key: str, experiment: str, episode: int, strategy_id: str, methods: list[str], metrics,

@@ -19,6 +19,7 @@ from pathlib import Path
 GIB = 1024**3
 PRECISION_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 GROUP_SIZE_CANDIDATES = (32, 64, 128, 256)
+FALLBACK_GROUP_SIZES = (16, 8)   # only when none of the usual sizes divides every width (e.g. hidden 72)
 
 # Conditions under which min / recommended VRAM are stated (kept in the spec so they are visible).
 INFERENCE_CONDITIONS = {"batch_size": 1, "seq_len": 2048, "precision": "fp16"}
@@ -64,6 +65,23 @@ def valid_group_sizes(in_features: set[int], candidates=GROUP_SIZE_CANDIDATES) -
     return [g for g in candidates if all(width % g == 0 for width in in_features)]
 
 
+def choose_group_sizes(in_features: set[int]) -> tuple[list[int], str | None]:
+    """The usual group sizes that fit every width; else the largest smaller power of two that does
+    (one per model, stated); else none, with the reason (group-wise quantization is then left out)."""
+    if not in_features:
+        return [], "the model has no quantizable linear layers"
+    sizes = valid_group_sizes(in_features)
+    if sizes:
+        return sizes, None
+    widths = ", ".join(map(str, sorted(in_features)))
+    fallback = valid_group_sizes(in_features, FALLBACK_GROUP_SIZES)[:1]
+    if fallback:
+        return fallback, (f"no group size of {'/'.join(map(str, GROUP_SIZE_CANDIDATES))} divides every quantized "
+                          f"layer's input width ({widths}); group size {fallback[0]} is used for this model")
+    return [], (f"no power-of-two group size from {FALLBACK_GROUP_SIZES[-1]} to {GROUP_SIZE_CANDIDATES[-1]} divides "
+                f"every quantized layer's input width ({widths})")
+
+
 def preferred_methods(parameter_count: int) -> list[str]:
     """The seed's priors: GPTQ 4-bit first, INT8 for accuracy, AWQ for speed; AutoRound for small models."""
     if parameter_count < 3e9:
@@ -103,6 +121,17 @@ class ModelSpec:
     training_memory: dict = field(default_factory=dict)
     memory_conditions: dict = field(default_factory=dict)
     checkpoint_path: str | None = None
+    # what the model is made of (core.arch) and what that means for the methods
+    architecture: str = ""
+    linear_layer_types: dict = field(default_factory=dict)   # {"Linear": n, "Conv1D": n, "fused experts": n}
+    tied_embeddings: bool = True
+    num_experts: int = 0
+    router_layers: list = field(default_factory=list)        # never quantized or pruned
+    expert_layout: str = ""      # MoE only: "per-expert" (methods see one linear per expert) or "fused" (untouched)
+    width_examples: dict = field(default_factory=dict)       # {input width: a layer with that width}
+    group_size_note: str | None = None
+    unsupported_methods: dict = field(default_factory=dict)  # {method: why it cannot compress this model}
+    method_notes: dict = field(default_factory=dict)         # {method: what it leaves out on this model}
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -122,29 +151,71 @@ def weights_size_bytes(folder: Path) -> int:
 
 
 def build_spec(model_name: str, model, checkpoint_path: str | None = None) -> ModelSpec:
-    """Read shapes from a loaded model (any HF causal LM) and apply the formulas."""
-    import torch
+    """Read shapes from a loaded model (any HF causal LM) and apply the formulas.
+
+    Layers are found generically (`core.arch`): every nn.Linear / Conv1D except the output head and
+    mixture-of-experts routers, plus the experts of fused MoE blocks. Every registered method is
+    asked whether it can compress this model; those that cannot are recorded with the reason and are
+    left out of the search space (a strategy naming one is refused with E005 before any work)."""
+    from greenai_dagster.core.errors import ModelLoadError
+
+    try:
+        return _build_spec(model_name, model, checkpoint_path)
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ModelLoadError(
+            f"cannot read the shapes of model '{model_name}' ({type(model).__name__}): {type(exc).__name__}: {exc}"
+            .splitlines()[0], "This architecture is not supported; please report it with its config.json.") from exc
+
+
+def _count(text_cfg, *names, default=None):
+    for name in names:
+        value = getattr(text_cfg, name, None)
+        if value is not None:
+            return value
+    if default is not None:
+        return default
+    raise AttributeError(f"the config has none of {', '.join(names)}")
+
+
+def _build_spec(model_name: str, model, checkpoint_path: str | None) -> ModelSpec:
+    from greenai_dagster.core import arch
 
     cfg = model.config
-    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    d_model = text_cfg.hidden_size
-    n_layers = text_cfg.num_hidden_layers
-    n_heads = text_cfg.num_attention_heads
-    n_kv = getattr(text_cfg, "num_key_value_heads", None) or n_heads
+    text_cfg = arch.text_config(cfg)
+    d_model = _count(text_cfg, "hidden_size", "n_embd", "d_model")
+    n_layers = _count(text_cfg, "num_hidden_layers", "n_layer", "num_layers")
+    n_heads = _count(text_cfg, "num_attention_heads", "n_head", "num_heads")
+    n_kv = _count(text_cfg, "num_key_value_heads", "multi_query_group_num", default=n_heads)
     d_head = getattr(text_cfg, "head_dim", None) or d_model // n_heads
     params = sum(p.numel() for p in model.parameters())  # tied weights are counted once
 
-    linears = [m for name, m in model.named_modules()
-               if isinstance(m, torch.nn.Linear) and not name.endswith("lm_head")]
-    in_features = {m.in_features for m in linears}
-    out_features = {m.out_features for m in linears}
+    linears = arch.quantizable_linears(model)
+    shapes = {name: arch.linear_shape(m) for name, m in linears.items()}
+    types: dict[str, int] = {}
+    for m in linears.values():
+        types[type(m).__name__] = types.get(type(m).__name__, 0) + 1
+    for name, block in arch.fused_experts(model).items():
+        per_expert = arch.expert_shapes(block)
+        experts = block.down_proj.shape[0]
+        types["fused experts"] = types.get("fused experts", 0) + experts * len(per_expert)
+        for label, shape in zip(("gate_proj", "up_proj", "down_proj")[-len(per_expert):], per_expert):
+            shapes[f"{name}.*.{label}"] = shape
+    in_features = {s[0] for s in shapes.values()}
+    out_features = {s[1] for s in shapes.values()}
+    examples: dict[int, str] = {}
+    for name, (n_in, _) in shapes.items():
+        examples.setdefault(n_in, name)
+    group_sizes, group_note = choose_group_sizes(in_features)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    tied = head is not None and embed is not None and head.weight is embed.weight
+
     size_gb = (weights_size_bytes(Path(checkpoint_path)) / GIB) if checkpoint_path and Path(checkpoint_path).is_dir() \
         else params * 2 / GIB
-
     infer = inference_memory(params, n_layers=n_layers, d_model=d_model, n_kv_heads=n_kv, d_head=d_head,
                              **INFERENCE_CONDITIONS)
     train = training_memory(params, n_layers=n_layers, d_model=d_model, **TRAINING_CONDITIONS)
-    return ModelSpec(
+    spec = ModelSpec(
         model_name=model_name,
         model_family=getattr(cfg, "model_type", "unknown"),
         parameter_count=human_count(params),
@@ -162,10 +233,30 @@ def build_spec(model_name: str, model, checkpoint_path: str | None = None) -> Mo
         vocab_size=text_cfg.vocab_size,
         linear_in_features=sorted(in_features),
         linear_out_features=sorted(out_features),
-        min_linear_rank=min(min(m.in_features, m.out_features) for m in linears),
-        valid_group_sizes=valid_group_sizes(in_features),
+        min_linear_rank=min((min(s) for s in shapes.values()), default=0),
+        valid_group_sizes=group_sizes,
         inference_memory=infer,
         training_memory=train,
         memory_conditions={"min_vram": INFERENCE_CONDITIONS, "recommended_vram": TRAINING_CONDITIONS},
         checkpoint_path=checkpoint_path,
+        architecture=type(model).__name__,
+        linear_layer_types=types,
+        tied_embeddings=bool(tied),
+        num_experts=arch.num_experts(cfg),
+        router_layers=sorted(arch.router_names(model, linear_only=False)),
+        expert_layout=arch.expert_layout(model),
+        width_examples={str(w): n for w, n in sorted(examples.items())},
+        group_size_note=group_note,
     )
+    from greenai_dagster.core.methods import REGISTRY
+
+    for name, method in REGISTRY.items():
+        reason = method.unsupported(model, spec)
+        if reason:
+            spec.unsupported_methods[name] = reason
+        else:
+            note = method.note(model, spec)
+            if note:
+                spec.method_notes[name] = note
+    spec.preferred_methods = [m for m in spec.preferred_methods if m not in spec.unsupported_methods]
+    return spec

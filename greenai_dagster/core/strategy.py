@@ -66,9 +66,18 @@ def validate_strategy(strategy: Strategy, spec: ModelSpec) -> Strategy:
     if not strategy.steps:
         raise CompressionFailed("strategy has no steps.", "Give at least one compression step.")
     normalised = []
+    widths: set[int] | None = None   # input widths an earlier structural step leaves, if any
     for position, step in enumerate(strategy.steps):
         method = get_method(step.method)
         params = method.validate(step.params, spec)
+        group = params.get("group_size")
+        if widths and group and any(w % group for w in widths):
+            bad = sorted(w for w in widths if w % group)
+            raise CompressionFailed(
+                f"group size {group} of '{step.method}' does not divide the input width {bad[0]} that the earlier "
+                f"structural step leaves.", "Use a smaller group size, or prune without heads (prune_heads: false).")
+        if hasattr(method, "widths_after"):
+            widths = method.widths_after(params, spec)
         if method.must_be_last and position != len(strategy.steps) - 1:
             raise CompressionFailed(
                 f"'{step.method}' must be the last step of a chain (its output cannot be processed further).",

@@ -86,7 +86,8 @@ def build_messages(state: CoordinatorState) -> list[dict]:
     payload = {
         "model_spec": {k: getattr(spec, k) for k in ("model_name", "model_family", "parameter_count", "model_size_gb",
                                                        "hidden_size", "num_layers", "linear_in_features",
-                                                       "valid_group_sizes", "preferred_methods")},
+                                                       "valid_group_sizes", "preferred_methods",
+                                                       "unsupported_methods")},
         "objectives": {n: {"direction": get_objective(n).direction, "unit": get_objective(n).unit,
                            "description": get_objective(n).description} for n in state.objectives},
         "baseline": _summary(state.baseline),

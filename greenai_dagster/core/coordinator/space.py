@@ -19,11 +19,12 @@ DEFAULTS = {"weight_bits": 16.0, "group_log2": 10.0, "rank_ratio": 1.0}
 KEEP_SMALLEST = ("weight_bits", "rank_ratio", "group_log2")
 
 
-def _templates(group: int, small_group: int) -> list[list[tuple[str, dict]]]:
+def _templates(group: int, small_group: int, moe: bool = False) -> list[list[tuple[str, dict]]]:
+    awq = {"bits": 4, "group_size": group, **({"symmetric": True} if moe else {})}  # MoE experts reload symmetric only
     return [
         [("gptq", {"bits": 4, "group_size": group})],
         [("int8", {})],
-        [("awq", {"bits": 4, "group_size": group})],
+        [("awq", awq)],
         [("gptq", {"bits": 8, "group_size": group})],
         [("autoround", {"bits": 4, "group_size": group, "iters": 50})],
         [("rtn", {"bits": 4, "group_size": group})],
@@ -65,12 +66,13 @@ def features(strategy: Strategy) -> dict[str, float]:
 
 
 def search_space(spec: ModelSpec, allowed_methods: list[str] | None = None) -> list[Strategy]:
-    """Valid candidates for this model, labels unique, in prior order (the seed's preferences first)."""
+    """Valid candidates for this model, labels unique, in prior order (the seed's preferences first).
+    Methods that cannot compress this architecture (`spec.unsupported_methods`) are left out."""
     sizes = spec.valid_group_sizes or [32]
     group = 64 if 64 in sizes else (128 if 128 in sizes else sizes[-1])
     small_group = min(sizes)
     seen, space = set(), []
-    for template in _templates(group, small_group):
+    for template in _templates(group, small_group, bool(spec.expert_layout)):
         if allowed_methods and any(m not in allowed_methods for m, _ in template):
             continue
         try:

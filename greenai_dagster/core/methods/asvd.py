@@ -14,8 +14,10 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from greenai_dagster.core import arch
 from greenai_dagster.core.errors import CompressionFailed
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
+from greenai_dagster.core.methods.base import (CompressionContext, CompressionMethod, MethodParams, MethodResult,
+                                               needs_linears)
 from greenai_dagster.core.methods.structured import input_activation_means
 
 
@@ -41,8 +43,9 @@ def target_rank(in_features: int, out_features: int, ratio: float, align: int) -
 
 
 def decoder_linears(model) -> dict[str, torch.nn.Linear]:
-    head = model.get_output_embeddings()
-    return {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
+    """The linears ASVD factorizes: every quantizable one (`core.arch`; Conv1D layers become nn.Linear first)."""
+    arch.conv1d_to_linear(model)
+    return dict(arch.quantizable_linears(model))
 
 
 def replace_module(model, name: str, new: torch.nn.Module) -> None:
@@ -53,9 +56,9 @@ def replace_module(model, name: str, new: torch.nn.Module) -> None:
 def install_low_rank(model, ranks: dict[str, int]) -> None:
     """Swap the named linears for empty LowRankLinear shells of the recorded ranks (used when loading)."""
     for name, rank in ranks.items():
-        old = model.get_submodule(name)
-        replace_module(model, name, LowRankLinear(old.in_features, old.out_features, rank, old.bias is not None,
-                                                  dtype=old.weight.dtype))
+        old = model.get_submodule(name)   # an nn.Linear, or a Conv1D where the architecture builds one
+        n_in, n_out = arch.linear_shape(old)
+        replace_module(model, name, LowRankLinear(n_in, n_out, rank, old.bias is not None, dtype=old.weight.dtype))
 
 
 class Asvd(CompressionMethod):
@@ -64,6 +67,14 @@ class Asvd(CompressionMethod):
     Params = AsvdParams
     must_be_last = True  # the thin layers are not nn.Linear, which the quantizers and pruners expect
     checkpoint_format = "lowrank"
+
+    def unsupported(self, model, spec):
+        return needs_linears(spec)
+
+    def note(self, model, spec):
+        if spec.expert_layout:
+            return "the fused experts are not factorized (they are not linear modules); attention and dense layers are"
+        return None
 
     def check(self, params, spec):
         if target_rank(spec.min_linear_rank, spec.min_linear_rank, params.param_ratio, params.align) >= spec.min_linear_rank:

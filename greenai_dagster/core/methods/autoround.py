@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
-from greenai_dagster.core.methods.gptq import check_group_size
-from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, run_oneshot, weight_scheme
+from greenai_dagster.core.methods.base import CompressionContext, MethodParams, MethodResult
+from greenai_dagster.core.methods.gptq import GroupQuantizer
+from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, prepare, run_oneshot, weight_scheme
 
 
 class AutoRoundParams(MethodParams):
@@ -29,13 +29,23 @@ class AutoRoundParams(MethodParams):
     batch_size: int = Field(8, ge=1)
 
 
-class AutoRound(CompressionMethod):
+class AutoRound(GroupQuantizer):
     name = "autoround"
-    family = "quantization"
     Params = AutoRoundParams
 
-    def check(self, params, spec):
-        check_group_size(params.group_size, spec)
+    def unsupported(self, model, spec):
+        reason = super().unsupported(model, spec)
+        if reason:
+            return reason
+        # auto-round keeps every integer-quantized layer whose widths are not multiples of 32 in 16 bit
+        # (auto_round.compressors.layer_config_resolver): on such a model it would quantize nothing there
+        odd = sorted({w for w in spec.linear_in_features + spec.linear_out_features if w % 32})
+        if odd:
+            where = spec.width_examples.get(str(odd[0]))
+            return (f"auto-round quantizes only layers whose input and output widths are multiples of 32 and leaves "
+                    f"the others in 16 bit; this model has widths {', '.join(map(str, odd))}"
+                    + (f" (e.g. the input of {where})" if where else ""))
+        return None
 
     def label(self, params):
         return f"autoround_w{params['bits']}g{params['group_size']}_i{params['iters']}"
@@ -47,7 +57,7 @@ class AutoRound(CompressionMethod):
         from llmcompressor.modifiers.autoround import AutoRoundModifier
 
         modifier = AutoRoundModifier(
-            config_groups=weight_scheme(params.bits, params.group_size, params.symmetric), ignore=["lm_head"],
+            config_groups=weight_scheme(params.bits, params.group_size, params.symmetric), ignore=prepare(model),
             iters=params.iters, batch_size=min(params.batch_size, params.num_calibration_samples),
             enable_torch_compile=ctx.device != "cpu",
         )

@@ -10,9 +10,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
-from greenai_dagster.core.methods.gptq import check_group_size
-from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, run_oneshot, weight_scheme
+from greenai_dagster.core.methods.base import CompressionContext, MethodParams, MethodResult
+from greenai_dagster.core.methods.gptq import GroupQuantizer
+from greenai_dagster.core.methods.llmcompressor_oneshot import (count_quantized, prepare, run_oneshot, smoothing_problem,
+                                                                 weight_scheme)
 
 
 @contextmanager
@@ -42,13 +43,12 @@ class AwqParams(MethodParams):
     calibration_seq_len: int = Field(128, ge=16, le=4096)
 
 
-class Awq(CompressionMethod):
+class Awq(GroupQuantizer):
     name = "awq"
-    family = "quantization"
     Params = AwqParams
 
-    def check(self, params, spec):
-        check_group_size(params.group_size, spec)
+    def unsupported(self, model, spec):
+        return super().unsupported(model, spec) or smoothing_problem(model, "awq")
 
     def label(self, params):
         return f"awq_w{params['bits']}g{params['group_size']}"
@@ -62,7 +62,7 @@ class Awq(CompressionMethod):
 
         scheme = weight_scheme(params.bits, params.group_size, params.symmetric)
         recipe = [AWQModifier(n_grid=params.n_grid, offload_device=None),
-                  QuantizationModifier(config_groups=scheme, ignore=["lm_head"])]
+                  QuantizationModifier(config_groups=scheme, ignore=prepare(model))]
         with cpu_safe_intermediates_cache():
             run_oneshot(model, ctx, recipe, params.num_calibration_samples, params.calibration_seq_len, "AWQ")
         return MethodResult(model, {"quantized_linear_layers": count_quantized(model), "engine": "llmcompressor AWQModifier"})

@@ -22,6 +22,19 @@ from greenai_dagster.core.spec import ModelSpec
 PER_CHANNEL_LOG2 = 10.0   # the group_log2 feature of per-channel scales (coarser than any group)
 
 
+def _registered() -> list[str]:
+    from greenai_dagster.core.methods import REGISTRY
+
+    return list(REGISTRY)
+
+
+def needs_linears(spec: ModelSpec) -> str | None:
+    """The reason shared by every weight method when a model has no layer it could change."""
+    if not spec.linear_in_features:
+        return "it has no nn.Linear or Conv1D layer besides the output head"
+    return None
+
+
 class MethodParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,9 +75,24 @@ class CompressionMethod(ABC):
             ) from None
 
     def validate(self, params: dict, spec: ModelSpec) -> dict:
+        reason = spec.unsupported_methods.get(self.name)
+        if reason:
+            usable = sorted(m for m in _registered() if m not in spec.unsupported_methods)
+            raise CompressionFailed(
+                f"'{self.name}' cannot compress {spec.model_name} ({spec.architecture or spec.model_family}): {reason}.",
+                f"Use a method this model supports: {', '.join(usable) or 'none'} (listed in model_spec.json).")
         parsed = self.parse(params)
         self.check(parsed, spec)
         return parsed.model_dump()
+
+    def unsupported(self, model: torch.nn.Module, spec: ModelSpec) -> str | None:
+        """Why this method cannot compress this architecture at all (None: it can). Asked once, when the
+        model spec is built, with the loaded model; the answer is stored in the spec."""
+        return None
+
+    def note(self, model: torch.nn.Module, spec: ModelSpec) -> str | None:
+        """What this method leaves untouched on this architecture (e.g. fused experts), if anything."""
+        return None
 
     def check(self, params: MethodParams, spec: ModelSpec) -> None:
         """Raise CompressionFailed when the params do not fit this model. Default: nothing to check."""

@@ -21,6 +21,23 @@ from typing import Literal
 from greenai_dagster.core.checkpoints import GGUF_FILE
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
 
+
+def converter_architectures() -> set[str] | None:
+    """Architectures llama.cpp's converter registers (`@ModelBase.register("LlamaForCausalLM", ...)`), read
+    from its sources without importing them; None when the converter is not installed here."""
+    import re
+
+    from greenai_dagster.core.gguf_files import llama_cpp_dir
+
+    root = llama_cpp_dir()
+    if not (root / "convert_hf_to_gguf.py").exists():
+        return None
+    names: set[str] = set()
+    for source in [root / "convert_hf_to_gguf.py", *sorted((root / "conversion").glob("*.py"))]:
+        for call in re.finditer(r"\.register\(([^)]*)\)", source.read_text(errors="replace")):
+            names.update(re.findall(r"[\"']([A-Za-z0-9_]+)[\"']", call.group(1)))
+    return names
+
 # bits per weight of each type (llama.cpp's block sizes) and the block that carries one scale
 BITS = {"Q4_0": 4.5, "Q4_1": 5.0, "Q5_0": 5.5, "Q5_1": 6.0, "Q8_0": 8.5, "Q3_K_M": 3.91, "Q4_K_S": 4.58,
         "Q4_K_M": 4.85, "Q5_K_S": 5.54, "Q5_K_M": 5.69, "Q6_K": 6.56}
@@ -38,6 +55,12 @@ class GgufQuant(CompressionMethod):
     Params = GgufParams
     must_be_last = True       # the result is a llama.cpp file, not a model other methods can read
     checkpoint_format = "gguf"
+
+    def unsupported(self, model, spec):
+        known = converter_architectures()
+        if known is not None and type(model).__name__ not in known:
+            return f"llama.cpp's converter has no conversion for {type(model).__name__}"
+        return None
 
     def label(self, params):
         return f"gguf_{params.get('quant_type', 'Q4_K_M').lower()}"

@@ -15,7 +15,9 @@ from pydantic import Field
 
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
-from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, run_oneshot, weight_scheme
+from greenai_dagster.core.methods.llmcompressor_oneshot import (check_expert_scheme, count_quantized, expert_note,
+                                                                 group_quant_unsupported, prepare, run_oneshot,
+                                                                 weight_scheme)
 
 
 class GptqParams(MethodParams):
@@ -29,21 +31,42 @@ class GptqParams(MethodParams):
 
 
 def check_group_size(group_size: int, spec) -> None:
-    if group_size not in spec.valid_group_sizes:
+    """E005 naming a layer whose input width the group size does not divide."""
+    if group_size <= 0:
+        raise CompressionFailed(f"group size {group_size} must be positive.", f"Use one of {spec.valid_group_sizes}.")
+    bad = [w for w in spec.linear_in_features if w % group_size]
+    if bad:
+        layer = spec.width_examples.get(str(bad[0]), "a quantized layer")
         raise CompressionFailed(
-            f"group size {group_size} does not divide every quantized layer's input width "
-            f"({', '.join(map(str, spec.linear_in_features))}).",
-            f"Use one of {spec.valid_group_sizes}.",
+            f"group size {group_size} does not divide the input width {bad[0]} of layer {layer} "
+            f"(quantized layers' input widths: {', '.join(map(str, spec.linear_in_features))}).",
+            f"Use one of {spec.valid_group_sizes}." if spec.valid_group_sizes else
+            "No group size fits this model; use int8 or a pruning method.",
         )
+    if group_size not in spec.valid_group_sizes and spec.valid_group_sizes:
+        raise CompressionFailed(f"group size {group_size} is not offered for this model.",
+                                f"Use one of {spec.valid_group_sizes}.")
 
 
-class Gptq(CompressionMethod):
-    name = "gptq"
+class GroupQuantizer(CompressionMethod):
+    """What GPTQ, AWQ, AutoRound and RTN share: a group size that fits every layer, symmetric experts."""
+
     family = "quantization"
-    Params = GptqParams
+
+    def unsupported(self, model, spec):
+        return group_quant_unsupported(spec)
+
+    def note(self, model, spec):
+        return expert_note(spec)
 
     def check(self, params, spec):
         check_group_size(params.group_size, spec)
+        check_expert_scheme(params.symmetric, spec, self.name)
+
+
+class Gptq(GroupQuantizer):
+    name = "gptq"
+    Params = GptqParams
 
     def label(self, params):
         return f"gptq_w{params['bits']}g{params['group_size']}" + ("_act" if params.get("act_order") else "")
@@ -57,7 +80,7 @@ class Gptq(CompressionMethod):
 
         modifier = GPTQModifier(
             config_groups=weight_scheme(params.bits, params.group_size, params.symmetric, params.act_order),
-            ignore=["lm_head"], dampening_frac=params.dampening_frac,
+            ignore=prepare(model), dampening_frac=params.dampening_frac,
             actorder="static" if params.act_order else None,
         )
         run_oneshot(model, ctx, [modifier], params.num_calibration_samples, params.calibration_seq_len, "GPTQ")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-from greenai_dagster.core.methods.base import PER_CHANNEL_LOG2, CompressionContext, CompressionMethod, MethodParams, MethodResult
+from greenai_dagster.core import arch
+from greenai_dagster.core.methods.base import (PER_CHANNEL_LOG2, CompressionContext, CompressionMethod, MethodParams,
+                                               MethodResult, needs_linears)
 
 
 class Int8DynamicParams(MethodParams):
@@ -18,13 +20,14 @@ class Int8DynamicParams(MethodParams):
 
 
 def quantize_linears_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Quantize every nn.Linear except the output head (kept float: tied to the embeddings).
+    """Quantize every quantizable linear (`core.arch`: not the output head, which may be tied to the
+    embeddings, and not a MoE router); Conv1D layers (GPT-2) become nn.Linear first. The same steps
+    rebuild the module tree when the checkpoint is loaded.
 
     Weights per output channel (int8), activations per tensor at run time (uint8).
     """
-    head = model.get_output_embeddings()
-    targets = {name: per_channel_dynamic_qconfig for name, m in model.named_modules()
-               if isinstance(m, torch.nn.Linear) and m is not head}
+    arch.conv1d_to_linear(model)
+    targets = {name: per_channel_dynamic_qconfig for name in arch.quantizable_linears(model)}
     model = model.to("cpu").float()
     return quantize_dynamic(model, qconfig_spec=targets, dtype=torch.qint8, inplace=True)
 
@@ -35,6 +38,14 @@ class Int8Dynamic(CompressionMethod):
     Params = Int8DynamicParams
     must_be_last = True  # its packed int8 modules are not a float model other methods can read
     checkpoint_format = "torch_int8_dynamic"
+
+    def unsupported(self, model, spec):
+        return needs_linears(spec)
+
+    def note(self, model, spec):
+        if spec.expert_layout:
+            return "torch's dynamic int8 quantizes nn.Linear modules only: the fused experts stay in float"
+        return None
 
     def check(self, params, spec):
         if params.bits != 8:

@@ -14,9 +14,22 @@ import math
 import torch
 from pydantic import Field
 
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
+from greenai_dagster.core import arch
+from greenai_dagster.core.methods.base import (CompressionContext, CompressionMethod, MethodParams, MethodResult,
+                                               needs_linears)
 
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+def lora_targets(model) -> list[str]:
+    """Full names of the layers adapters go on: every quantizable linear (`core.arch`: Linear or Conv1D,
+    not the head, not a router), except per-expert linears (transformers packs experts into fused
+    tensors, which peft cannot wrap)."""
+    return sorted(n for n in arch.quantizable_linears(model) if not arch.is_expert_linear(n))
+
+
+def lora_note(spec) -> str | None:
+    if spec.expert_layout:
+        return "adapters go on attention and dense layers; the experts are not adapted (fused tensors)"
+    return None
 
 
 class LoraParams(MethodParams):
@@ -61,6 +74,12 @@ class Lora(CompressionMethod):
     family = "recovery"
     Params = LoraParams
 
+    def unsupported(self, model, spec):
+        return needs_linears(spec)
+
+    def note(self, model, spec):
+        return lora_note(spec)
+
     def label(self, params):
         return f"lora_r{params['rank']}_s{params['steps']}"
 
@@ -76,8 +95,7 @@ class Lora(CompressionMethod):
         quantized = is_quantized(model)
         zero_masks = {} if quantized else {n: (p == 0) for n, p in model.named_parameters()
                                             if p.dim() == 2 and (p == 0).float().mean() > 0.01}
-        targets = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                          if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in LORA_TARGETS})
+        targets = lora_targets(model)
         peft_model = get_peft_model(model, LoraConfig(r=params.rank, lora_alpha=params.alpha, target_modules=targets,
                                                       lora_dropout=0.0, task_type="CAUSAL_LM"))
         train_adapters(peft_model, train, params)

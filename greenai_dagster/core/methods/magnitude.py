@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import prune
 
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodResult
-from greenai_dagster.core.methods.sparsity import OneShotPruneParams, check_nm, linear_sparsity
+from greenai_dagster.core import arch
+from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodResult, needs_linears
+from greenai_dagster.core.methods.sparsity import OneShotPruneParams, check_nm, linear_sparsity, pruning_note
 
 
 def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -26,6 +27,12 @@ class MagnitudePrune(CompressionMethod):
     family = "pruning"
     Params = OneShotPruneParams
 
+    def unsupported(self, model, spec):
+        return needs_linears(spec)
+
+    def note(self, model, spec):
+        return pruning_note(spec)
+
     def check(self, params, spec):
         check_nm(params, spec)
 
@@ -39,13 +46,14 @@ class MagnitudePrune(CompressionMethod):
     @torch.no_grad()
     def apply(self, model, params: OneShotPruneParams, ctx: CompressionContext) -> MethodResult:
         n, m = map(int, params.mask_structure.split(":"))
-        head = model.get_output_embeddings()
-        for module in model.modules():
-            if not isinstance(module, torch.nn.Linear) or module is head:
-                continue
-            if m:
-                module.weight.mul_(nm_mask(module.weight, n, m))
+        linearized = arch.linearize_experts(model) if arch.expert_layout(model) == "per-expert" else 0
+        for module in arch.quantizable_linears(model).values():
+            if m:   # N:M along the input dimension (a Conv1D stores its weight as [in, out])
+                weight = module.weight.t() if arch.is_conv1d(module) else module.weight
+                weight.mul_(nm_mask(weight, n, m))
             else:
                 prune.l1_unstructured(module, "weight", amount=params.sparsity)
                 prune.remove(module, "weight")  # make the zeros permanent, drop the mask buffers
+        if linearized:
+            arch.repack_float_experts(model)
         return MethodResult(model, {"measured_sparsity": linear_sparsity(model), "engine": "torch"})

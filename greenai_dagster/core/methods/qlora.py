@@ -13,7 +13,8 @@ import torch
 
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodResult
-from greenai_dagster.core.methods.lora import LORA_TARGETS, LoraParams, heldout_loss, train_adapters
+from greenai_dagster.core.methods.base import needs_linears
+from greenai_dagster.core.methods.lora import LoraParams, heldout_loss, lora_note, lora_targets, train_adapters
 
 
 class QLora(CompressionMethod):
@@ -24,6 +25,12 @@ class QLora(CompressionMethod):
 
     def label(self, params):
         return f"qlora_nf4_r{params['rank']}_s{params['steps']}"
+
+    def unsupported(self, model, spec):
+        return needs_linears(spec)
+
+    def note(self, model, spec):
+        return lora_note(spec)
 
     def check(self, params, spec):
         if not spec.checkpoint_path:
@@ -54,7 +61,7 @@ class QLora(CompressionMethod):
         chunks = ctx.calibration(params.steps * params.batch_size + 8, params.seq_len)
         train, heldout = chunks[8:], chunks[:8]
         loss_before = heldout_loss(base, heldout)
-        targets = sorted({n.rsplit(".", 1)[-1] for n, _ in base.named_modules() if n.rsplit(".", 1)[-1] in LORA_TARGETS})
+        targets = lora_targets(base)
         model = get_peft_model(base, LoraConfig(r=params.rank, lora_alpha=params.alpha, target_modules=targets,
                                                 lora_dropout=0.0, task_type="CAUSAL_LM"))
         train_adapters(model, train, params)

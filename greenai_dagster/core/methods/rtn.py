@@ -6,9 +6,9 @@ import math
 
 from typing import Literal
 
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
-from greenai_dagster.core.methods.gptq import check_group_size
-from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, run_oneshot, weight_scheme
+from greenai_dagster.core.methods.base import CompressionContext, MethodParams, MethodResult
+from greenai_dagster.core.methods.gptq import GroupQuantizer
+from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, prepare, run_oneshot, weight_scheme
 
 
 class RtnParams(MethodParams):
@@ -17,13 +17,9 @@ class RtnParams(MethodParams):
     symmetric: bool = True
 
 
-class Rtn(CompressionMethod):
+class Rtn(GroupQuantizer):
     name = "rtn"
-    family = "quantization"
     Params = RtnParams
-
-    def check(self, params, spec):
-        check_group_size(params.group_size, spec)
 
     def label(self, params):
         return f"rtn_w{params['bits']}g{params['group_size']}"
@@ -35,6 +31,6 @@ class Rtn(CompressionMethod):
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
         modifier = QuantizationModifier(config_groups=weight_scheme(params.bits, params.group_size, params.symmetric),
-                                        ignore=["lm_head"])
-        run_oneshot(model, ctx, [modifier], 4, 64, "RTN")
+                                        ignore=prepare(model))
+        run_oneshot(model, ctx, [modifier], 4, 64, "RTN", calibrate=False)   # weights only: no data needed
         return MethodResult(model, {"quantized_linear_layers": count_quantized(model), "engine": "llmcompressor QuantizationModifier"})

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from greenai_dagster.core.methods.base import PER_CHANNEL_LOG2, CompressionContext, CompressionMethod, MethodParams, MethodResult
-from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, run_oneshot
+from greenai_dagster.core.methods.base import needs_linears
+from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, prepare, run_oneshot, smoothing_problem
 
 
 class SmoothQuantParams(MethodParams):
@@ -26,6 +27,14 @@ class SmoothQuantW8A8(CompressionMethod):
     family = "quantization"
     Params = SmoothQuantParams
 
+    def unsupported(self, model, spec):
+        if needs_linears(spec):
+            return needs_linears(spec)
+        if spec.expert_layout:
+            return ("transformers reloads quantized experts into its fused expert tensors only from packed int4/int8 "
+                    "weight-only checkpoints, not from W8A8's int8 weight format")
+        return smoothing_problem(model, "smoothquant")
+
     def label(self, params):
         return f"w8a8_sq{params['smoothing_strength']:g}"
 
@@ -37,6 +46,6 @@ class SmoothQuantW8A8(CompressionMethod):
         from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
 
         recipe = [SmoothQuantModifier(smoothing_strength=params.smoothing_strength),
-                  GPTQModifier(targets=["Linear"], scheme="W8A8", ignore=["lm_head"])]
+                  GPTQModifier(targets=["Linear"], scheme="W8A8", ignore=prepare(model))]
         run_oneshot(model, ctx, recipe, params.num_calibration_samples, params.calibration_seq_len, "SmoothQuant W8A8")
         return MethodResult(model, {"quantized_linear_layers": count_quantized(model), "engine": "llmcompressor SmoothQuant + GPTQ W8A8"})

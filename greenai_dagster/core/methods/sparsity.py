@@ -9,9 +9,11 @@ import re
 import torch
 from pydantic import Field, field_validator
 
+from greenai_dagster.core import arch
 from greenai_dagster.core.errors import CompressionFailed
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
-from greenai_dagster.core.methods.llmcompressor_oneshot import run_oneshot
+from greenai_dagster.core.methods.base import (CompressionContext, CompressionMethod, MethodParams, MethodResult,
+                                               needs_linears)
+from greenai_dagster.core.methods.llmcompressor_oneshot import prepare, run_oneshot
 
 
 class OneShotPruneParams(MethodParams):
@@ -28,22 +30,40 @@ class OneShotPruneParams(MethodParams):
         return value
 
 
+def prunable_weights(model) -> list[torch.Tensor]:
+    """The weights pruning acts on: every quantizable linear (Linear / Conv1D, not the head, not a router)
+    and the experts of fused mixture-of-experts blocks."""
+    weights = [m.weight for m in arch.quantizable_linears(model).values() if getattr(m, "weight", None) is not None]
+    for block in arch.fused_experts(model).values():
+        weights += [p for n, p in block.named_parameters(recurse=False) if p.dim() == 3 and not n.endswith("bias")]
+    return weights
+
+
 def linear_sparsity(model) -> float:
-    """Fraction of exact zeros over the decoder's linear weights (the head excluded)."""
-    head = model.get_output_embeddings()
+    """Fraction of exact zeros over the decoder's linear weights (head and routers excluded)."""
     zeros = total = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear) and module is not head:
-            zeros += (module.weight == 0).sum().item()
-            total += module.weight.numel()
-    return zeros / total
+    for weight in prunable_weights(model):
+        zeros += (weight == 0).sum().item()
+        total += weight.numel()
+    return zeros / total if total else 0.0
+
+
+def pruning_note(spec) -> str | None:
+    if spec.expert_layout == "fused":
+        return "the fused experts are left dense (no per-expert layout is known for them); routers are not pruned"
+    if spec.expert_layout:
+        return "experts are pruned one linear per expert, then packed back into the fused layout; routers are not pruned"
+    return None
 
 
 def check_nm(params, spec) -> None:
     n, m = map(int, params.mask_structure.split(":"))
-    if m and (n >= m or any(w % m for w in spec.linear_in_features)):
-        raise CompressionFailed(f"mask structure {params.mask_structure} does not fit the layer widths.",
-                                "Use '2:4' or '0:0'.")
+    bad = [w for w in spec.linear_in_features if m and w % m]
+    if m and (n >= m or bad):
+        where = (f": input width {bad[0]} of layer {spec.width_examples.get(str(bad[0]), '?')} is not a multiple of {m}"
+                 if bad else "")
+        raise CompressionFailed(f"mask structure {params.mask_structure} does not fit the layer widths{where}.",
+                                "Use '0:0' (unstructured)." if bad else "Use '2:4' or '0:0'.")
     if m and abs(params.sparsity - (m - n) / m) > 1e-6:
         raise CompressionFailed(f"sparsity {params.sparsity} disagrees with {params.mask_structure} "
                                 f"(which is {(m - n) / m:g}).", f"Set sparsity to {(m - n) / m:g}.")
@@ -53,6 +73,12 @@ class _OneShotPrune(CompressionMethod):
     family = "pruning"
     Params = OneShotPruneParams
     modifier_name: str
+
+    def unsupported(self, model, spec):
+        return needs_linears(spec)
+
+    def note(self, model, spec):
+        return pruning_note(spec)
 
     def check(self, params, spec):
         check_nm(params, spec)
@@ -70,8 +96,9 @@ class _OneShotPrune(CompressionMethod):
     def apply(self, model, params: OneShotPruneParams, ctx: CompressionContext) -> MethodResult:
         from llmcompressor.modifiers import pruning
 
+        ignore = prepare(model)
         modifier = getattr(pruning, self.modifier_name)(
-            sparsity=params.sparsity, mask_structure=params.mask_structure, targets=["Linear"], ignore=["re:.*lm_head"])
+            sparsity=params.sparsity, mask_structure=params.mask_structure, targets=["Linear"], ignore=ignore)
         run_oneshot(model, ctx, [modifier], params.num_calibration_samples, params.calibration_seq_len, self.name)
         return MethodResult(model, {"measured_sparsity": linear_sparsity(model), "engine": f"llmcompressor {self.modifier_name}"})
 

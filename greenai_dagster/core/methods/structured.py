@@ -5,8 +5,10 @@ mean |input activation| on calibration text times the L2 norm of the weights tha
 Every layer keeps the same number of neurons / head groups (chosen per layer), so the result is
 an ordinary config with smaller `intermediate_size` / head counts: the saved checkpoint is
 smaller on disk and loads with plain `from_pretrained`. Widths are rounded down to multiples of
-`align` so grouped quantization can follow in a chain. Llama-style decoders (gate/up/down MLP,
-q/k/v/o attention) are supported; others are refused with E005.
+`align` so grouped quantization can follow in a chain. Dense Llama-style decoders (gate/up/down
+MLP, q/k/v/o attention, e.g. Llama, Qwen2, Mistral) are supported; other layouts (fused qkv,
+Conv1D, fc1/fc2 MLPs, mixtures of experts) are left out of their search space, and refused with
+E005 if asked for.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from greenai_dagster.core import arch
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
 
@@ -26,14 +29,35 @@ class StructuredParams(MethodParams):
     calibration_seq_len: int = Field(128, ge=16, le=4096)
 
 
+MLP_NAMES = ("gate_proj", "up_proj", "down_proj")
+ATTN_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def layout_problem(model) -> str | None:
+    """Why this model's blocks are not the Llama-style layout structured pruning slices (None: they are)."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None or not len(layers):
+        return f"it slices Llama-style decoders (model.layers[i]); {type(model).__name__} is laid out differently"
+    for i, layer in enumerate(layers):
+        mlp, attn = getattr(layer, "mlp", None), getattr(layer, "self_attn", None)
+        missing = [f"mlp.{n}" for n in MLP_NAMES if not isinstance(getattr(mlp, n, None), torch.nn.Linear)]
+        missing += [f"self_attn.{n}" for n in ATTN_NAMES if not isinstance(getattr(attn, n, None), torch.nn.Linear)]
+        if missing:
+            kind = "a mixture-of-experts block" if getattr(mlp, "experts", None) is not None else "another layout"
+            return (f"it slices dense Llama-style blocks (mlp.gate/up/down_proj, self_attn.q/k/v/o_proj as nn.Linear); "
+                    f"layer {i} of {type(model).__name__} has {kind} (no {', '.join(missing[:3])})")
+    cfg = arch.text_config(model.config)
+    if not all(getattr(cfg, f, None) for f in ("num_attention_heads", "num_key_value_heads", "intermediate_size")):
+        return "its config lacks num_attention_heads / num_key_value_heads / intermediate_size"
+    return None
+
+
 def _layers(model):
-    try:
-        layers = model.model.layers
-        layers[0].mlp.down_proj, layers[0].self_attn.o_proj  # noqa: B018 - shape check
-    except AttributeError:
-        raise CompressionFailed("structured pruning supports Llama-style decoders (mlp.gate/up/down, self_attn.q/k/v/o).",
-                                "Use magnitude, sparsegpt or wanda pruning for this architecture.") from None
-    return layers
+    problem = layout_problem(model)
+    if problem:
+        raise CompressionFailed(f"structured pruning cannot prune {type(model).__name__}: {problem}.",
+                                "Use magnitude, sparsegpt or wanda pruning for this architecture.")
+    return model.model.layers
 
 
 def _slice_linear(linear: torch.nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> torch.nn.Linear:
@@ -68,13 +92,28 @@ def input_activation_means(model, modules: dict[str, torch.nn.Module], batches: 
     finally:
         for h in hooks:
             h.remove()
-    return {name: sums[name] / counts[name] for name in modules}
+    # a layer no calibration token reached (e.g. an expert never routed to) weighs its inputs evenly
+    return {name: sums[name] / counts[name] if name in counts else
+            torch.ones(arch.linear_shape(module)[0], device=device) for name, module in modules.items()}
 
 
 class StructuredPrune(CompressionMethod):
     name = "structured"
     family = "pruning"
     Params = StructuredParams
+
+    def unsupported(self, model, spec):
+        return layout_problem(model)
+
+    def widths_after(self, params, spec) -> set[int]:
+        """Input widths of the pruned linears (for a group size later in the chain)."""
+        keep = int((1 - params["sparsity"]) * spec.intermediate_size) // params["align"] * params["align"]
+        widths = {keep, spec.hidden_size}
+        if params.get("prune_heads", True) and spec.num_key_value_heads > 1:
+            group = spec.num_attention_heads // spec.num_key_value_heads
+            keep_kv = max(spec.num_key_value_heads - round(params["sparsity"] * spec.num_key_value_heads), 1)
+            widths.add(keep_kv * group * spec.head_dim)
+        return widths
 
     def check(self, params, spec):
         if spec.intermediate_size is None:

@@ -101,8 +101,8 @@ class CpuInt4(Runtime):
             packed, sz = repack(q, scale, zero_point, group_size)
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name)
-            old = getattr(parent, child)
-            bias = old.bias.detach().float() if old.bias is not None else None
+            bias = state.get(f"{name}.bias")   # the checkpoint's (the skeleton's own was never loaded)
+            bias = bias.float() if bias is not None else None
             setattr(parent, child, Int4Linear(packed, sz, group_size, shape[1], shape[0], bias))
         still_missing = [k for k in missing if not any(k.startswith(p + ".") for p in packed_names)]
         if model.config.tie_word_embeddings:
