@@ -61,11 +61,15 @@ def validate_model_ref(model_ref) -> None:
     if model_ref != model_ref.strip() or any(ord(c) < 32 for c in model_ref):
         raise ModelLoadError(f"the model reference {shown} has surrounding spaces or control characters.", remedy)
     path = Path(model_ref).expanduser()
-    if path.is_dir():
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except OSError:   # a name the file system cannot hold (too long): not a folder; judged as a hub id below
+        is_dir = exists = False
+    if is_dir:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"'{model_ref}' is a folder but not a model folder (no config.json).", remedy)
         return
-    if path.exists():
+    if exists:
         raise ModelLoadError(f"'{model_ref}' is a file, not a model folder or hub id.", remedy)
     if model_ref.startswith((".", "/", "~")) or "\\" in model_ref or model_ref.count("/") > 1:
         raise ModelLoadError(f"no model folder at '{model_ref}'.", remedy)
