@@ -103,9 +103,9 @@ def build_model_spec(store: ResultsStore, name: str, device: str = "cpu") -> Mod
     spec = build_spec(config.model, model, checkpoint_path=path if Path(path).is_dir() else None)
     from greenai_dagster.core.coordinator.space import require_usable
 
-    require_usable(spec, config.compression_methods)   # E005 now, not "converged" after 0 episodes
     report.write_json(experiment_dir(store, name) / "model_spec.json", spec.to_json())
-    check_methods_fit(spec, config.compression_methods)
+    check_methods_fit(spec, config.compression_methods)   # E005 naming what this architecture cannot take
+    require_usable(spec, config.compression_methods)      # E005 now, not "converged" after 0 episodes
     return spec
 
 
