@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GGUF_TYPES = ["F16", "Q8_0", "Q4_K_M", "Q4_0"]
 
 
 def gguf_files_to_score() -> dict[str, Path]:
@@ -37,17 +36,7 @@ def gguf_files_to_score() -> dict[str, Path]:
     from greenai_dagster.core.default_model import ensure_default_checkpoint, find_packaged_gguf
     from greenai_dagster.core.paths import data_root
 
-    out = data_root() / "serving" / "gguf_method"
-    out.mkdir(parents=True, exist_ok=True)
-    f16 = out / "baseline-F16.gguf"
-    if not f16.exists():
-        gguf_files.convert(ensure_default_checkpoint(), f16, "f16")
-    files = {"F16": f16}
-    for qtype in GGUF_TYPES[1:]:
-        path = out / f"baseline-{qtype}.gguf"
-        if not path.exists():
-            gguf_files.quantize(f16, path, qtype)
-        files[qtype] = path
+    files = gguf_files.baseline_ggufs(ensure_default_checkpoint(), data_root() / "serving" / "gguf_method")
     files["packaged Q4_1"] = find_packaged_gguf()
     return files
 

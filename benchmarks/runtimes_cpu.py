@@ -25,7 +25,6 @@ from greenai_dagster.core.paths import data_root, experiments_dir, models_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID_VARIANTS = ["gptq_w4g64_act", "awq_w4g64", "rtn_w4g64", "gptq_w8g64_act", "int8_dynamic"]
-GGUF_TYPES = ["F16", "Q8_0", "Q4_K_M", "Q4_0"]
 
 
 def variants(grid: str) -> dict[str, Path]:
@@ -35,14 +34,8 @@ def variants(grid: str) -> dict[str, Path]:
         if strategy in GRID_VARIANTS and (episode / "model" / "config.json").exists():
             folders[strategy] = episode / "model"
     folders["packaged_q4_1.gguf"] = find_packaged_gguf()
-    out = data_root() / "serving" / "gguf_method"
-    f16 = out / "baseline-F16.gguf"
-    if not f16.exists():
-        gguf_files.convert(folders["baseline"], f16, "f16")
-    for qtype in GGUF_TYPES:
-        path = f16 if qtype == "F16" else out / f"baseline-{qtype}.gguf"
-        if not path.exists():
-            gguf_files.quantize(f16, path, qtype)
+    ggufs = gguf_files.baseline_ggufs(folders["baseline"], data_root() / "serving" / "gguf_method")
+    for qtype, path in ggufs.items():
         folders[f"gguf_{qtype.lower()}"] = path
     return folders
 

@@ -217,7 +217,7 @@ def quality_model(checkpoint: Path, model, tokenizer, device: str):
     8-bit rounding of activations, which the F16/Q8_0 rows of `benchmarks/gguf_quality.py` measure."""
     from greenai_dagster.core import llama_cpp_scoring
 
-    scorer = llama_cpp_scoring.scorer_for(checkpoint) if device == "cpu" else None
+    scorer = llama_cpp_scoring.scorer_for(checkpoint, device)
     if scorer is not None:
         return scorer, scorer.describe()
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")

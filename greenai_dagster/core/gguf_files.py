@@ -97,6 +97,26 @@ def quantize(source: Path, out: Path, qtype: str, threads: int = 0) -> Path:
 
 # -- exact repack of compressed-tensors integers into llama.cpp blocks ---------------------------------
 
+BENCHMARKED_TYPES = ("F16", "Q8_0", "Q4_K_M", "Q4_0")
+"""The llama.cpp types the benchmarks measure the baseline in (speed in runtimes_cpu, quality in gguf_quality)."""
+
+
+def baseline_ggufs(hf_folder: Path, out: Path) -> dict[str, Path]:
+    """The baseline converted to F16 GGUF once, then quantized by llama.cpp to each benchmarked type;
+    files already made are reused, so both benchmarks read the same bytes."""
+    out.mkdir(parents=True, exist_ok=True)
+    f16 = out / "baseline-F16.gguf"
+    if not f16.exists():
+        convert(hf_folder, f16, "f16")
+    files = {"F16": f16}
+    for qtype in BENCHMARKED_TYPES[1:]:
+        path = out / f"baseline-{qtype}.gguf"
+        if not path.exists():
+            quantize(f16, path, qtype)
+        files[qtype] = path
+    return files
+
+
 def _pack_nibbles(u: np.ndarray) -> np.ndarray:
     """[blocks, 32] values in 0..15 -> [blocks, 16] bytes: element j low nibble, element j+16 high."""
     return (u[:, :16] | (u[:, 16:] << 4)).astype(np.uint8)

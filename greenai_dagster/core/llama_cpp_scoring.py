@@ -154,9 +154,12 @@ class LlamaCppLM(_lm_base()):
         return outputs
 
 
-def scorer_for(checkpoint: Path, n_ctx: int = 1024) -> LlamaCppScorer | None:
-    """A llama.cpp scorer for a GGUF checkpoint (the format llama.cpp serves as saved), or None when
-    the checkpoint is not GGUF or llama-cpp-python is not installed."""
+def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScorer | None:
+    """A llama.cpp scorer for a GGUF checkpoint served on CPU (the format and device llama.cpp serves
+    it in), or None otherwise: not GGUF, another device (its runtime is not llama.cpp here), or
+    llama-cpp-python not installed."""
+    if device != "cpu":
+        return None
     from greenai_dagster.core.runtimes.llama_cpp import gguf_in
 
     path = gguf_in(Path(checkpoint))

@@ -14,7 +14,7 @@ from greenai_dagster.core.spec import ModelSpec
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
 FEATURES = ("weight_bits", "group_log2", "act_order", "error_feedback", "activation_aware", "learned_rounding",
-            "act_quant", "sparsity", "n_m", "structured", "rank_ratio", "recovery")
+            "act_quant", "sparsity", "n_m", "structured", "rank_ratio", "recovery", "mixed")
 DEFAULTS = {"weight_bits": 16.0, "group_log2": 10.0, "rank_ratio": 1.0}
 KEEP_SMALLEST = ("weight_bits", "rank_ratio", "group_log2")
 

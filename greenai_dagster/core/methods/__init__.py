@@ -12,6 +12,7 @@ from greenai_dagster.core.methods.gptq import Gptq
 from greenai_dagster.core.methods.int8_dynamic import Int8Dynamic
 from greenai_dagster.core.methods.lora import Lora
 from greenai_dagster.core.methods.magnitude import MagnitudePrune
+from greenai_dagster.core.methods.mixed import MixedPrecision
 from greenai_dagster.core.methods.qlora import QLora
 from greenai_dagster.core.methods.rtn import Rtn
 from greenai_dagster.core.methods.smoothquant import SmoothQuantW8A8
@@ -19,7 +20,7 @@ from greenai_dagster.core.methods.sparsity import SparseGpt, Wanda
 from greenai_dagster.core.methods.structured import StructuredPrune
 
 REGISTRY: dict[str, CompressionMethod] = {m.name: m for m in (
-    Gptq(), Awq(), AutoRound(), Rtn(), Int8Dynamic(), SmoothQuantW8A8(),
+    Gptq(), Awq(), AutoRound(), Rtn(), MixedPrecision(), Int8Dynamic(), SmoothQuantW8A8(),
     MagnitudePrune(), StructuredPrune(), SparseGpt(), Wanda(),
     Asvd(), GgufQuant(),
     Lora(), QLora(),

@@ -1,0 +1,156 @@
+"""Per-layer mixed precision as a compression method: each unit (block or linear) gets its own bits.
+
+Either the strategy names the allocation, or it names a budget (average bits per quantizable weight)
+and a solver, and the method measures the model's sensitivity on calibration tokens and solves
+(`core.mixed`). The result is saved by llm-compressor as one compressed-tensors checkpoint with a
+config group per level, the same RTN scheme `rtn` uses, so every figure the simulation predicted is
+what the checkpoint holds (a test checks the weights are identical).
+
+Sensitivity tables are cached per model and settings under data/mixed/, so a second budget on the
+same model costs only the solve and the quantization.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
+from greenai_dagster.core.methods.gptq import check_group_size
+from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, group_quant_unsupported, prepare, run_oneshot
+
+Level = Literal["w2", "w3", "w4", "w8", "f16"]
+
+
+class MixedParams(MethodParams):
+    budget_bits: float | None = Field(None, gt=0, le=16, description="average bits per quantizable weight")
+    allocation: dict[str, Level] | None = Field(None, description="unit name -> level; units not named stay f16")
+    solver: Literal["knapsack", "evolutionary"] = "knapsack"
+    granularity: Literal["block", "linear"] = "block"
+    levels: list[Level] = Field(default_factory=lambda: ["w2", "w3", "w4", "w8"], min_length=1)
+    group_size: int = 64
+    sensitivity_windows: int = Field(4, ge=1, description="calibration windows of 256 tokens for sensitivity")
+    evolutionary_trials: int = Field(96, ge=4)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.budget_bits is None) == (self.allocation is None):
+            raise ValueError("give exactly one of budget_bits or allocation")
+        return self
+
+
+SENSITIVITY_WINDOW = 256
+
+
+class MixedPrecision(CompressionMethod):
+    name = "mixed"
+    family = "quantization"
+    Params = MixedParams
+
+    def unsupported(self, model, spec):
+        return group_quant_unsupported(spec)
+
+    def check(self, params, spec):
+        check_group_size(params.group_size, spec)
+        if spec.expert_layout:
+            raise CompressionFailed(f"mixed precision does not allocate the experts of {spec.model_name} yet.",
+                                    "Use a uniform method (gptq, rtn) for mixture-of-experts models.")
+        if params.budget_bits is not None:
+            from greenai_dagster.core.mixed.levels import level_bits
+
+            cheapest = min(level_bits(lv) for lv in params.levels)
+            if params.budget_bits < cheapest:
+                raise CompressionFailed(f"budget_bits {params.budget_bits} is below the cheapest level ({cheapest} bits).",
+                                        f"Use budget_bits >= {cheapest} or add a cheaper level.")
+
+    def label(self, params):
+        if params.get("allocation") is not None:
+            digest = hashlib.sha256(json.dumps(params["allocation"], sort_keys=True).encode()).hexdigest()[:6]
+            return f"mixed_custom_{digest}"
+        return f"mixed_{params['budget_bits']:g}b_{params.get('solver', 'knapsack')}"
+
+    def features(self, params):
+        bits = params.get("budget_bits") or 16.0
+        return {"weight_bits": bits, "group_log2": 6.0, "mixed": 1.0}
+
+    def apply(self, model, params: MixedParams, ctx: CompressionContext) -> MethodResult:
+        from compressed_tensors.quantization import QuantizationScheme
+        from llmcompressor.modifiers.quantization import QuantizationModifier
+
+        from greenai_dagster.core.mixed import levels as lv
+
+        ignore = prepare(model)
+        unit_list = lv.units(model, params.granularity)
+        report: dict = {"granularity": params.granularity, "units": len(unit_list)}
+        if params.allocation is not None:
+            unknown = sorted(set(params.allocation) - {u.name for u in unit_list})
+            if unknown:
+                raise CompressionFailed(f"mixed allocation names units this model does not have: {', '.join(unknown[:3])}.",
+                                        f"Units at granularity '{params.granularity}' look like '{unit_list[0].name}'.")
+            allocation = {u.name: params.allocation.get(u.name, "f16") for u in unit_list}
+        else:
+            allocation, solved = self._solve(model, params, ctx, unit_list)
+            report.update(solved)
+        groups = {}
+        for level in sorted(set(allocation.values()) - {"f16"}):
+            members = [u for u in unit_list if allocation[u.name] == level]
+            groups[f"group_{level}"] = QuantizationScheme(
+                targets=[u.pattern() for u in members], weights=lv.quant_args(lv.level_bits(level), params.group_size))
+        if groups:
+            run_oneshot(model, ctx, [QuantizationModifier(config_groups=groups, ignore=ignore)], 4, 64,
+                        "mixed-precision RTN", calibrate=False)
+        counts = {level: sum(1 for v in allocation.values() if v == level) for level in sorted(set(allocation.values()))}
+        report.update({"allocation": allocation, "level_counts": counts,
+                       "avg_bits": round(lv.average_bits(allocation, unit_list), 4),
+                       "quantized_linear_layers": count_quantized(model),
+                       "engine": "llmcompressor QuantizationModifier, one config group per level"})
+        return MethodResult(model, report)
+
+    def _solve(self, model, params: MixedParams, ctx: CompressionContext, unit_list) -> tuple[dict, dict]:
+        from greenai_dagster.core.mixed import sensitivity, solvers
+
+        if ctx.calibration is None:
+            raise CompressionFailed("mixed precision with a budget needs calibration text for its sensitivity pass.")
+        chunks = ctx.calibration(params.sensitivity_windows, SENSITIVITY_WINDOW)
+        reference = sensitivity.reference_on(model, chunks)
+        quantizer = sensitivity.Quantizer(model, unit_list, params.group_size)
+        table = _cached_table(ctx, params, chunks, lambda: sensitivity.table(quantizer, reference, params.levels))
+        out = {"solver": params.solver, "budget_bits": params.budget_bits, "sensitivity_tokens": sum(map(len, chunks)),
+               "sensitivity": table}
+        if params.solver == "knapsack":
+            try:
+                allocation = solvers.knapsack(table, unit_list, params.levels, params.budget_bits)
+            except ValueError as exc:
+                raise CompressionFailed(f"mixed precision: {exc}.") from None
+            out["predicted_kl"] = round(sensitivity.predicted_kl(table, allocation), 6)
+        else:
+            trials = solvers.evolutionary(lambda a: sensitivity.measure(quantizer, reference, a).kl_divergence,
+                                          unit_list, params.levels, params.evolutionary_trials,
+                                          max_bits=params.budget_bits)
+            best = solvers.best_within(trials, params.budget_bits)
+            allocation = best["allocation"]
+            out.update({"measured_kl": round(best["kl"], 6), "trials": len(trials)})
+        del quantizer
+        return allocation, out
+
+
+def _cached_table(ctx: CompressionContext, params: MixedParams, chunks, compute) -> dict:
+    """The sensitivity table for this model and settings, computed once (data/mixed/<key>.json)."""
+    from greenai_dagster.core.paths import data_root
+
+    key_src = json.dumps({"model": ctx.spec.checkpoint_path or ctx.spec.model_name, "params": ctx.spec.parameter_count_exact,
+                          "granularity": params.granularity, "levels": params.levels, "group": params.group_size,
+                          "tokens": hashlib.sha256(json.dumps(chunks).encode()).hexdigest()}, sort_keys=True)
+    path = data_root() / "mixed" / f"sensitivity_{hashlib.sha256(key_src.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        return json.loads(path.read_text())["table"]
+    table = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": json.loads(key_src), "table": table}))
+    tmp.replace(path)
+    return table
