@@ -56,9 +56,10 @@ def assert_on_grid(folder, name, bits, group):
 
 
 def test_every_registered_method_is_covered_here():
-    # gguf is covered in test_gguf.py, on a tiny model with a tokenizer llama.cpp's converter knows
+    # gguf is covered in test_gguf.py, on a tiny model with a tokenizer llama.cpp's converter knows;
+    # mixed in test_mixed_precision.py
     assert set(REGISTRY) == {"gptq", "awq", "autoround", "rtn", "int8", "w8a8_smoothquant", "magnitude",
-                             "structured", "sparsegpt", "wanda", "asvd", "lora", "qlora", "gguf"}
+                             "structured", "sparsegpt", "wanda", "asvd", "lora", "qlora", "gguf", "mixed"}
 
 
 @pytest.mark.parametrize("method,params,bits", [

@@ -149,8 +149,9 @@ def test_bad_params_are_refused_with_e005(tiny_spec):
     from greenai_dagster.core.methods import get_method
 
     method = get_method("mixed")
-    with pytest.raises(CompressionFailed, match="exactly one of budget_bits or allocation"):
-        method.validate({}, tiny_spec)
+    with pytest.raises(CompressionFailed, match="budget_bits or allocation, not both"):
+        method.validate({"budget_bits": 4, "allocation": {"model.layers.0": "w4"}}, tiny_spec)
+    assert method.validate({}, tiny_spec)["budget_bits"] == 4.25
     with pytest.raises(CompressionFailed, match="below the cheapest level"):
         method.validate({"budget_bits": 1.0}, tiny_spec)
     with pytest.raises(CompressionFailed, match="group size 48"):

@@ -3,7 +3,7 @@
 # Staged into .gpu/ (git-ignored): the packaged GGUF in two parts (the first, with the prepared BIG-bench
 # task files, copied to /tmp/stage by an earlier call), and wheels in .whl/.
 # A tau run resumes from .gpu/p2/fidelity_tau.rows.jsonl when that file was carried (rows of an earlier run).
-# Usage there: bash benchmarks/gpu/quality_run.sh screen|tau [deadline_s]
+# Usage there: bash benchmarks/gpu/quality_run.sh screen|tau|mixed [deadline_s]
 set -euo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export GREENAI_DATA=/tmp/gdata PYTHONPATH=/tmp/site:$PWD
@@ -26,4 +26,12 @@ case "$1" in
           python3 benchmarks/fidelity_tau.py --device cuda --batch-size 32 --tasks-from benchmarks/results/above_chance.json \
             --out /tmp/gdata/fidelity_tau.json --deadline-s "${2:-400}"
           cp /tmp/gdata/fidelity_tau.json /tmp/gdata/fidelity_tau.rows.jsonl "$OUT/" ;;
+  mixed)  for g in block linear; do   # one granularity after the other; state and rows resume
+            state=/tmp/gdata/mixed_bench/smollm2/$g/search_state.json   # or from a carried earlier run
+            [ -f $state ] || [ ! -f .gpu/state/search_state.$g.json ] || { mkdir -p ${state%/*}; cp .gpu/state/search_state.$g.json $state; }
+            timeout $(( ${2:-500} - SECONDS )) python3 benchmarks/mixed_precision.py --device cuda --granularity $g \
+              || { echo "mixed_precision ($g) stopped: $?"; break; }
+          done
+          cp benchmarks/results/mixed_precision*.json* "$OUT/" 2>/dev/null || true
+          for g in block linear; do cp /tmp/gdata/mixed_bench/smollm2/$g/search_state.json "$OUT/search_state.$g.json" 2>/dev/null || true; done ;;
 esac

@@ -100,8 +100,27 @@ def build_messages(state: CoordinatorState) -> list[dict]:
         "candidate_menu": [{"label": c.label(), "steps": [{"method": s.method, "params": s.params} for s in c.steps]}
                            for c in state.untried()],
     }
+    if not state.allowed_methods or "mixed" in state.allowed_methods:
+        payload["mixed_precision"] = mixed_precision_brief(spec)
     return [{"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": json.dumps(payload, default=str)}]
+
+
+def mixed_precision_brief(spec) -> dict:
+    """What the LLM needs to propose a per-block mixed allocation: how to ask for one and, once measured,
+    each block's sensitivity (KL when only that block is quantized at each level)."""
+    from greenai_dagster.core.methods.mixed import known_sensitivity
+
+    brief = {"how": "propose {\"method\": \"mixed\", \"params\": {\"budget_bits\": B}} (B = average bits per "
+                    "quantized weight, e.g. 3.5): the method measures each block's sensitivity and solves for the "
+                    "allocation of w2/w3/w4/w8 (group 64) with the least KL within B; \"solver\": \"evolutionary\" "
+                    "searches on measured KL instead of the additive table"}
+    table = known_sensitivity(spec)
+    if table:
+        brief["sensitivity"] = {"levels": table["levels"], "kl_when_only_this_block_is_quantized": {
+            block: {lv: round(kl, 5) for lv, kl in row.items()}
+            for block, row in table["kl_when_only_this_block_is_quantized"].items()}}
+    return brief
 
 
 DIALECTS = ("json_schema", "json_object", "none")

@@ -33,6 +33,7 @@ def _templates(group: int, small_group: int, moe: bool = False) -> list[list[tup
         [("gptq", {"bits": 4, "group_size": group, "act_order": False})],
         [("rtn", {"bits": 8, "group_size": group})],
         [("rtn", {"bits": 3, "group_size": group})],
+        [("mixed", {"budget_bits": 4.25})],
         [("autoround", {"bits": 3, "group_size": group, "iters": 50})],
         [("magnitude", {"sparsity": 0.3})],
         [("magnitude", {"sparsity": 0.5})],

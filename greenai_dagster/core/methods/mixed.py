@@ -23,23 +23,27 @@ from greenai_dagster.core.methods.base import CompressionContext, CompressionMet
 from greenai_dagster.core.methods.gptq import check_group_size
 from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, group_quant_unsupported, prepare, run_oneshot
 
-Level = Literal["w2", "w3", "w4", "w8", "f16"]
+DEFAULT_BUDGET = 4.25
+Level = Literal["w2", "w3", "w4", "w5", "w6", "w8", "f16"]
 
 
 class MixedParams(MethodParams):
-    budget_bits: float | None = Field(None, gt=0, le=16, description="average bits per quantizable weight")
+    budget_bits: float | None = Field(None, gt=0, le=16, description="average bits per quantizable weight "
+                                      f"(default {DEFAULT_BUDGET}, the size of W4 with group-64 scales, when no allocation)")
     allocation: dict[str, Level] | None = Field(None, description="unit name -> level; units not named stay f16")
     solver: Literal["knapsack", "evolutionary"] = "knapsack"
     granularity: Literal["block", "linear"] = "block"
-    levels: list[Level] = Field(default_factory=lambda: ["w2", "w3", "w4", "w8"], min_length=1)
+    levels: list[Level] = Field(default_factory=lambda: ["w3", "w4", "w5", "w6", "w8"], min_length=1)
     group_size: int = 64
-    sensitivity_windows: int = Field(4, ge=1, description="calibration windows of 256 tokens for sensitivity")
+    sensitivity_windows: int = Field(2, ge=1, description="calibration windows of 256 tokens for sensitivity")
     evolutionary_trials: int = Field(96, ge=4)
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.budget_bits is None) == (self.allocation is None):
-            raise ValueError("give exactly one of budget_bits or allocation")
+        if self.budget_bits is not None and self.allocation is not None:
+            raise ValueError("give budget_bits or allocation, not both")
+        if self.budget_bits is None and self.allocation is None:
+            self.budget_bits = DEFAULT_BUDGET
         return self
 
 
@@ -52,13 +56,12 @@ class MixedPrecision(CompressionMethod):
     Params = MixedParams
 
     def unsupported(self, model, spec):
+        if spec.expert_layout:
+            return "it allocates per block or per linear of dense models; mixture-of-experts layers are not allocated yet"
         return group_quant_unsupported(spec)
 
     def check(self, params, spec):
         check_group_size(params.group_size, spec)
-        if spec.expert_layout:
-            raise CompressionFailed(f"mixed precision does not allocate the experts of {spec.model_name} yet.",
-                                    "Use a uniform method (gptq, rtn) for mixture-of-experts models.")
         if params.budget_bits is not None:
             from greenai_dagster.core.mixed.levels import level_bits
 
@@ -134,23 +137,45 @@ class MixedPrecision(CompressionMethod):
             best = solvers.best_within(trials, params.budget_bits)
             allocation = best["allocation"]
             out.update({"measured_kl": round(best["kl"], 6), "trials": len(trials)})
-        del quantizer
+        quantizer.clear()
         return allocation, out
+
+
+def _table_path(key: dict):
+    from greenai_dagster.core.paths import data_root
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return data_root() / "mixed" / f"sensitivity_{digest}.json"
+
+
+def known_sensitivity(spec) -> dict | None:
+    """The block-level sensitivity table measured for this model by an earlier mixed candidate, if any
+    (what the LLM coordinator is shown): {"levels": [...], "table": {block: {level: KL}}}."""
+    from greenai_dagster.core.paths import data_root
+
+    model = spec.checkpoint_path or spec.model_name
+    for path in sorted((data_root() / "mixed").glob("sensitivity_*.json")):
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        key = saved.get("key", {})
+        if key.get("model") == model and key.get("granularity") == "block":
+            return {"levels": key.get("levels"), "kl_when_only_this_block_is_quantized": saved["table"]}
+    return None
 
 
 def _cached_table(ctx: CompressionContext, params: MixedParams, chunks, compute) -> dict:
     """The sensitivity table for this model and settings, computed once (data/mixed/<key>.json)."""
-    from greenai_dagster.core.paths import data_root
-
-    key_src = json.dumps({"model": ctx.spec.checkpoint_path or ctx.spec.model_name, "params": ctx.spec.parameter_count_exact,
-                          "granularity": params.granularity, "levels": params.levels, "group": params.group_size,
-                          "tokens": hashlib.sha256(json.dumps(chunks).encode()).hexdigest()}, sort_keys=True)
-    path = data_root() / "mixed" / f"sensitivity_{hashlib.sha256(key_src.encode()).hexdigest()[:16]}.json"
+    key = {"model": ctx.spec.checkpoint_path or ctx.spec.model_name, "params": ctx.spec.parameter_count_exact,
+           "granularity": params.granularity, "levels": params.levels, "group": params.group_size,
+           "tokens": hashlib.sha256(json.dumps(chunks).encode()).hexdigest()}
+    path = _table_path(key)
     if path.exists():
         return json.loads(path.read_text())["table"]
     table = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": json.loads(key_src), "table": table}))
+    tmp.write_text(json.dumps({"key": key, "table": table}))
     tmp.replace(path)
     return table

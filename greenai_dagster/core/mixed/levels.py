@@ -1,6 +1,6 @@
 """Formats a unit can take, the units themselves, and the fake-quantisation that simulates them.
 
-A level is a symmetric group-wise integer format (as `core.methods.rtn` saves it through
+A level is a symmetric group-wise integer format of 2 to 8 bits (as `core.methods.rtn` saves it through
 llm-compressor) or `f16` (left in float). Bits per weight count the integers only; every quantized
 level shares the group size, so their scale overhead is the same and `avg_bits` compares them fairly
 (size on disk is measured separately, from the checkpoint).
@@ -16,7 +16,7 @@ import torch
 from greenai_dagster.core import arch
 
 GROUP_SIZE = 64
-LEVELS: dict[str, int] = {"w2": 2, "w3": 3, "w4": 4, "w8": 8, "f16": 16}
+LEVELS: dict[str, int] = {"w2": 2, "w3": 3, "w4": 4, "w5": 5, "w6": 6, "w8": 8, "f16": 16}
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ class Quantizer:
             self._cache[key] = fake_quantize(self.modules[linear].weight.data, level_bits(level), self.group_size)
         return self._cache[key]
 
+    def clear(self) -> None:
+        """Drop the cached fake-quantized weights (about 4 bytes per weight per level used)."""
+        self._cache.clear()
+
     @contextmanager
     def quantized(self, allocation: dict[str, str]) -> Iterator[torch.nn.Module]:
         """The model with `allocation` applied (units not named, and `f16` units, stay in float)."""

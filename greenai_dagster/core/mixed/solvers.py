@@ -8,8 +8,8 @@ and HiGHS solves this size instantly.
 Evolutionary (optuna's NSGA-II): every unit's level is a categorical parameter; each trial is scored
 by its measured KL (not the additive prediction, which misses interactions between layers) and its
 average bits, so one search yields a whole size x KL front (EvoPress and ModelOpt's `auto_quantize`
-search the same space; EvoPress also with KL as fitness). Uniform allocations seed the first
-generation so the front starts at least as good as the uniform menu.
+search the same space; EvoPress also with KL as fitness). Uniform allocations (and, when given,
+knapsack solutions) seed the first generation, so the front starts at least as good as both.
 """
 
 from __future__ import annotations
@@ -46,9 +46,12 @@ def knapsack(sens: dict[str, dict[str, float]], unit_list: list[Unit], levels: l
 
 def evolutionary(measure_kl: Callable[[dict[str, str]], float], unit_list: list[Unit], levels: list[str],
                  trials: int, population: int = 16, seed: int = 0,
-                 max_bits: float | None = None) -> list[dict]:
+                 max_bits: float | None = None, seeds: list[dict[str, str]] = ()) -> list[dict]:
     """NSGA-II over allocations; returns every trial as {allocation, kl, avg_bits}. `max_bits` bounds
-    the search to allocations at most that large (a trial constraint NSGA-II ranks feasible-first)."""
+    the search to allocations at most that large (a trial constraint NSGA-II ranks feasible-first).
+    The first generation is the uniform allocations plus `seeds` (e.g. knapsack solutions over a range
+    of budgets): random allocations of dozens of units are far worse than either, and the measured KL
+    then corrects what the additive table gets wrong."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -58,6 +61,8 @@ def evolutionary(measure_kl: Callable[[dict[str, str]], float], unit_list: list[
     for level in levels:
         if max_bits is None or level_bits(level) <= max_bits:
             study.enqueue_trial({u.name: level for u in unit_list})
+    for seed_allocation in seeds:
+        study.enqueue_trial(dict(seed_allocation))
 
     def objective(trial) -> tuple[float, float]:
         allocation = {u.name: trial.suggest_categorical(u.name, levels) for u in unit_list}

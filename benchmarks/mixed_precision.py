@@ -1,0 +1,211 @@
+"""Per-layer mixed precision against the uniform menu, on one model (issue 15's acceptance table).
+
+    python benchmarks/mixed_precision.py [--budgets 3,3.5,4.25] [--trials 128] [--windows 2]
+
+1. Sensitivity: the KL from the float model on calibration tokens (the corpus's calibration half,
+   never the evaluation text) when one transformer block is RTN-quantized at one level (w2/w3/w4/w8,
+   group 64, exactly llm-compressor's scheme), every other weight in float.
+2. How additive it is: measured vs predicted (summed) KL of random whole allocations, rank correlation.
+3. Solvers per budget (average bits per quantizable weight): the exact knapsack on the table
+   (scipy milp), and the best allocation within budget of one NSGA-II run on measured KL (optuna).
+4. Full evaluation of every proposal and of the uniform menu: the allocation saved as a
+   compressed-tensors checkpoint by the `mixed` method, reloaded, and measured against the float
+   model on the held-out text (KL, top-1, perplexity; `core.fidelity`), size on disk measured.
+
+Rows are appended to <out>.rows.jsonl as they finish, so a rerun resumes; the table is written to
+benchmarks/results/mixed_precision.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def main() -> None:
+    from scipy.stats import kendalltau, spearmanr
+
+    from greenai_dagster.core import corpus, fidelity
+    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.compress import compress_to_checkpoint
+    from greenai_dagster.core.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.mixed import levels as lv
+    from greenai_dagster.core.mixed import sensitivity, solvers
+    from greenai_dagster.core.paths import data_root
+    from greenai_dagster.core.spec import build_spec, weights_size_bytes
+    from greenai_dagster.core.strategy import Step, Strategy
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None, help="HF folder; default: the packaged SmolLM2-135M-Instruct")
+    parser.add_argument("--name", default="smollm2", help="row tag and output folder name")
+    parser.add_argument("--budgets", default="3,3.5,4,4.25,5,6")
+    parser.add_argument("--levels", default="w2,w3,w4,w5,w6,w8")
+    parser.add_argument("--granularity", default="linear", choices=["block", "linear"])
+    parser.add_argument("--windows", type=int, default=2, help="sensitivity windows of 256 calibration tokens")
+    parser.add_argument("--eval-tokens", type=int, default=4096, help="held-out tokens for the full evaluation")
+    parser.add_argument("--validate", type=int, default=20, help="random allocations to test additivity")
+    parser.add_argument("--trials", type=int, default=320, help="NSGA-II trials (one forward pass each)")
+    parser.add_argument("--population", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="where forward passes run (float32 either way)")
+    args = parser.parse_args()
+    torch.set_float32_matmul_precision("highest")   # no TF32 on a GPU: float32 figures on any device
+    levels = args.levels.split(",")
+    budgets = [float(b) for b in args.budgets.split(",")]
+    checkpoint = args.model or str(ensure_default_checkpoint())
+    work = data_root() / "mixed_bench" / args.name / args.granularity
+    work.mkdir(parents=True, exist_ok=True)
+    rows_file = RESULTS / f"mixed_precision.{args.name}.rows.jsonl"
+    done = {}
+    if rows_file.exists():
+        done = {r["label"]: r for r in map(json.loads, rows_file.read_text().splitlines()) if r.get("label")}
+
+    model, tokenizer = load_model_and_tokenizer(checkpoint)
+    model = model.to(args.device)
+    spec = build_spec(args.name, model, checkpoint)
+    unit_list = lv.units(model, args.granularity)
+    log(f"{len(unit_list)} units ({args.granularity}), {sum(u.params for u in unit_list) / 1e6:.1f} M quantizable weights, "
+        f"{torch.get_num_threads()} threads")
+
+    # 1. sensitivity on calibration tokens
+    calib = fidelity.token_windows(tokenizer, corpus.calibration_text(), args.windows * 256, window=256)
+    reference = sensitivity.reference_on(model, calib.tolist())
+    quantizer = sensitivity.Quantizer(model, unit_list)
+    state_file = work / "search_state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    if "table" not in state:
+        started = time.perf_counter()
+        state["table"] = sensitivity.table(quantizer, reference, levels, progress=log)
+        state["table_s"] = time.perf_counter() - started
+        state_file.write_text(json.dumps(state))
+    table = state["table"]
+
+    # 2. additivity: random allocations, measured vs predicted
+    if "validation" not in state:
+        rng = random.Random(0)
+        pairs, started = [], time.perf_counter()
+        for i in range(args.validate):
+            allocation = {u.name: rng.choice(levels[: 1 + i % len(levels)] if i % 2 else levels[1:]) for u in unit_list}
+            measured = sensitivity.measure(quantizer, reference, allocation).kl_divergence
+            pairs.append({"avg_bits": lv.average_bits(allocation, unit_list), "measured_kl": measured,
+                          "predicted_kl": sensitivity.predicted_kl(table, allocation)})
+            log(f"validation {i + 1}/{args.validate}: bits {pairs[-1]['avg_bits']:.2f} measured {measured:.4f} "
+                f"predicted {pairs[-1]['predicted_kl']:.4f}")
+        state["validation"] = pairs
+        state["validation_s"] = time.perf_counter() - started
+        state_file.write_text(json.dumps(state))
+    pairs = state["validation"]
+    rho = spearmanr([p["measured_kl"] for p in pairs], [p["predicted_kl"] for p in pairs])[0]
+    tau = kendalltau([p["measured_kl"] for p in pairs], [p["predicted_kl"] for p in pairs])[0]
+
+    # 3. solvers
+    if "evolutionary" not in state:
+        started = time.perf_counter()
+        count = [0]
+
+        def measured_kl(allocation):
+            count[0] += 1
+            kl = sensitivity.measure(quantizer, reference, allocation).kl_divergence
+            if count[0] % 16 == 0:
+                log(f"NSGA-II trial {count[0]}/{args.trials} ({time.perf_counter() - started:.0f} s)")
+            return kl
+
+        seeds = []   # knapsack solutions from the cheapest level to the largest budget, every 0.25 bits
+        for step in range(int((max(budgets) - lv.level_bits(levels[0])) / 0.25) + 1):
+            candidate = solvers.knapsack(table, unit_list, levels, lv.level_bits(levels[0]) + 0.25 * step)
+            if candidate not in seeds:
+                seeds.append(candidate)
+        state["evolutionary_seeds"] = len(seeds)
+        state["evolutionary"] = solvers.evolutionary(measured_kl, unit_list, levels, args.trials,
+                                                     population=args.population, seed=0, max_bits=max(budgets),
+                                                     seeds=seeds)
+        state["evolutionary_s"] = time.perf_counter() - started
+        state_file.write_text(json.dumps(state))
+    trials = state["evolutionary"]
+    quantizer.clear()
+
+    proposals: list[tuple[str, str, float, dict]] = []   # (label, kind, budget, allocation)
+    for level in levels:
+        proposals.append((f"uniform_{level}", "uniform", lv.level_bits(level), lv.uniform(unit_list, level)))
+    g = args.granularity
+    for budget in budgets:
+        proposals.append((f"knapsack_{g}_{budget:g}", "knapsack", budget, solvers.knapsack(table, unit_list, levels, budget)))
+        proposals.append((f"evolutionary_{g}_{budget:g}", "evolutionary", budget,
+                          solvers.best_within(trials, budget)["allocation"]))
+
+    # 4. full evaluation on held-out text against the float model
+    held_out = fidelity.token_windows(tokenizer, fidelity.held_out_text()[0], args.eval_tokens)
+    eval_reference = fidelity.build_reference(model, held_out)
+    base_size = weights_size_bytes(Path(checkpoint))
+    del model
+    for label, kind, budget, allocation in proposals:
+        if label in done:
+            continue
+        folder = work / label
+        started = time.perf_counter()
+        strategy = Strategy(label, [Step("mixed", {"allocation": allocation, "granularity": args.granularity})])
+        info = compress_to_checkpoint(checkpoint, strategy, spec, folder)
+        variant, _ = load_variant(folder, device=args.device, dtype=torch.float32)
+        fid = fidelity.measure(variant, eval_reference)
+        del variant
+        row = {"label": label, "model": args.name, "allocation_kind": kind, "budget_bits": budget,
+               "granularity": "model" if kind == "uniform" else args.granularity,
+               "avg_bits": round(lv.average_bits(allocation, unit_list), 4),
+               "kl_divergence": fid.kl_divergence, "kl_stderr": fid.kl_stderr, "top1_agreement": fid.top1_agreement,
+               "perplexity": fid.perplexity, "ppl_ratio": fid.ppl_ratio, "ppl_ratio_low": fid.ppl_ratio_low,
+               "ppl_ratio_high": fid.ppl_ratio_high, "eval_tokens": fid.tokens,
+               "size_gb": weights_size_bytes(folder) / 1e9, "baseline_size_gb": base_size / 1e9,
+               "full_evaluations": 1,
+               "search_forward_passes": {"uniform": 0, "knapsack": len(unit_list) * (len(levels)),
+                                         "evolutionary": len(unit_list) * len(levels) + len(trials)}[kind],
+               "predicted_kl_on_calibration": sensitivity.predicted_kl(table, allocation),
+               "level_counts": info["step_reports"][0]["level_counts"], "allocation": allocation,
+               "seconds": round(time.perf_counter() - started, 1)}
+        with rows_file.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        done[label] = row
+        log(f"{label}: bits {row['avg_bits']:.3f} KL {fid.kl_divergence:.4f} ± {fid.kl_stderr:.4f} "
+            f"ppl x{fid.ppl_ratio:.3f} size {row['size_gb']:.4f} GB")
+
+    where = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+             else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    conditions = {"measured_on": f"{where}, float32 (no TF32)",
+                  "eval_text": "held-out half of the corpus", "against": "the float model",
+                  "scored_by": "transformers float32 (weights dequantized from the saved checkpoint)"}
+    rows = [r | conditions for r in done.values()]
+    search = {
+        "what": "per-block mixed precision (RTN group 64, symmetric, llm-compressor) vs the uniform menu",
+        "model": checkpoint, "name": args.name,
+        "sensitivity": {"tokens": int(calib.numel()), "source": "calibration half of the corpus",
+                        "levels": levels, "units": len(unit_list), "granularity": args.granularity,
+                        "forward_passes": len(unit_list) * (len(levels)), "seconds": round(state["table_s"], 1),
+                        "table": table},
+        "additivity": {"allocations": len(pairs), "spearman": rho, "kendall_tau": tau,
+                       "seconds": round(state["validation_s"], 1), "pairs": pairs},
+        "evolutionary": {"sampler": "optuna NSGAIISampler", "trials": len(trials), "population": args.population,
+                         "fitness": "measured KL on the sensitivity tokens, and average bits",
+                         "seeds": f"the uniform menu and {state.get('evolutionary_seeds', 0)} knapsack solutions",
+                         "seconds": round(state["evolutionary_s"], 1)},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    table_file = RESULTS / "mixed_precision.json"   # every model's rows, one list
+    others = [r for r in json.loads(table_file.read_text()) if r.get("model") != args.name] if table_file.exists() else []
+    table_file.write_text(json.dumps(others + rows, indent=1))
+    (RESULTS / f"mixed_precision_search.{args.name}.{args.granularity}.json").write_text(json.dumps(search, indent=1))
+    log(f"wrote {table_file}: {len(rows)} rows for {args.name}; additivity spearman {rho:.3f}, kendall {tau:.3f}")
+
+
+if __name__ == "__main__":
+    main()
