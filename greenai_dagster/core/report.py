@@ -134,8 +134,16 @@ def measured_by(row: dict) -> str:
 
 def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | None, summary=None,
                 facts: dict | None = None) -> None:
+    """The chart (`chart_figure`) as one self-contained HTML file."""
+    fig = chart_figure(experiment, rows, baseline, summary, facts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+
+
+def chart_figure(experiment: str, rows: list[dict], baseline: dict | None, summary=None, facts: dict | None = None):
     """Scatter of every candidate (frontier highlighted, degraded ones marked) with dropdowns for the
-    axes and error bars (95 %) where a figure has a standard error."""
+    axes, error bars (95 %) where a figure has a standard error, axis titles with units, and a note
+    that the frontier spans more objectives than two axes show and that the baseline is no member."""
     import plotly.graph_objects as go
 
     points = list(rows) + ([dict(baseline, strategy_id="baseline")] if baseline else [])
@@ -171,13 +179,15 @@ def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | 
                            {"yaxis.title.text": axis_title(a)}]} for a in AXES]
     names = list(summary.objectives) if summary is not None else []
     note = (f"Frontier over {len(names)} objectives ({', '.join(names)}): a starred point may look dominated in any "
-            f"two-axis view. Error bars: 95%. Degraded = beyond the quality gate (never on the frontier).")
+            f"two-axis view.<br>The baseline is a reference, not a frontier member. Error bars: 95% intervals. "
+            f"Degraded = beyond the quality gate (never on the frontier).")
     if (facts or {}).get("benchmark_note"):
         note += "<br>" + facts["benchmark_note"]
     fig.update_layout(
         title={"text": f"Pareto frontier: {experiment}<br><sup>{note}</sup>"},
-        xaxis_title=axis_title(x0), yaxis_title=axis_title(y0), template="plotly_white",
-        margin={"t": 150},
+        xaxis={"title": {"text": axis_title(x0)}, "automargin": True},
+        yaxis={"title": {"text": axis_title(y0)}, "automargin": True}, template="plotly_white",
+        margin={"t": 170, "l": 90, "r": 60, "b": 80}, height=700,
         updatemenus=[
             {"buttons": buttons_x, "direction": "down", "x": 0.0, "y": 1.15, "xanchor": "left", "active": AXES.index(x0)},
             {"buttons": buttons_y, "direction": "down", "x": 0.25, "y": 1.15, "xanchor": "left", "active": AXES.index(y0)},
@@ -185,8 +195,7 @@ def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | 
         annotations=[{"text": "x axis", "x": 0.0, "y": 1.2, "xref": "paper", "yref": "paper", "showarrow": False},
                      {"text": "y axis", "x": 0.25, "y": 1.2, "xref": "paper", "yref": "paper", "showarrow": False}],
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    return fig
 
 
 def write_final_results(experiment_dir: Path, experiment: dict, rows: list[dict], strategies: dict,
@@ -244,19 +253,3 @@ def metrics_summary(row: dict) -> dict:
     out["degraded"] = row.get("degraded_reason") or "no"
     out["measured_by"] = measured_by(row) or "?"
     return out
-
-
-def frontier_markdown(summary, baseline: dict | None) -> str:
-    """The frontier as a markdown table (baseline first for reference), then what was kept off and why."""
-    head = "| strategy | KL nats/tok | top-1 | ppl x | accuracy [95% CI] | ms/token | memory GiB | size GiB |\n" \
-           "|---|---|---|---|---|---|---|---|\n"
-
-    def line(r, name):
-        ci = interval_text(r["accuracy"], r.get("accuracy_stderr"), 2).replace("95% CI ", "")
-        return (f"| {name} | {r['kl_divergence']:.4f} | {r['top1_agreement']:.3f} | {r['ppl_ratio']:.3f} | "
-                f"{r['accuracy']:.3f} [{ci}] | {r['latency_ms']:.1f} | {r['memory_gb']:.3f} | "
-                f"{r['model_size_gb']:.3f} |\n")
-
-    body = (line(baseline, "(baseline)") if baseline else "") + "".join(line(m, m["strategy_id"]) for m in summary.members)
-    kept_off = "".join(f"- {e['strategy_id']}: {e['reason']}\n" for e in summary.excluded)
-    return head + body + (f"\nKept off the frontier:\n{kept_off}" if kept_off else "")
