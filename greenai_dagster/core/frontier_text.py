@@ -1,9 +1,9 @@
 """The frontier as a person reads it in the Dagster UI: a rounded markdown table, what the
 hypervolume means, the best member per objective, and why the full-set scoring did not run.
 
-Numbers are rounded to what the measurement supports (4 significant digits, intervals at 2
-decimals); the table keeps to columns that fit a 1600 px page, with the runtime that measured each
-row named in a short column and described in full under the table.
+Numbers are rounded to what the measurement supports (3-4 significant digits, intervals at 2
+decimals); the frontier is two narrow tables that fit the partition panel of a 1600 px page, with the
+runtime that measured each row named in a short column and described in full under them.
 """
 
 from __future__ import annotations
@@ -32,25 +32,29 @@ def runtime_name(row: dict) -> str:
 
 
 def frontier_markdown(summary, baseline: dict | None) -> str:
-    """The frontier as a markdown table (baseline first, for reference; it is not a member), the runtime
-    behind each row, then what was kept off the frontier and why."""
-    head = ("| strategy | KL nats/tok | ppl ratio | top-1 | accuracy [95% CI] | ms/tok | tok/s | J/tok | mem GiB "
-            "| size GiB | runtime |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+    """The frontier as two narrow markdown tables (quality, then serving cost as measured by each row's
+    runtime), so each fits the partition panel of a 1600 px page; the baseline first, for reference (it
+    is not a member); then the runtimes in full and what was kept off the frontier and why."""
+    rows = ([("(baseline)", baseline)] if baseline else []) + [(m["strategy_id"], m) for m in summary.members]
 
-    def line(r: dict, name: str) -> str:
+    def quality(r: dict, name: str) -> str:
         ci = interval_text(r["accuracy"], r.get("accuracy_stderr"), 2).replace("95% CI ", "")
         return (f"| {name} | {num(r.get('kl_divergence'), 3)} | {num(r.get('ppl_ratio'))} | "
-                f"{num(r.get('top1_agreement'), 3)} | {r['accuracy']:.3f} [{ci}] | {num(r.get('latency_ms'), 3)} | "
-                f"{num(r.get('throughput_tokens_per_s'), 3)} | {num(r.get('energy_j_per_token'), 3)} | "
-                f"{num(r.get('memory_gb'), 3)} | {num(r.get('model_size_gb'), 3)} | {runtime_name(r)} |\n")
+                f"{num(r.get('top1_agreement'), 3)} | {r['accuracy']:.3f} [{ci}] | {num(r.get('model_size_gb'), 3)} |\n")
 
-    rows = ([("(baseline)", baseline)] if baseline else []) + [(m["strategy_id"], m) for m in summary.members]
-    body = "".join(line(r, name) for name, r in rows)
+    def cost(r: dict, name: str) -> str:
+        return (f"| {name} | {num(r.get('latency_ms'), 3)} | {num(r.get('throughput_tokens_per_s'), 3)} | "
+                f"{num(r.get('energy_j_per_token'), 3)} | {num(r.get('memory_gb'), 3)} | {runtime_name(r)} |\n")
+
+    quality_table = ("| strategy | KL nats/tok | ppl ratio | top-1 | accuracy [95% CI] | size GiB |\n"
+                     "|---|---|---|---|---|---|\n" + "".join(quality(r, name) for name, r in rows))
+    cost_table = ("| strategy | ms/tok | tok/s | J/tok | mem GiB | runtime |\n|---|---|---|---|---|---|\n"
+                  + "".join(cost(r, name) for name, r in rows))
     from greenai_dagster.core.report import measured_by
 
     runtimes = sorted({f"- {runtime_name(r)}: {measured_by(r)}\n" for _, r in rows if runtime_name(r) != "?"})
     kept_off = "".join(f"- {e['strategy_id']}: {e['reason']}\n" for e in summary.excluded)
-    return (head + body
+    return (quality_table + "\nServing cost (decode at batch 1; tok/s batched):\n\n" + cost_table
             + ("\nThe baseline is shown for reference; it is not a frontier member.\n" if baseline else "")
             + (f"\nMeasured by:\n{''.join(runtimes)}" if runtimes else "")
             + (f"\nKept off the frontier:\n{kept_off}" if kept_off else ""))
