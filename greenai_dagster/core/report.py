@@ -99,6 +99,7 @@ def write_frontier_files(experiment_dir: Path, experiment: str, rows: list[dict]
 
 
 ERROR_COLUMNS = {"accuracy": "accuracy_stderr", "kl_divergence": "kl_stderr", "top1_agreement": "top1_stderr"}
+ERROR_BOUNDS = {"accuracy": (0.0, 1.0), "top1_agreement": (0.0, 1.0), "kl_divergence": (0.0, float("inf"))}
 
 
 def axis_title(name: str) -> str:
@@ -158,9 +159,15 @@ def chart_figure(experiment: str, rows: list[dict], baseline: dict | None, summa
     x0, y0 = "kl_divergence", "accuracy"
 
     def errors(group, axis):
+        """95 % bars, clipped to where the figure can be (a fraction stays in [0, 1], KL above 0)."""
         column = ERROR_COLUMNS.get(axis)
-        values = [1.96 * (r.get(column) or 0.0) if column else 0.0 for r in group]
-        return {"type": "data", "array": values, "visible": bool(column)}
+        low, high = ERROR_BOUNDS.get(axis, (float("-inf"), float("inf")))
+        up, down = [], []
+        for r in group:
+            value, half = r.get(axis), 1.96 * (r.get(column) or 0.0) if column else 0.0
+            up.append(min(high, value + half) - value if value is not None else 0.0)
+            down.append(value - max(low, value - half) if value is not None else 0.0)
+        return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "visible": bool(column)}
 
     fig = go.Figure()
     for label, members in groups.items():
@@ -168,7 +175,8 @@ def chart_figure(experiment: str, rows: list[dict], baseline: dict | None, summa
         fig.add_trace(go.Scatter(
             x=[r.get(x0) for r in members], y=[r.get(y0) for r in members], mode="markers+text", name=label,
             error_x=errors(members, x0), error_y=errors(members, y0),
-            text=[r["strategy_id"] for r in members], textposition="top center", hovertext=[hover_text(r) for r in members],
+            text=[r["strategy_id"] for r in members], hovertext=[hover_text(r) for r in members],
+            textposition="bottom center" if label == "baseline" else "top center",   # apart from a member on top of it
             hoverinfo="text", cliponaxis=False, marker={"color": color, "symbol": symbol, "size": size}))
     traces = list(groups.values())
     buttons_x = [{"label": a, "method": "update",
@@ -184,16 +192,21 @@ def chart_figure(experiment: str, rows: list[dict], baseline: dict | None, summa
     if (facts or {}).get("benchmark_note"):
         note += "<br>" + facts["benchmark_note"]
     fig.update_layout(
-        title={"text": f"Pareto frontier: {experiment}<br><sup>{note}</sup>"},
+        # title and note at the top, the axis menus in their own band under them (nothing overlaps)
+        title={"text": f"Pareto frontier: {experiment}<br><sup>{note}</sup>", "y": 0.98, "yanchor": "top"},
         xaxis={"title": {"text": axis_title(x0)}, "automargin": True},
         yaxis={"title": {"text": axis_title(y0)}, "automargin": True}, template="plotly_white",
-        margin={"t": 170, "l": 90, "r": 60, "b": 80}, height=700,
+        margin={"t": 210, "l": 90, "r": 60, "b": 80}, height=760,
         updatemenus=[
-            {"buttons": buttons_x, "direction": "down", "x": 0.0, "y": 1.15, "xanchor": "left", "active": AXES.index(x0)},
-            {"buttons": buttons_y, "direction": "down", "x": 0.25, "y": 1.15, "xanchor": "left", "active": AXES.index(y0)},
+            {"buttons": buttons_x, "direction": "down", "x": 0.07, "y": 1.06, "xanchor": "left", "yanchor": "bottom",
+             "active": AXES.index(x0)},
+            {"buttons": buttons_y, "direction": "down", "x": 0.42, "y": 1.06, "xanchor": "left", "yanchor": "bottom",
+             "active": AXES.index(y0)},
         ],
-        annotations=[{"text": "x axis", "x": 0.0, "y": 1.2, "xref": "paper", "yref": "paper", "showarrow": False},
-                     {"text": "y axis", "x": 0.25, "y": 1.2, "xref": "paper", "yref": "paper", "showarrow": False}],
+        annotations=[{"text": "x axis", "x": 0.0, "y": 1.075, "xref": "paper", "yref": "paper", "showarrow": False,
+                      "xanchor": "left", "yanchor": "bottom"},
+                     {"text": "y axis", "x": 0.35, "y": 1.075, "xref": "paper", "yref": "paper", "showarrow": False,
+                      "xanchor": "left", "yanchor": "bottom"}],
     )
     return fig
 
