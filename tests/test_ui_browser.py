@@ -285,6 +285,9 @@ def test_an_experiment_is_launched_from_the_launchpad(ui, page, tiny_model_dir, 
     page.evaluate("() => { const cm = document.querySelector('.CodeMirror').CodeMirror; cm.focus();"
                   " cm.setCursor({line: 7, ch: 8}); }")
     page.get_by_text("No errors").first.wait_for()
+    documented = page.get_by_text("who proposes each episode").first     # the field's description, in the
+    documented.scroll_into_view_if_needed()                               # editor's help panel
+    assert documented.is_visible()
     shot(page, "06_launchpad_config.png")
     page.get_by_role("button", name="Launch Run").click()
     page.wait_for_url("**/runs/**")
