@@ -161,7 +161,9 @@ def test_an_experiments_partitions_and_frontier_metadata_are_listed(ui, page):
     for table in page.locator("table").all():                  # metadata and frontier tables are not cut off
         box = table.bounding_box()
         assert box["x"] + box["width"] <= 1600, (table.inner_text()[:60], box)
-    shot(page, "03_frontier_metadata.png", full_page=True)
+    shot(page, "03_frontier_metadata.png")
+    page.get_by_text("Serving cost").first.scroll_into_view_if_needed()   # the panel scrolls by itself
+    shot(page, "03a_frontier_tables.png")
 
 
 def test_the_termination_reason_is_in_the_frontiers_events(ui, page):
