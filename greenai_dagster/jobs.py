@@ -3,12 +3,15 @@ asset job per stage of an experiment, so every run says what it is (setup, candi
 frontier_full_set) instead of `__ASSET_JOB`. Each runs its steps in the run's own process (the
 steps of a stage are sequential; a process per step only re-imports torch)."""
 
+from enum import Enum
 from typing import Optional
 
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, in_process_executor, job, op
 from pydantic import Field
 
+from greenai_dagster.core import objectives as objective_registry
 from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.methods import REGISTRY as METHODS
 from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import ResultsStoreResource
@@ -17,7 +20,8 @@ from greenai_dagster.resources import ResultsStoreResource
 class EvalOverrides(Config):
     """Evaluation settings (core/config.py `EvalConfig`); a field left unset keeps its default."""
 
-    limit_per_task: Optional[int] = Field(None, description="proxy items per benchmark task while searching (10)")
+    limit_per_task: Optional[int] = Field(None, description="proxy: items per benchmark task while searching (10); "
+                                                            "the final frontier can be scored on all of them")
     full_set_for_frontier: Optional[bool] = Field(None, description="score the final frontier on every item "
                                                                     "(default: on a GPU only)")
     fidelity_tokens: Optional[int] = Field(None, description="held-out tokens scored against the baseline (4096)")
@@ -32,23 +36,54 @@ class EvalOverrides(Config):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+class Coordinator(str, Enum):
+    """Who proposes each episode's strategy (core/coordinator)."""
+
+    planner = "planner"    # deterministic: spec priors, then a surrogate over what was measured
+    llm = "llm"            # an OpenAI-compatible model (OPENAI_API_KEY, or llm_base_url in `greenai run`)
+    random = "random"      # uniform over the search space (a baseline for the others)
+
+
+class BenchmarkSource(str, Enum):
+    """Where a named benchmark's items come from; fixed when the experiment is created."""
+
+    auto = "auto"          # the hub where reachable, else the packaged offline copy
+    offline = "offline"    # the packaged offline copy
+    hub = "hub"            # lm-eval's standard task from the Hugging Face hub
+
+
+CONSTRAINT_KEYS = ", ".join(f"min_{n}/max_{n}" for n in objective_registry.OBJECTIVES)
+
+
 class NewExperimentConfig(Config):
     """The `greenai run` settings, as launchpad config."""
 
-    model: str = "smollm2-135m-instruct"
-    dataset: str = "bigbench_above_chance"
-    episodes: int = 3
-    budget: float = 2.0
-    name: str = ""
-    coordinator: str = "planner"
-    compression_methods: list[str] = []
+    model: str = Field("smollm2-135m-instruct", description=(
+        "the model to compress: the embedded default (smollm2-135m-instruct), a Hugging Face id, or a local folder"))
+    dataset: str = Field("bigbench_above_chance", description=(
+        "the benchmark: a name from `greenai benchmarks` (e.g. bigbench_above_chance, bigbench_hard, humaneval) or "
+        "a local .jsonl file of multiple-choice items"))
+    benchmark_source: BenchmarkSource = Field(BenchmarkSource.auto, description=(
+        "auto: the hub where reachable, else offline; offline: the packaged copy; hub: lm-eval's standard task"))
+    episodes: int = Field(3, description="candidates to compress and evaluate (1-1000)")
+    budget: float = Field(2.0, description="wall-clock budget in hours; the experiment stops when it is spent")
+    name: str = Field("", description="experiment name (the partition key); empty: <model>_<benchmark>_<time>")
+    coordinator: Coordinator = Field(Coordinator.planner, description=(
+        "who proposes each episode: planner (deterministic, spec priors then a surrogate), llm (an "
+        "OpenAI-compatible model; needs OPENAI_API_KEY) or random"))
+    compression_methods: list[str] = Field(default_factory=list, description=(
+        "methods the coordinator may use (`greenai methods`: " + ", ".join(sorted(METHODS)) + "); empty = all that "
+        "suit the model"))
     constraints: dict[str, float] = Field(default_factory=dict, description=(
-        "min_<metric>/max_<metric> bounds, e.g. max_latency_ms; the quality gate's max_kl (default 0.5 nats/token) "
-        "and max_ppl_ratio (default 2.0) mark candidates beyond them degraded"))
+        "bounds on result columns, as min_<metric>/max_<metric>: " + CONSTRAINT_KEYS + "; also max_kl "
+        "(quality gate, default 0.5 nats/token) and max_ppl_ratio (default 2.0): candidates beyond the gate "
+        "are marked degraded. Example: {max_latency_ms: 20, min_accuracy: 0.3}"))
     objectives: list[str] = Field(default_factory=list, description=(
-        "frontier objectives (greenai_dagster/core/objectives.py); empty = kl_divergence, accuracy, latency_ms, "
-        "memory_gb, model_size_gb"))
-    eval: EvalOverrides = Field(default_factory=EvalOverrides, description="evaluation settings; unset = defaults")
+        "frontier objectives, any of: " + ", ".join(objective_registry.OBJECTIVES) + "; empty = "
+        + ", ".join(objective_registry.DEFAULT_FRONTIER)))
+    eval: EvalOverrides = Field(default_factory=EvalOverrides, description=(
+        "evaluation settings: proxy items per task (limit_per_task), full-set scoring of the final frontier "
+        "(full_set_for_frontier), fidelity tokens, latency probe; unset = defaults"))
     allow_code_execution: bool = Field(False, description=(
         "opt in to executing model-written code (HumanEval) in the sandbox; off by default"))
     trust_remote_code: bool = Field(False, description=(
@@ -71,7 +106,8 @@ def register_experiment(store, config: ExperimentConfig) -> str:
 @op
 def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, store: ResultsStoreResource) -> str:
     settings = ExperimentConfig(model=config.model, dataset=config.dataset, episodes=config.episodes, budget=config.budget,
-                                name=config.name or None, coordinator=config.coordinator,
+                                benchmark_source=BenchmarkSource(config.benchmark_source).value,
+                                name=config.name or None, coordinator=Coordinator(config.coordinator).value,
                                 compression_methods=config.compression_methods or None,
                                 constraints=config.constraints, objectives=config.objectives or None,
                                 eval=config.eval.settings(), driver="sensor",

@@ -28,6 +28,7 @@ from greenai_dagster.core.strategy import Strategy
 from greenai_dagster.definitions import ALL_ASSETS, ALL_CHECKS
 from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, SOURCE_TAG, dagster_instance
 from greenai_dagster.jobs import STAGE_JOBS
+from greenai_dagster.observations import record_finish
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import resources_for
 
@@ -175,6 +176,7 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
                  if key not in frontier_after else f"[Frontier] {strategy.strategy_id} on the frontier")
     full_set(config, name, store, instance, resources, echo)
     final = pipeline.finish_experiment(store, name, reason)
+    record_finish(instance, name, final, pipeline.wants_full_set(config, resources["gpu"].device_name()))
     timings = wall_time_split(store, name, time.perf_counter() - run_started)
     echo(f"\nFinished {name}: {final['episodes_completed']} episodes, termination: {reason}")
     echo(f"Frontier: {final['frontier_summary']['num_solutions']} solutions; results in "

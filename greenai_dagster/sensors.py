@@ -22,6 +22,7 @@ from greenai_dagster.core import pipeline
 from greenai_dagster.core.decide import decide_next
 from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, SOURCE_TAG
 from greenai_dagster.jobs import STAGE_JOBS
+from greenai_dagster.observations import record_finish
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
@@ -78,7 +79,8 @@ def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu
                         [], f"{name}: full-set scoring of the frontier requested")
             if status not in FINISHED:
                 return [], [], f"{name}: waiting for the full-set scoring"
-        pipeline.finish_experiment(store, name, decision.termination_reason)
+        final = pipeline.finish_experiment(store, name, decision.termination_reason)
+        record_finish(context.instance, name, final, pipeline.wants_full_set(config, device))
         return [], [], f"{name}: finished ({decision.termination_reason})"
     strategy = decision.proposal.strategy
     key = pipeline.candidate_key(name, strategy.strategy_id)

@@ -28,4 +28,10 @@ if ! $PY -c "import llama_cpp" 2>/dev/null || [ ! -f .tools/llama.cpp/convert_hf
   tar xzf "$sdist" -C .tools/llama.cpp --strip-components=3 "$src/convert_hf_to_gguf.py" "$src/conversion" "$src/gguf-py"
   rm -f "$sdist"
 fi
+# The browser test (tests/test_ui_browser.py) drives Debian's chromium through Playwright; installed
+# here where this runs as root with apt (CI), otherwise that test skips and says why.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
+    || echo "chromium could not be installed; tests/test_ui_browser.py will skip"
+fi
 echo "setup complete"

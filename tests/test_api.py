@@ -181,6 +181,10 @@ def test_the_frontier_metadata_links_to_the_served_chart(api, finished_job):
     assert metadata["chart_file"].path.endswith("pareto_visualization.html")
     chart = httpx.get(metadata["chart"].url, timeout=60)
     assert chart.status_code == 200 and "plotly" in chart.text.lower()
+    # the sensor recorded the termination reason on the experiment's frontier when it ended
+    observed = dagster_instance().fetch_observations(AssetKey("pareto_frontier"), limit=20).records
+    [ended] = [r for r in observed if r.partition_key == name]
+    assert ended.asset_observation.metadata["termination_reason"].value == "max_episodes_reached"
 
 
 def test_pareto_returns_the_seed_shape(api, finished_job):

@@ -99,6 +99,7 @@ def write_frontier_files(experiment_dir: Path, experiment: str, rows: list[dict]
 
 
 ERROR_COLUMNS = {"accuracy": "accuracy_stderr", "kl_divergence": "kl_stderr", "top1_agreement": "top1_stderr"}
+ERROR_BOUNDS = {"accuracy": (0.0, 1.0), "top1_agreement": (0.0, 1.0), "kl_divergence": (0.0, float("inf"))}
 
 
 def axis_title(name: str) -> str:
@@ -134,8 +135,16 @@ def measured_by(row: dict) -> str:
 
 def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | None, summary=None,
                 facts: dict | None = None) -> None:
+    """The chart (`chart_figure`) as one self-contained HTML file."""
+    fig = chart_figure(experiment, rows, baseline, summary, facts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+
+
+def chart_figure(experiment: str, rows: list[dict], baseline: dict | None, summary=None, facts: dict | None = None):
     """Scatter of every candidate (frontier highlighted, degraded ones marked) with dropdowns for the
-    axes and error bars (95 %) where a figure has a standard error."""
+    axes, error bars (95 %) where a figure has a standard error, axis titles with units, and a note
+    that the frontier spans more objectives than two axes show and that the baseline is no member."""
     import plotly.graph_objects as go
 
     points = list(rows) + ([dict(baseline, strategy_id="baseline")] if baseline else [])
@@ -150,9 +159,15 @@ def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | 
     x0, y0 = "kl_divergence", "accuracy"
 
     def errors(group, axis):
+        """95 % bars, clipped to where the figure can be (a fraction stays in [0, 1], KL above 0)."""
         column = ERROR_COLUMNS.get(axis)
-        values = [1.96 * (r.get(column) or 0.0) if column else 0.0 for r in group]
-        return {"type": "data", "array": values, "visible": bool(column)}
+        low, high = ERROR_BOUNDS.get(axis, (float("-inf"), float("inf")))
+        up, down = [], []
+        for r in group:
+            value, half = r.get(axis), 1.96 * (r.get(column) or 0.0) if column else 0.0
+            up.append(min(high, value + half) - value if value is not None else 0.0)
+            down.append(value - max(low, value - half) if value is not None else 0.0)
+        return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "visible": bool(column)}
 
     fig = go.Figure()
     for label, members in groups.items():
@@ -160,7 +175,8 @@ def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | 
         fig.add_trace(go.Scatter(
             x=[r.get(x0) for r in members], y=[r.get(y0) for r in members], mode="markers+text", name=label,
             error_x=errors(members, x0), error_y=errors(members, y0),
-            text=[r["strategy_id"] for r in members], textposition="top center", hovertext=[hover_text(r) for r in members],
+            text=[r["strategy_id"] for r in members], hovertext=[hover_text(r) for r in members],
+            textposition="bottom center" if label == "baseline" else "top center",   # apart from a member on top of it
             hoverinfo="text", cliponaxis=False, marker={"color": color, "symbol": symbol, "size": size}))
     traces = list(groups.values())
     buttons_x = [{"label": a, "method": "update",
@@ -171,22 +187,28 @@ def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | 
                            {"yaxis.title.text": axis_title(a)}]} for a in AXES]
     names = list(summary.objectives) if summary is not None else []
     note = (f"Frontier over {len(names)} objectives ({', '.join(names)}): a starred point may look dominated in any "
-            f"two-axis view. Error bars: 95%. Degraded = beyond the quality gate (never on the frontier).")
+            f"two-axis view.<br>The baseline is a reference, not a frontier member. Error bars: 95% intervals. "
+            f"Degraded = beyond the quality gate (never on the frontier).")
     if (facts or {}).get("benchmark_note"):
         note += "<br>" + facts["benchmark_note"]
     fig.update_layout(
-        title={"text": f"Pareto frontier: {experiment}<br><sup>{note}</sup>"},
-        xaxis_title=axis_title(x0), yaxis_title=axis_title(y0), template="plotly_white",
-        margin={"t": 150},
+        # title and note at the top, the axis menus in their own band under them (nothing overlaps)
+        title={"text": f"Pareto frontier: {experiment}<br><sup>{note}</sup>", "y": 0.98, "yanchor": "top"},
+        xaxis={"title": {"text": axis_title(x0)}, "automargin": True},
+        yaxis={"title": {"text": axis_title(y0)}, "automargin": True}, template="plotly_white",
+        margin={"t": 210, "l": 90, "r": 60, "b": 80}, height=760,
         updatemenus=[
-            {"buttons": buttons_x, "direction": "down", "x": 0.0, "y": 1.15, "xanchor": "left", "active": AXES.index(x0)},
-            {"buttons": buttons_y, "direction": "down", "x": 0.25, "y": 1.15, "xanchor": "left", "active": AXES.index(y0)},
+            {"buttons": buttons_x, "direction": "down", "x": 0.07, "y": 1.06, "xanchor": "left", "yanchor": "bottom",
+             "active": AXES.index(x0)},
+            {"buttons": buttons_y, "direction": "down", "x": 0.42, "y": 1.06, "xanchor": "left", "yanchor": "bottom",
+             "active": AXES.index(y0)},
         ],
-        annotations=[{"text": "x axis", "x": 0.0, "y": 1.2, "xref": "paper", "yref": "paper", "showarrow": False},
-                     {"text": "y axis", "x": 0.25, "y": 1.2, "xref": "paper", "yref": "paper", "showarrow": False}],
+        annotations=[{"text": "x axis", "x": 0.0, "y": 1.075, "xref": "paper", "yref": "paper", "showarrow": False,
+                      "xanchor": "left", "yanchor": "bottom"},
+                     {"text": "y axis", "x": 0.35, "y": 1.075, "xref": "paper", "yref": "paper", "showarrow": False,
+                      "xanchor": "left", "yanchor": "bottom"}],
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    return fig
 
 
 def write_final_results(experiment_dir: Path, experiment: dict, rows: list[dict], strategies: dict,
@@ -244,19 +266,3 @@ def metrics_summary(row: dict) -> dict:
     out["degraded"] = row.get("degraded_reason") or "no"
     out["measured_by"] = measured_by(row) or "?"
     return out
-
-
-def frontier_markdown(summary, baseline: dict | None) -> str:
-    """The frontier as a markdown table (baseline first for reference), then what was kept off and why."""
-    head = "| strategy | KL nats/tok | top-1 | ppl x | accuracy [95% CI] | ms/token | memory GiB | size GiB |\n" \
-           "|---|---|---|---|---|---|---|---|\n"
-
-    def line(r, name):
-        ci = interval_text(r["accuracy"], r.get("accuracy_stderr"), 2).replace("95% CI ", "")
-        return (f"| {name} | {r['kl_divergence']:.4f} | {r['top1_agreement']:.3f} | {r['ppl_ratio']:.3f} | "
-                f"{r['accuracy']:.3f} [{ci}] | {r['latency_ms']:.1f} | {r['memory_gb']:.3f} | "
-                f"{r['model_size_gb']:.3f} |\n")
-
-    body = (line(baseline, "(baseline)") if baseline else "") + "".join(line(m, m["strategy_id"]) for m in summary.members)
-    kept_off = "".join(f"- {e['strategy_id']}: {e['reason']}\n" for e in summary.excluded)
-    return head + body + (f"\nKept off the frontier:\n{kept_off}" if kept_off else "")
