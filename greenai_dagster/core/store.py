@@ -19,29 +19,9 @@ import duckdb
 
 from greenai_dagster.core.errors import DiskFull
 from greenai_dagster.core.redact import redact, redact_obj
+from greenai_dagster.core.schema import SCHEMA_VERSION, TABLES, file_version, migrate
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS experiments (
-    name VARCHAR PRIMARY KEY, model VARCHAR, dataset VARCHAR, config JSON, status VARCHAR,
-    termination_reason VARCHAR, output_dir VARCHAR, created_at TIMESTAMP, finished_at TIMESTAMP);
-CREATE TABLE IF NOT EXISTS strategies (
-    candidate_key VARCHAR PRIMARY KEY, experiment VARCHAR, episode INTEGER, strategy_id VARCHAR,
-    strategy JSON, reasoning VARCHAR, status VARCHAR, error VARCHAR, created_at TIMESTAMP);
-CREATE TABLE IF NOT EXISTS results (
-    candidate_key VARCHAR PRIMARY KEY, experiment VARCHAR, episode INTEGER, strategy_id VARCHAR,
-    methods VARCHAR, is_baseline BOOLEAN, accuracy DOUBLE, accuracy_stderr DOUBLE, perplexity DOUBLE,
-    latency_ms DOUBLE, prefill_ms DOUBLE, throughput_tokens_per_s DOUBLE, memory_gb DOUBLE,
-    model_size_gb DOUBLE, compression_ratio DOUBLE, energy_kwh DOUBLE, co2_grams DOUBLE,
-    compression_time_s DOUBLE, compression_energy_kwh DOUBLE, compression_co2_grams DOUBLE,
-    eval_time_s DOUBLE, load_time_s DOUBLE, eval_energy_kwh DOUBLE, eval_co2_grams DOUBLE, checkpoint_path VARCHAR,
-    task_accuracy JSON, conditions JSON, accuracy_full DOUBLE, accuracy_full_stderr DOUBLE, full_eval_time_s DOUBLE,
-    task_accuracy_full JSON, is_pareto BOOLEAN DEFAULT FALSE, created_at TIMESTAMP);
-CREATE TABLE IF NOT EXISTS experiment_facts (
-    experiment VARCHAR PRIMARY KEY, facts JSON, updated_at TIMESTAMP);
-CREATE TABLE IF NOT EXISTS frontier (
-    experiment VARCHAR PRIMARY KEY, members JSON, hypervolume DOUBLE, episodes_seen INTEGER,
-    updated_at TIMESTAMP);
-"""
+SCHEMA = TABLES   # the current schema (core/schema.py keeps the versions and migrations)
 
 RESULT_COLUMNS = [
     "candidate_key", "experiment", "episode", "strategy_id", "methods", "is_baseline", "accuracy",
@@ -107,6 +87,7 @@ class ResultsStore:
     def __init__(self, path: str | Path, lock_timeout_s: float = 10.0):
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
+        self._current = False     # schema checked (and migrated) by this instance already
 
     @contextmanager
     def connect(self, read_only: bool = False, external_access: bool = True):
@@ -140,8 +121,13 @@ class ResultsStore:
         try:
             try:
                 if not read_only:
-                    con.execute(SCHEMA)
-                    self._add_missing_columns(con)
+                    self._migrate(con)
+                elif not self._current and (file_version(con) or SCHEMA_VERSION) < SCHEMA_VERSION:
+                    con.close()   # an older file: migrated once on a write connection, then read
+                    with self.connect():
+                        pass
+                    con = duckdb.connect(str(self.path), read_only=True, config=config)
+                self._current = True
                 yield con
             except duckdb.IOException as exc:
                 raise self._io_error(exc) from None
@@ -162,15 +148,15 @@ class ResultsStore:
         return DiskFull(f"cannot open or write the results database {self.path}: {text}",
                         "Check the file's permissions and free space, then run again; results written before are kept.")
 
-    @staticmethod
-    def _add_missing_columns(con) -> None:
-        """Files written by an older version gain the newer result columns (as NULL)."""
-        have = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'results'").fetchall()}
-        for column in RESULT_COLUMNS:
-            if column not in have:
-                kind = "JSON" if column in JSON_COLUMNS else OTHER_TYPES.get(column, "DOUBLE")
-                con.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
+    def _migrate(self, con) -> None:
+        """A file from an older schema gains what was added since (core/schema.py); a newer one is refused."""
+        if self._current:
+            return
+        try:
+            migrate(con)
+        except ValueError as exc:
+            raise DiskFull(f"the results database {self.path} was written by a newer greenai ({exc}).",
+                           "Open it with that version, or point GREENAI_DATA at another folder.") from None
 
     @contextmanager
     def transaction(self):
