@@ -1,14 +1,19 @@
 """ResultsStore: every experiment, strategy, result and frontier in one DuckDB file.
 
-Tables: `experiments`, `strategies`, `results`, `frontier`. Each write is one transaction on a
-short-lived connection (DuckDB allows one writing process at a time, and Dagster's webserver,
-daemon and the CLI are different processes), retried briefly if another process holds the lock.
+Tables: `experiments`, `strategies`, `results`, `frontier` (schema versions: core/schema.py). Each
+write is one transaction on a short-lived connection: DuckDB allows one process at a time to hold
+the file for writing, and Dagster's webserver, daemon, sensor-launched runs and CLI runs are
+different processes. A process that finds the file locked waits and retries (exponential backoff
+with jitter, LOCK_TIMEOUT_S in all), so concurrent experiments queue for the lock and no write is
+lost; only a lock held longer than that (a DuckDB shell left open) ends in E007 naming the holder.
 Any DuckDB client can read the file: `greenai query "SELECT ..."`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
 import re
 import time
 from contextlib import contextmanager
@@ -70,7 +75,9 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-LOCK_WAIT_S = 0.2
+LOCK_WAIT_FIRST_S = 0.005   # first wait for another process's write lock; doubled per retry ...
+LOCK_WAIT_MAX_S = 0.1       # ... up to this, each with random jitter so waiting writers do not retry in step
+LOCK_TIMEOUT_S = 60.0       # then E007 naming the holder (benchmarks/concurrent_writers.py: 8 writers wait < 1 s)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -84,14 +91,17 @@ def _lock_holder(text: str) -> str:
 
 
 class ResultsStore:
-    def __init__(self, path: str | Path, lock_timeout_s: float = 10.0):
+    def __init__(self, path: str | Path, lock_timeout_s: float = LOCK_TIMEOUT_S):
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
+        self.lock_waits = 0       # times this instance found the file locked by another process, and ...
+        self.lock_wait_s = 0.0    # ... the seconds it waited for it (benchmarks/concurrent_writers.py reports both)
         self._current = False     # schema checked (and migrated) by this instance already
 
     @contextmanager
     def connect(self, read_only: bool = False, external_access: bool = True):
-        """A short-lived connection; DuckDB lock and I/O failures become E007 (never a raw traceback)."""
+        """A short-lived connection; DuckDB lock and I/O failures become E007 (never a raw traceback).
+        A file from an older schema is migrated first (core/schema.py), also when only read."""
         if read_only and not self.path.exists():
             read_only = False
         try:
@@ -99,17 +109,95 @@ class ResultsStore:
         except OSError as exc:
             raise DiskFull(f"cannot create {self.path.parent}: {exc.strerror}.") from exc
         config = {} if external_access else {"enable_external_access": False, "lock_configuration": True}
-        deadline = time.monotonic() + self.lock_timeout_s
+        if read_only and not self._current:
+            with self._open(True, {}) as con:
+                old = (file_version(con) or SCHEMA_VERSION) < SCHEMA_VERSION
+            if old:
+                with self._open(False, {}) as con:
+                    self._migrate(con)
+            self._current = True
+        with self._open(read_only, config) as con:
+            if not read_only:
+                self._migrate(con)
+            yield con
+
+    @contextmanager
+    def _open(self, read_only: bool, config: dict):
+        """This project's processes take turns in the kernel's queue first (`_turn`), so they never spin
+        on DuckDB's lock; a holder outside the project (a DuckDB shell) is waited for by retrying."""
+        with self._turn(exclusive=not read_only):
+            con = self._duckdb_connect(read_only, config)
+            try:
+                yield con
+            except duckdb.IOException as exc:
+                raise self._io_error(exc) from None
+            finally:
+                con.close()
+
+    @contextmanager
+    def _turn(self, exclusive: bool):
+        """flock on `<file>.lock`: one writer or many readers of this project at a time, waiting without
+        polling DuckDB (opening a DuckDB file to find it locked costs tens of ms of CPU per try, which
+        N waiting processes on a small machine turn into minutes). Where the lock file cannot be made
+        (read-only folder, no fcntl) DuckDB's own lock and the retry below still keep writes apart."""
+        try:
+            import fcntl
+
+            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except (ImportError, OSError):
+            yield
+            return
+        try:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            started = time.monotonic()
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.lock_waits += 1
+                self._wait_for_flock(fd, mode, started)
+            yield
+        finally:
+            os.close(fd)     # releases the flock
+
+    def _wait_for_flock(self, fd: int, mode: int, started: float) -> None:
+        """Poll the flock every 1-4 ms until our turn, at most lock_timeout_s (a non-blocking flock is one
+        system call of microseconds, unlike a DuckDB open; a blocking flock could not honour the timeout)."""
+        import fcntl
+
+        deadline = started + self.lock_timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                self.lock_wait_s += time.monotonic() - started
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self.lock_wait_s += time.monotonic() - started
+                    raise DiskFull(
+                        f"the results database {self.path} stayed locked by another greenai / dagster process for "
+                        f"{self.lock_timeout_s:g} s.",
+                        "Wait for the other run to finish (or stop it), then run again; results written so far are "
+                        "kept.") from None
+                time.sleep(random.uniform(0.001, 0.004))
+
+    def _duckdb_connect(self, read_only: bool, config: dict):
+        started = time.monotonic()
+        deadline, wait = started + self.lock_timeout_s, LOCK_WAIT_FIRST_S
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only, config=config)
-                break
+                if wait > LOCK_WAIT_FIRST_S:
+                    self.lock_wait_s += time.monotonic() - started
+                return con
             except duckdb.IOException as exc:
                 text = str(exc)
                 if "lock" in text.lower():
                     if time.monotonic() < deadline:
-                        time.sleep(LOCK_WAIT_S)
+                        self.lock_waits += 1
+                        time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)) * random.uniform(0.5, 1.0))
+                        wait = min(wait * 2, LOCK_WAIT_MAX_S)
                         continue
+                    self.lock_wait_s += time.monotonic() - started
                     raise DiskFull(
                         f"the results database {self.path} is locked{_lock_holder(text)} and stayed locked for "
                         f"{self.lock_timeout_s:g} s.",
@@ -118,21 +206,6 @@ class ResultsStore:
                 raise self._io_error(exc) from None
             except duckdb.Error as exc:
                 raise self._io_error(exc) from None
-        try:
-            try:
-                if not read_only:
-                    self._migrate(con)
-                elif not self._current and (file_version(con) or SCHEMA_VERSION) < SCHEMA_VERSION:
-                    con.close()   # an older file: migrated once on a write connection, then read
-                    with self.connect():
-                        pass
-                    con = duckdb.connect(str(self.path), read_only=True, config=config)
-                self._current = True
-                yield con
-            except duckdb.IOException as exc:
-                raise self._io_error(exc) from None
-        finally:
-            con.close()
 
     def _io_error(self, exc: BaseException) -> DiskFull:
         text = _first_line(exc)
@@ -154,6 +227,7 @@ class ResultsStore:
             return
         try:
             migrate(con)
+            self._current = True
         except ValueError as exc:
             raise DiskFull(f"the results database {self.path} was written by a newer greenai ({exc}).",
                            "Open it with that version, or point GREENAI_DATA at another folder.") from None
