@@ -173,6 +173,10 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
         elif interactive:
             echo(f"[Frontier] {strategy.strategy_id} is dominated; frontier unchanged"
                  if key not in frontier_after else f"[Frontier] {strategy.strategy_id} on the frontier")
+    done = len(store.results(name))
+    stored = store.frontier(name)
+    if done and (stored is None or stored["episodes_seen"] < done):   # killed after a result, before its frontier
+        _run_stage("frontier", name, instance, resources)
     full_set(config, name, store, instance, resources, echo)
     final = pipeline.finish_experiment(store, name, reason)
     timings = wall_time_split(store, name, time.perf_counter() - run_started)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from greenai_dagster.core.errors import DiskFull
+from greenai_dagster.core.errors import DiskFull, OutOfMemory
 from greenai_dagster.core.redact import redact, redact_obj
 from greenai_dagster.core.schema import SCHEMA_VERSION, TABLES, file_version, migrate
 
@@ -131,6 +131,10 @@ class ResultsStore:
                 yield con
             except duckdb.IOException as exc:
                 raise self._io_error(exc) from None
+            except duckdb.OutOfMemoryException as exc:
+                raise OutOfMemory(f"the results database {self.path} could not get memory ({_first_line(exc)}).",
+                                  "Free memory (other processes, a smaller model), then run again; results written "
+                                  "before are kept.") from None
             finally:
                 con.close()
 
@@ -204,6 +208,10 @@ class ResultsStore:
                         "DuckDB lets one process write at a time: wait for the other greenai / dagster process to "
                         "finish (or stop it), then run again; results written so far are kept.") from None
                 raise self._io_error(exc) from None
+            except duckdb.OutOfMemoryException as exc:
+                raise OutOfMemory(f"the results database {self.path} could not get memory ({_first_line(exc)}).",
+                                  "Free memory (other processes, a smaller model), then run again; results written "
+                                  "before are kept.") from None
             except duckdb.Error as exc:
                 raise self._io_error(exc) from None
 
