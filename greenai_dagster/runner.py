@@ -20,7 +20,7 @@ from greenai_dagster.core.flips import interval_text
 from greenai_dagster.core.benchmarks import resolve_source
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_next
-from greenai_dagster.core.errors import EvaluationError, GreenAIError, UnexpectedError
+from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError, UnexpectedError
 from greenai_dagster.core.pipeline import validate_inputs
 from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
@@ -145,6 +145,9 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
         frontier_before = set((store.frontier(name) or {}).get("members", []))
         try:
             _run_stage("candidate", key, instance, resources)
+        except DiskFull as exc:   # no later candidate can be written either: stop; a rerun retries this one
+            store.set_strategy_status(key, "pending", str(exc))
+            raise
         except GreenAIError as exc:
             store.set_strategy_status(key, "failed", str(exc))
             echo(f"[Episode {episode}] {strategy.strategy_id} failed: {exc}")
