@@ -2,13 +2,14 @@
 
 DuckDB lets one process hold a file for writing at a time. `greenai run`s, sensor-launched Dagster
 runs and the webserver are separate processes, so ResultsStore opens a short-lived connection per
-write and, finding the file locked, waits and retries (core/store.py). This measures that design
-with N real OS processes, each driving the store exactly as an experiment does per episode:
+write after taking its turn on a kernel flock beside the file (readers share it), and retries with
+backoff if a process outside the project holds DuckDB's own lock (core/store.py). This measures that
+design with N real OS processes, each driving the store exactly as an experiment does per episode:
 
     add_strategy -> set_strategy_status(compressing) -> set_strategy_status(compressed)
     -> write_result -> set_strategy_status(done) -> read results -> write_frontier
 
-(7 connections per episode, 5 of them writes), all processes released at the same instant so the
+(7 connections per episode, 6 of them writes), all processes released at the same instant so the
 lock is contended from the first write. No model work happens between writes, which is far harsher
 than a real sweep (there a write comes every few seconds at most). Afterwards the file is read by a
 fresh process: rows expected vs present, duplicates, strategies not `done`, and each writer's own
@@ -110,11 +111,16 @@ def measure(writers: int, episodes: int, folder: Path) -> dict:
         "failed_writes": sum(len(r["failures"]) for r in reports), "writers_exit_nonzero": sum(c != 0 for c in exit_codes),
         "tracebacks": tracebacks, "connections": writers * (1 + 7 * episodes),
         "wall_s": round(wall, 2) if wall else None,
-        "writes_per_s": round(writers * (1 + 5 * episodes) / wall, 1) if wall else None,
+        "writes_per_s": round(writers * (1 + 6 * episodes) / wall, 1) if wall else None,
         "lock_waits": sum(r["lock_waits"] for r in reports),
         "max_lock_wait_s_per_writer": round(max(r["lock_wait_s"] for r in reports), 2) if reports else None,
         "failure_samples": [f for r in reports for f in r["failures"]][:3],
     }
+
+
+def how() -> str:
+    """The docstring's description of the measurement, as one paragraph."""
+    return " ".join(" ".join(part.split()) for part in __doc__.split("\n\n")[1:4])
 
 
 def main() -> None:
@@ -142,7 +148,7 @@ def main() -> None:
 
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "concurrent_writers.json").write_text(json.dumps({
-            "how": __doc__.split("\n\n")[1].replace("\n", " ") + " " + __doc__.split("\n\n")[2].replace("\n", " "),
+            "how": how(),
             "command": "python benchmarks/concurrent_writers.py " + " ".join(sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
                        f"run under nice -n 19 while other jobs used the CPUs",
