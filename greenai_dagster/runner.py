@@ -19,7 +19,7 @@ from greenai_dagster.core import gate, pipeline
 from greenai_dagster.core.flips import interval_text
 from greenai_dagster.core.benchmarks import resolve_source
 from greenai_dagster.core.config import ExperimentConfig
-from greenai_dagster.core.decide import decide_next
+from greenai_dagster.core.decide import decide_or_fall_back
 from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError, UnexpectedError
 from greenai_dagster.core.pipeline import validate_inputs
 from greenai_dagster.core.paths import duckdb_path
@@ -130,7 +130,9 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
             strategy = Strategy.from_json(record["strategy"])
             episode, key = record["episode"], record["candidate_key"]
         else:
-            decision = decide_next(store, name, coordinator)
+            decision = decide_or_fall_back(store, name, coordinator)
+            if decision.note:
+                echo(f"[Coordinator] {decision.note}")
             if decision.termination_reason:
                 reason = decision.termination_reason
                 break
