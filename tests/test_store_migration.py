@@ -123,3 +123,18 @@ def test_current_file_is_stamped_and_a_newer_one_refused(tmp_path):
     with pytest.raises(GreenAIError, match=r"^E007: .*newer greenai"):
         ResultsStore(tmp_path / "new.duckdb").create_experiment("f", "m", "d", {}, str(tmp_path))
     assert ResultsStore(tmp_path / "new.duckdb").experiment("f") is None   # nothing written
+
+
+def test_a_migrated_first_schema_file_has_exactly_the_fresh_schema(tmp_path):
+    """Migrations and the current CREATE statements agree: same tables, columns and types."""
+    migrated, fresh = old_file(tmp_path / "v1.duckdb"), tmp_path / "fresh.duckdb"
+    ResultsStore(migrated).create_experiment("x", "m", "d", {}, str(tmp_path))
+    ResultsStore(fresh).create_experiment("x", "m", "d", {}, str(tmp_path))
+
+    def layout(path):
+        with duckdb.connect(str(path), read_only=True) as con:
+            return sorted(con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                                      "WHERE table_schema = 'main'").fetchall())
+
+    assert layout(migrated) == layout(fresh)
+    assert set(RESULT_COLUMNS) <= {c for t, c, _ in layout(fresh) if t == "results"}
