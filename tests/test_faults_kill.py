@@ -1,6 +1,6 @@
-"""SIGKILL of a real `greenai run` while compressing, while evaluating and while writing results; each
-rerun resumes, and at the end nothing is lost, duplicated or half-written, and the stored frontier is
-the one recomputed from scratch (core/pareto.py).
+"""SIGKILL of a real `greenai run` while compressing, while evaluating and while writing results, then
+a full disk; each rerun resumes, and at the end nothing is lost, duplicated or half-written, and the
+stored frontier is the one recomputed from scratch (core/pareto.py).
 
 No test hook in the product: the test watches the experiment folder, which the run writes in a fixed
 order, and kills the run's whole process group (the run and its runtime-probe child) the moment the
@@ -8,7 +8,13 @@ phase's marker appears:
   compressing   episode_001/strategy.json written, the checkpoint folder not yet there
   evaluating    episode_001/model/greenai_variant.json there (written last, then the folder renamed)
   writing       episode_001/results.json there (after the DuckDB row, before the frontier update)
-A fourth kill lands inside `save_variant` itself, while the checkpoint is being written.
+The output folder is a 1 MiB tmpfs made for the test: the spec, the fidelity reference and the
+checkpoint fit, the frontier's chart (a few MB of HTML) does not, so the fourth run, resuming to
+finish, meets a full disk: it must end with E007 and a remedy, everything before it whole and
+readable. Space freed, a fifth run finishes. (One experiment carries both faults: a tiny run costs a
+minute on a 2-core CPU, so CI time is spent once.) Mounting needs root; where it is not permitted the
+kill part runs on a plain folder and `test_disk_full_needs_a_mount` says the disk part was skipped.
+A sixth kill lands inside `save_variant` itself, while a checkpoint is being written.
 """
 
 from __future__ import annotations
@@ -39,14 +45,14 @@ def _env(root: Path) -> dict:
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _argv(root: Path, model: Path, bench: Path, config: Path) -> list[str]:
+def _argv(root: Path, out: Path, model: Path, bench: Path, config: Path) -> list[str]:
     return [sys.executable, "-m", "greenai_dagster.cli", "run", "-m", str(model), "-d", str(bench), "-e", "1",
-            "-n", NAME, "-c", str(config), "-o", str(root / "experiments"), "--coordinator", "planner"]
+            "-n", NAME, "-c", str(config), "-o", str(out), "--coordinator", "planner"]
 
 
-def _start(root: Path, model: Path, bench: Path, config: Path) -> subprocess.Popen:
-    return subprocess.Popen(_argv(root, model, bench, config), env=_env(root), cwd=root, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def _start(root: Path, out: Path, model: Path, bench: Path, config: Path) -> subprocess.Popen:
+    return subprocess.Popen(_argv(root, out, model, bench, config), env=_env(root), cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def _kill_when(proc: subprocess.Popen, ready, timeout_s: float = 400.0) -> None:
@@ -74,17 +80,42 @@ def _results(root: Path) -> list[tuple]:
     return _db(root, "SELECT candidate_key FROM results WHERE experiment = ? ORDER BY 1", [NAME])
 
 
-def test_sigkill_in_each_phase_then_resume_loses_nothing(tmp_path, tiny_model_dir, tiny_benchmark):
+def _mount_small_disk(folder: Path) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture()
+def output_dir(tmp_path):
+    folder = tmp_path / "small_disk"
+    mounted = _mount_small_disk(folder)
+    yield folder, mounted
+    if mounted:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_disk_full_needs_a_mount(tmp_path):
+    if not _mount_small_disk(tmp_path / "probe"):
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root): the disk-full part of "
+                    "test_sigkill_in_each_phase_then_disk_full_then_resume_loses_nothing did not run")
+    subprocess.run(["umount", str(tmp_path / "probe")], check=True)
+
+
+def test_sigkill_in_each_phase_then_disk_full_then_resume_loses_nothing(tmp_path, output_dir, tiny_model_dir,
+                                                                        tiny_benchmark):
+    out, small_disk = output_dir
     root = tmp_path / "data"
     root.mkdir()
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"eval": FAST_EVAL, "compression_methods": ["gptq"]}))
-    episode = root / "experiments" / NAME / "episode_001"
+    folder = out / NAME
+    episode = folder / "episode_001"
     checkpoint = episode / "model"
     faults = 0
 
     # 1. while compressing: the strategy is recorded, no checkpoint and no result for it exist
-    run = _start(root, tiny_model_dir, tiny_benchmark, config)
+    run = _start(root, out, tiny_model_dir, tiny_benchmark, config)
     _kill_when(run, lambda: (episode / "strategy.json").exists())
     faults += 1
     assert not checkpoint.exists()
@@ -92,23 +123,40 @@ def test_sigkill_in_each_phase_then_resume_loses_nothing(tmp_path, tiny_model_di
     assert _db(root, "SELECT status FROM strategies")[0][0] in ("pending", "compressing")
 
     # 2. while evaluating: the rerun resumes the episode; its checkpoint is complete, no row yet
-    run = _start(root, tiny_model_dir, tiny_benchmark, config)
+    run = _start(root, out, tiny_model_dir, tiny_benchmark, config)
     _kill_when(run, lambda: (checkpoint / "greenai_variant.json").exists())
     faults += 1
     assert not checkpoint.with_name("model.partial").exists()
     assert _results(root) == [(f"{NAME}/baseline",)]
 
     # 3. while writing results: the row is in, the frontier not yet updated
-    run = _start(root, tiny_model_dir, tiny_benchmark, config)
+    run = _start(root, out, tiny_model_dir, tiny_benchmark, config)
     _kill_when(run, lambda: (episode / "results.json").exists())
     faults += 1
     assert len(_results(root)) == 2
+    assert _db(root, "SELECT count(*) FROM frontier") == [(0,)]
 
-    # 4. the last rerun finishes the experiment
-    run = subprocess.run(_argv(root, tiny_model_dir, tiny_benchmark, config), env=_env(root), cwd=root,
-                         capture_output=True, text=True, timeout=600)
+    argv = _argv(root, out, tiny_model_dir, tiny_benchmark, config)
+    if small_disk:
+        # 4. the rerun resumes, updates the frontier, and meets a full disk writing its chart
+        full = subprocess.run(argv, env=_env(root), cwd=root, capture_output=True, text=True, timeout=600)
+        faults += 1
+        output = full.stdout + full.stderr
+        assert full.returncode == 1, output[-3000:]
+        errors = [line for line in full.stderr.splitlines() if line.startswith("E0")]
+        assert len(errors) == 1 and errors[0].startswith("E007: disk full while writing"), output[-3000:]
+        assert "Remedy: Free disk space" in errors[0] and "resumes" in errors[0] and "Traceback" not in output
+        assert _db(root, "SELECT status FROM experiments") == [("active",)]          # resumable
+        assert len(_results(root)) == 2
+        for path in folder.rglob("*.json"):
+            json.loads(path.read_text())                                            # every file whole
+        assert not list(folder.rglob("*.tmp")) and not list(folder.rglob("*.partial"))
+        subprocess.run(["mount", "-o", "remount,size=64m", str(out)], check=True)  # space freed
+
+    # 5. the last rerun finishes the experiment
+    run = subprocess.run(argv, env=_env(root), cwd=root, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "Resuming experiment killed" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    assert f"Resuming experiment {NAME}" in run.stdout and "Traceback" not in run.stdout + run.stderr
 
     # nothing lost, nothing twice, nothing half-written
     assert _db(root, "SELECT status, termination_reason FROM experiments") == [("finished", "max_episodes_reached")]
@@ -116,22 +164,23 @@ def test_sigkill_in_each_phase_then_resume_loses_nothing(tmp_path, tiny_model_di
     assert _db(root, "SELECT count(*), min(status), max(status) FROM strategies") == [(1, "done", "done")]
     for column in ("accuracy", "kl_divergence", "latency_ms", "memory_gb", "model_size_gb", "created_at"):
         assert _db(root, f"SELECT count(*) FROM results WHERE {column} IS NULL") == [(0,)], column
-    assert not checkpoint.with_name("model.partial").exists()
+    assert not list(folder.rglob("*.partial")) and not list(folder.rglob("*.tmp"))
     assert json.loads((checkpoint / "greenai_variant.json").read_text())["format"]
+    assert (folder / "pareto_visualization.html").stat().st_size > 100_000
+    assert json.loads((folder / "final_results.json").read_text())["termination_reason"] == "max_episodes_reached"
 
     # the stored frontier is the one recomputed from scratch over the stored rows
     from greenai_dagster.core import pipeline
     from greenai_dagster.core.store import ResultsStore
 
-    os.environ["GREENAI_DATA"] = str(root)
     store = ResultsStore(root / "greenai.duckdb")
     recomputed = sorted(m["candidate_key"] for m in pipeline.frontier_summary(store, NAME).members)
     stored = store.frontier(NAME)
     assert sorted(stored["members"]) == recomputed and stored["episodes_seen"] == 1
     assert sorted(r["candidate_key"] for r in store.results(NAME) if r["is_pareto"]) == recomputed
-    on_file = json.loads((root / "experiments" / NAME / "pareto_frontier.json").read_text())
+    on_file = json.loads((folder / "pareto_frontier.json").read_text())
     assert sorted(f"{NAME}/{s['strategy']['strategy_id']}" for s in on_file["solutions"]) == recomputed
-    assert faults == 3
+    assert faults == (4 if small_disk else 3)
 
 
 SAVER = """

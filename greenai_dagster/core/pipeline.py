@@ -322,7 +322,7 @@ def finish_experiment(store: ResultsStore, name: str, reason: str) -> dict:
     strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
     summary = frontier_summary(store, name)
     # the frontier files again: a run stopped by a full disk after the frontier's DuckDB update, before its
-    # files, would otherwise finish without pareto_frontier.json / the chart (tests/test_faults_disk.py)
+    # files, would otherwise finish without pareto_frontier.json / the chart (tests/test_faults_kill.py)
     report.write_frontier_files(experiment_dir(store, name), name, rows, strategies, baseline, summary,
                                 store.facts(name))
     final = report.write_final_results(experiment_dir(store, name), store.experiment(name), rows, strategies,
