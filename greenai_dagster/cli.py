@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_run(args) -> int:
+def config_from_args(args):
+    """The validated ExperimentConfig of `greenai run` flags (+ --config file): E00N naming the field."""
     from greenai_dagster.core.config import load_config
 
     overrides = {"model": args.model, "dataset": args.dataset, "episodes": args.episodes, "budget": args.budget,
@@ -125,7 +126,11 @@ def cmd_run(args) -> int:
     eval_overrides = {k: v for k, v in {"full_set_for_frontier": args.full_eval, "limit_per_task": args.proxy_items,
                                         "fidelity_tokens": args.fidelity_tokens,
                                         "fidelity_text": args.fidelity_text}.items() if v is not None}
-    config = load_config(overrides, args.config, eval_overrides)
+    return load_config(overrides, args.config, eval_overrides)
+
+
+def cmd_run(args) -> int:
+    config = config_from_args(args)
     if args.show_spec:
         from greenai_dagster.core.loading import remote_code_allowed
 

@@ -19,8 +19,8 @@ from greenai_dagster.core import gate, pipeline
 from greenai_dagster.core.flips import interval_text
 from greenai_dagster.core.benchmarks import resolve_source
 from greenai_dagster.core.config import ExperimentConfig
-from greenai_dagster.core.decide import decide_next
-from greenai_dagster.core.errors import EvaluationError, GreenAIError, UnexpectedError
+from greenai_dagster.core.decide import decide_or_fall_back
+from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError, UnexpectedError
 from greenai_dagster.core.pipeline import validate_inputs
 from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
@@ -131,7 +131,9 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
             strategy = Strategy.from_json(record["strategy"])
             episode, key = record["episode"], record["candidate_key"]
         else:
-            decision = decide_next(store, name, coordinator)
+            decision = decide_or_fall_back(store, name, coordinator)
+            if decision.note:
+                echo(f"[Coordinator] {decision.note}")
             if decision.termination_reason:
                 reason = decision.termination_reason
                 break
@@ -146,6 +148,9 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
         frontier_before = set((store.frontier(name) or {}).get("members", []))
         try:
             _run_stage("candidate", key, instance, resources)
+        except DiskFull as exc:   # no later candidate can be written either: stop; a rerun retries this one
+            store.set_strategy_status(key, "pending", str(exc))
+            raise
         except GreenAIError as exc:
             store.set_strategy_status(key, "failed", str(exc))
             echo(f"[Episode {episode}] {strategy.strategy_id} failed: {exc}")
@@ -174,6 +179,10 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
         elif interactive:
             echo(f"[Frontier] {strategy.strategy_id} is dominated; frontier unchanged"
                  if key not in frontier_after else f"[Frontier] {strategy.strategy_id} on the frontier")
+    done = len(store.results(name))
+    stored = store.frontier(name)
+    if done and (stored is None or stored["episodes_seen"] < done):   # killed after a result, before its frontier
+        _run_stage("frontier", name, instance, resources)
     full_set(config, name, store, instance, resources, echo)
     final = pipeline.finish_experiment(store, name, reason)
     record_finish(instance, name, final, pipeline.wants_full_set(config, resources["gpu"].device_name()))

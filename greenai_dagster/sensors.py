@@ -19,7 +19,7 @@ from dagster import (
 )
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.decide import decide_next
+from greenai_dagster.core.decide import decide_or_fall_back
 from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, SOURCE_TAG
 from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.observations import record_finish
@@ -68,7 +68,7 @@ def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu
         return [], [], f"{name}: waiting for the frontier"
 
     config = pipeline.experiment_config(store, name)
-    decision = decide_next(store, name, config.make_coordinator())
+    decision = decide_or_fall_back(store, name, config.make_coordinator())
     if decision.termination_reason:
         if pipeline.wants_full_set(config, device):   # last: the final frontier on the full set
             run_key = f"{name}:full_set"

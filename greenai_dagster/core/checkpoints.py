@@ -41,7 +41,8 @@ STORAGE_DTYPE = torch.bfloat16
 
 
 def save_variant(model, tokenizer, out_dir: Path, checkpoint_format: str, metadata: dict) -> Path:
-    """Write the checkpoint to `<out_dir>.partial`, then rename: a killed save leaves nothing half-done."""
+    """Write the checkpoint to `<out_dir>.partial`, marker file (greenai_variant.json) last, then rename: a
+    killed save leaves nothing half-done under `out_dir` (tests/test_faults_kill.py kills one mid-write)."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -82,8 +83,14 @@ def save_variant(model, tokenizer, out_dir: Path, checkpoint_format: str, metada
         if exc.errno == errno.ENOSPC:
             raise DiskFull(f"disk full while saving {out_dir.name}.") from exc
         raise DiskFull(f"cannot write checkpoint to {out_dir}: {exc.strerror}.") from exc
-    shutil.rmtree(out_dir, ignore_errors=True)
+    # swap by renames only: a kill between them leaves no `out_dir` (the episode re-runs), never a half-deleted
+    # older checkpoint beside its marker file
+    old = out_dir.with_name(out_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
     tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
     return out_dir
 
 

@@ -11,6 +11,7 @@ import torch
 from greenai_dagster.core.checkpoints import save_variant
 from greenai_dagster.core.corpus import calibration_chunks
 from greenai_dagster.core.energy import track_energy
+from greenai_dagster.core.memory import is_out_of_memory
 from greenai_dagster.core.errors import CompressionFailed, GreenAIError, OutOfMemory
 from greenai_dagster.core.methods import get_method
 from greenai_dagster.core.methods.base import CompressionContext
@@ -27,17 +28,26 @@ def apply_strategy(model, tokenizer, strategy: Strategy, spec: ModelSpec, device
         method = get_method(step.method)
         try:
             result = method.apply(model, method.parse(step.params), ctx)
-        except GreenAIError:
+        except GreenAIError as exc:
+            cause = exc.__cause__      # a method's wrapper may have called an allocation failure E005
+            if not isinstance(exc, OutOfMemory) and cause is not None and is_out_of_memory(cause):
+                raise OutOfMemory(f"{step.method} ran out of host memory ({_first_line(cause)}).") from cause
             raise
         except torch.OutOfMemoryError as exc:
             raise OutOfMemory(f"{step.method} ran out of device memory.") from exc
         except MemoryError as exc:
             raise OutOfMemory(f"{step.method} ran out of host memory.") from exc
         except Exception as exc:  # noqa: BLE001 - library failures are the seed's E005
+            if is_out_of_memory(exc):    # torch's CPU allocator raises RuntimeError, not MemoryError
+                raise OutOfMemory(f"{step.method} ran out of host memory ({_first_line(exc)}).") from exc
             raise CompressionFailed(f"{step.method} failed: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
         model = result.model
         reports.append({"method": step.method, **result.report})
     return model, reports, get_method(strategy.steps[-1].method).checkpoint_format
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def compress_to_checkpoint(base_checkpoint: str, strategy: Strategy, spec: ModelSpec, out_dir: Path,

@@ -79,6 +79,10 @@ class ExperimentConfig(BaseModel):
     objectives: list[str] | None = Field(None, description="frontier objectives (core/objectives.py); default: "
                                                            + ", ".join(objective_registry.DEFAULT_FRONTIER))
     coordinator: str = Field("planner", pattern="^(planner|llm|random)$")
+    coordinator_fallback: str | None = Field(None, pattern="^planner$", description=(
+        "when the coordinator fails after its own retries (endpoint errors, rate limits, no valid answer): "
+        "\"planner\" lets the offline planner decide that episode; unset ends the experiment with termination "
+        "'error', the failure recorded"))
     llm_model: str = "gpt-4o-mini"
     llm_base_url: str | None = None
     llm_temperature: float = Field(0.2, ge=0.0, le=2.0)

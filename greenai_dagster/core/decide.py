@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from greenai_dagster.core import pipeline
 from greenai_dagster.core.coordinator import CoordinatorState, Proposal
 from greenai_dagster.core.coordinator.space import search_space
-from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.errors import CompressionFailed, CoordinatorKeyMissing, NetworkError, QuotaExceeded
 from greenai_dagster.core.pareto import DEFAULT_OBJECTIVES, feasible, pareto_front
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy, validate_strategy
@@ -26,6 +26,7 @@ class Decision:
     proposal: Proposal | None = None
     termination_reason: str | None = None
     episode: int = 0
+    note: str | None = None       # what happened on the way (a coordinator failure and its fallback)
 
 
 def build_state(store: ResultsStore, name: str) -> CoordinatorState:
@@ -101,3 +102,35 @@ def decide_next(store: ResultsStore, name: str, coordinator) -> Decision:
     strategy.strategy_id = f"ep{state.episode:03d}_{label}"
     strategy.reasoning = proposal.reasoning
     return Decision(Proposal(strategy, proposal.reasoning), episode=state.episode)
+
+
+# how a coordinator fails once its own bounded retries are spent (core/coordinator/llm.py): no valid answer
+# (E005), the endpoint failing or unreachable (E006), rate limits past the retries or quota (E008), key (E001)
+COORDINATOR_FAILURES = (CompressionFailed, NetworkError, QuotaExceeded, CoordinatorKeyMissing)
+
+
+def decide_or_fall_back(store: ResultsStore, name: str, coordinator) -> Decision:
+    """`decide_next`, where a failing coordinator never ends in a traceback: the planner decides this
+    episode if the config allows it (`coordinator_fallback: "planner"`), else the experiment ends with
+    termination `error` and the failure recorded in its facts (`coordinator_error`)."""
+    try:
+        return decide_next(store, name, coordinator)
+    except COORDINATOR_FAILURES as exc:
+        if getattr(coordinator, "name", "") == "planner":
+            raise
+        error = exc
+    config = pipeline.experiment_config(store, name)
+    if config.coordinator_fallback == "planner":
+        from greenai_dagster.core.coordinator import make_coordinator
+
+        decision = decide_next(store, name, make_coordinator("planner", seed=config.seed))
+        decision.note = f"the {coordinator.name} coordinator failed ({error}); the planner decided this episode"
+        if decision.proposal is not None:
+            decision.proposal.strategy.reasoning = f"[planner fallback: {error.code}] {decision.proposal.reasoning}"
+        store.set_facts(name, {"coordinator_fallbacks": store.facts(name).get("coordinator_fallbacks", 0) + 1,
+                               "coordinator_error": str(error)})
+        return decision
+    store.set_facts(name, {"coordinator_error": str(error)})
+    return Decision(termination_reason="error",
+                    note=f"the {coordinator.name} coordinator failed ({error}); the experiment ends (error)")
+

@@ -157,6 +157,9 @@ def load_model_and_tokenizer(model_ref: str, device: str = "cpu", dtype: torch.d
     path = resolve_model_path(model_ref)
     if dtype is None:
         dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    from greenai_dagster.core.memory import check_fits
+
+    check_fits(model_ref, load_config(model_ref), device, dtype)   # E003 before loading what cannot fit
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code())
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code())

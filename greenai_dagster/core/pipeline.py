@@ -12,17 +12,20 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from greenai_dagster.core import gate, objectives, report
 from greenai_dagster.core.benchmarks import prepare_benchmark
 from greenai_dagster.core.checkpoints import load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.energy import track_energy
-from greenai_dagster.core.errors import CompressionFailed, DiskFull, ModelLoadError
+from greenai_dagster.core.errors import CompressionFailed, DiskFull, ModelLoadError, OutOfMemory
 from greenai_dagster.core.evaluate import accuracy, evaluate_checkpoint, fidelity_reference_path, make_reference
 from greenai_dagster.core.fidelity import load_reference
 from greenai_dagster.core.flips import above_chance, compare
 from greenai_dagster.core.loading import load_model_and_tokenizer, remote_code_allowed, resolve_model_path
+from greenai_dagster.core.memory import check_fits, is_out_of_memory
 from greenai_dagster.core.pareto import summarise
 from greenai_dagster.core.spec import GIB, ModelSpec, build_spec, weights_size_bytes
 from greenai_dagster.core.store import ResultsStore
@@ -64,8 +67,8 @@ def ensure_writable(folder: Path) -> None:
 
 
 def validate_inputs(config: ExperimentConfig) -> None:
-    """Fail fast, before any run: methods known (E005), model resolvable (E002/E006), benchmark known
-    (E004/E006), folder writable (E007)."""
+    """Fail fast, before any run: methods known (E005), model resolvable (E002/E006) and able to fit in
+    memory (E003), benchmark known (E004/E006), folder writable (E007)."""
     from greenai_dagster.core.benchmarks import hub_available, hub_unreachable
     from greenai_dagster.core.coordinator.space import check_method_names
     from greenai_dagster.core.loading import load_config as load_model_config
@@ -73,7 +76,8 @@ def validate_inputs(config: ExperimentConfig) -> None:
     check_method_names(config.compression_methods)
     ensure_writable(Path(config.output_dir))
     with remote_code_allowed(config.trust_remote_code):
-        load_model_config(config.model)
+        model_config = load_model_config(config.model)
+        check_fits(config.model, model_config, "cpu", torch.float32)   # E003 before loading: the spec loads on CPU
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     if not benchmark.offline and not hub_available():
         raise hub_unreachable(benchmark)
@@ -241,8 +245,10 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
             metrics = evaluate_checkpoint(folder, model, tokenizer, benchmark, config.eval.settings(), reference,
                                           device)
     except Exception as exc:
+        if is_out_of_memory(exc) and not isinstance(exc, OutOfMemory):   # E003 for this candidate, recorded
+            exc = OutOfMemory(f"evaluating {key} ran out of memory ({str(exc).strip()[:200]}).")
         store.set_strategy_status(key, "failed", str(exc))
-        raise
+        raise exc
     strategy = record["strategy"]
     row = _result_row(key, name, record["episode"], strategy["strategy_id"], strategy["methods"], metrics, energy,
                       baseline["model_size_gb"], compression, str(folder))
@@ -315,6 +321,10 @@ def finish_experiment(store: ResultsStore, name: str, reason: str) -> dict:
     baseline = store.baseline(name)
     strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
     summary = frontier_summary(store, name)
+    # the frontier files again: a run stopped by a full disk after the frontier's DuckDB update, before its
+    # files, would otherwise finish without pareto_frontier.json / the chart (tests/test_faults_kill.py)
+    report.write_frontier_files(experiment_dir(store, name), name, rows, strategies, baseline, summary,
+                                store.facts(name))
     final = report.write_final_results(experiment_dir(store, name), store.experiment(name), rows, strategies,
                                        baseline, summary, reason, store.facts(name))
     store.finish_experiment(name, reason)

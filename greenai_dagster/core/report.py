@@ -7,6 +7,7 @@ data/experiments/<name>/
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -28,13 +29,25 @@ AXES = ["kl_divergence", "accuracy", "latency_ms", "memory_gb", "model_size_gb",
 
 def write_json(path: Path, data) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
+    write_text_atomic(path, redact(json.dumps(redact_obj(data), indent=2, default=str)))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`path.tmp`, then rename: a full disk or a kill leaves the old file (or none), never half of one;
+    the partial temporary file is removed so it does not hold on to the little space left."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(redact(json.dumps(redact_obj(data), indent=2, default=str)))
+        tmp.write_text(text)
         tmp.replace(path)
     except OSError as exc:
-        raise DiskFull(f"cannot write {path}: {exc.strerror}.") from exc
+        tmp.unlink(missing_ok=True)
+        full = exc.errno == errno.ENOSPC
+        raise DiskFull(f"{'disk full while writing' if full else 'cannot write'} {path}"
+                       f"{'' if full else f': {exc.strerror}'}.",
+                       "Free disk space (or choose another --output-dir), then re-run with the same --name: "
+                       "the experiment resumes and results written before are kept." if full else None) from exc
 
 
 def episode_dir(experiment_dir: Path, episode: int) -> Path:
@@ -135,10 +148,11 @@ def measured_by(row: dict) -> str:
 
 def write_chart(path: Path, experiment: str, rows: list[dict], baseline: dict | None, summary=None,
                 facts: dict | None = None) -> None:
-    """The chart (`chart_figure`) as one self-contained HTML file."""
+    """The chart (`chart_figure`) as one self-contained HTML file, written atomically (a full disk
+    leaves the previous chart, never half of a new one)."""
     fig = chart_figure(experiment, rows, baseline, summary, facts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    write_text_atomic(path, fig.to_html(include_plotlyjs=True, full_html=True))
 
 
 def chart_figure(experiment: str, rows: list[dict], baseline: dict | None, summary=None, facts: dict | None = None):
