@@ -109,3 +109,21 @@ def smol_tokenizer_llama(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def wait_for_dagster(url: str, proc, log_path: Path, timeout_s: float = 240) -> None:
+    """Block until the `dagster dev` started as `proc` answers on `url`; fail with its log if it dies."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + timeout_s
+    while True:
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.time() < deadline, "dagster dev did not come up"
+        time.sleep(1)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import wait_for_dagster
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_EVAL = {"limit_per_task": 4, "full_set_for_frontier": False, "batch_size": 4, "fidelity_tokens": 512,
@@ -84,16 +85,7 @@ def dagster_dev(data_root, api_port):
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 240
-        while True:
-            assert proc.poll() is None, (data_root / "dagster_dev.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "dagster dev did not come up"
-            time.sleep(1)
+        wait_for_dagster(url, proc, data_root / "dagster_dev.log")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)           # the process group this fixture started

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import wait_for_dagster
 
 from test_api import FAST_EVAL, ServerThread, free_port
 
@@ -91,16 +92,7 @@ def ui(ui_root, tiny_model_dir, tiny_benchmark):
         outcome = run_experiment(config, echo=lambda _: None)
         assert outcome["termination_reason"] == "max_episodes_reached"
         built = time.time() - started
-        deadline = time.time() + 240
-        while True:
-            assert proc.poll() is None, (root / "dagster_dev.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "dagster dev did not come up"
-            time.sleep(1)
+        wait_for_dagster(url, proc, root / "dagster_dev.log")
         print(f"experiment built in {built:.0f} s; dagster dev up after {time.time() - started:.0f} s")
         SHOTS.mkdir(parents=True, exist_ok=True)
         with ServerThread(ApiSettings(api_key=None, dagster_url=url), api_port):
