@@ -106,3 +106,23 @@ def test_above_chance_needs_evidence():
     result = above_chance({"t": "1100" * 25}, {"t": 0.25})                            # 50 % of 100
     assert result["above_chance"] and result["z"] == pytest.approx((50 - 25) / math.sqrt(100 * 0.25 * 0.75))
     assert above_chance({"gen": "0001" * 5}, {"gen": 0.0})["above_chance"]            # any exact match beats 0
+
+
+def test_windows_start_with_bos_when_the_tokenizer_adds_one(tiny_model_dir):
+    """Gemma-style tokenizers prepend BOS to every input: so does every fidelity window; tokenizers that
+    do not (SmolLM2, the tiny one) get plain windows, so existing references keep their tokens."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    plain = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    text = fidelity.held_out_text()[0]
+    windows = fidelity.token_windows(plain, text, 1024, window=256)
+    assert fidelity.bos_prefix(plain) == [] and windows.shape == (4, 256)
+    bos_tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    eos = bos_tok.eos_token
+    bos_tok._tokenizer.post_processor = TemplateProcessing(single=f"{eos} $A", special_tokens=[(eos, bos_tok.eos_token_id)])
+    bos_tok.bos_token = eos
+    with_bos = fidelity.token_windows(bos_tok, text, 1024, window=256)
+    assert fidelity.bos_prefix(bos_tok) == [bos_tok.bos_token_id]
+    assert with_bos.shape == (4, 256) and bool((with_bos[:, 0] == bos_tok.bos_token_id).all())
+    assert torch.equal(with_bos[0, 1:], windows.flatten()[:255])

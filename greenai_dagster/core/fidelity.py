@@ -63,13 +63,29 @@ def held_out_text(text_file: str | None = None) -> tuple[str, str]:
 
 
 def token_windows(tokenizer, text: str, max_tokens: int, window: int = WINDOW) -> torch.Tensor:
-    """[n_windows, window] token ids: the first `max_tokens` tokens of `text` cut into full windows."""
+    """[n_windows, window] token ids: the first `max_tokens` tokens of `text` cut into full windows.
+
+    A model whose tokenizer starts every input with a BOS token (Gemma, Llama 3) sees each window
+    start with it, as in use: Gemma without its BOS predicts garbage (perplexity in the thousands)."""
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    bos = bos_prefix(tokenizer)
+    step = window - len(bos)
     ids = ids[: max_tokens]
-    n = ids.numel() // window
+    n = ids.numel() // step
     if n == 0:
-        raise ValueError(f"held-out text has {ids.numel()} tokens; at least {window} are needed")
-    return ids[: n * window].view(n, window)
+        raise ValueError(f"held-out text has {ids.numel()} tokens; at least {step} are needed")
+    body = ids[: n * step].view(n, step)
+    if bos:
+        body = torch.cat([torch.full((n, 1), bos[0], dtype=body.dtype), body], dim=1)
+    return body
+
+
+def bos_prefix(tokenizer) -> list[int]:
+    """[bos id] when the tokenizer puts a BOS token before every input by default, else []."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return []
+    return [bos] if tokenizer("a")["input_ids"][:1] == [bos] else []
 
 
 @torch.no_grad()
