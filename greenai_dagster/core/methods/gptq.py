@@ -33,7 +33,7 @@ class GptqParams(MethodParams):
 def check_group_size(group_size: int, spec) -> None:
     """E005 naming a layer whose input width the group size does not divide."""
     if group_size <= 0:
-        raise CompressionFailed(f"group size {group_size} must be positive.", f"Use one of {spec.valid_group_sizes}.")
+        raise CompressionFailed(f"group_size {group_size} must be positive.", f"Use one of {spec.valid_group_sizes}.")
     bad = [w for w in spec.linear_in_features if w % group_size]
     if bad:
         layer = spec.width_examples.get(str(bad[0]), "a quantized layer")
