@@ -106,6 +106,25 @@ def test_evolutionary_front_starts_from_the_uniform_menu(block_table, reference)
         solvers.best_within(trials, 1.0)
 
 
+def test_budget_evolution_keeps_the_budget_and_improves_on_measured_kl(float_model, reference):
+    """Per linear, from an allocation that wastes half a bit (uniform w3 at a 3.5-bit budget): every
+    accepted step stays within the budget, the measured KL never rises, and it ends strictly lower."""
+    model, _ = float_model
+    unit_list = lv.units(model, "linear")
+    quantizer = sensitivity.Quantizer(model, unit_list)
+    start = lv.uniform(unit_list, "w3")
+    found = solvers.evolve_at_budget(lambda a: sensitivity.measure(quantizer, reference, a).kl_divergence,
+                                     unit_list, ["w2", "w3", "w4", "w8"], 3.5, start, generations=6, offspring=4)
+    assert found["evaluations"] == 1 + 6 * 4
+    assert found["avg_bits"] <= 3.5 + 1e-9
+    assert all(b <= a for a, b in zip(found["history"], found["history"][1:]))
+    measured = sensitivity.measure(quantizer, reference, found["allocation"]).kl_divergence
+    assert measured == pytest.approx(found["kl"], rel=1e-6)
+    assert found["kl"] < found["history"][0]
+    with pytest.raises(ValueError, match="over 3"):
+        solvers.evolve_at_budget(lambda a: 0.0, unit_list, ["w3", "w4"], 3.0, lv.uniform(unit_list, "w4"))
+
+
 def test_simulated_weights_equal_the_saved_checkpoint(tiny_model_dir, float_model, reference, block_table, tmp_path):
     """A saved allocation holds exactly the simulated weights, so its measured KL is the simulated KL."""
     model, _ = float_model

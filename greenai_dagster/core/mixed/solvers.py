@@ -82,3 +82,58 @@ def best_within(trials: list[dict], budget_bits: float) -> dict:
     if not fitting:
         raise ValueError(f"no evaluated allocation fits {budget_bits} bits on average")
     return min(fitting, key=lambda t: t["kl"])
+
+
+def evolve_at_budget(measure_kl: Callable[[dict[str, str]], float], unit_list: list[Unit], levels: list[str],
+                     budget_bits: float, start: dict[str, str], generations: int = 100, offspring: int = 8,
+                     mutations: int = 2, seed: int = 0,
+                     progress: Callable[[str], None] | None = None) -> dict:
+    """A (1 + lambda) level-switch search at one budget with measured KL as fitness (EvoPress's scheme,
+    Sieberling et al. 2024): each child moves `mutations` random units one level up or down, is repaired
+    into the budget (random units stepped down until it fits, then random units stepped up while they
+    still fit, so no child wastes the budget), and replaces the parent only when its measured KL is lower.
+    Starts from `start` (the knapsack solution), so the result is never worse than it on the search
+    tokens; what it corrects is the additive table's blind spot, layers whose errors compound.
+    Returns {allocation, kl, avg_bits, evaluations, history}."""
+    rng = np.random.default_rng(seed)
+    order = sorted(levels, key=level_bits)
+    rank = {lv: i for i, lv in enumerate(order)}
+    names = [u.name for u in unit_list]
+    if average_bits(start, unit_list) > budget_bits + 1e-9:
+        raise ValueError(f"the start allocation has {average_bits(start, unit_list):.3f} bits, over {budget_bits}")
+
+    def step(allocation: dict[str, str], unit: str, direction: int) -> bool:
+        i = rank[allocation[unit]] + direction
+        if 0 <= i < len(order):
+            allocation[unit] = order[i]
+            return True
+        return False
+
+    def child_of(parent: dict[str, str]) -> dict[str, str]:
+        child = dict(parent)
+        for unit in rng.choice(names, size=min(mutations, len(names)), replace=False):
+            step(child, str(unit), int(rng.choice([-1, 1])))
+        for _ in range(10 * len(names)):               # repair: down until it fits
+            if average_bits(child, unit_list) <= budget_bits + 1e-9:
+                break
+            step(child, str(rng.choice(names)), -1)
+        for unit in rng.permutation(names):             # fill: up while it still fits
+            trial = dict(child)
+            if step(trial, str(unit), 1) and average_bits(trial, unit_list) <= budget_bits + 1e-9:
+                child = trial
+        return child
+
+    parent, parent_kl = dict(start), measure_kl(start)
+    evaluations, history = 1, [parent_kl]
+    for generation in range(generations):
+        children = [child_of(parent) for _ in range(offspring)]
+        scored = [(measure_kl(c), c) for c in children]
+        evaluations += len(children)
+        best_kl, best = min(scored, key=lambda s: s[0])
+        if best_kl < parent_kl:
+            parent, parent_kl = best, best_kl
+        history.append(parent_kl)
+        if progress and (generation + 1) % 10 == 0:
+            progress(f"budget {budget_bits:g}: generation {generation + 1}/{generations}, KL {parent_kl:.4f}")
+    return {"allocation": parent, "kl": parent_kl, "avg_bits": average_bits(parent, unit_list),
+            "evaluations": evaluations, "history": history}
