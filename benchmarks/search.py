@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--table", default=str(RESULTS / "grid_smollm2_bigbench_above_chance.json"))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--max-k", type=int, default=12)
+    parser.add_argument("--llm-seeds", type=int, default=2,
+                        help="seeds for the llm coordinator (one model call per episode; the others are instant)")
     args = parser.parse_args()
     spec, baseline, rows, objectives = load_table(Path(args.table))
     makers = {"planner": lambda seed: Planner(seed=seed), "planner_tpe": lambda seed: Planner(seed=seed, sampler="tpe"),
@@ -87,12 +89,14 @@ def main() -> None:
         makers["llm"] = lambda seed: LlmCoordinator(LlmSettings(model=os.environ.get("GREENAI_LLM_MODEL", "gpt-4o-mini")))
     lines = [f"grid: {len(rows)} measured strategies ({sum(1 for r in rows.values() if r.get('degraded'))} degraded); "
              f"objectives {', '.join(objectives)}; hypervolume fraction of the grid's frontier, median of "
-             f"{args.seeds} seeds"]
+             f"{args.seeds} seeds" + (f" ({args.llm_seeds} for llm: {os.environ.get('GREENAI_LLM_MODEL')} at "
+                                      f"{os.environ.get('OPENAI_BASE_URL', 'the OpenAI API')})" if "llm" in makers else "")]
     curves, medians = {}, {}
     for order in ("as_measured", "shuffled"):
         for name, make in makers.items():
+            seeds = range(args.llm_seeds if name == "llm" else args.seeds)
             runs = [replay(make(seed), spec, baseline, rows if order == "as_measured" else shuffled(rows, seed),
-                           args.max_k, objectives) for seed in range(args.seeds)]
+                           args.max_k, objectives) for seed in seeds]
             curves[f"{name}/{order}"] = runs
             medians[f"{name}/{order}"] = [statistics.median(c[k] for c in runs) for k in range(args.max_k)]
         names = [n for n in medians if n.endswith(order)]

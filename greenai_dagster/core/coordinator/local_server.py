@@ -16,7 +16,9 @@ import urllib.request
 from pathlib import Path
 
 
-def command(model: Path, host: str = "127.0.0.1", port: int = 8765, threads: int = 2, n_ctx: int = 4096) -> list[str]:
+# n_ctx 8192: SmolLM2's trained context; the coordinator's prompt (menu, sensitivity table, results so far) passes 4096
+# tokens from the first episode on the 31-strategy space
+def command(model: Path, host: str = "127.0.0.1", port: int = 8765, threads: int = 2, n_ctx: int = 8192) -> list[str]:
     return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", host, "--port", str(port),
             "--n_threads", str(threads), "--n_ctx", str(n_ctx), "--model_alias", Path(model).stem]
 
