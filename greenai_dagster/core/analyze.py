@@ -138,14 +138,15 @@ def sweep_experiments(store, sweep: str) -> list[dict]:
         if is_member(sweep, name, model, dataset):
             newest[(model, dataset)] = {"name": name, "model": model, "dataset": dataset, "status": status,
                                         "termination_reason": reason, "created_at": created}
-    return sorted(newest.values(), key=lambda e: (e["model"], e["dataset"]))
+    return sorted(newest.values(), key=lambda e: e["name"])
 
 
-def method_family(methods) -> str:
-    """`['magnitude', 'gptq']` -> `pruning+quantization`: the families (core/methods) of a chain's steps."""
+def method_family(methods: str | None) -> str:
+    """`magnitude+gptq` (a results row's `methods`) -> `pruning+quantization`: the families (core/methods)
+    of a chain's steps."""
     from greenai_dagster.core.methods import REGISTRY
 
-    names = list(methods or [])
+    names = [m for m in (methods or "").split("+") if m]
     families = [REGISTRY[m].family if m in REGISTRY else m for m in names]
     return "+".join(dict.fromkeys(families)) or "none"
 
@@ -224,7 +225,7 @@ def describe_sweep(sweep: str, wins: list[dict]) -> str:
     if tally:
         lines.append("\nWhich method family wins where (experiments won of those with a frontier):")
         for where, counts in tally.items():
-            lines.append(f"   {where:<24} " + ", ".join(f"{family} {n}" for family, n in
+            lines.append(f"   {where:<26}  " + ", ".join(f"{family} {n}" for family, n in
                                                          sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
     return "\n".join(lines)
 
