@@ -215,8 +215,10 @@ def test_a_bad_sweep_file_on_the_cli_is_e004_and_exit_1(data_root, tmp_path, cap
 def test_sweep_now_goes_through_greenai_runs_path(data_root, tmp_path, capsys, tiny_model_dir, tiny_benchmark):
     """Fast: both experiments already finished, so `run_experiment` (greenai run's path) says so and runs
     nothing; the real runs are in the slow tests below."""
+    second = tmp_path / "second.jsonl"
+    second.write_text(tiny_benchmark.read_text())
     path = write(tmp_path, yaml.safe_dump({"name": "done", "models": [str(tiny_model_dir)],
-                                           "benchmarks": [str(tiny_benchmark), "bigbench_above_chance"]}))
+                                           "benchmarks": [str(tiny_benchmark), str(second)]}))
     store = ResultsStore(duckdb_path())
     for config in load_sweep(path).experiments():
         store.create_experiment(config.name, config.model, config.dataset, config.model_dump(), config.output_dir)
@@ -224,7 +226,7 @@ def test_sweep_now_goes_through_greenai_runs_path(data_root, tmp_path, capsys, t
     assert main(["sweep", str(path), "--now"]) == 0
     out = capsys.readouterr().out
     assert "Experiment done-tiny-llama-tinymc already finished (converged)" in out
-    assert "done-tiny-llama-bigbench-above-chance: converged" in out
+    assert "done-tiny-llama-second: converged" in out
     assert "Compare them: greenai analyze --sweep done" in out
 
 
@@ -393,3 +395,52 @@ def test_experiment_names_are_the_slugs(tmp_path):
     assert experiment_name("s", "HuggingFaceTB/SmolLM2-135M", "bigbench_hard") == "s-smollm2-135m-bigbench-hard"
     assert experiment_name("s", "/m/tiny-llama", "/b/x.jsonl", "20260101-0000") == "s-tiny-llama-x-20260101-0000"
     assert experiment_name("s", "a b", "c") == "s-a-b-c"
+
+
+def test_the_schedule_shows_in_the_webservers_graphql(data_root, tmp_path):
+    """What the UI's Automation page reads: `schedulesOrError` from `dagster-webserver` on workspace.yaml,
+    with GREENAI_SWEEPS_DIR pointing at a folder of two sweeps (23 s on the loaded 2-core machine)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    from conftest import wait_for_dagster
+    from test_api import REPO, free_port
+
+    sweep_file(tmp_path / "sweeps", name="nightly", cron="0 3 * * *")
+    sweep_file(tmp_path / "sweeps", name="weekly", cron="15 4 * * sun")
+    port, log_path = free_port(), tmp_path / "webserver.log"
+    env = {**os.environ, "GREENAI_SWEEPS_DIR": str(tmp_path / "sweeps"),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1",
+                                 "-p", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_dagster(url, proc, log_path)
+            query = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"""
+            [repo] = httpx.post(f"{url}/graphql", json={"query": query}, timeout=60).json()["data"][
+                "repositoriesOrError"]["nodes"]
+            query = """query ($selector: RepositorySelector!) { schedulesOrError(repositorySelector: $selector) {
+                ... on Schedules { results { name cronSchedule executionTimezone pipelineName
+                                             scheduleState { status } } }
+                ... on PythonError { message } } }"""
+            selector = {"repositoryName": repo["name"], "repositoryLocationName": repo["location"]["name"]}
+            answer = httpx.post(f"{url}/graphql", json={"query": query, "variables": {"selector": selector}},
+                                timeout=60).json()["data"]["schedulesOrError"]
+            schedules = {s["name"]: s for s in answer["results"]}
+            assert set(schedules) == {"sweep_nightly", "sweep_weekly"}
+            assert schedules["sweep_weekly"]["cronSchedule"] == "15 4 * * sun"
+            assert schedules["sweep_nightly"]["pipelineName"] == "launch_experiment"
+            assert schedules["sweep_nightly"]["executionTimezone"] == "UTC"
+            assert schedules["sweep_nightly"]["scheduleState"]["status"] == "STOPPED"
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)        # the process group this test started
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
