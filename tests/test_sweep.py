@@ -140,6 +140,9 @@ def test_a_sweeps_folder_gives_one_schedule_per_file_with_a_cron(tmp_path, monke
     monkeypatch.setenv("GREENAI_SWEEPS_DIR", str(tmp_path))
     schedules = {s.name: s.cron_schedule for s in sweep_schedules()}
     assert schedules == {"sweep_nightly": "0 3 * * *", "sweep_weekly_big": "0 4 * * sun"}
+    monkeypatch.setenv("GREENAI_SWEEPS_DIR", str(tmp_path / "typo"))
+    with pytest.raises(EvaluationError, match="GREENAI_SWEEPS_DIR is '.*typo', which is not a folder"):
+        sweep_schedules()
 
 
 def test_a_tick_launches_each_combination_through_launch_experiment(data_root, tmp_path, monkeypatch,

@@ -237,10 +237,14 @@ def sweeps_dir() -> Path:
 
 
 def load_sweeps(folder: Path | None = None) -> list[Sweep]:
-    """Every `*.yaml` / `*.yml` in the folder (none if it does not exist), sorted by file name; two files
+    """Every `*.yaml` / `*.yml` in the folder (none if the default folder does not exist; E004 if the one
+    GREENAI_SWEEPS_DIR names does not), sorted by file name; two files
     with one sweep name are refused, since their experiments and schedules would collide."""
     folder = Path(folder) if folder is not None else sweeps_dir()
     if not folder.is_dir():
+        if folder != REPO_SWEEPS_DIR and os.environ.get(SWEEPS_DIR_ENV, "").strip():   # set, and wrong: say so
+            raise EvaluationError(f"{SWEEPS_DIR_ENV} is '{os.environ[SWEEPS_DIR_ENV]}', which is not a folder.",
+                                  f"Point {SWEEPS_DIR_ENV} at the folder of sweep files, or unset it for sweeps/.")
         return []
     sweeps = [load_sweep(p) for p in sorted(folder.iterdir()) if p.suffix in (".yaml", ".yml") and p.is_file()]
     seen: dict[str, Path] = {}
