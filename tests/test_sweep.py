@@ -447,3 +447,15 @@ def test_the_schedule_shows_in_the_webservers_graphql(data_root, tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.mark.parametrize("cron", ["*/15 * * * *", "0 2 * * mon-fri", "0 0 1 jan *", "@daily", "0 2 * * 7",
+                                  "5,35 1-3 * * *", "0 24 * * *", "* * * *", "0 0 0 * *", "0 0 * 13 *",
+                                  "*/0 * * * *", "0 2 * * funday"])
+def test_the_files_cron_check_agrees_with_dagsters(cron):
+    """The core checks cron at load without importing Dagster; it must accept exactly what Dagster does."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    from greenai_dagster.core.sweep import _cron_error
+
+    assert (_cron_error(cron) is None) == is_valid_cron_string(cron)

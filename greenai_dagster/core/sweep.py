@@ -256,7 +256,3 @@ def load_sweeps(folder: Path | None = None) -> list[Sweep]:
                                   "Give each sweep file its own name.")
         seen[key] = sweep.path
     return sweeps
-
-
-def find_sweep(name: str, folder: Path | None = None) -> Sweep | None:
-    return next((s for s in load_sweeps(folder) if s.name == name), None)
