@@ -2,6 +2,8 @@
 
     greenai run [-m MODEL] [-d DATASET] [-e N] [-b HOURS] [-i] [-o DIR] [-n NAME] [-c CONFIG.json] [--show-spec]
     greenai analyze DIR [--format summary|detailed|json]
+    greenai analyze --sweep NAME [--html PAGE.html]
+    greenai sweep FILE.yaml [--now] [-e N] [-i]
     greenai query "SELECT ... FROM results"
     greenai serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--dagster-url URL]
 
@@ -75,9 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fidelity-text", help="UTF-8 text file for the fidelity metrics (default: the corpus's "
                                              "held-out half)")
 
-    analyze = sub.add_parser("analyze", help="summarise an experiment folder")
-    analyze.add_argument("directory")
+    analyze = sub.add_parser("analyze", help="summarise an experiment folder, or (--sweep) a sweep's experiments")
+    analyze.add_argument("directory", nargs="?")
     analyze.add_argument("--format", choices=["summary", "detailed", "json"], default="summary")
+    analyze.add_argument("--sweep", help="compare the frontiers of every experiment of this sweep (its `name`)")
+    analyze.add_argument("--html", help="with --sweep: where to write the comparison page "
+                                        "(default <data root>/reports/sweep_<NAME>.html)")
+
+    sweep = sub.add_parser("sweep", help="check a sweep file (models x benchmarks) and list its experiments; "
+                                         "--now runs them here, one after another")
+    sweep.add_argument("file", help="a sweep YAML file (README 'Sweeps'; example: sweeps/nightly-smollm2.yaml)")
+    sweep.add_argument("--now", action="store_true", help="run every combination now, as `greenai run` would")
+    sweep.add_argument("-e", "--episodes", type=int, help="episodes per experiment (overrides the file's)")
+    sweep.add_argument("-o", "--output-dir", help="experiments folder (default data/experiments)")
+    sweep.add_argument("-i", "--interactive", action="store_true", help="print each episode's decision and metrics")
 
     export = sub.add_parser("export", help="pack one strategy's checkpoint as a .tar.gz")
     export.add_argument("experiment")
@@ -161,10 +174,60 @@ def show_spec(model_ref: str) -> int:
 
 
 def cmd_analyze(args) -> int:
+    if args.sweep:
+        from greenai_dagster.core.analyze import analyze_sweep
+        from greenai_dagster.core.paths import data_root
+
+        page = Path(args.html) if args.html else data_root() / "reports" / f"sweep_{args.sweep}.html"
+        print(analyze_sweep(args.sweep, page))
+        return 0
+    if not args.directory:
+        raise EvaluationError("analyze needs an experiment folder or --sweep NAME.",
+                              "e.g. greenai analyze data/experiments/<name>, or greenai analyze --sweep <sweep name>")
     from greenai_dagster.core.analyze import analyze_folder
 
     print(analyze_folder(Path(args.directory), args.format))
     return 0
+
+
+def cmd_sweep(args) -> int:
+    """Every model x benchmark of the file through `greenai run`'s path (runner.run_experiment), one after
+    another; all inputs are checked first, so a bad model in the last combination fails before any work."""
+    from greenai_dagster.core.benchmarks import resolve_source
+    from greenai_dagster.core.pipeline import validate_inputs
+    from greenai_dagster.core.sweep import load_sweep
+
+    sweep = load_sweep(args.file)
+    if args.episodes is not None and args.episodes < 1:
+        raise EvaluationError(f"--episodes must be at least 1, not {args.episodes}.", "Pass -e 1 or more.")
+    output_dir = str(Path(args.output_dir).resolve()) if args.output_dir else None
+    configs = sweep.experiments(episodes=args.episodes, output_dir=output_dir)
+    print(f"Sweep {sweep.name}: {len(configs)} experiment(s); schedule: "
+          + (f"{sweep.schedule_name} ({sweep.cron} UTC)" if sweep.cron else "none (no cron)"))
+    for config in configs:
+        print(f"  {config.name}: {config.model} on {config.dataset}, {config.episodes} episode(s)")
+    if not args.now:
+        print("Checked; nothing started. --now runs them here, one after another.")
+        return 0
+    for config in configs:
+        validate_inputs(config.model_copy(update={
+            "benchmark_source": resolve_source(config.dataset, config.benchmark_source)}))
+    from greenai_dagster.runner import run_experiment
+
+    outcomes = []
+    for position, config in enumerate(configs, 1):
+        print(f"\n[Sweep] {position}/{len(configs)}: {config.name}", flush=True)
+        try:
+            outcome = run_experiment(config, interactive=args.interactive)
+            outcomes.append((config.name, outcome["termination_reason"]))
+        except GreenAIError as exc:      # one combination failing leaves the others to run
+            print(str(exc), file=sys.stderr)
+            outcomes.append((config.name, f"failed: {exc.code}"))
+    print(f"\n[Sweep] {sweep.name} done:")
+    for name, how in outcomes:
+        print(f"  {name}: {how}")
+    print(f"Compare them: greenai analyze --sweep {sweep.name}")
+    return 1 if any(how.startswith("failed") for _, how in outcomes) else 0
 
 
 def cmd_query(args) -> int:
@@ -267,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query, "export": cmd_export,
                 "llm-server": cmd_llm_server, "serve": cmd_serve,
-                "benchmarks": cmd_benchmarks}
+                "benchmarks": cmd_benchmarks, "sweep": cmd_sweep}
     try:
         return handlers[args.command](args)
     except GreenAIError as exc:

@@ -68,6 +68,7 @@ class NewExperimentConfig(Config):
     episodes: int = Field(3, description="candidates to compress and evaluate (1-1000)")
     budget: float = Field(2.0, description="wall-clock budget in hours; the experiment stops when it is spent")
     name: str = Field("", description="experiment name (the partition key); empty: <model>_<benchmark>_<time>")
+    seed: int = Field(0, description="seed of the coordinator's choices (planner tie-breaks, random)")
     coordinator: Coordinator = Field(Coordinator.planner, description=(
         "who proposes each episode: planner (deterministic, spec priors then a surrogate), llm (an "
         "OpenAI-compatible model; needs OPENAI_API_KEY) or random"))
@@ -107,7 +108,7 @@ def register_experiment(store, config: ExperimentConfig) -> str:
 def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, store: ResultsStoreResource) -> str:
     settings = ExperimentConfig(model=config.model, dataset=config.dataset, episodes=config.episodes, budget=config.budget,
                                 benchmark_source=BenchmarkSource(config.benchmark_source).value,
-                                name=config.name or None, coordinator=Coordinator(config.coordinator).value,
+                                name=config.name or None, coordinator=Coordinator(config.coordinator).value, seed=config.seed,
                                 compression_methods=config.compression_methods or None,
                                 constraints=config.constraints, objectives=config.objectives or None,
                                 eval=config.eval.settings(), driver="sensor",

@@ -118,3 +118,168 @@ def _describe(folder: Path, data: dict, fmt: str) -> str:
             for objective, entry in final["best_solutions"].items():
                 lines.append(f"  {objective:<10} {entry['strategy']['strategy_id']}")
     return "\n".join(lines)
+
+
+# --- a sweep: every experiment of it side by side (`greenai analyze --sweep NAME`) -----------------------
+# Size buckets compare models of different sizes: a candidate's weight files as a fraction of its baseline's.
+SIZE_BUCKETS = [(0.30, "size <=30%"), (0.50, "size 30-50%"), (0.80, "size 50-80%"), (float("inf"), "size >80%")]
+_FAMILY_SYMBOLS = {"quantization": "circle", "pruning": "square", "low_rank": "diamond", "recovery": "triangle-up"}
+
+
+def sweep_experiments(store, sweep: str) -> list[dict]:
+    """The newest experiment of each model x benchmark of `sweep` (from `--now` or any schedule tick)."""
+    from greenai_dagster.core.sweep import is_member
+
+    with store.connect(read_only=True) as con:
+        rows = con.execute("SELECT name, model, dataset, status, termination_reason, created_at FROM experiments "
+                           "WHERE starts_with(name, ?) ORDER BY created_at, name", [f"{sweep}-"]).fetchall()
+    newest: dict[tuple[str, str], dict] = {}
+    for name, model, dataset, status, reason, created in rows:
+        if is_member(sweep, name, model, dataset):
+            newest[(model, dataset)] = {"name": name, "model": model, "dataset": dataset, "status": status,
+                                        "termination_reason": reason, "created_at": created}
+    return sorted(newest.values(), key=lambda e: e["name"])
+
+
+def method_family(methods: str | None) -> str:
+    """`magnitude+gptq` (a results row's `methods`) -> `pruning+quantization`: the families (core/methods)
+    of a chain's steps."""
+    from greenai_dagster.core.methods import REGISTRY
+
+    names = [m for m in (methods or "").split("+") if m]
+    families = [REGISTRY[m].family if m in REGISTRY else m for m in names]
+    return "+".join(dict.fromkeys(families)) or "none"
+
+
+def size_bucket(row: dict, baseline: dict | None) -> str | None:
+    if not baseline or not baseline.get("model_size_gb") or row.get("model_size_gb") is None:
+        return None
+    fraction = row["model_size_gb"] / baseline["model_size_gb"]
+    return next(label for bound, label in SIZE_BUCKETS if fraction <= bound)
+
+
+def _better(objective, a: dict, b: dict) -> bool:
+    return a[objective.name] > b[objective.name] if objective.maximise else a[objective.name] < b[objective.name]
+
+
+def experiment_wins(store, name: str) -> dict:
+    """One experiment's frontier, best member per objective and lowest-KL candidate per size bucket
+    (degraded candidates never win: they are beyond the quality gate)."""
+    from greenai_dagster.core import objectives as registry
+
+    record = store.experiment(name)
+    rows = [dict(r, family=method_family(r.get("methods"))) for r in store.results(name)]
+    baseline = store.baseline(name)
+    usable = [r for r in rows if not r.get("degraded")]
+    frontier = [r for r in usable if r.get("is_pareto")]
+    names = (record["config"].get("objectives") if record else None) or registry.DEFAULT_FRONTIER
+    best = {}
+    for objective in (registry.get(n) for n in names):
+        scored = [r for r in frontier if r.get(objective.name) is not None]
+        for r in scored:
+            if objective.name not in best or _better(objective, r, best[objective.name]):
+                best[objective.name] = r
+    lowest_kl: dict[str, dict] = {}
+    for r in usable:
+        bucket = size_bucket(r, baseline)
+        if bucket and r.get("kl_divergence") is not None and (
+                bucket not in lowest_kl or r["kl_divergence"] < lowest_kl[bucket]["kl_divergence"]):
+            lowest_kl[bucket] = r
+    stored = store.frontier(name)
+    return {"name": name, "record": record, "baseline": baseline, "rows": rows, "frontier": frontier,
+            "best": best, "lowest_kl": {label: lowest_kl[label] for _, label in SIZE_BUCKETS if label in lowest_kl},
+            "hypervolume": stored["hypervolume"] if stored else None}
+
+
+def _cell(value, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def describe_sweep(sweep: str, wins: list[dict]) -> str:
+    """The text report: per experiment its frontier and winners, then which family wins where across the sweep."""
+    lines = [f"Sweep {sweep}: {len(wins)} experiment(s) (the newest of each model x benchmark)"]
+    tally: dict[str, dict[str, int]] = {}
+    for w in wins:
+        record = w["record"]
+        state = record["status"] + (f" ({record['termination_reason']})" if record.get("termination_reason") else "")
+        lines.append(f"\n== {w['name']}\n   model {record['model']}, benchmark {record['dataset']}; {state}; "
+                     f"{len(w['rows'])} candidate(s)" + (f"; hypervolume {w['hypervolume']:.4f}"
+                                                         if w["hypervolume"] is not None else ""))
+        if not w["frontier"]:
+            lines.append("   no frontier yet")
+            continue
+        lines.append(f"   {'frontier member':<30} {'family':<22} {'KL':>8} {'acc':>6} {'ms/tok':>8} {'size GB':>8}")
+        for r in sorted(w["frontier"], key=lambda r: r.get("model_size_gb") or 0.0):
+            lines.append(f"   {r['strategy_id']:<30} {r['family']:<22} {_cell(r.get('kl_divergence')):>8} "
+                         f"{_cell(r.get('accuracy'), 3):>6} {_cell(r.get('latency_ms')):>8} "
+                         f"{_cell(r.get('model_size_gb')):>8}")
+        lines.append("   best per objective: " + "; ".join(
+            f"{OBJECTIVES[o].header()} {r['strategy_id']} ({r['family']})" for o, r in w["best"].items()))
+        lines.append("   lowest KL by size: " + ("; ".join(
+            f"{bucket} {r['strategy_id']} ({r['family']}, KL {r['kl_divergence']:.4g})"
+            for bucket, r in w["lowest_kl"].items()) or "-"))
+        for where, r in [*((f"best {OBJECTIVES[o].header()}", r) for o, r in w["best"].items()),
+                         *((f"lowest KL at {b}", r) for b, r in w["lowest_kl"].items())]:
+            tally.setdefault(where, {}).setdefault(r["family"], 0)
+            tally[where][r["family"]] += 1
+    if tally:
+        lines.append("\nWhich method family wins where (experiments won of those with a frontier):")
+        for where, counts in tally.items():
+            lines.append(f"   {where:<26}  " + ", ".join(f"{family} {n}" for family, n in
+                                                         sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
+    return "\n".join(lines)
+
+
+def sweep_figure(sweep: str, wins: list[dict]):
+    """Frontiers side by side: KL and accuracy against size as a fraction of each baseline (so models of
+    different sizes share an axis), one colour per experiment, one marker per method family."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    from greenai_dagster.core.report import hover_text
+
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("KL divergence from the baseline (lower is better)", "accuracy (higher is better)"))
+    for i, w in enumerate(wins):
+        base_size = (w["baseline"] or {}).get("model_size_gb")
+        members = sorted((r for r in w["frontier"] if base_size and r.get("model_size_gb") is not None),
+                         key=lambda r: r["model_size_gb"])
+        colour = qualitative.Plotly[i % len(qualitative.Plotly)]
+        for col, axis in ((1, "kl_divergence"), (2, "accuracy")):
+            fig.add_trace(go.Scatter(
+                x=[r["model_size_gb"] / base_size for r in members], y=[r.get(axis) for r in members],
+                mode="lines+markers", name=w["name"], legendgroup=w["name"], showlegend=col == 1,
+                line={"color": colour, "width": 1}, hoverinfo="text",
+                hovertext=[f"{w['name']}<br>family: {r['family']}<br>" + hover_text(r) for r in members],
+                marker={"color": colour, "size": 11,
+                        "symbol": [_FAMILY_SYMBOLS.get(r["family"], "x") for r in members]}), row=1, col=col)
+    fig.update_xaxes(title_text="size / baseline size", tickformat=".0%")
+    fig.update_yaxes(title_text="KL (nats/token)", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy (fraction)", row=1, col=2)
+    symbols = ", ".join(f"{family}: {symbol}" for family, symbol in _FAMILY_SYMBOLS.items())
+    fig.update_layout(title={"text": f"Sweep {sweep}: Pareto frontiers across models and benchmarks<br><sup>Frontier "
+                                     f"members only (degraded candidates are never members). Markers: {symbols}; "
+                                     f"chains of families: x.</sup>"},
+                      template="plotly_white", height=620, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def analyze_sweep(sweep: str, html_path: Path, store=None) -> str:
+    """`greenai analyze --sweep NAME`: the text report; the comparison page is written to `html_path`
+    (plotly.js embedded once, so it opens offline, like each experiment's chart)."""
+    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.core.report import write_text_atomic
+    from greenai_dagster.core.store import ResultsStore
+
+    if store is None:
+        if not duckdb_path().exists():
+            raise EvaluationError(f"no results database at {duckdb_path()}.", "Run `greenai sweep FILE --now` first.")
+        store = ResultsStore(duckdb_path())
+    members = sweep_experiments(store, sweep)
+    if not members:
+        raise EvaluationError(f"no experiment of sweep '{sweep}' in the results store.",
+                              "Start it with `greenai sweep FILE --now` or its schedule; the name is the file's `name`.")
+    wins = [experiment_wins(store, m["name"]) for m in members]
+    write_text_atomic(Path(html_path), sweep_figure(sweep, wins).to_html(include_plotlyjs=True, full_html=True))
+    return describe_sweep(sweep, wins) + f"\n\nComparison page: {html_path}"
