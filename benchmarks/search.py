@@ -79,14 +79,26 @@ def main() -> None:
     parser.add_argument("--table", default=str(RESULTS / "grid_smollm2_bigbench_above_chance.json"))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--max-k", type=int, default=12)
+    parser.add_argument("--priors", default=None,
+                        help="a grid table of an earlier experiment on the same model family: adds `planner+priors`, "
+                             "the planner with that table's rows as prior data (core/coordinator/priors.py)")
+    parser.add_argument("--only", default="", help="comma-separated coordinators to replay (default: all)")
     parser.add_argument("--llm-seeds", type=int, default=2,
                         help="seeds for the llm coordinator (one model call per episode; the others are instant)")
     args = parser.parse_args()
     spec, baseline, rows, objectives = load_table(Path(args.table))
     makers = {"planner": lambda seed: Planner(seed=seed), "planner_tpe": lambda seed: Planner(seed=seed, sampler="tpe"),
               "random": lambda seed: RandomSearch(seed=seed)}
+    if args.priors:
+        from greenai_dagster.core.coordinator.priors import prior_rows
+
+        _, prior_baseline, prior_table, _ = load_table(Path(args.priors))
+        borrowed = prior_rows(list(prior_table.values()), prior_baseline, list(objectives), Path(args.priors).name)
+        makers["planner+priors"] = lambda seed: Planner(seed=seed, priors=borrowed)
     if os.environ.get("OPENAI_API_KEY"):
         makers["llm"] = lambda seed: LlmCoordinator(LlmSettings(model=os.environ.get("GREENAI_LLM_MODEL", "gpt-4o-mini")))
+    if args.only:
+        makers = {k: v for k, v in makers.items() if k in args.only.split(",")}
     lines = [f"grid: {len(rows)} measured strategies ({sum(1 for r in rows.values() if r.get('degraded'))} degraded); "
              f"objectives {', '.join(objectives)}; hypervolume fraction of the grid's frontier, median of "
              f"{args.seeds} seeds" + (f" ({args.llm_seeds} for llm: {os.environ.get('GREENAI_LLM_MODEL')} at "
@@ -103,6 +115,8 @@ def main() -> None:
         lines.append(f"\n{order}:\nk      " + "  ".join(f"{n.split('/')[0]:>11}" for n in names))
         for k in range(args.max_k):
             lines.append(f"{k + 1:<6} " + "  ".join(f"{medians[n][k]:11.3f}" for n in names))
+        if f"planner/{order}" not in medians or f"random/{order}" not in medians:
+            continue
         planner, rand = medians[f"planner/{order}"], medians[f"random/{order}"]
         first95 = next((k + 1 for k, v in enumerate(planner) if v >= 0.95), None)
         never_below = all(planner[k] >= rand[k] for k in range(2, min(12, args.max_k)))

@@ -55,6 +55,41 @@ def test_planner_starts_with_the_seed_priors_then_searches(tiny_spec):
         results.append(measured(proposal.strategy, 0.45, 25.0, 0.7, 0.12))
 
 
+def _priors_favouring(spec, favourite: str, with_kl: bool = True):
+    """An earlier experiment (its own baseline twice as slow) where `favourite` beat everything."""
+    from greenai_dagster.core.coordinator.priors import prior_rows
+
+    earlier_baseline = dict(BASELINE, latency_ms=60.0)
+    rows = []
+    for strategy in search_space(spec):
+        best = strategy.label() == favourite
+        row = measured(strategy, 0.5 if best else 0.3, 12.0 if best else 50.0, 0.3 if best else 0.75,
+                       0.06 if best else 0.24, kl=0.001 if best else 2.0)
+        if not with_kl:
+            row.pop("kl_divergence")
+        rows.append(row)
+    names = ["kl_divergence", "accuracy", "latency_ms", "memory_gb", "model_size_gb"]
+    return prior_rows(rows, earlier_baseline, names, "earlier")
+
+
+def test_prior_rows_are_ratios_to_their_own_baseline_and_kl_as_is(tiny_spec):
+    priors = _priors_favouring(tiny_spec, "awq_w4g64")
+    awq = next(p for p in priors if p["label"] == "awq_w4g64")
+    assert awq["values"]["latency_ms"] == pytest.approx(12.0 / 60.0)
+    assert awq["values"]["model_size_gb"] == pytest.approx(0.06 / 0.25)
+    assert awq["values"]["kl_divergence"] == pytest.approx(0.001)
+    assert "kl_divergence" not in _priors_favouring(tiny_spec, "awq_w4g64", with_kl=False)[0]["values"]
+
+
+def test_planner_with_family_priors_starts_where_the_earlier_experiment_did_best(tiny_spec):
+    """Priors that inform every objective replace the hand-written start (which would take GPTQ W4
+    first); priors without KL do not, since they leave quality unmodelled."""
+    informed = Planner(seed=0, priors=_priors_favouring(tiny_spec, "awq_w4g64")).propose(state_for(tiny_spec))
+    assert informed.strategy.label() == "awq_w4g64" and "prior rows" in informed.reasoning
+    partial = Planner(seed=0, priors=_priors_favouring(tiny_spec, "awq_w4g64", with_kl=False))
+    assert partial.propose(state_for(tiny_spec)).strategy.label() == "gptq_w4g64_act"
+
+
 def test_tpe_variant_proposes_new_candidates(tiny_spec):
     planner, results = Planner(seed=2, sampler="tpe"), []
     for _ in range(5):

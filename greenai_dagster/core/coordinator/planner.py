@@ -76,8 +76,11 @@ class Planner:
     name = "planner"
 
     def __init__(self, seed: int = 0, prior_episodes: int = 2, objectives: dict[str, bool] = DEFAULT_OBJECTIVES,
-                 sampler: str = "gp", beta: float = 1.0, explore_episodes: int = 1):
+                 sampler: str = "gp", beta: float = 1.0, explore_episodes: int = 1, priors: list[dict] | None = None):
         self.seed = seed
+        # rows of earlier experiments on the same family (core/coordinator/priors.py): with them the GP
+        # has data from episode 1, so the hand-written first picks and the space-filling pick are skipped
+        self.priors = list(priors or [])
         self.explore_episodes = explore_episodes
         self.sampler = sampler  # "gp": GP + hypervolume UCB (default); "tpe": Optuna's multi-objective TPE
         self.beta = beta
@@ -88,6 +91,8 @@ class Planner:
         untried = state.untried()
         if not untried:
             return None
+        if self.sampler == "gp" and self._priors_cover(state):
+            return self._hypervolume_ucb(state, untried)
         if len(state.results) < self.prior_episodes:
             prior = self._prior(state, untried)
             if prior is not None:
@@ -97,6 +102,13 @@ class Planner:
         if len(state.results) < self.prior_episodes + self.explore_episodes:
             return self._space_filling(state, untried)
         return self._hypervolume_ucb(state, untried)
+
+    def _priors_cover(self, state: CoordinatorState) -> bool:
+        """Prior rows replace the hand-written start only when they inform every objective: a prior
+        without, say, KL (an experiment from before it was measured) would leave quality unmodelled and
+        the first picks blind to it (measured: benchmarks/search.py --priors)."""
+        objectives = state.objectives or self.objectives
+        return bool(self.priors) and all(any(name in p["values"] for p in self.priors) for name in objectives)
 
     def _space_filling(self, state: CoordinatorState, untried) -> Proposal:
         """Initial design: the untried candidate farthest (in feature space) from everything measured,
@@ -130,7 +142,8 @@ class Planner:
 
         objectives = state.objectives or self.objectives
         names = list(objectives)
-        x = np.array([encode(Strategy.from_json(r["strategy"])) for r in state.results])
+        measured = {Strategy.from_json(r["strategy"]).label() for r in state.results}
+        priors = [p for p in self.priors if p["label"] not in measured]   # a measurement replaces its prior
         xc = np.array([encode(c) for c in untried])
         optimistic = np.zeros((len(untried), len(names)))
         spread = np.zeros(len(untried))
@@ -138,7 +151,16 @@ class Planner:
 
         for j, name in enumerate(names):
             forward, inverse = _target_transform(name, state.baseline)
-            y = np.array([forward(r[name]) for r in state.results])
+            own = [(encode(Strategy.from_json(r["strategy"])), forward(r[name])) for r in state.results]
+            scale = _target_transform(name, {name: 1.0})[0]   # prior values are ratios (or absolute) already
+            borrowed = [(encode(Strategy.from_json(p["strategy"])), scale(p["values"][name]))
+                        for p in priors if name in p["values"]]
+            if not own + borrowed:   # nothing known yet for this objective: every candidate looks like the baseline
+                optimistic[:, j] = float(state.baseline.get(name) or 0.0)
+                spread += 1.0
+                continue
+            x = np.array([e for e, _ in own + borrowed])
+            y = np.array([t for _, t in own + borrowed])
             kernel = ConstantKernel(1.0) * RBF(length_scale=0.5, length_scale_bounds=(0.05, 5.0)) + WhiteKernel(1e-3)
             gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=self.seed)
             with warnings.catch_warnings():
@@ -164,7 +186,9 @@ class Planner:
             if gain > best_gain + 1e-12 or (tie and (spread[i], best.label()) > (spread[untried.index(best)],
                                                                                   candidate.label())):
                 best, best_gain = candidate, gain
-        reasoning = (f"Gaussian-process surrogate over {len(state.results)} measured candidates; {best.label()} has the "
+        reasoning = (f"Gaussian-process surrogate over {len(state.results)} measured candidates"
+                     + (f" and {len(priors)} prior rows of earlier experiments on this family" if priors else "")
+                     + f"; {best.label()} has the "
                      f"largest optimistic hypervolume gain ({best_gain:.3f}, beta={self.beta}) over the current frontier "
                      f"({', '.join(state.frontier_ids) or 'empty'}).")
         return Proposal(best, reasoning)
