@@ -118,7 +118,7 @@ def reprobe(store: ResultsStore, name: str) -> None:
 
     settings = pipeline.experiment_config(store, name).eval.settings()
     for row in store.results(name, include_baseline=True):
-        if not row.get("checkpoint_path") or not Path(row["checkpoint_path"]).exists():
+        if not isinstance(row.get("checkpoint_path"), str) or not Path(row["checkpoint_path"]).exists():
             print(f"{row['strategy_id']}: no checkpoint here (carried row), not re-probed", flush=True)
             continue
         figures = runtime(Path(row["checkpoint_path"]), "cpu", settings)
