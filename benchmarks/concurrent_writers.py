@@ -174,8 +174,10 @@ def main() -> None:
     if args.check:
         print(json.dumps(check(args.check[0], int(args.check[1]))))
         return
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="greenai_writers_") as tmp:
         table = [measure(n, args.episodes, Path(tmp), mode) for mode in args.modes for n in args.writers]
+    load = f"1-minute load average {load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after"
     for row in table:
         print(f"{row['mode']:>7} N={row['writers']}: {row['rows_present']}/{row['rows_expected']} rows, lost "
               f"{row['rows_lost']}, duplicates {row['duplicate_rows']}, {row['row_files']} row files, failed writes "
@@ -194,7 +196,7 @@ def main() -> None:
             "command": "python benchmarks/concurrent_writers.py " + " ".join(sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
                        f"run under nice -n 19 on a shared machine while other jobs (a long benchmark, other "
-                       f"test runs) used the CPUs, so wall times are upper bounds",
+                       f"test runs) used the CPUs ({load}), so wall times are upper bounds",
             "duckdb": duckdb.__version__, "lock_timeout_s": LOCK_TIMEOUT_S,
             "table": table,
             **{k: previous[k] for k in ("before_parquet", "before_this_design") if k in previous}}, indent=2) + "\n")
