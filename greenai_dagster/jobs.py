@@ -91,15 +91,11 @@ class NewExperimentConfig(Config):
 
 
 def register_experiment(store, config: ExperimentConfig) -> str:
-    """Record the experiment for the sensor; checks the inputs first (clear E00x errors)."""
-    from greenai_dagster.core.benchmarks import resolve_source
-    from greenai_dagster.core.pipeline import validate_inputs
+    """Record the experiment for the sensor; checks the inputs first (clear E00x errors). The same
+    creation and validation as `greenai run` (core/engine.py `create_experiment`)."""
+    from greenai_dagster.core.engine import create_experiment
 
-    config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
-    validate_inputs(config)
-    config.make_coordinator()
-    name = config.experiment_name()
-    store.create_experiment(name, config.model, config.dataset, config.model_dump(), config.output_dir)
+    name, _, _ = create_experiment(store, config)
     return name
 
 
