@@ -30,14 +30,13 @@ from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.engine import RunState
 from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError, UnexpectedError
 from greenai_dagster.core.flips import interval_text
-from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.definitions import ALL_ASSETS, ALL_CHECKS
 from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG, SOURCE_TAG, dagster_instance
 from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.observations import record_finish
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
-from greenai_dagster.resources import resources_for
+from greenai_dagster.resources import open_store, resources_for
 
 LOG_FILE_TAG = "greenai/log_file"
 
@@ -169,7 +168,8 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
 
 def _drive(config: ExperimentConfig, interactive: bool, echo: Callable[[str], None]) -> dict:
     run_started = time.perf_counter()
-    store = ResultsStore(duckdb_path())
+    resources = resources_for()
+    store = open_store(resources)     # E007 now if the deployment's store is not configured
     name, config, existing = engine.create_experiment(store, config)
     if existing is not None and existing["status"] != "active":
         echo(f"Experiment {name} already finished ({existing['termination_reason']}); results are in {existing['output_dir']}/{name}")
@@ -177,7 +177,6 @@ def _drive(config: ExperimentConfig, interactive: bool, echo: Callable[[str], No
     if existing is not None:
         echo(f"Resuming experiment {name}")
     instance = dagster_instance()
-    resources = resources_for()
     device = resources["gpu"].device_name()
     instance.add_dynamic_partitions(experiments_partitions.name, [name])
     logs = engine.log_dir(store, name)
