@@ -161,6 +161,8 @@ def _drive_with_the_sensor(store: ResultsStore, name: str) -> list:
         for partitions in result.dynamic_partitions_requests or []:
             instance.add_dynamic_partitions(partitions.partitions_def_name, list(partitions.partition_keys))
         for request in result.run_requests:
+            if request.tags["greenai/experiment"] != name:   # another test's sensor-driven experiment
+                continue
             requested.append(request)
             stage_defs.resolve_job_def(request.job_name).execute_in_process(
                 instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False,
