@@ -220,3 +220,25 @@ def test_greenai_run_and_the_sensor_produce_the_same_experiment(data_root, tiny_
     logs = [Path(r.tags["greenai/log_file"]) for r in cli_runs]
     assert all(p.is_file() and p.parent == data_root / "experiments" / "same_cli" / "logs" for p in logs)
     assert any("METRIC" in p.read_text() for p in logs)
+
+
+# ---- one class for evaluation settings ---------------------------------------------------------------------
+
+def test_one_class_for_evaluation_settings_and_stored_configs_still_load():
+    from greenai_dagster.core import config as config_module
+    from greenai_dagster.core import evaluate
+    from greenai_dagster.jobs import LAUNCHPAD_EVAL_FIELDS, EvalOverrides
+
+    assert evaluate.EvalSettings is config_module.EvalConfig      # what the evaluators take is what is stored
+    stored = {"model": "m", "dataset": "d", "eval": {"limit_per_task": 3, "batch_size": 8,
+                                                     "perplexity_max_tokens": 2048, "full_set_for_frontier": None}}
+    config = ExperimentConfig(**stored)                            # a config row written before the merge
+    assert (config.eval.limit_per_task, config.eval.fidelity_tokens) == (3, 2048)
+    settings = config.eval.settings()
+    settings.limit_per_task = None                                 # the full-set pass lifts the proxy on a copy
+    assert config.eval.limit_per_task == 3
+    assert ExperimentConfig(**config.model_dump()) == config       # round-trips through the stored JSON
+    fields = EvalOverrides.model_fields                            # the Launchpad's eval block: same names
+    assert set(fields) == set(LAUNCHPAD_EVAL_FIELDS) <= set(evaluate.EvalSettings.model_fields)
+    assert fields["limit_per_task"].description.endswith("(default 10)")
+    assert EvalOverrides(limit_per_task=2).settings() == {"limit_per_task": 2}
