@@ -30,7 +30,10 @@ def _quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    for name in ("transformers", "lm-eval", "lm_eval", "codecarbon", "datasets", "llmcompressor", "dagster"):
+    # what runs outside a stage (input checks, the spec); inside one, runner.library_output_to sends every
+    # library's output (loguru sinks included, which llmcompressor re-adds on import) to the run's log file
+    for name in ("transformers", "lm-eval", "lm_eval", "codecarbon", "datasets", "llmcompressor", "dagster",
+                 "bitsandbytes", "accelerate", "compressed_tensors", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
     from greenai_dagster.core.redact import install_log_filter
 

@@ -22,25 +22,11 @@ from pathlib import Path
 from greenai_dagster.core import fidelity
 from greenai_dagster.core.benchmarks import PreparedBenchmark, hub_unreachable
 from greenai_dagster.core.errors import CompressionFailed, EvaluationError, OutOfMemory
+from greenai_dagster.core.eval_settings import EvalSettings  # noqa: F401 - one class, core/eval_settings.py
 from greenai_dagster.core.fidelity import Fidelity
 from greenai_dagster.core.flips import item_correctness
 from greenai_dagster.core.spec import GIB, weights_size_bytes
 from greenai_dagster.core.task_files import task_score
-
-
-@dataclass
-class EvalSettings:
-    """How a candidate is evaluated; stored with each result so figures carry their conditions."""
-
-    limit_per_task: int | None = 10     # proxy: first N of each task's stratified order; None = full set
-    batch_size: int = 8
-    fidelity_tokens: int = 4096         # held-out tokens scored against the baseline (KL, top-1, ppl ratio)
-    fidelity_text: str | None = None    # a text file to use instead of the corpus's held-out half
-    prompt_len: int = 128
-    new_tokens: int = 16
-    latency_repeats: int = 5
-    throughput_batch_size: int = 4
-    timeout_s: float = 1800.0
 
 
 @dataclass
