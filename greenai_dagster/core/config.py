@@ -55,6 +55,8 @@ class ExperimentConfig(BaseModel):
     llm_model: str = "gpt-4o-mini"
     llm_base_url: str | None = None
     llm_temperature: float = Field(0.2, ge=0.0, le=2.0)
+    family_priors: bool = Field(False, description="the planner starts from earlier experiments in the store on "
+                                "the same model family (core/coordinator/priors.py)")
     seed: int = 0
     convergence_patience: int = Field(4, ge=1, description="stop after this many episodes with no frontier change")
     stop_when_constraints_met: bool = False
@@ -97,11 +99,11 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(f"unknown objective(s) {unknown}; known: {', '.join(objective_registry.OBJECTIVES)}")
         return value
 
-    def make_coordinator(self):
+    def make_coordinator(self, priors: list[dict] | None = None):
         from greenai_dagster.core.coordinator import LlmSettings, make_coordinator
 
         settings = LlmSettings(model=self.llm_model, base_url=self.llm_base_url, temperature=self.llm_temperature)
-        return make_coordinator(self.coordinator, seed=self.seed, llm=settings)
+        return make_coordinator(self.coordinator, seed=self.seed, llm=settings, priors=priors)
 
     def experiment_name(self) -> str:
         if self.name:

@@ -131,7 +131,14 @@ def next_action(store: ResultsStore, name: str, run_status: RunStatus = never_la
                       + (" (its run failed; see the Dagster UI)" if status.state == "failed" else ""))
 
     config = pipeline.experiment_config(store, name)
-    decision = decide_or_fall_back(store, name, config.make_coordinator())
+    priors = None
+    if config.family_priors:
+        from greenai_dagster.core import objectives as objective_registry
+        from greenai_dagster.core.coordinator.priors import family_priors
+
+        chosen = (store.facts(name) or {}).get("objectives") or config.objectives or objective_registry.DEFAULT_FRONTIER
+        priors = family_priors(store, name, list(chosen))
+    decision = decide_or_fall_back(store, name, config.make_coordinator(priors))
     if decision.termination_reason:
         if pipeline.wants_full_set(config, device):   # last: the final frontier on the full set
             key = full_set_run_key(name)
