@@ -39,7 +39,7 @@ LOADER = textwrap.dedent("""
     from greenai_dagster.core import device_slot
     model_path, use_slot, counter = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
     model = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=torch.float32).eval()
-    ids = torch.randint(100, 1000, (1, 256), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, min(model.config.vocab_size, 1000), (1, 256), generator=torch.Generator().manual_seed(1))
     print("ready", flush=True)
     chunks = 0
     while True:
