@@ -52,18 +52,20 @@ def postgres():
     subprocess.run(_as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8"]),
                    check=True, capture_output=True)
     subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60",
-                                 "-o", f"-h 127.0.0.1 -p {port} -k {folder}", "start"]), check=True, capture_output=True)
+                                 "-o", f"-h 127.0.0.1 -p {port} -k {folder}", "start"]), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)   # the server inherits them: no pipes
     try:
         import psycopg2
 
-        with psycopg2.connect(host="127.0.0.1", port=port, user=user, dbname="postgres") as con:
-            con.autocommit = True
-            con.cursor().execute("CREATE DATABASE dagster")
+        con = psycopg2.connect(host="127.0.0.1", port=port, user=user, dbname="postgres")
+        con.autocommit = True                      # CREATE DATABASE cannot run inside a transaction
+        con.cursor().execute("CREATE DATABASE dagster")
+        con.close()
         yield {"DAGSTER_PG_USERNAME": user, "DAGSTER_PG_PASSWORD": "trust-auth-unused", "DAGSTER_PG_HOST": "127.0.0.1",
                "DAGSTER_PG_DB": "dagster", "DAGSTER_PG_PORT": str(port)}
     finally:
         subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       capture_output=True)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(folder, ignore_errors=True)
 
 
