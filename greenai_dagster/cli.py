@@ -5,6 +5,7 @@
     greenai analyze --sweep NAME [--html PAGE.html]
     greenai sweep FILE.yaml [--now] [-e N] [-i]
     greenai query "SELECT ... FROM results"
+    greenai compact [--db FILE]
     greenai serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--dagster-url URL]
 
 Errors print as `E00N: what happened. Remedy: what to do.` and exit with status 1.
@@ -29,7 +30,10 @@ def _quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    for name in ("transformers", "lm-eval", "lm_eval", "codecarbon", "datasets", "llmcompressor", "dagster"):
+    # what runs outside a stage (input checks, the spec); inside one, runner.library_output_to sends every
+    # library's output (loguru sinks included, which llmcompressor re-adds on import) to the run's log file
+    for name in ("transformers", "lm-eval", "lm_eval", "codecarbon", "datasets", "llmcompressor", "dagster",
+                 "bitsandbytes", "accelerate", "compressed_tensors", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
     from greenai_dagster.core.redact import install_log_filter
 
@@ -124,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     query = sub.add_parser("query", help="run SQL over the DuckDB results file")
     query.add_argument("sql")
     query.add_argument("--db", help="DuckDB file (default data/greenai.duckdb)")
+
+    compact = sub.add_parser("compact", help="fold the results' Parquet files (one per written row) into the DuckDB "
+                                             "file's results_compacted table; reads stay the same, only faster")
+    compact.add_argument("--db", help="DuckDB file (default data/greenai.duckdb)")
     return parser
 
 
@@ -237,7 +245,7 @@ def cmd_query(args) -> int:
     from greenai_dagster.core.store import ResultsStore
 
     path = Path(args.db) if args.db else duckdb_path()
-    if not path.exists():
+    if not path.exists() and not ResultsStore(path).results_dir.is_dir():    # row files alone are results too
         raise EvaluationError(f"no results database at {path}.", "Run `greenai run` first, or pass --db.")
     try:
         frame = ResultsStore(path).query(args.sql)
@@ -247,6 +255,19 @@ def cmd_query(args) -> int:
 
     with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200):
         print(frame.to_string(index=False))
+    return 0
+
+
+def cmd_compact(args) -> int:
+    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.core.store import ResultsStore
+
+    path = Path(args.db) if args.db else duckdb_path()
+    if not path.exists() and not ResultsStore(path).results_dir.is_dir():
+        raise EvaluationError(f"no results database at {path}.", "Run `greenai run` first, or pass --db.")
+    done = ResultsStore(path).compact()
+    print(f"folded {done['files_folded']} row files into {path} (results_compacted: {done['rows_in_table']} rows); "
+          f"removed {done['temp_files_removed']} stale temp files")
     return 0
 
 
@@ -329,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query, "export": cmd_export,
-                "llm-server": cmd_llm_server, "serve": cmd_serve,
+                "llm-server": cmd_llm_server, "serve": cmd_serve, "compact": cmd_compact,
                 "benchmarks": cmd_benchmarks, "sweep": cmd_sweep}
     try:
         return handlers[args.command](args)

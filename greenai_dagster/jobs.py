@@ -7,33 +7,33 @@ from enum import Enum
 from typing import Optional
 
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, in_process_executor, job, op
-from pydantic import Field
+from pydantic import Field, create_model
 
 from greenai_dagster.core import objectives as objective_registry
 from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.eval_settings import EvalSettings
 from greenai_dagster.core.methods import REGISTRY as METHODS
 from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import ResultsStoreResource
 
 
-class EvalOverrides(Config):
-    """Evaluation settings (core/config.py `EvalConfig`); a field left unset keeps its default."""
-
-    limit_per_task: Optional[int] = Field(None, description="proxy: items per benchmark task while searching (10); "
-                                                            "the final frontier can be scored on all of them")
-    full_set_for_frontier: Optional[bool] = Field(None, description="score the final frontier on every item "
-                                                                    "(default: on a GPU only)")
-    fidelity_tokens: Optional[int] = Field(None, description="held-out tokens scored against the baseline (4096)")
-    batch_size: Optional[int] = Field(None, description="evaluation batch size (8)")
-    prompt_len: Optional[int] = Field(None, description="latency probe: prompt tokens (128)")
-    new_tokens: Optional[int] = Field(None, description="latency probe: decoded tokens (16)")
-    latency_repeats: Optional[int] = Field(None, description="latency probe: repeats (5)")
-    throughput_batch_size: Optional[int] = Field(None, description="throughput probe: batch size (4)")
-    timeout_s: Optional[float] = Field(None, description="evaluation time limit per model, seconds (1800)")
-
+class _EvalOverridesBase(Config):
     def settings(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+# The Launchpad's `eval` block is generated from the one evaluation settings class (core/eval_settings.py):
+# the same names and descriptions, each optional (unset keeps the class's default, named in the description).
+LAUNCHPAD_EVAL_FIELDS = ("limit_per_task", "full_set_for_frontier", "fidelity_tokens", "batch_size", "prompt_len",
+                         "new_tokens", "latency_repeats", "throughput_batch_size", "timeout_s")
+EvalOverrides = create_model(
+    "EvalOverrides", __base__=_EvalOverridesBase,
+    __doc__="Evaluation settings (core/eval_settings.py `EvalSettings`); a field left unset keeps its default.",
+    **{name: (Optional[EvalSettings.model_fields[name].annotation], Field(
+        None, description=f"{EvalSettings.model_fields[name].description} "
+                          f"(default {EvalSettings.model_fields[name].default})"))
+       for name in LAUNCHPAD_EVAL_FIELDS})
 
 
 class Coordinator(str, Enum):
@@ -92,15 +92,11 @@ class NewExperimentConfig(Config):
 
 
 def register_experiment(store, config: ExperimentConfig) -> str:
-    """Record the experiment for the sensor; checks the inputs first (clear E00x errors)."""
-    from greenai_dagster.core.benchmarks import resolve_source
-    from greenai_dagster.core.pipeline import validate_inputs
+    """Record the experiment for the sensor; checks the inputs first (clear E00x errors). The same
+    creation and validation as `greenai run` (core/engine.py `create_experiment`)."""
+    from greenai_dagster.core.engine import create_experiment
 
-    config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
-    validate_inputs(config)
-    config.make_coordinator()
-    name = config.experiment_name()
-    store.create_experiment(name, config.model, config.dataset, config.model_dump(), config.output_dir)
+    name, _, _ = create_experiment(store, config)
     return name
 
 

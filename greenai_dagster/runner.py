@@ -1,36 +1,85 @@
-"""Drive one experiment as a sequence of real Dagster runs on the persistent instance.
+"""`greenai run`: execute an experiment's state machine (core/engine.py) as real Dagster runs.
 
-Used by `greenai run`. Each stage is an in-process execution of the project's named asset job for
-that stage with a partition key, so every run shows in the Dagster UI exactly as if launched there:
-  1. `setup`: model_spec + baseline                                  (experiment partition)
-  2. per episode `candidate`: compressed_variant + benchmark_result  (candidate partition), then `frontier`
-  3. `frontier_full_set` where the final frontier is scored on the full set
+The engine says what the experiment needs next (setup, candidate, frontier, full_set, finish); this
+driver runs that action's named asset job in-process on the persistent Dagster instance, with the
+partition key and `greenai/run` run key the coordinator sensor would use, so every run shows in the
+Dagster UI exactly as the sensor's do, and feeds the run's outcome back to the engine. Execution is
+in-process (not `instance.submit_run`) so that `greenai run` needs no daemon or webserver; the sensor
+(sensors.py) is the queued, daemon-run driver of the same engine.
+
+Library output during a run (per-layer GPTQ metrics from loguru, tqdm bars, loader warnings) is written
+to `<experiment>/logs/<job>-<run id>.log`, recorded on the run (tag `greenai/log_file` and an engine event
+in its Dagster log); the terminal shows only the progress lines below.
 Re-running with the same --name resumes: finished episodes are kept, unfinished ones re-run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
-from typing import Callable
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator, TextIO
 
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterInstance, Definitions, MetadataValue
 
-from greenai_dagster.core import gate, pipeline
-from greenai_dagster.core.flips import interval_text
-from greenai_dagster.core.benchmarks import resolve_source
+from greenai_dagster.core import engine, gate, pipeline
 from greenai_dagster.core.config import ExperimentConfig
-from greenai_dagster.core.decide import decide_or_fall_back
+from greenai_dagster.core.engine import RunState
 from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError, UnexpectedError
-from greenai_dagster.core.pipeline import validate_inputs
-from greenai_dagster.core.paths import duckdb_path
+from greenai_dagster.core.flips import interval_text
 from greenai_dagster.core.store import ResultsStore
-from greenai_dagster.core.strategy import Strategy
 from greenai_dagster.definitions import ALL_ASSETS, ALL_CHECKS
-from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, SOURCE_TAG, dagster_instance
+from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG, SOURCE_TAG, dagster_instance
 from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.observations import record_finish
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
-from greenai_dagster.resources import resources_for
+from greenai_dagster.resources import open_store, resources_for
+
+LOG_FILE_TAG = "greenai/log_file"
+
+
+@contextlib.contextmanager
+def library_output_to(path: Path | None) -> Iterator[None]:
+    """Send everything written to file descriptors 1 and 2 (loguru's sinks, tqdm, warnings, C extensions)
+    to `path` while the block runs; the caller keeps the terminal for its own lines (`terminal_echo`)."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        with open(path, "ab") as sink:
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            try:
+                yield
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()
+                for fd, original in saved.items():
+                    os.dup2(original, fd)
+    finally:
+        for original in saved.values():
+            os.close(original)
+
+
+def terminal_echo() -> tuple[Callable[[str], None], TextIO | None]:
+    """print() to the terminal even while file descriptor 1 points at a run's log file."""
+    try:
+        real = sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):
+        real = False
+    if not real:   # stdout already replaced (pytest's capsys, a notebook): dup2 does not touch it
+        return (lambda line: print(line, flush=True)), None
+    terminal = os.fdopen(os.dup(1), "w", buffering=1)
+    return (lambda line: print(line, file=terminal, flush=True)), terminal
 
 
 # The CLI prints its own progress; Dagster's per-event console log stays in the UI's run view.
@@ -39,17 +88,33 @@ from greenai_dagster.resources import resources_for
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def _run_stage(job_name: str, partition_key: str, instance: DagsterInstance, resources: dict) -> float:
-    """Run one stage's named job for one partition; re-raise the project's own error if a step failed."""
+def _run_stage(job_name: str, partition_key: str, instance: DagsterInstance, resources: dict,
+               run_key: str | None = None, logs: Path | None = None) -> float:
+    """Run one stage's named job for one partition; re-raise the project's own error if a step failed.
+    With `logs`, the libraries' output goes to `<logs>/<job>-<run id>.log`, named on the run."""
     started = time.perf_counter()
     stage_defs = Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=list(STAGE_JOBS.values()),
                              resources=resources)
     experiment = pipeline.experiment_of(partition_key)
     tags = {SOURCE_TAG: "cli", EXPERIMENT_TAG: experiment}
+    if run_key:
+        tags[RUN_KEY_TAG] = run_key
     if "/" in partition_key:
         tags[CANDIDATE_TAG] = partition_key
-    result = stage_defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, partition_key=partition_key, raise_on_error=False, tags=tags, run_config=QUIET_RUN_CONFIG)
+    run_id = str(uuid.uuid4())
+    log_file = logs / f"{job_name}-{run_id}.log" if logs is not None else None
+    if log_file is not None:
+        tags[LOG_FILE_TAG] = str(log_file)
+    with library_output_to(log_file):
+        result = stage_defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, partition_key=partition_key, raise_on_error=False, tags=tags,
+            run_config=QUIET_RUN_CONFIG, run_id=run_id)
+    if log_file is not None:
+        from dagster._core.events import EngineEventData
+
+        instance.report_engine_event(
+            f"library output of this run (loguru, tqdm, warnings): {log_file}", dagster_run=result.dagster_run,
+            engine_event_data=EngineEventData(metadata={"library_log": MetadataValue.path(str(log_file))}))
     if not result.success:
         for event in result.all_events:   # a blocking check that failed: say what it found
             if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
@@ -85,31 +150,108 @@ def _error_from_message(message: str) -> GreenAIError:
     return errors.UnexpectedError(text.splitlines()[0] if text.strip() else "a step failed without a message.")
 
 
-def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] = print) -> dict:
+def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] | None = None) -> dict:
+    """Create (or resume) the experiment, then execute the engine's actions until it finishes."""
     from greenai_dagster.core.redact import redact
 
+    terminal = None
+    if echo is None:
+        echo, terminal = terminal_echo()
     raw_echo = echo
     echo = lambda line: raw_echo(redact(line))   # noqa: E731 - progress lines never carry a secret
+    try:
+        return _drive(config, interactive, echo)
+    finally:
+        if terminal is not None:
+            terminal.close()
+
+
+def _drive(config: ExperimentConfig, interactive: bool, echo: Callable[[str], None]) -> dict:
     run_started = time.perf_counter()
-    store = ResultsStore(duckdb_path())
-    name = config.experiment_name()
-    existing = store.experiment(name)
+    resources = resources_for()
+    store = open_store(resources)     # E007 now if the deployment's store is not configured
+    name, config, existing = engine.create_experiment(store, config)
     if existing is not None and existing["status"] != "active":
         echo(f"Experiment {name} already finished ({existing['termination_reason']}); results are in {existing['output_dir']}/{name}")
         return {"experiment": name, "termination_reason": existing["termination_reason"], "resumed": False}
     if existing is not None:
-        config = ExperimentConfig(**existing["config"])
         echo(f"Resuming experiment {name}")
-    else:
-        config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
-    validate_inputs(config)
-    config.make_coordinator()  # E001 now, before any work, if the llm coordinator has no key
-    store.create_experiment(name, config.model, config.dataset, config.model_dump(), config.output_dir)
     instance = dagster_instance()
-    resources = resources_for()
+    device = resources["gpu"].device_name()
     instance.add_dynamic_partitions(experiments_partitions.name, [name])
+    logs = engine.log_dir(store, name)
 
-    _run_stage("setup", name, instance, resources)
+    statuses: dict[str, RunState] = {}     # the runs this invocation launched, by run key
+    introduced = False
+    pending_report = None                   # a finished candidate, reported once its frontier is in
+    while True:
+        if not introduced and store.baseline(name) is not None:
+            introduce(config, name, store, echo)
+            introduced = True
+        action = engine.next_action(store, name, statuses.get, device)
+        if action.extra.get("coordinator_note"):
+            echo(f"[Coordinator] {action.extra['coordinator_note']}")
+        if action.kind == "wait":    # runs here are synchronous: nothing can be in flight
+            raise UnexpectedError(f"experiment {name} waits on a run this process did not launch ({action.note}).")
+        if action.kind == "finish":
+            break
+        engine.apply(store, action)
+        if action.kind == "fail":   # its step recorded the failure itself only when it got that far
+            echo(f"[Episode {action.episode}] {action.strategy.strategy_id} failed: {action.error}")
+            continue
+        if action.kind == "candidate":
+            instance.add_dynamic_partitions(candidates_partitions.name, [action.partition_key])
+            if interactive:
+                strategy = action.strategy
+                echo(f"\n=== Episode {action.episode}/{config.episodes} ===")
+                echo(f"[Coordinator] Decision: {', '.join(f'{s.method}({_fmt(s.params)})' for s in strategy.steps)}")
+                echo(f'[Coordinator] Reasoning: "{strategy.reasoning}"')
+            pending_report = (action, set((store.frontier(name) or {}).get("members", [])))
+        if action.kind == "full_set":
+            echo("Scoring the baseline and the frontier members on the full benchmark set ...")
+        try:
+            _run_stage(action.job_name, action.partition_key, instance, resources, run_key=action.run_key, logs=logs)
+        except DiskFull as exc:   # no later candidate can be written either: stop; a rerun retries this one
+            if action.kind == "candidate":
+                store.set_strategy_status(action.partition_key, "pending", str(exc))
+            raise
+        except GreenAIError as exc:
+            if action.kind != "candidate":
+                raise
+            statuses[action.run_key] = RunState("failed", str(exc))
+            engine.apply(store, engine.Action("fail", name, action.partition_key, action.run_key,
+                                              episode=action.episode, strategy=action.strategy, error=str(exc)))
+            echo(f"[Episode {action.episode}] {action.strategy.strategy_id} failed: {exc}")
+            pending_report = None
+            continue
+        statuses[action.run_key] = RunState("success")
+        if action.kind == "frontier" and pending_report is not None:
+            report_candidate(store, name, *pending_report, interactive, echo)
+            pending_report = None
+        if action.kind == "full_set":
+            for row in store.results(name, include_baseline=True):
+                if row.get("accuracy_full") is not None:
+                    echo(f"[Full set] {row['strategy_id']}: accuracy {row['accuracy_full']:.3f} "
+                         f"(proxy {row['accuracy']:.3f}) in {row['full_eval_time_s']:.0f} s")
+
+    reason = action.termination_reason
+    full_set = pipeline.wants_full_set(config, device)
+    if not full_set and config.eval.full_set_for_frontier is None:
+        echo("Full-set scoring of the frontier is off on CPU by default; --full-eval turns it on (a full "
+             "bigbench_hard pass is about 30 min per model on a 2-core CPU).")
+    final = engine.apply(store, action)
+    record_finish(instance, name, final, full_set)
+    timings = wall_time_split(store, name, time.perf_counter() - run_started)
+    echo(f"\nFinished {name}: {final['episodes_completed']} episodes, termination: {reason}")
+    echo(f"Frontier: {final['frontier_summary']['num_solutions']} solutions; results in "
+         f"{pipeline.experiment_dir(store, name)}")
+    echo("Wall time: {total_s:.0f} s = load {load_s:.0f} + compress {compress_s:.0f} + evaluate {evaluate_s:.0f} "
+         "+ orchestration {orchestration_s:.0f}".format(**timings))
+    return {"experiment": name, "termination_reason": reason, "timings": timings, "final": final}
+
+
+def introduce(config: ExperimentConfig, name: str, store: ResultsStore, echo: Callable[[str], None]) -> None:
+    """The lines said once the baseline is in: model, spec limits, baseline figures, benchmark, objectives."""
     spec = pipeline.load_spec(store, name)
     baseline = store.baseline(name)
     echo(f"Experiment {name}: model {config.model} ({spec.parameter_count} params), benchmark {config.dataset}")
@@ -123,76 +265,34 @@ def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Ca
     echo(f"[Objectives] frontier over {', '.join(facts.get('objectives', []))}; quality gate "
          f"{', '.join(f'{k} <= {v:g}' for k, v in gate.bounds(config.constraints).items())}")
 
-    coordinator = config.make_coordinator()
-    while True:
-        unfinished = [s for s in store.strategies(name) if s["status"] not in ("done", "failed")]
-        if unfinished:  # resume an episode a killed run left behind
-            record = unfinished[0]
-            strategy = Strategy.from_json(record["strategy"])
-            episode, key = record["episode"], record["candidate_key"]
-        else:
-            decision = decide_or_fall_back(store, name, coordinator)
-            if decision.note:
-                echo(f"[Coordinator] {decision.note}")
-            if decision.termination_reason:
-                reason = decision.termination_reason
-                break
-            strategy, episode = decision.proposal.strategy, decision.episode
-            key = pipeline.candidate_key(name, strategy.strategy_id)
-            store.add_strategy(key, name, episode, strategy.to_json())
-        instance.add_dynamic_partitions(candidates_partitions.name, [key])
-        if interactive:
-            echo(f"\n=== Episode {episode}/{config.episodes} ===")
-            echo(f"[Coordinator] Decision: {', '.join(f'{s.method}({_fmt(s.params)})' for s in strategy.steps)}")
-            echo(f'[Coordinator] Reasoning: "{strategy.reasoning}"')
-        frontier_before = set((store.frontier(name) or {}).get("members", []))
-        try:
-            _run_stage("candidate", key, instance, resources)
-        except DiskFull as exc:   # no later candidate can be written either: stop; a rerun retries this one
-            store.set_strategy_status(key, "pending", str(exc))
-            raise
-        except GreenAIError as exc:
-            store.set_strategy_status(key, "failed", str(exc))
-            echo(f"[Episode {episode}] {strategy.strategy_id} failed: {exc}")
-            continue
-        _run_stage("frontier", name, instance, resources)
-        row = store.result(key)
-        frontier_after = set((store.frontier(name) or {}).get("members", []))
-        if interactive:
-            echo(f"[Compression] Compression ratio: {row['compression_ratio']:.2f}x in {row['compression_time_s']:.1f} s")
-            echo(f"[Fidelity] KL: {row['kl_divergence']:.4f} ± {row['kl_stderr'] or 0:.4f} nats/token | "
-                 f"top-1 agreement: {row['top1_agreement']:.3f} | perplexity x{row['ppl_ratio']:.3f} "
-                 f"[{row['ppl_ratio_low']:.3f}, {row['ppl_ratio_high']:.3f}]")
-            flips = row.get("flips") or {}
-            versus = (f" | vs baseline: {flips['verdict']} ({flips['correct_to_wrong']} right->wrong, "
-                      f"{flips['wrong_to_correct']} wrong->right of {flips['items']}, McNemar p={flips['p_value']:.2g})"
-                      if flips else "")
-            echo(f"[Evaluation] Accuracy: {accuracy_text(row)}{versus}")
-            echo(f"[Evaluation] Latency: {row['latency_ms']:.1f} ms/token | Memory: {row['memory_gb']:.3f} GB | "
-                 f"Size: {row['model_size_gb']:.3f} GB | CO2: "
-                 + (f"{row['co2_grams']:.3f} g" if row.get("co2_grams") is not None else
-                    f"n/a ({(row.get('conditions') or {}).get('energy_error', 'not measured')})"))
-        if row.get("degraded"):
-            echo(f"[Frontier] {strategy.strategy_id}: degraded ({row['degraded_reason']}); kept off the frontier")
-        elif key in frontier_after and key not in frontier_before:
-            echo(f"[Frontier] {strategy.strategy_id} joined the Pareto frontier")
-        elif interactive:
-            echo(f"[Frontier] {strategy.strategy_id} is dominated; frontier unchanged"
-                 if key not in frontier_after else f"[Frontier] {strategy.strategy_id} on the frontier")
-    done = len(store.results(name))
-    stored = store.frontier(name)
-    if done and (stored is None or stored["episodes_seen"] < done):   # killed after a result, before its frontier
-        _run_stage("frontier", name, instance, resources)
-    full_set(config, name, store, instance, resources, echo)
-    final = pipeline.finish_experiment(store, name, reason)
-    record_finish(instance, name, final, pipeline.wants_full_set(config, resources["gpu"].device_name()))
-    timings = wall_time_split(store, name, time.perf_counter() - run_started)
-    echo(f"\nFinished {name}: {final['episodes_completed']} episodes, termination: {reason}")
-    echo(f"Frontier: {final['frontier_summary']['num_solutions']} solutions; results in "
-         f"{pipeline.experiment_dir(store, name)}")
-    echo("Wall time: {total_s:.0f} s = load {load_s:.0f} + compress {compress_s:.0f} + evaluate {evaluate_s:.0f} "
-         "+ orchestration {orchestration_s:.0f}".format(**timings))
-    return {"experiment": name, "termination_reason": reason, "timings": timings, "final": final}
+
+def report_candidate(store: ResultsStore, name: str, action: engine.Action, frontier_before: set, interactive: bool,
+                     echo: Callable[[str], None]) -> None:
+    """One finished episode's figures (interactive) and what it did to the frontier."""
+    key, strategy = action.partition_key, action.strategy
+    row = store.result(key)
+    frontier_after = set((store.frontier(name) or {}).get("members", []))
+    if interactive:
+        echo(f"[Compression] Compression ratio: {row['compression_ratio']:.2f}x in {row['compression_time_s']:.1f} s")
+        echo(f"[Fidelity] KL: {row['kl_divergence']:.4f} ± {row['kl_stderr'] or 0:.4f} nats/token | "
+             f"top-1 agreement: {row['top1_agreement']:.3f} | perplexity x{row['ppl_ratio']:.3f} "
+             f"[{row['ppl_ratio_low']:.3f}, {row['ppl_ratio_high']:.3f}]")
+        flips = row.get("flips") or {}
+        versus = (f" | vs baseline: {flips['verdict']} ({flips['correct_to_wrong']} right->wrong, "
+                  f"{flips['wrong_to_correct']} wrong->right of {flips['items']}, McNemar p={flips['p_value']:.2g})"
+                  if flips else "")
+        echo(f"[Evaluation] Accuracy: {accuracy_text(row)}{versus}")
+        echo(f"[Evaluation] Latency: {row['latency_ms']:.1f} ms/token | Memory: {row['memory_gb']:.3f} GB | "
+             f"Size: {row['model_size_gb']:.3f} GB | CO2: "
+             + (f"{row['co2_grams']:.3f} g" if row.get("co2_grams") is not None else
+                f"n/a ({(row.get('conditions') or {}).get('energy_error', 'not measured')})"))
+    if row.get("degraded"):
+        echo(f"[Frontier] {strategy.strategy_id}: degraded ({row['degraded_reason']}); kept off the frontier")
+    elif key in frontier_after and key not in frontier_before:
+        echo(f"[Frontier] {strategy.strategy_id} joined the Pareto frontier")
+    elif interactive:
+        echo(f"[Frontier] {strategy.strategy_id} is dominated; frontier unchanged"
+             if key not in frontier_after else f"[Frontier] {strategy.strategy_id} on the frontier")
 
 
 def spec_notes(spec) -> list[str]:
@@ -201,22 +301,6 @@ def spec_notes(spec) -> list[str]:
     lines += [f"[Spec] left out for {spec.architecture or spec.model_family}: {method}: {why}"
               for method, why in spec.unsupported_methods.items()]
     return lines
-
-
-def full_set(config: ExperimentConfig, name: str, store: ResultsStore, instance, resources: dict,
-             echo: Callable[[str], None]) -> None:
-    """Score the baseline and the final frontier on every benchmark item (the search used the proxy)."""
-    if not pipeline.wants_full_set(config, resources["gpu"].device_name()):
-        if config.eval.full_set_for_frontier is None:
-            echo("Full-set scoring of the frontier is off on CPU by default; --full-eval turns it on (a full "
-                 "bigbench_hard pass is about 30 min per model on a 2-core CPU).")
-        return
-    echo("Scoring the baseline and the frontier members on the full benchmark set ...")
-    _run_stage("frontier_full_set", name, instance, resources)
-    for row in store.results(name, include_baseline=True):
-        if row.get("accuracy_full") is not None:
-            echo(f"[Full set] {row['strategy_id']}: accuracy {row['accuracy_full']:.3f} "
-                 f"(proxy {row['accuracy']:.3f}) in {row['full_eval_time_s']:.0f} s")
 
 
 def wall_time_split(store: ResultsStore, name: str, total_s: float) -> dict:

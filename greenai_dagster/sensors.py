@@ -1,12 +1,12 @@
-"""coordinator_sensor: drives every experiment created for the sensor, one candidate at a time.
+"""coordinator_sensor: the queued driver of the experiment state machine (core/engine.py).
 
-Per tick and experiment: request spec + baseline once; wait while a candidate is in flight
-(marking it failed if its run failed); request the frontier once a finished candidate is not
-yet in it; otherwise ask `decide_next` (the same code `greenai run` uses) for the next strategy,
-add its dynamic partition and request its run, or (after the full-set scoring of the final
-frontier, where `eval.full_set_for_frontier` asks for it) end the experiment with its termination
-reason. All store writes happen after the decision is complete, so a tick that raises leaves
-the experiment as it was.
+Per tick and sensor-driven experiment it asks `engine.next_action` what is next, given the status of the
+runs already requested (read from the instance by their `greenai/run` run key), and turns the answer into
+a RunRequest for the same named job and partition key `greenai run` executes in-process: setup (spec +
+baseline), candidate (the decided strategy's dynamic partition is added with it), frontier, the full-set
+scoring of the final frontier; `finish` ends the experiment with its termination reason, `fail` records
+a failed candidate run, `wait` waits for a run in flight. The engine's store writes (`engine.apply`) happen
+after the decision is complete, so a tick that raises leaves the experiment as it was.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dagster import (
     sensor,
 )
 
-from greenai_dagster.core import pipeline
-from greenai_dagster.core.decide import decide_or_fall_back
-from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, SOURCE_TAG
+from greenai_dagster.core import engine, pipeline
+from greenai_dagster.core.engine import RunState
+from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG, SOURCE_TAG
 from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.observations import record_finish
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
@@ -31,63 +31,41 @@ FINISHED = FAILED | {DagsterRunStatus.SUCCESS}
 
 
 def _latest_run_status(context: SensorEvaluationContext, run_key_tag: str):
-    runs = context.instance.get_runs(filters=RunsFilter(tags={"greenai/run": run_key_tag}), limit=1)
+    runs = context.instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: run_key_tag}), limit=1)
     return runs[0].status if runs else None
 
 
+def run_state(context: SensorEvaluationContext, run_key: str) -> RunState | None:
+    """The engine's view of the latest run requested under `run_key` (None: never requested)."""
+    status = _latest_run_status(context, run_key)
+    if status is None:
+        return None
+    if status == DagsterRunStatus.SUCCESS:
+        return RunState("success")
+    if status in FAILED:
+        return RunState("failed", f"run {status.value}")
+    return RunState("in_flight")
+
+
 def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu"):
-    """One experiment's next action: (run requests, partitions to add, a note)."""
-    tag = {EXPERIMENT_TAG: name, SOURCE_TAG: "sensor"}
-    if store.baseline(name) is None:
-        status = _latest_run_status(context, f"{name}:setup")
-        if status in FAILED:
-            store.finish_experiment(name, "error")
-            return [], [], f"{name}: setup run failed; experiment ended (error)"
-        if status is None:
-            return ([RunRequest(job_name="setup", partition_key=name, run_key=f"{name}:setup",
-                                tags={**tag, "greenai/run": f"{name}:setup"})],
-                    [name], f"{name}: spec + baseline requested")
-        return [], [], f"{name}: waiting for spec + baseline"
-
-    for record in store.strategies(name):
-        if record["status"] in ("done", "failed"):
-            continue
-        status = _latest_run_status(context, record["candidate_key"])
-        if status in FAILED:
-            store.set_strategy_status(record["candidate_key"], "failed", f"run {status.value}")
-            return [], [], f"{record['candidate_key']}: run failed"
-        return [], [], f"{name}: {record['candidate_key']} in flight"
-
-    done = len(store.results(name))
-    frontier = store.frontier(name)
-    if done and (frontier is None or frontier["episodes_seen"] < done):
-        run_key = f"{name}:frontier:{done}"
-        if _latest_run_status(context, run_key) is None:
-            return ([RunRequest(job_name="frontier", partition_key=name, run_key=run_key,
-                                tags={**tag, "greenai/run": run_key})], [], f"{name}: frontier requested")
-        return [], [], f"{name}: waiting for the frontier"
-
-    config = pipeline.experiment_config(store, name)
-    decision = decide_or_fall_back(store, name, config.make_coordinator())
-    if decision.termination_reason:
-        if pipeline.wants_full_set(config, device):   # last: the final frontier on the full set
-            run_key = f"{name}:full_set"
-            status = _latest_run_status(context, run_key)
-            if status is None:
-                return ([RunRequest(job_name="frontier_full_set", partition_key=name, run_key=run_key,
-                                    tags={**tag, "greenai/run": run_key})],
-                        [], f"{name}: full-set scoring of the frontier requested")
-            if status not in FINISHED:
-                return [], [], f"{name}: waiting for the full-set scoring"
-        final = pipeline.finish_experiment(store, name, decision.termination_reason)
-        record_finish(context.instance, name, final, pipeline.wants_full_set(config, device))
-        return [], [], f"{name}: finished ({decision.termination_reason})"
-    strategy = decision.proposal.strategy
-    key = pipeline.candidate_key(name, strategy.strategy_id)
-    store.add_strategy(key, name, decision.episode, strategy.to_json())
-    request = RunRequest(job_name="candidate", partition_key=key, run_key=key,
-                         tags={**tag, CANDIDATE_TAG: key, "greenai/run": key})
-    return [request], [], f"{name}: episode {decision.episode} -> {strategy.strategy_id}"
+    """One experiment's next action: (run requests, experiment partitions to add, a note)."""
+    action = engine.next_action(store, name, lambda key: run_state(context, key), device)
+    if action.kind == "wait":
+        return [], [], action.note
+    final = engine.apply(store, action)
+    if action.kind == "finish":
+        if final is not None:
+            config = pipeline.experiment_config(store, name)
+            record_finish(context.instance, name, final, pipeline.wants_full_set(config, device))
+        return [], [], action.note
+    if action.kind == "fail":
+        return [], [], action.note
+    tags = {EXPERIMENT_TAG: name, SOURCE_TAG: "sensor", RUN_KEY_TAG: action.run_key}
+    if action.kind == "candidate":
+        tags[CANDIDATE_TAG] = action.partition_key
+    request = RunRequest(job_name=action.job_name, partition_key=action.partition_key, run_key=action.run_key,
+                         tags=tags)
+    return [request], [name] if action.kind == "setup" else [], action.note
 
 
 @sensor(minimum_interval_seconds=int(os.environ.get("GREENAI_SENSOR_INTERVAL_S", "15")), default_status=DefaultSensorStatus.RUNNING,

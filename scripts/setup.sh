@@ -34,4 +34,15 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
     || echo "chromium could not be installed; tests/test_ui_browser.py will skip"
 fi
+# Scale-out tests: Debian's redis-server is the Celery broker of tests/test_celery.py, Debian's postgresql the
+# Dagster instance of tests/test_postgres_instance.py (both started by the tests on 127.0.0.1, then stopped;
+# the services apt would start are not used). Without them those tests skip and say why.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  for pkg in redis-server postgresql; do
+    if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+      (apt-get install -y -q "$pkg" >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q "$pkg" >/dev/null)) \
+        || echo "$pkg could not be installed; the tests that need it will skip"
+    fi
+  done
+fi
 echo "setup complete"

@@ -1,5 +1,6 @@
-"""Four experiments writing one DuckDB file at once (the N = 4 case of benchmarks/concurrent_writers.py):
-every row present, none duplicated, no write failed on the lock, no traceback."""
+"""Four experiments writing one store at once (the N = 4 cases of benchmarks/concurrent_writers.py):
+every row present, none duplicated, no write failed on the lock, no traceback; result rows (one Parquet
+file each) never wait for the DuckDB lock, and compaction keeps every row."""
 
 import importlib.util
 from pathlib import Path
@@ -7,16 +8,29 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "concurrent_writers.py"
 
 
-def test_four_writer_processes_lose_nothing(tmp_path):
+def bench():
     spec = importlib.util.spec_from_file_location("concurrent_writers", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    row = bench.measure(4, 3, tmp_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_four_writer_processes_lose_nothing(tmp_path):
+    row = bench().measure(4, 3, tmp_path)
     assert row["rows_present"] == row["rows_expected"] == 12, row
     assert row["rows_lost"] == 0 and row["duplicate_rows"] == 0 and row["rows_per_writer_ok"], row
     assert row["failed_writes"] == 0 and row["writers_exit_nonzero"] == 0 and row["tracebacks"] == 0, row
     assert row["experiments_present"] == 4 and row["frontiers_complete"] == 4 and row["strategies_not_done"] == 0, row
     assert row["lock_waits"] > 0, row      # the writers did contend for the file (else this proves nothing)
+    assert row["same_rows_after_compact"] and row["row_files"] >= 12, row
+
+
+def test_four_result_writers_lose_nothing_and_never_wait_for_duckdb(tmp_path):
+    row = bench().measure(4, 5, tmp_path, mode="results")
+    assert row["rows_present"] == row["rows_expected"] == row["row_files"] == 20, row
+    assert row["rows_lost"] == 0 and row["duplicate_rows"] == 0 and row["rows_per_writer_ok"], row
+    assert row["failed_writes"] == 0 and row["writers_exit_nonzero"] == 0 and row["tracebacks"] == 0, row
+    assert row["lock_waits"] == 0 and row["same_rows_after_compact"], row
 
 
 def test_a_writer_outside_the_queue_is_waited_for_then_e007(tmp_path):

@@ -46,9 +46,32 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
     assert second.dynamic_partitions_requests[0].partition_keys == ["ui_exp/ep001_gptq_w4g64_act"]
     assert store.strategy("ui_exp/ep001_gptq_w4g64_act")["status"] == "pending"
 
-    third = tick(db, instance)  # the candidate is in flight: nothing new is requested
-    assert not third.run_requests
+    # the daemon has not created that run here (no daemon in this test): the engine asks for the same
+    # candidate again under the same run key, which the daemon de-duplicates; nothing new is decided
+    third = tick(db, instance)
+    assert [(r.run_key, r.job_name) for r in third.run_requests] == [("ui_exp/ep001_gptq_w4g64_act", "candidate")]
     assert len(store.strategies("ui_exp")) == 1
+
+    instance.add_dynamic_partitions("candidates", [request.partition_key])    # once the daemon has queued it:
+    run = instance.create_run_for_job(defs_job("candidate"),
+                                      tags={**request.tags, "dagster/partition": request.partition_key})
+    fourth = tick(db, instance)   # in flight: nothing is requested
+    assert run.status.value == "NOT_STARTED" and not fourth.run_requests
+    assert len(store.strategies("ui_exp")) == 1
+    instance.report_run_failed(run)
+    fifth = tick(db, instance)    # its run failed: the candidate is recorded as failed, nothing requested yet
+    assert not fifth.run_requests
+    assert store.strategy("ui_exp/ep001_gptq_w4g64_act")["status"] == "failed"
+    sixth = tick(db, instance)    # the next episode is decided
+    [next_request] = sixth.run_requests
+    assert next_request.job_name == "candidate" and next_request.partition_key.startswith("ui_exp/ep002_")
+    assert [s["status"] for s in store.strategies("ui_exp")] == ["failed", "pending"]
+
+
+def defs_job(name: str):
+    from greenai_dagster.definitions import defs
+
+    return defs.resolve_job_def(name)
 
 
 def job_assets(name: str) -> set[str]:

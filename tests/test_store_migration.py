@@ -138,3 +138,29 @@ def test_a_migrated_first_schema_file_has_exactly_the_fresh_schema(tmp_path):
 
     assert layout(migrated) == layout(fresh)
     assert set(RESULT_COLUMNS) <= {c for t, c, _ in layout(fresh) if t == "results"}
+
+
+def test_old_results_table_becomes_the_compacted_table_behind_the_view(tmp_path):
+    """Schema 7: the rows of the old `results` table move (in one transaction) into `results_compacted`,
+    `results` becomes the view over it and the row files; a re-written old row is one row, the new one."""
+    path = old_file(tmp_path / "v4.duckdb", V4_EXTRA)
+    store = ResultsStore(path)
+    assert store.result("old/ep001_gptq")["kl_divergence"] == 0.02
+    with duckdb.connect(str(path), read_only=True) as con:
+        kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables "
+                                 "WHERE table_name IN ('results', 'results_compacted')").fetchall())
+        assert kinds == {"results": "VIEW", "results_compacted": "BASE TABLE"}
+        assert con.execute("SELECT candidate_key, written_ns FROM results_compacted ORDER BY 1").fetchall() == \
+            [("old/baseline", 0), ("old/ep001_gptq", 0)]
+    assert store._row_files() == []                                     # nothing rewritten on upgrade
+
+    store.write_full_accuracy("old/ep001_gptq", 0.43, 0.02, {"t": 0.43}, 5.0)
+    store.write_frontier("old", ["old/ep001_gptq"], 0.3, 1)
+    rows = store.results("old", include_baseline=True)
+    assert len(rows) == 2
+    row = store.result("old/ep001_gptq")
+    assert (row["accuracy"], row["accuracy_full"], row["kl_divergence"], row["is_pareto"]) == (0.45, 0.43, 0.02, True)
+    assert row["created_at"].year == 2026 and row["task_accuracy"] == {"t": 0.45}     # the old row's own values kept
+    assert len(store._row_files()) == 1                                 # the flag was already set: one new version
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT candidate_key) FROM results").fetchone() == (2, 2)

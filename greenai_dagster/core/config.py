@@ -7,50 +7,19 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from greenai_dagster.core import objectives as objective_registry
 
 from greenai_dagster.core.errors import EvaluationError
-from greenai_dagster.core.evaluate import EvalSettings
+from greenai_dagster.core.eval_settings import EvalSettings
 from greenai_dagster.core.loading import DEFAULT_MODEL
 from greenai_dagster.core.paths import experiments_dir
 
 
-class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    limit_per_task: int | None = Field(10, ge=1, description="proxy: items per task while searching (None = all)")
-    batch_size: int = Field(8, ge=1)
-    fidelity_tokens: int = Field(4096, ge=512, description="held-out tokens scored against the baseline (KL, top-1, "
-                                                          "perplexity ratio); chosen by benchmarks/fidelity_tau.py")
-    fidelity_text: str | None = Field(None, description="a UTF-8 text file to score fidelity on instead of the "
-                                                        "corpus's held-out half")
-    prompt_len: int = Field(128, ge=8)
-    new_tokens: int = Field(16, ge=2)
-    latency_repeats: int = Field(5, ge=1)
-    throughput_batch_size: int = Field(4, ge=1)
-    timeout_s: float = Field(1800.0, gt=0)
-    full_set_for_frontier: bool | None = Field(
-        None, description="score the baseline and final frontier members on every item; None = on a GPU only")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed(cls, data):
-        """Configs stored before fidelity replaced the perplexity pass used `perplexity_max_tokens`."""
-        if isinstance(data, dict) and "perplexity_max_tokens" in data:
-            data = dict(data)
-            data.setdefault("fidelity_tokens", max(512, data.pop("perplexity_max_tokens")))
-        return data
-
-    @field_validator("fidelity_text")
-    @classmethod
-    def _text_exists(cls, value):
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"fidelity text file '{value}' does not exist")
-        return value
-
-    def settings(self) -> EvalSettings:
-        return EvalSettings(**self.model_dump(exclude={"full_set_for_frontier"}))
+# The `eval` block: the same class the evaluation functions take (core/eval_settings.py), one set of names,
+# defaults and descriptions; EvalConfig stays as its name here for stored configs and callers.
+EvalConfig = EvalSettings
 
 
 class ExperimentConfig(BaseModel):
@@ -86,6 +55,8 @@ class ExperimentConfig(BaseModel):
     llm_model: str = "gpt-4o-mini"
     llm_base_url: str | None = None
     llm_temperature: float = Field(0.2, ge=0.0, le=2.0)
+    family_priors: bool = Field(False, description="the planner starts from earlier experiments in the store on "
+                                "the same model family (core/coordinator/priors.py)")
     seed: int = 0
     convergence_patience: int = Field(4, ge=1, description="stop after this many episodes with no frontier change")
     stop_when_constraints_met: bool = False
@@ -128,11 +99,11 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(f"unknown objective(s) {unknown}; known: {', '.join(objective_registry.OBJECTIVES)}")
         return value
 
-    def make_coordinator(self):
+    def make_coordinator(self, priors: list[dict] | None = None):
         from greenai_dagster.core.coordinator import LlmSettings, make_coordinator
 
         settings = LlmSettings(model=self.llm_model, base_url=self.llm_base_url, temperature=self.llm_temperature)
-        return make_coordinator(self.coordinator, seed=self.seed, llm=settings)
+        return make_coordinator(self.coordinator, seed=self.seed, llm=settings, priors=priors)
 
     def experiment_name(self) -> str:
         if self.name:

@@ -19,28 +19,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from greenai_dagster.core import fidelity
+from greenai_dagster.core import device_slot, fidelity
 from greenai_dagster.core.benchmarks import PreparedBenchmark, hub_unreachable
 from greenai_dagster.core.errors import CompressionFailed, EvaluationError, OutOfMemory
+from greenai_dagster.core.eval_settings import EvalSettings  # noqa: F401 - one class, core/eval_settings.py
 from greenai_dagster.core.fidelity import Fidelity
 from greenai_dagster.core.flips import item_correctness
 from greenai_dagster.core.spec import GIB, weights_size_bytes
 from greenai_dagster.core.task_files import task_score
-
-
-@dataclass
-class EvalSettings:
-    """How a candidate is evaluated; stored with each result so figures carry their conditions."""
-
-    limit_per_task: int | None = 10     # proxy: first N of each task's stratified order; None = full set
-    batch_size: int = 8
-    fidelity_tokens: int = 4096         # held-out tokens scored against the baseline (KL, top-1, ppl ratio)
-    fidelity_text: str | None = None    # a text file to use instead of the corpus's held-out half
-    prompt_len: int = 128
-    new_tokens: int = 16
-    latency_repeats: int = 5
-    throughput_batch_size: int = 4
-    timeout_s: float = 1800.0
 
 
 @dataclass
@@ -177,7 +163,8 @@ def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
     failures = []
     for candidate in runtimes.pick(Path(checkpoint), device):
         try:
-            candidate.prepare(Path(checkpoint))   # conversions happen here, outside the measuring process
+            with device_slot.shared(device):      # conversions happen here, outside the measuring process
+                candidate.prepare(Path(checkpoint))
             run = _probe(checkpoint, device, settings, candidate.name)
         except OutOfMemory:
             raise
@@ -191,20 +178,27 @@ def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
 
 
 def _probe(checkpoint: Path, device: str, settings: EvalSettings, runtime_name: str) -> dict:
+    """One measuring process, run while this device's slot is held alone (`core.device_slot`): no
+    compression, scoring or other probe shares the device meanwhile. The process is handed the lock's
+    descriptor, so the slot stays held while it measures even if this process is killed."""
     cmd = [sys.executable, "-m", "greenai_dagster.core.runtime_probe", str(checkpoint), "--device", device,
            "--runtime", runtime_name,
            "--prompt-len", str(settings.prompt_len), "--new-tokens", str(settings.new_tokens),
            "--repeats", str(settings.latency_repeats), "--batch-size", str(settings.throughput_batch_size)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=settings.timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        raise EvaluationError(f"latency measurement exceeded {settings.timeout_s:.0f} s.") from exc
+    with device_slot.exclusive(device) as slot:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=settings.timeout_s,
+                                  pass_fds=(slot.fd,))
+        except subprocess.TimeoutExpired as exc:
+            raise EvaluationError(f"latency measurement exceeded {settings.timeout_s:.0f} s.") from exc
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
         if proc.returncode in (-9, 137) or "out of memory" in proc.stderr.lower():
             raise OutOfMemory(f"latency measurement ran out of memory: {tail[0]}")
         raise EvaluationError(f"latency measurement failed: {tail[0]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    run = json.loads(proc.stdout.strip().splitlines()[-1])
+    run["slot_wait_s"] = round(slot.wait_s, 3)
+    return run
 
 
 def quality_model(checkpoint: Path, model, tokenizer, device: str):
@@ -229,15 +223,16 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
     """All figures for one checkpoint; `model` is that checkpoint loaded (compute dtype), `reference`
     the baseline's stored distributions (`make_reference`)."""
     started = time.perf_counter()
-    scored_by, quality_runtime = quality_model(checkpoint, model, tokenizer, device)
-    fid = fidelity.measure(scored_by, reference)
-    fidelity_s = time.perf_counter() - started
-    if scored_by is not model:
-        from greenai_dagster.core.llama_cpp_scoring import LlamaCppLM
+    with device_slot.shared(device) as scoring_slot:   # scoring may overlap compression, never a probe
+        scored_by, quality_runtime = quality_model(checkpoint, model, tokenizer, device)
+        fid = fidelity.measure(scored_by, reference)
+        fidelity_s = time.perf_counter() - started
+        if scored_by is not model:
+            from greenai_dagster.core.llama_cpp_scoring import LlamaCppLM
 
-        acc = accuracy(LlamaCppLM(scored_by, tokenizer), tokenizer, benchmark, settings)
-    else:
-        acc = accuracy(model, tokenizer, benchmark, settings)
+            acc = accuracy(LlamaCppLM(scored_by, tokenizer), tokenizer, benchmark, settings)
+        else:
+            acc = accuracy(model, tokenizer, benchmark, settings)
     accuracy_s = time.perf_counter() - started - fidelity_s
     run = runtime(checkpoint, device, settings)
     probe_s = time.perf_counter() - started - fidelity_s - accuracy_s
@@ -249,6 +244,8 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
         from greenai_dagster.core.sandbox import isolation
 
         conditions["code_execution"] = isolation()
+    # seconds spent waiting for the device slot (core.device_slot): scoring waits for probes, the probe for all
+    conditions["device_slot_wait_s"] = {"scoring": round(scoring_slot.wait_s, 3), "probe": run.get("slot_wait_s")}
     conditions.update({"quality_runtime": quality_runtime,
                        "accuracy_items_per_task": settings.limit_per_task or "all",
                        "fidelity_tokens": fid.tokens,

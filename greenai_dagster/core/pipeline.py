@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from greenai_dagster.core import gate, objectives, report
+from greenai_dagster.core import device_slot, gate, objectives, report
 from greenai_dagster.core.benchmarks import prepare_benchmark
 from greenai_dagster.core.checkpoints import load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
@@ -173,7 +173,9 @@ def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> di
     load_time = time.perf_counter() - load_started
     settings = config.eval.settings()
     with track_energy(config.country_iso_code) as energy:
-        reference = make_reference(model, tokenizer, settings, fidelity_reference_path(experiment_dir(store, name)))
+        with device_slot.shared(device):   # a forward pass: may overlap compression, never a probe
+            reference = make_reference(model, tokenizer, settings,
+                                       fidelity_reference_path(experiment_dir(store, name)))
         metrics = evaluate_checkpoint(Path(path), model, tokenizer, benchmark, settings, reference, device)
     if not Path(path).is_dir():
         metrics.model_size_gb = spec.model_size_gb
@@ -218,8 +220,11 @@ def compress_candidate(store: ResultsStore, key: str, device: str = "cpu") -> di
     report.write_json(out_dir.parent / "strategy.json", strategy.to_json())
     store.set_strategy_status(key, "compressing")
     try:
-        info = compress_to_checkpoint(resolve_model_path(config.model), strategy, load_spec(store, name), out_dir,
-                                      device=device, country_iso_code=config.country_iso_code)
+        # compression may overlap other compressions and scoring, never a latency probe (core.device_slot)
+        with device_slot.shared(device) as slot:
+            info = compress_to_checkpoint(resolve_model_path(config.model), strategy, load_spec(store, name),
+                                          out_dir, device=device, country_iso_code=config.country_iso_code)
+        info["slot_wait_s"] = round(slot.wait_s, 3)
     except Exception as exc:
         store.set_strategy_status(key, "failed", str(exc))
         raise
@@ -297,7 +302,8 @@ def evaluate_full_set(store: ResultsStore, key: str, device: str = "cpu") -> dic
     settings = config.eval.settings()
     settings.limit_per_task = None
     started = time.perf_counter()
-    result = accuracy(model, tokenizer, benchmark, settings)
+    with device_slot.shared(device):
+        result = accuracy(model, tokenizer, benchmark, settings)
     store.write_full_accuracy(key, result.accuracy, result.stderr, result.per_task, time.perf_counter() - started)
     return store.result(key)
 

@@ -11,6 +11,8 @@ opens it for writing, instead of failing on a missing column. The versions follo
   4  fidelity and the quality gate: table experiment_facts; results.kl_divergence ... degraded_reason
   5  serving energy: results.energy_j_per_token
   6  the `schema_version` table itself (no change to the data)
+  7  results written as one Parquet file per row (core/store.py); the old `results` table's rows move
+     into `results_compacted` (plus written_ns, the write order), and `results` becomes a view
 
 A file without `schema_version` was written before versioning (1-5): its version is read off the
 columns it has (`file_version`), and, since every migration is idempotent (IF NOT EXISTS), all of them
@@ -23,17 +25,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
-TABLES = """
-CREATE TABLE IF NOT EXISTS experiments (
-    name VARCHAR PRIMARY KEY, model VARCHAR, dataset VARCHAR, config JSON, status VARCHAR,
-    termination_reason VARCHAR, output_dir VARCHAR, created_at TIMESTAMP, finished_at TIMESTAMP);
-CREATE TABLE IF NOT EXISTS strategies (
-    candidate_key VARCHAR PRIMARY KEY, experiment VARCHAR, episode INTEGER, strategy_id VARCHAR,
-    strategy JSON, reasoning VARCHAR, status VARCHAR, error VARCHAR, created_at TIMESTAMP);
-CREATE TABLE IF NOT EXISTS results (
-    candidate_key VARCHAR PRIMARY KEY, experiment VARCHAR, episode INTEGER, strategy_id VARCHAR,
+RESULT_COLUMNS_DDL = """
+    candidate_key VARCHAR, experiment VARCHAR, episode INTEGER, strategy_id VARCHAR,
     methods VARCHAR, is_baseline BOOLEAN, accuracy DOUBLE, accuracy_stderr DOUBLE, perplexity DOUBLE,
     latency_ms DOUBLE, prefill_ms DOUBLE, throughput_tokens_per_s DOUBLE, memory_gb DOUBLE,
     model_size_gb DOUBLE, compression_ratio DOUBLE, energy_kwh DOUBLE, co2_grams DOUBLE,
@@ -43,14 +38,25 @@ CREATE TABLE IF NOT EXISTS results (
     task_accuracy_full JSON, is_pareto BOOLEAN DEFAULT FALSE, created_at TIMESTAMP,
     kl_divergence DOUBLE, kl_stderr DOUBLE, top1_agreement DOUBLE, top1_stderr DOUBLE, ppl_ratio DOUBLE,
     ppl_ratio_low DOUBLE, ppl_ratio_high DOUBLE, fidelity_tokens INTEGER, item_correct JSON, task_chance JSON,
-    flips JSON, degraded BOOLEAN, degraded_reason VARCHAR, energy_j_per_token DOUBLE);
+    flips JSON, degraded BOOLEAN, degraded_reason VARCHAR, energy_j_per_token DOUBLE,
+    written_ns BIGINT"""
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS experiments (
+    name VARCHAR PRIMARY KEY, model VARCHAR, dataset VARCHAR, config JSON, status VARCHAR,
+    termination_reason VARCHAR, output_dir VARCHAR, created_at TIMESTAMP, finished_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS strategies (
+    candidate_key VARCHAR PRIMARY KEY, experiment VARCHAR, episode INTEGER, strategy_id VARCHAR,
+    strategy JSON, reasoning VARCHAR, status VARCHAR, error VARCHAR, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS results_compacted ({result_columns}, PRIMARY KEY (candidate_key));
 CREATE TABLE IF NOT EXISTS experiment_facts (
     experiment VARCHAR PRIMARY KEY, facts JSON, updated_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS frontier (
     experiment VARCHAR PRIMARY KEY, members JSON, hypervolume DOUBLE, episodes_seen INTEGER,
     updated_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP);
-"""
+""".replace(
+    "{result_columns}", RESULT_COLUMNS_DDL)
 
 # version -> the statements that bring a file of the version before it up to this one
 MIGRATIONS: dict[int, list[str]] = {
@@ -64,6 +70,11 @@ MIGRATIONS: dict[int, list[str]] = {
            "task_chance JSON", "flips JSON", "degraded BOOLEAN", "degraded_reason VARCHAR")],
     5: ["ALTER TABLE results ADD COLUMN IF NOT EXISTS energy_j_per_token DOUBLE"],
     6: ["CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"],
+    # results leave the DuckDB table for one Parquet file per write (core/store.py); the rows written before
+    # move, in this one transaction, into `results_compacted`, the table compaction folds files into, so the
+    # `results` view finds them there (written_ns 0: any later write of the same candidate wins)
+    7: [TABLES, "INSERT INTO results_compacted BY NAME SELECT *, 0::BIGINT AS written_ns FROM results",
+        "DROP TABLE results"],
 }
 # the column each unversioned schema added first: the newest one a file has is its version
 VERSION_MARKERS = {2: "load_time_s", 3: "accuracy_full", 4: "kl_divergence", 5: "energy_j_per_token"}

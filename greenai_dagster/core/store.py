@@ -1,33 +1,56 @@
-"""ResultsStore: every experiment, strategy, result and frontier in one DuckDB file.
+"""ResultsStore: results as one immutable Parquet file per write; experiments, strategies, frontier in DuckDB.
 
-Tables: `experiments`, `strategies`, `results`, `frontier` (schema versions: core/schema.py). Each
-write is one transaction on a short-lived connection: DuckDB allows one process at a time to hold
-the file for writing, and Dagster's webserver, daemon, sensor-launched runs and CLI runs are
-different processes. Before opening the file, a process takes its turn on a kernel flock beside
-it (`<file>.lock`: one writer or many readers), so concurrent experiments queue instead of polling
-DuckDB; a holder outside the project (a DuckDB shell) is waited for with jittered exponential
-backoff. No write is lost; only a lock held past LOCK_TIMEOUT_S ends in E007 naming the holder
-(benchmarks/concurrent_writers.py measures 2, 4 and 8 writer processes). A connection's body must
-not call the store again (the inner call would wait for the outer one's turn).
-Any DuckDB client can read the file: `greenai query "SELECT ..."`.
+Results (many writers). Each `write_result` (and each re-write of a row: `write_full_accuracy`, the
+frontier flag of `write_frontier`) writes the whole row once, as its own Parquet file, under
+`<db stem>_results/<experiment>/<candidate key>.<written_ns>-<random>.parquet` beside the DuckDB file: to a
+hidden temp name in the same folder (`.<name>.tmp`, never matched by a read), fsynced, then `os.replace`d
+into place, so a reader sees the whole row or nothing. Writers of results never open the DuckDB file, so
+N experiments writing rows at once never queue on its lock (benchmarks/concurrent_writers.py measures 2, 4
+and 8 writer processes). Re-writes of one experiment's rows (read-modify-write) take a flock on that
+experiment's folder (`.lock`) so two of them never undo each other; different experiments never wait.
+The one-current-row rule: every version carries `written_ns` (time_ns of the write, strictly increasing
+within a process); for each candidate_key the version with the highest written_ns is the row, older ones
+are history. `results` is a view over `results_compacted` (a DuckDB table) UNION ALL BY NAME
+`read_parquet(<files>, union_by_name=true)` that keeps that row: `results()`, `result()`, `baseline()`,
+`greenai query`, reports and the frontier all read it. `compact()` (`greenai compact`) folds the files
+into `results_compacted` and deletes them (many small files make every read slower); reads are the same
+before and after. A zero-row `_schema.v<N>.parquet` holds the current columns, so the view always has
+every column with its type, even with no row written yet. The rows of a file from before this layout
+move into `results_compacted` on upgrade (core/schema.py, version 7).
+
+Other tables (`experiments`, `strategies`, `frontier`, `experiment_facts`; schema versions: core/schema.py)
+stay in one DuckDB file. Each write is one transaction on a short-lived connection: DuckDB allows one
+process at a time to hold the file for writing, and Dagster's webserver, daemon, sensor-launched runs and
+CLI runs are different processes. Before opening the file, a process takes its turn on a kernel flock
+beside it (`<file>.lock`: one writer or many readers), so concurrent experiments queue instead of polling
+DuckDB; a holder outside the project (a DuckDB shell) is waited for with jittered exponential backoff. No
+write is lost; only a lock held past LOCK_TIMEOUT_S ends in E007 naming the holder. A connection's body
+must not call the store again (the inner call would wait for the outer one's turn). Reads of results
+hold the shared turn, so compaction (which holds the exclusive one) never deletes a file mid-read.
+Any DuckDB client can read the file: `greenai query "SELECT ..."`; a plain `duckdb` shell sees `results`
+too (a view stored in the file over `<results folder>/**/*.parquet`, re-pointed when the folder moves).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import random
 import re
 import time
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 
 from greenai_dagster.core.errors import DiskFull, OutOfMemory
 from greenai_dagster.core.redact import redact, redact_obj
-from greenai_dagster.core.schema import SCHEMA_VERSION, TABLES, file_version, migrate
+from greenai_dagster.core.schema import RESULT_COLUMNS_DDL, SCHEMA_VERSION, TABLES, file_version, migrate
 
 SCHEMA = TABLES   # the current schema (core/schema.py keeps the versions and migrations)
 
@@ -92,33 +115,70 @@ def _lock_holder(text: str) -> str:
     return f" by {Path(found.group(1)).name} (PID {found.group(2)})" if found else ""
 
 
+_last_ns = 0
+
+
+def _next_ns() -> int:
+    """time_ns of a write, strictly increasing within this process (two writes of one row in the same
+    nanosecond, or a clock stepped back, must still order: the later write is the current row)."""
+    global _last_ns
+    _last_ns = max(time.time_ns(), _last_ns + 1)
+    return _last_ns
+
+
+def _safe(name: str) -> str:
+    """A name as one path component, injective and without '.' (the file name's separator): percent-encoded;
+    a name too long for a file name is cut and made unique by its hash (the row itself keeps the full name)."""
+    quoted = quote(name, safe="").replace(".", "%2E") or "%00"
+    return quoted if len(quoted) <= 120 else quoted[:100] + "~" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _literal(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+SCHEMA_FILE = f"_schema.v{SCHEMA_VERSION}.parquet"
+TEMP_MAX_AGE_S = 3600.0     # compaction removes temp files of writers killed mid-write older than this
+CURRENT_ROW = "QUALIFY row_number() OVER (PARTITION BY candidate_key ORDER BY written_ns DESC NULLS LAST) = 1"
+
+
 class ResultsStore:
-    def __init__(self, path: str | Path, lock_timeout_s: float = LOCK_TIMEOUT_S):
+    def __init__(self, path: str | Path, lock_timeout_s: float = LOCK_TIMEOUT_S, results_dir: str | Path | None = None):
         self.path = Path(path)
+        # one folder per DuckDB file, beside it (two files in one folder never share rows)
+        self.results_dir = Path(results_dir) if results_dir else self.path.with_name(self.path.stem + "_results")
         self.lock_timeout_s = lock_timeout_s
         self.lock_waits = 0       # times this instance found the file locked by another process, and ...
         self.lock_wait_s = 0.0    # ... the seconds it waited for it (benchmarks/concurrent_writers.py reports both)
         self._current = False     # schema checked (and migrated) by this instance already
 
     @contextmanager
-    def connect(self, read_only: bool = False, external_access: bool = True):
+    def connect(self, read_only: bool = False):
         """A short-lived connection; DuckDB lock and I/O failures become E007 (never a raw traceback).
-        A file from an older schema is migrated first (core/schema.py), also when only read."""
+        A file from an older schema is migrated first (core/schema.py), also when only read, and the
+        `results` view stored in it is (re)pointed at this store's results folder."""
         if read_only and not self.path.exists():
             read_only = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DiskFull(f"cannot create {self.path.parent}: {exc.strerror}.") from exc
-        config = {} if external_access else {"enable_external_access": False, "lock_configuration": True}
         if read_only and not self._current:
             with self._open(True, {}) as con:
-                old = (file_version(con) or SCHEMA_VERSION) < SCHEMA_VERSION
-            if old:
+                stale = (file_version(con) or SCHEMA_VERSION) < SCHEMA_VERSION or not self._view_current(con)
+            if stale:
                 with self._open(False, {}) as con:
                     self._migrate(con)
             self._current = True
-        with self._open(read_only, config) as con:
+        with self._open(read_only, {}) as con:
             if not read_only:
                 self._migrate(con)
             yield con
@@ -141,7 +201,7 @@ class ResultsStore:
                 con.close()
 
     @contextmanager
-    def _turn(self, exclusive: bool):
+    def _turn(self, exclusive: bool, lock_path: Path | None = None):
         """flock on `<file>.lock`: one writer or many readers of this project at a time, waiting without
         polling DuckDB (opening a DuckDB file to find it locked costs tens of ms of CPU per try, which
         N waiting processes on a small machine turn into minutes). Where the lock file cannot be made
@@ -149,7 +209,8 @@ class ResultsStore:
         try:
             import fcntl
 
-            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            lock_path = lock_path or self.path.with_name(self.path.name + ".lock")
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except (ImportError, OSError):
             yield
             return
@@ -160,12 +221,12 @@ class ResultsStore:
                 fcntl.flock(fd, mode | fcntl.LOCK_NB)
             except BlockingIOError:
                 self.lock_waits += 1
-                self._wait_for_flock(fd, mode, started)
+                self._wait_for_flock(fd, mode, started, lock_path)
             yield
         finally:
             os.close(fd)     # releases the flock
 
-    def _wait_for_flock(self, fd: int, mode: int, started: float) -> None:
+    def _wait_for_flock(self, fd: int, mode: int, started: float, lock_path: Path) -> None:
         """Poll the flock every 1-4 ms until our turn, at most lock_timeout_s (a non-blocking flock is one
         system call of microseconds, unlike a DuckDB open; a blocking flock could not honour the timeout)."""
         import fcntl
@@ -179,8 +240,10 @@ class ResultsStore:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     self.lock_wait_s += time.monotonic() - started
+                    what = f"results folder {lock_path.parent}" if lock_path.name == ".lock" else \
+                        f"results database {self.path}"
                     raise DiskFull(
-                        f"the results database {self.path} stayed locked by another greenai / dagster process for "
+                        f"the {what} stayed locked by another greenai / dagster process for "
                         f"{self.lock_timeout_s:g} s.",
                         "Wait for the other run to finish (or stop it), then run again; results written so far are "
                         "kept.") from None
@@ -237,10 +300,25 @@ class ResultsStore:
             return
         try:
             migrate(con)
-            self._current = True
         except ValueError as exc:
             raise DiskFull(f"the results database {self.path} was written by a newer greenai ({exc}).",
                            "Open it with that version, or point GREENAI_DATA at another folder.") from None
+        if not self._view_current(con):
+            self._schema_file()
+            con.execute(f"CREATE OR REPLACE VIEW main.results AS {self._view_body()}")
+        self._current = True
+
+    def _view_body(self) -> str:
+        """The stored view plain DuckDB clients read: the glob finds every file, at least the schema file."""
+        files = _literal(self.results_dir.resolve() / "**" / "*.parquet")
+        return (f"SELECT * EXCLUDE (written_ns) FROM (SELECT * FROM main.results_compacted UNION ALL BY NAME "
+                f"SELECT * FROM read_parquet({files}, union_by_name=true)) {CURRENT_ROW}")
+
+    def _view_current(self, con) -> bool:
+        found = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'results' AND schema_name = 'main' "
+                            "AND NOT temporary").fetchone()
+        return bool(found) and _literal(self.results_dir.resolve() / "**" / "*.parquet") in found[0] \
+            and self._schema_path().exists()
 
     @contextmanager
     def transaction(self):
@@ -307,33 +385,134 @@ class ResultsStore:
             r["strategy"] = json.loads(r["strategy"])
         return rows
 
-    # results -----------------------------------------------------------------------------------
+    # results: one Parquet file per write (module docstring) ----------------------------------------
+    def _schema_path(self) -> Path:
+        return self.results_dir / SCHEMA_FILE
+
+    def _schema_file(self) -> Path:
+        """The zero-row file holding every current column: the view's columns and types never depend on
+        which rows happen to exist, and its glob always matches a file."""
+        path = self._schema_path()
+        if not path.exists():
+            self._write_parquet(path, [])
+        return path
+
+    def _write_parquet(self, final: Path, rows: list[dict]) -> None:
+        """rows (results columns by name) as one Parquet file, atomically: temp name, fsync, rename, fsync folder."""
+        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with duckdb.connect() as mem:       # in memory: the same column types as the DuckDB table
+                mem.execute(f"CREATE TABLE r ({RESULT_COLUMNS_DDL})")
+                for row in rows:
+                    names = list(row)
+                    mem.execute(f"INSERT INTO r ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+                                [row[n] for n in names])
+                mem.execute(f"COPY r TO {_literal(tmp)} (FORMAT parquet)")
+            _fsync(tmp)
+            os.replace(tmp, final)
+            _fsync(final.parent, directory=True)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(f"disk full while writing the result file {final}.",
+                               "Free disk space and run again; results written before are kept.") from None
+            raise DiskFull(f"cannot write the result file {final}: {exc.strerror or exc}.",
+                           "Check the folder's permissions and free space, then run again.") from None
+        except duckdb.Error as exc:
+            tmp.unlink(missing_ok=True)
+            if "no space left" in str(exc).lower():
+                raise DiskFull(f"disk full while writing the result file {final}.",
+                               "Free disk space and run again; results written before are kept.") from None
+            raise DiskFull(f"cannot write the result file {final}: {_first_line(exc)}",
+                           "Check the folder's permissions and free space, then run again.") from None
+
+    def _write_version(self, row: dict) -> Path:
+        """One new version of a row (all columns): the current one from now on, by its written_ns."""
+        ns = _next_ns()
+        row = {**row, "written_ns": ns}
+        final = self.results_dir / _safe(row["experiment"]) / \
+            f"{_safe(row['candidate_key'])}.{ns:020d}-{uuid.uuid4().hex[:8]}.parquet"
+        self._write_parquet(final, [row])
+        return final
+
+    @contextmanager
+    def _experiment_turn(self, experiment: str):
+        """Read-modify-write of one experiment's rows, one process at a time (other experiments never wait)."""
+        folder = self.results_dir / _safe(experiment)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DiskFull(f"cannot create {folder}: {exc.strerror}.") from exc
+        with self._turn(exclusive=True, lock_path=folder / ".lock"):
+            yield
+
+    def _row_files(self, experiment: str | None = None, candidate_key: str | None = None) -> list[Path]:
+        """Finished row files (a temp file never ends in .parquet), of one experiment / candidate if given."""
+        if not self.results_dir.is_dir():
+            return []
+        folders = [self.results_dir / _safe(experiment)] if experiment is not None else \
+            [entry for entry in self.results_dir.iterdir() if entry.is_dir()]
+        prefix = _safe(candidate_key) + "." if candidate_key is not None else ""
+        found = []
+        for folder in folders:
+            try:
+                found += [folder / name for name in os.listdir(folder)
+                          if name.endswith(".parquet") and not name.startswith(".") and name.startswith(prefix)]
+            except FileNotFoundError:
+                continue
+        return sorted(found)
+
+    def _current_sql(self, files: list[Path], where: str = "", keep_written_ns: bool = False) -> str:
+        """The current row per candidate_key from the compacted table and the given files (plus the schema
+        file, so the list is never empty and every column is there)."""
+        listed = ", ".join(_literal(f) for f in [self._schema_file(), *files])
+        where = f" WHERE {where}" if where else ""
+        return (f"SELECT *{'' if keep_written_ns else ' EXCLUDE (written_ns)'} FROM ("
+                f"SELECT * FROM main.results_compacted{where} UNION ALL BY NAME "
+                f"SELECT * FROM read_parquet([{listed}], union_by_name=true){where}) {CURRENT_ROW}")
+
+    def _raw_rows(self, con, where: str, params: list, files: list[Path]) -> list[dict]:
+        """Current rows as stored (JSON as text, NULL as None), for writing a new version of them."""
+        cursor = con.execute(self._current_sql(files, where), params + params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values)) for values in cursor.fetchall()]
+
     def write_result(self, row: dict) -> None:
-        values = [json.dumps(row.get(c)) if c in JSON_COLUMNS and row.get(c) is not None else row.get(c)
-                  for c in RESULT_COLUMNS]
-        values = [redact(v) for v in values]      # strings only; numbers pass through
-        placeholders = ", ".join("?" for _ in RESULT_COLUMNS)
-        with self.transaction() as con:
-            con.execute("DELETE FROM results WHERE candidate_key = ?", [row["candidate_key"]])
-            con.execute(f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}, created_at) VALUES ({placeholders}, ?)",
-                        values + [now()])
+        """A (re-)measured row: a new version, the current one from now on; the frontier flag starts unset."""
+        values = {c: redact(json.dumps(row.get(c)) if c in JSON_COLUMNS and row.get(c) is not None else row.get(c))
+                  for c in RESULT_COLUMNS}     # redact: strings only; numbers pass through
+        with self._experiment_turn(row["experiment"]):
+            self._write_version({**values, "is_pareto": False, "created_at": now()})
 
     def results(self, experiment: str, include_baseline: bool = False) -> list[dict]:
         where = "experiment = ?" + ("" if include_baseline else " AND NOT is_baseline")
         with self.connect(read_only=True) as con:
-            df = con.execute(f"SELECT * FROM results WHERE {where} ORDER BY episode", [experiment]).fetchdf()
+            df = con.execute(f"SELECT * FROM ({self._current_sql(self._row_files(experiment), where)}) ORDER BY episode",
+                             [experiment, experiment]).fetchdf()
         return [_decoded(r) for r in df.to_dict("records")]
 
     def write_full_accuracy(self, candidate_key: str, accuracy: float, stderr: float, per_task: dict,
                             eval_time_s: float) -> None:
-        with self.transaction() as con:
-            con.execute("UPDATE results SET accuracy_full = ?, accuracy_full_stderr = ?, task_accuracy_full = ?, "
-                        "full_eval_time_s = ? WHERE candidate_key = ?",
-                        [accuracy, stderr, json.dumps(per_task), eval_time_s, candidate_key])
+        """The full-set score added to the current row (a new version); no row, nothing written."""
+        current = self._raw_row(candidate_key)
+        if current is None:
+            return
+        with self._experiment_turn(current["experiment"]):
+            current = self._raw_row(candidate_key)      # again, inside the turn: another re-write may have landed
+            if current is not None:
+                self._write_version({**current, "accuracy_full": accuracy, "accuracy_full_stderr": stderr,
+                                     "task_accuracy_full": json.dumps(per_task), "full_eval_time_s": eval_time_s})
+
+    def _raw_row(self, candidate_key: str) -> dict | None:
+        with self.connect(read_only=True) as con:
+            rows = self._raw_rows(con, "candidate_key = ?", [candidate_key], self._row_files(candidate_key=candidate_key))
+        return rows[0] if rows else None
 
     def result(self, candidate_key: str) -> dict | None:
         with self.connect(read_only=True) as con:
-            df = con.execute("SELECT * FROM results WHERE candidate_key = ?", [candidate_key]).fetchdf()
+            df = con.execute(self._current_sql(self._row_files(candidate_key=candidate_key), "candidate_key = ?"),
+                             [candidate_key, candidate_key]).fetchdf()
         rows = df.to_dict("records")
         return _decoded(rows[0]) if rows else None
 
@@ -341,11 +520,44 @@ class ResultsStore:
         rows = [r for r in self.results(experiment, include_baseline=True) if r["is_baseline"]]
         return rows[0] if rows else None
 
+    def compact(self) -> dict:
+        """Fold every row file into `results_compacted` (the current version of each candidate), then delete
+        the files: reads get faster (one table instead of many files) and see the same rows. Holds the
+        exclusive turn, so no read runs in between; a row file written meanwhile is not folded and, being
+        newer, stays the current row. Killed after the commit, the files are still there and fold again."""
+        with self.connect() as con:
+            files = self._row_files()
+            if files:
+                keys = ", ".join(_literal(f) for f in files)
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    con.execute(f"INSERT OR REPLACE INTO main.results_compacted BY NAME "
+                                f"SELECT * FROM ({self._current_sql(files, keep_written_ns=True)}) WHERE candidate_key "
+                                f"IN (SELECT candidate_key FROM read_parquet([{keys}], union_by_name=true))")
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            rows = con.execute("SELECT count(*) FROM main.results_compacted").fetchone()[0]
+            for f in files:
+                f.unlink(missing_ok=True)
+            stale = [p for p in self.results_dir.glob("*/.*.tmp") if time.time() - p.stat().st_mtime > TEMP_MAX_AGE_S]
+            for p in stale:
+                p.unlink(missing_ok=True)
+        return {"files_folded": len(files), "rows_in_table": rows, "temp_files_removed": len(stale)}
+
     # frontier ----------------------------------------------------------------------------------
     def write_frontier(self, experiment: str, member_keys: list[str], hypervolume: float, episodes_seen: int) -> None:
+        """Each row whose frontier flag changes gets a new version (under the experiment's turn), then the
+        frontier row (DuckDB). Killed in between, the flags are right and the next frontier rewrites the row."""
+        members = set(member_keys)
+        with self._experiment_turn(experiment):
+            with self.connect(read_only=True) as con:
+                rows = self._raw_rows(con, "experiment = ?", [experiment], self._row_files(experiment))
+            for row in rows:
+                if bool(row["is_pareto"]) != (row["candidate_key"] in members):
+                    self._write_version({**row, "is_pareto": row["candidate_key"] in members})
         with self.transaction() as con:
-            con.execute("UPDATE results SET is_pareto = list_contains(?, candidate_key) WHERE experiment = ?",
-                        [member_keys, experiment])
             con.execute("INSERT OR REPLACE INTO frontier VALUES (?, ?, ?, ?, ?)",
                         [experiment, json.dumps(member_keys), hypervolume, episodes_seen, now()])
 
@@ -372,18 +584,23 @@ class ResultsStore:
 
     def query(self, sql: str):
         """User SQL (`greenai query`): read-only, and with DuckDB's external access off, so it cannot read or
-        write any other file (COPY ... TO, read_text, read_csv, ATTACH, extensions are refused)."""
-        with self.connect(read_only=True, external_access=False) as con:
+        write any other file (COPY ... TO, read_text, read_csv, ATTACH, extensions are refused). The current
+        results rows are read into a temporary table `results` first (shadowing the stored view, whose
+        files that SQL may no longer open)."""
+        with self.connect(read_only=True) as con:
+            con.execute(f"CREATE TEMP TABLE results AS {self._current_sql(self._row_files())}")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
             return con.execute(sql).fetchdf()
 
     def non_finite(self, candidate_key: str) -> list[str]:
         """The DOUBLE columns of a result row holding NaN or +-inf (NULL is not NaN here, unlike in a dataframe)."""
         with self.connect(read_only=True) as con:
-            columns = [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = 'results' "
-                "AND data_type = 'DOUBLE' ORDER BY ordinal_position").fetchall()]
+            current = self._current_sql(self._row_files(candidate_key=candidate_key), "candidate_key = ?")
+            columns = [r[0] for r in con.execute(f"DESCRIBE {current}", [candidate_key, candidate_key]).fetchall()
+                       if r[1] == "DOUBLE"]
             if not columns:
                 return []
             checks = ", ".join(f"(isnan({c}) OR isinf({c}))" for c in columns)
-            row = con.execute(f"SELECT {checks} FROM results WHERE candidate_key = ?", [candidate_key]).fetchone()
+            row = con.execute(f"SELECT {checks} FROM ({current})", [candidate_key, candidate_key]).fetchone()
         return [c for c, bad in zip(columns, row or []) if bad]

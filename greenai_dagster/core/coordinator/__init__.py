@@ -8,9 +8,10 @@ from greenai_dagster.core.coordinator.planner import Planner
 from greenai_dagster.core.coordinator.random_search import RandomSearch
 
 
-def make_coordinator(kind: str = "planner", seed: int = 0, llm: LlmSettings | None = None) -> Coordinator:
+def make_coordinator(kind: str = "planner", seed: int = 0, llm: LlmSettings | None = None,
+                     priors: list[dict] | None = None) -> Coordinator:
     if kind == "planner":
-        return Planner(seed=seed)
+        return Planner(seed=seed, priors=priors)
     if kind == "random":
         return RandomSearch(seed=seed)
     if kind == "llm":

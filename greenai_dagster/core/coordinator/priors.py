@@ -42,21 +42,15 @@ def prior_rows(results: list[dict], baseline: dict, objectives: list[str], sourc
 def family_priors(store, experiment: str, objectives: list[str]) -> list[dict]:
     """Prior rows from every other experiment in the store whose model has the same family
     (`model_spec.model_family`, e.g. `llama`), newest experiment first; one row per strategy."""
-    import json
-
-    from greenai_dagster.core import pipeline
-
-    try:
-        family = pipeline.load_spec(store, experiment).model_family
-    except Exception:   # noqa: BLE001 - no spec yet: no priors rather than no experiment
+    family = _family(store, experiment)
+    if family is None:
         return []
     rows: dict[str, dict] = {}
     with store.connect(read_only=True) as con:
         names = [r[0] for r in con.execute("SELECT name FROM experiments WHERE name != ? ORDER BY created_at DESC",
                                            [experiment]).fetchall()]
     for name in names:
-        spec_file = pipeline.experiment_dir(store, name) / "model_spec.json"
-        if not spec_file.exists() or json.loads(spec_file.read_text()).get("model_family") != family:
+        if _family(store, name) != family:
             continue
         baseline = store.baseline(name)
         if baseline is None:
@@ -66,3 +60,13 @@ def family_priors(store, experiment: str, objectives: list[str]) -> list[dict]:
         for prior in prior_rows([r for r in results if r["strategy"]], baseline, objectives, name):
             rows.setdefault(prior["label"], prior)
     return list(rows.values())
+
+
+def _family(store, name: str) -> str | None:
+    """The model family an experiment's spec names (None before its spec is written)."""
+    import json
+
+    from greenai_dagster.core import pipeline
+
+    spec_file = pipeline.experiment_dir(store, name) / "model_spec.json"
+    return json.loads(spec_file.read_text()).get("model_family") if spec_file.exists() else None

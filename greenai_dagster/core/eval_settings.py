@@ -1,0 +1,51 @@
+"""The one class for evaluation settings: validated where an experiment is configured (the `eval` block of
+ExperimentConfig, stored as JSON in DuckDB) and passed as is to the evaluation functions (core/evaluate.py),
+so a setting is named, defaulted and described once. Its own module so that both core/config.py and
+core/evaluate.py import it without importing each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class EvalSettings(BaseModel):
+    """How a candidate is evaluated; stored with each experiment so figures carry their conditions."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit_per_task: int | None = Field(10, ge=1, description="proxy: items per task while searching (None = all)")
+    batch_size: int = Field(8, ge=1, description="evaluation batch size")
+    fidelity_tokens: int = Field(4096, ge=512, description="held-out tokens scored against the baseline (KL, top-1, "
+                                                          "perplexity ratio); chosen by benchmarks/fidelity_tau.py")
+    fidelity_text: str | None = Field(None, description="a UTF-8 text file to score fidelity on instead of the "
+                                                        "corpus's held-out half")
+    prompt_len: int = Field(128, ge=8, description="latency probe: prompt tokens")
+    new_tokens: int = Field(16, ge=2, description="latency probe: decoded tokens")
+    latency_repeats: int = Field(5, ge=1, description="latency probe: repeats")
+    throughput_batch_size: int = Field(4, ge=0, description="throughput probe: batch size (0: latency and memory "
+                                                            "only)")
+    timeout_s: float = Field(1800.0, gt=0, description="evaluation time limit per model, seconds")
+    full_set_for_frontier: bool | None = Field(
+        None, description="score the baseline and final frontier members on every item; None = on a GPU only")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        """Configs stored before fidelity replaced the perplexity pass used `perplexity_max_tokens`."""
+        if isinstance(data, dict) and "perplexity_max_tokens" in data:
+            data = dict(data)
+            data.setdefault("fidelity_tokens", max(512, data.pop("perplexity_max_tokens")))
+        return data
+
+    @field_validator("fidelity_text")
+    @classmethod
+    def _text_exists(cls, value):
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"fidelity text file '{value}' does not exist")
+        return value
+
+    def settings(self) -> "EvalSettings":
+        """A copy to evaluate with (a step may change it, e.g. the full-set pass lifts `limit_per_task`)."""
+        return self.model_copy()
