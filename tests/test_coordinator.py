@@ -45,12 +45,15 @@ def test_planner_starts_with_the_seed_priors_then_searches(tiny_spec):
     second = planner.propose(state_for(tiny_spec, results))
     assert second.strategy.label() == "int8_dynamic"
     results.append(measured(second.strategy, 0.47, 15.0, 0.6, 0.15))
+    third = planner.propose(state_for(tiny_spec, results))
+    assert third.strategy.methods[0] in ("awq", "autoround") and "preferred methods" in third.reasoning
+    results.append(measured(third.strategy, 0.49, 12.0, 0.5, 0.1))
     seen = {r["strategy_id"] for r in results}
     for _ in range(6):
         proposal = planner.propose(state_for(tiny_spec, results))
         label = proposal.strategy.label()
         assert label not in seen
-        assert ("Space-filling" in proposal.reasoning) if len(results) == 2 else ("Gaussian-process" in proposal.reasoning)
+        assert ("Space-filling" in proposal.reasoning) if len(results) == 3 else ("Gaussian-process" in proposal.reasoning)
         seen.add(label)
         results.append(measured(proposal.strategy, 0.45, 25.0, 0.7, 0.12))
 

@@ -22,6 +22,7 @@ import math
 
 from greenai_dagster.core.coordinator.base import CoordinatorState, Proposal
 from greenai_dagster.core.coordinator.space import FEATURES, features
+from greenai_dagster.core.gate import DEFAULT_MAX_KL
 from greenai_dagster.core.pareto import DEFAULT_OBJECTIVES, satisfies
 
 FEATURE_RANGES = {name: (0.0, 1.0) for name in FEATURES} | {
@@ -75,7 +76,7 @@ def _constraint_violation(row: dict, constraints: dict) -> list[float]:
 class Planner:
     name = "planner"
 
-    def __init__(self, seed: int = 0, prior_episodes: int = 2, objectives: dict[str, bool] = DEFAULT_OBJECTIVES,
+    def __init__(self, seed: int = 0, prior_episodes: int = 3, objectives: dict[str, bool] = DEFAULT_OBJECTIVES,
                  sampler: str = "gp", beta: float = 1.0, explore_episodes: int = 1, priors: list[dict] | None = None):
         self.seed = seed
         # rows of earlier experiments on the same family (core/coordinator/priors.py): with them the GP
@@ -147,6 +148,7 @@ class Planner:
         xc = np.array([encode(c) for c in untried])
         optimistic = np.zeros((len(untried), len(names)))
         spread = np.zeros(len(untried))
+        passes_gate = np.ones(len(untried))
         import warnings
 
         for j, name in enumerate(names):
@@ -169,6 +171,11 @@ class Planner:
             mean, std = gp.predict(xc, return_std=True)
             optimistic[:, j] = inverse(mean + self.beta * std if objectives[name] else mean - self.beta * std)
             spread += std
+            if name == "kl_divergence":   # the quality gate is known in advance: P(KL within it), per candidate
+                from scipy.stats import norm
+
+                bound = forward((state.constraints or {}).get("max_kl", DEFAULT_MAX_KL))
+                passes_gate = norm.cdf((bound - mean) / np.maximum(std, 1e-9))
         # Degraded (or infeasible) rows never join the frontier; gate bounds are checked on the optimistic point.
         front = pareto_front(state.feasible_results(), objectives)
         base_hv = hypervolume(front, state.baseline, objectives, state.constraints)
@@ -180,8 +187,8 @@ class Planner:
             if not satisfies(point, constraints):
                 gain = 0.0
             else:
-                gain = hypervolume(pareto_front(front + [point], objectives), state.baseline, objectives,
-                                   state.constraints) - base_hv
+                gain = (hypervolume(pareto_front(front + [point], objectives), state.baseline, objectives,
+                                    state.constraints) - base_hv) * passes_gate[i]
             tie = best is not None and abs(gain - best_gain) <= 1e-12
             if gain > best_gain + 1e-12 or (tie and (spread[i], best.label()) > (spread[untried.index(best)],
                                                                                   candidate.label())):
