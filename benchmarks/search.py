@@ -22,6 +22,7 @@ import random
 import statistics
 from pathlib import Path
 
+from greenai_dagster.core.decide import COORDINATOR_FAILURES
 from greenai_dagster.core.coordinator import CoordinatorState, LlmCoordinator, LlmSettings, Planner, RandomSearch
 from greenai_dagster.core.objectives import directions
 from greenai_dagster.core.pareto import feasible, hypervolume, pareto_front
@@ -29,6 +30,7 @@ from greenai_dagster.core.spec import ModelSpec
 from greenai_dagster.core.strategy import Step, Strategy
 
 RESULTS = Path(__file__).resolve().parent / "results"
+FALLBACKS: dict[str, int] = {}   # episodes where a coordinator failed and the planner decided instead
 
 
 def load_table(path: Path):
@@ -61,7 +63,11 @@ def replay(coordinator, spec, baseline, rows: dict, max_k: int, objectives: dict
                                  frontier_ids=[r["strategy_id"] for r in front], candidates=candidates,
                                  tried_labels={r["candidate_key"] for r in seen}, episode=k,
                                  episodes_left=max_k - k + 1, budget_hours_left=1.0, objectives=objectives)
-        proposal = coordinator.propose(state)
+        try:
+            proposal = coordinator.propose(state)
+        except COORDINATOR_FAILURES:   # as in an experiment (`coordinator_fallback: planner`): the planner decides
+            FALLBACKS[coordinator.name] = FALLBACKS.get(coordinator.name, 0) + 1
+            proposal = Planner(seed=0).propose(state)
         if proposal is not None:
             seen.append(rows[proposal.strategy.label()])
         curve.append(frontier_hv(seen, baseline, objectives) / grid_hv)
@@ -83,6 +89,7 @@ def main() -> None:
                         help="a grid table of an earlier experiment on the same model family: adds `planner+priors`, "
                              "the planner with that table's rows as prior data (core/coordinator/priors.py)")
     parser.add_argument("--only", default="", help="comma-separated coordinators to replay (default: all)")
+    parser.add_argument("--out", default="search", help="results file prefix: <out>_summary.txt, <out>_curve.json/.html")
     parser.add_argument("--llm-seeds", type=int, default=2,
                         help="seeds for the llm coordinator (one model call per episode; the others are instant)")
     args = parser.parse_args()
@@ -96,7 +103,8 @@ def main() -> None:
         borrowed = prior_rows(list(prior_table.values()), prior_baseline, list(objectives), Path(args.priors).name)
         makers["planner+priors"] = lambda seed: Planner(seed=seed, priors=borrowed)
     if os.environ.get("OPENAI_API_KEY"):
-        makers["llm"] = lambda seed: LlmCoordinator(LlmSettings(model=os.environ.get("GREENAI_LLM_MODEL", "gpt-4o-mini")))
+        makers["llm"] = lambda seed: LlmCoordinator(LlmSettings(model=os.environ.get("GREENAI_LLM_MODEL", "gpt-4o-mini"),
+                                                                timeout_s=float(os.environ.get("GREENAI_LLM_TIMEOUT_S", 60))))
     if args.only:
         makers = {k: v for k, v in makers.items() if k in args.only.split(",")}
     lines = [f"grid: {len(rows)} measured strategies ({sum(1 for r in rows.values() if r.get('degraded'))} degraded); "
@@ -123,11 +131,13 @@ def main() -> None:
         above_3_6 = all(planner[k] > rand[k] for k in range(2, 6))
         lines.append(f"planner >= 0.95 at k = {first95}; never below random at k = 3..12: {never_below}; "
                      f"strictly above at k = 3..6: {above_3_6}")
+    if FALLBACKS:
+        lines.append(f"\nplanner fallbacks (coordinator failed, the planner decided the episode): {FALLBACKS}")
     summary = "\n".join(lines)
     print(summary)
-    (RESULTS / "search_summary.txt").write_text(summary + "\n")
+    (RESULTS / f"{args.out}_summary.txt").write_text(summary + "\n")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "search_curve.json").write_text(json.dumps({"table": Path(args.table).name, "seeds": args.seeds,
+    (RESULTS / f"{args.out}_curve.json").write_text(json.dumps({"table": Path(args.table).name, "seeds": args.seeds,
                                                             "objectives": list(objectives), "median": medians,
                                                             "all": curves}, indent=1))
     import plotly.graph_objects as go
@@ -136,7 +146,7 @@ def main() -> None:
                      for name, v in medians.items()])
     fig.update_layout(title=f"Frontier hypervolume vs episodes ({len(rows)}-strategy grid, median of {args.seeds} seeds)",
                       xaxis_title="episodes", yaxis_title="hypervolume / grid hypervolume", template="plotly_white")
-    fig.write_html(str(RESULTS / "search_curve.html"), include_plotlyjs="cdn")   # small file; needs the CDN to view
+    fig.write_html(str(RESULTS / f"{args.out}_curve.html"), include_plotlyjs="cdn")   # small file; needs the CDN to view
 
 
 if __name__ == "__main__":
