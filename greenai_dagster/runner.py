@@ -32,6 +32,7 @@ from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError,
 from greenai_dagster.core.flips import interval_text
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.definitions import ALL_ASSETS, ALL_CHECKS
+from greenai_dagster.gpu_pool import ensure_gpu_pool
 from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG, SOURCE_TAG, dagster_instance
 from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.observations import record_finish
@@ -177,6 +178,7 @@ def _drive(config: ExperimentConfig, interactive: bool, echo: Callable[[str], No
     if existing is not None:
         echo(f"Resuming experiment {name}")
     instance = dagster_instance()
+    ensure_gpu_pool(instance, resources["gpu"].gpu_count())   # one GPU step per GPU (pool `gpu`)
     device = resources["gpu"].device_name()
     instance.add_dynamic_partitions(experiments_partitions.name, [name])
     logs = engine.log_dir(store, name)

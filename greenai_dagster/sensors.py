@@ -21,6 +21,7 @@ from dagster import (
 from greenai_dagster.core import engine, pipeline
 from greenai_dagster.core.engine import RunState
 from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG, SOURCE_TAG
+from greenai_dagster.gpu_pool import ensure_gpu_pool
 from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.observations import record_finish
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
@@ -73,6 +74,7 @@ def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu
         description="Asks the coordinator for each sensor-driven experiment's next candidate and runs it.")
 def coordinator_sensor(context: SensorEvaluationContext, store: ResultsStoreResource, gpu: GpuResource):
     results_store = store.get()
+    ensure_gpu_pool(context.instance, gpu.gpu_count())   # one GPU step per GPU (pool `gpu`)
     requests, experiment_keys, candidate_keys, notes = [], [], [], []
     for name in results_store.active_experiments():
         if pipeline.experiment_config(results_store, name).driver != "sensor":

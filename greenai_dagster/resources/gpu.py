@@ -1,12 +1,19 @@
 """GpuResource: picks the device and is the one door through which compression and evaluation run.
 
 Device placement, memory reporting and clean-up live here, so assets never touch CUDA directly.
-GPU work is serialised by the `gpu` pool on the compression / benchmark assets (one run per GPU).
+GPU work is limited by the `gpu` pool on the compression / benchmark assets (limit = GPU count, set by
+`greenai_dagster.gpu_pool`), and each such step's work is pinned to a GPU no other step holds
+(`core.gpu_claim`): one step per GPU. CPU work claims nothing.
 """
 
 from __future__ import annotations
 
 import gc
+import os
+
+# answer torch.cuda.is_available() through NVML, without initialising CUDA: a step can still be pinned
+# to one GPU (CUDA_VISIBLE_DEVICES) after asking whether there is one
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -25,6 +32,17 @@ class GpuResource(ConfigurableResource):
 
             raise OutOfMemory("device 'cuda' was asked for but no CUDA GPU is visible.", "Set gpu.device to 'cpu' or 'auto'.")
         return self.device
+
+    def gpu_count(self) -> int:
+        """GPUs this resource's steps may spread over: all visible ones for "auto"/"cuda", one for a named
+        "cuda:N", none for "cpu" (counted without initialising CUDA)."""
+        if self.device == "cpu":
+            return 0
+        if self.device.startswith("cuda:"):
+            return 1
+        from greenai_dagster.core.gpu_claim import visible_gpus
+
+        return len(visible_gpus())
 
     def status(self) -> dict:
         """Device, memory and utilisation (the seed's /gpu status)."""
@@ -45,9 +63,18 @@ class GpuResource(ConfigurableResource):
                 "memory_free_gb": vm.available / 1024**3, "utilization_percent": psutil.cpu_percent(interval=0.1)}
 
     def run(self, fn, *args, **kwargs):
-        """Call `fn(*args, device=..., **kwargs)` on the chosen device, freeing device memory after."""
+        """Call `fn(*args, device=..., **kwargs)` on the chosen device, freeing device memory after. On a
+        machine with several GPUs, `device` "cuda"/"auto" means one GPU claimed for this call alone."""
+        device = self.device_name()
         try:
-            return fn(*args, device=self.device_name(), **kwargs)
+            if device == "cuda":
+                import torch
+
+                from greenai_dagster.core import gpu_claim
+
+                with gpu_claim.pinned_device(torch.cuda.is_initialized()) as (pinned, _):
+                    return fn(*args, device=pinned, **kwargs)
+            return fn(*args, device=device, **kwargs)
         finally:
             gc.collect()
             import torch
