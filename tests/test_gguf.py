@@ -14,18 +14,19 @@ import torch
 from greenai_dagster.core import gguf_files
 
 
-@pytest.mark.parametrize("bits,zero", [(4, False), (4, True), (8, False)])
+@pytest.mark.parametrize("bits,zero", [(4, False), (4, True), (5, False), (5, True), (8, False)])
 def test_blocks_hold_the_checkpoints_integers_exactly(bits, zero):
     import gguf
 
     torch.manual_seed(0)
     rows, k, group = 6, 128, 64
-    low, high = (-8, 8) if bits == 4 else (-128, 128)
+    low, high = -(1 << (bits - 1)), 1 << (bits - 1)
     q = torch.randint(low, high, (rows, k), dtype=torch.int8)
     scale = (torch.rand(rows, k // group) * 0.02 + 0.001).half().float()   # float16-exact, as bf16/fp16 checkpoints
     zp = torch.randint(-3, 4, (rows, k // group), dtype=torch.int8) if zero else None
     qtype, blocks = gguf_files.blocks_for_rows(q, scale, zp, bits)
-    assert qtype.name == {(4, False): "Q4_0", (4, True): "Q4_1", (8, False): "Q8_0"}[(bits, zero)]
+    assert qtype.name == {(4, False): "Q4_0", (4, True): "Q4_1", (5, False): "Q5_0", (5, True): "Q5_1",
+                          (8, False): "Q8_0"}[(bits, zero)]
     expected = (q.float() - (0 if zp is None else zp.float().repeat_interleave(group, 1))) \
         * scale.repeat_interleave(group, 1)
     back = gguf.quants.dequantize(blocks, qtype).reshape(rows, k)
@@ -37,6 +38,51 @@ def test_a_group_that_is_not_a_multiple_of_32_is_refused():
     q = torch.zeros(2, 48, dtype=torch.int8)
     with pytest.raises(gguf_files.GGUFUnavailable, match="multiple of llama.cpp's block"):
         gguf_files.blocks_for_rows(q, torch.ones(2, 3), None, 4)
+    with pytest.raises(gguf_files.GGUFUnavailable, match="no llama.cpp block holds 3-bit"):
+        gguf_files.blocks_for_rows(torch.zeros(2, 64, dtype=torch.int8), torch.ones(2, 1), None, 3)
+
+
+@pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed")
+def test_a_mixed_allocation_of_4_5_8_bits_is_served_by_llama_cpp_as_its_own_integers(
+        smol_tokenizer_llama, tmp_path, data_root):
+    """Issue 15: a per-layer allocation saved as compressed-tensors (one config group per width) becomes a
+    GGUF with per-tensor block types (Q4_0, Q5_0, Q8_0) holding the checkpoint's integers; a width no block
+    holds (3 bits) keeps the allocation in eager PyTorch."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+    from greenai_dagster.core.compress import compress_to_checkpoint
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.runtimes import by_name, pick
+    from greenai_dagster.core.runtimes.llama_cpp import LlamaCppSession, describe
+    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.strategy import Step, Strategy
+
+    model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
+    spec = build_spec("tinysmol", model, str(smol_tokenizer_llama))
+    names = [f"model.layers.{i}.{m}" for i in range(2) for m in (
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+        "mlp.up_proj", "mlp.down_proj")]
+    allocation = {n: ("w4", "w5", "w8")[i % 3] for i, n in enumerate(names)}
+    folder = tmp_path / "mixed"
+    compress_to_checkpoint(str(smol_tokenizer_llama), Strategy("mixed", [Step("mixed", {
+        "granularity": "linear", "allocation": allocation, "group_size": 32})]), spec, folder)
+    assert pick(folder, "cpu")[0].name == "llama.cpp"
+    out = tmp_path / "mixed.gguf"
+    info = gguf_files.repack(folder, out)
+    assert info["tensors_repacked"] == info["linears"] == 14
+    assert info["block_types"] == ["Q4_0", "Q5_0", "Q8_0"]
+    assert all(f"{t} ({n})" in describe(out) for t, n in (("Q4_0", 5), ("Q5_0", 5), ("Q8_0", 4)))
+    ids = tokenizer("The quick brown fox jumps over the lazy dog", return_tensors="pt")["input_ids"][0].tolist()
+    eager, _ = by_name("torch-eager").load(folder, "cpu")
+    with torch.no_grad():
+        want = eager(torch.tensor([ids])).logits[0, -1].numpy()
+    session = LlamaCppSession(out, threads=1, n_ctx=128)
+    session.prefill(ids)
+    assert np.corrcoef(np.array(session.last_logits()), want)[0, 1] > 0.99
+
+    three = tmp_path / "mixed3"
+    compress_to_checkpoint(str(smol_tokenizer_llama), Strategy("mixed", [Step("mixed", {
+        "granularity": "linear", "allocation": {**allocation, names[0]: "w3"}, "group_size": 32})]), spec, three)
+    assert pick(three, "cpu")[0].name != "llama.cpp"
 
 
 @pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed "

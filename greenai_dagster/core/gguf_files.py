@@ -7,10 +7,10 @@ Three ways a checkpoint becomes a GGUF here:
   sdist; `scripts/setup.sh` unpacks them under `.tools/llama.cpp`, or set
   `GREENAI_LLAMA_CPP_DIR`). Tokenizer, chat template and architecture come out as llama.cpp
   expects them.
-* `repack`: a compressed-tensors W4/W8 checkpoint (GPTQ, AWQ, AutoRound, RTN) without requantizing:
-  each group of g = 32k weights becomes g/32 llama.cpp blocks carrying the checkpoint's own
-  integers and scale, Q4_0 (w = (u - 8) d, symmetric), Q4_1 (w = u d + m, zero points) or Q8_0
-  (w = q d). The only change is the scale rounded to float16, as every llama.cpp block stores it;
+* `repack`: a compressed-tensors W4/W5/W8 checkpoint (GPTQ, AWQ, AutoRound, RTN, and per-layer
+  `mixed` allocations of those widths) without requantizing: each group of g = 32k weights becomes g/32
+  llama.cpp blocks carrying the checkpoint's own integers and scale, Q4_0 / Q5_0 (w = (u - 8) d or
+  (u - 16) d, symmetric), Q4_1 / Q5_1 (w = u d + m, zero points) or Q8_0 (w = q d). The only change is the scale rounded to float16, as every llama.cpp block stores it;
   `repack` measures that error and refuses above 1 % of a row's largest weight. Which GGUF rows hold
   which linear is found by content (the converter may reorder rows, e.g. q/k for RoPE, or fuse
   projections), so this works for every architecture the converter knows.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -122,30 +123,46 @@ def _pack_nibbles(u: np.ndarray) -> np.ndarray:
     return (u[:, :16] | (u[:, 16:] << 4)).astype(np.uint8)
 
 
+def _high_bits(u: np.ndarray) -> np.ndarray:
+    """[blocks, 32] values in 0..31 -> [blocks, 4] bytes: bit 4 of element i at bit i of a little-endian
+    uint32 (the `qh` of llama.cpp's Q5_0 / Q5_1 blocks)."""
+    bits = ((u >> 4) & 1).astype(np.uint32) << np.arange(32, dtype=np.uint32)
+    return bits.sum(axis=1, dtype=np.uint32).astype("<u4").reshape(-1, 1).view(np.uint8)
+
+
 def blocks_for_rows(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, bits: int) -> tuple:
-    """Rows of integers `q` [R, K] with group scales [R, K/g] -> (GGML type, uint8 [R, bytes per row])."""
+    """Rows of integers `q` [R, K] with group scales [R, K/g] -> (GGML type, uint8 [R, bytes per row]).
+    8 bits: Q8_0. 4 and 5 bits: Q4_0 / Q5_0 (w = (u - 2^(b-1)) d) for a symmetric scheme, Q4_1 / Q5_1
+    (w = u d + m) with zero points. Other widths have no llama.cpp block that holds their integers."""
     import gguf
 
     rows, k = q.shape
     group = k // scale.shape[1]
     if group % 32:
         raise GGUFUnavailable(f"group size {group} is not a multiple of llama.cpp's block of 32.")
+    if bits not in (4, 5, 8):
+        raise GGUFUnavailable(f"no llama.cpp block holds {bits}-bit integers exactly (4, 5 and 8 bits do).")
     per_block = group // 32
     d = scale.float().repeat_interleave(per_block, dim=1).reshape(-1, 1).numpy().astype(np.float16)
     if bits == 8:
         qs = q.to(torch.int8).reshape(-1, 32).numpy()
         data = np.concatenate([d.view(np.uint8), qs.view(np.uint8)], axis=1)
         return gguf.GGMLQuantizationType.Q8_0, data.reshape(rows, -1)
-    u = (q.to(torch.int16) + 8).reshape(-1, 32).numpy().astype(np.uint8)
-    if np.any(u > 15):
-        raise GGUFUnavailable("4-bit integers outside [-8, 7].")
+    offset = 1 << (bits - 1)
+    u = (q.to(torch.int16) + offset).reshape(-1, 32).numpy()
+    if np.any(u < 0) or np.any(u >= 2 * offset):
+        raise GGUFUnavailable(f"{bits}-bit integers outside [{-offset}, {offset - 1}].")
+    u = u.astype(np.uint8)
+    payload = [_pack_nibbles(u & 0x0F)] if bits == 4 else [_high_bits(u), _pack_nibbles(u & 0x0F)]
     if zero_point is None:   # symmetric scheme
-        data = np.concatenate([d.view(np.uint8), _pack_nibbles(u)], axis=1)
-        return gguf.GGMLQuantizationType.Q4_0, data.reshape(rows, -1)
+        data = np.concatenate([d.view(np.uint8), *payload], axis=1)
+        qtype = gguf.GGMLQuantizationType.Q4_0 if bits == 4 else gguf.GGMLQuantizationType.Q5_0
+        return qtype, data.reshape(rows, -1)
     zp = zero_point.float().repeat_interleave(per_block, dim=1).reshape(-1, 1)
-    m = (-(8 + zp) * scale.float().repeat_interleave(per_block, dim=1).reshape(-1, 1)).numpy().astype(np.float16)
-    data = np.concatenate([d.view(np.uint8), m.view(np.uint8), _pack_nibbles(u)], axis=1)
-    return gguf.GGMLQuantizationType.Q4_1, data.reshape(rows, -1)
+    m = (-(offset + zp) * scale.float().repeat_interleave(per_block, dim=1).reshape(-1, 1)).numpy().astype(np.float16)
+    data = np.concatenate([d.view(np.uint8), m.view(np.uint8), *payload], axis=1)
+    qtype = gguf.GGMLQuantizationType.Q4_1 if bits == 4 else gguf.GGMLQuantizationType.Q5_1
+    return qtype, data.reshape(rows, -1)
 
 
 def load_state(folder: Path) -> dict[str, torch.Tensor]:
@@ -172,10 +189,11 @@ def _quantized_linears(folder: Path, state: dict[str, torch.Tensor]) -> dict[str
     """name -> {q [N, K] signed ints, scale [N, K/g], zero_point or None, bits} from the safetensors."""
     config = json.loads((folder / "config.json").read_text())
     quant = config.get("quantization_config") or {}
-    groups = [g["weights"] for g in quant.get("config_groups", {}).values() if g.get("weights")]
+    schemes = [g for g in quant.get("config_groups", {}).values() if g.get("weights")]
+    groups = [g["weights"] for g in schemes]
     if quant.get("quant_method") != "compressed-tensors" or not groups:
         raise GGUFUnavailable(f"{folder} is not a compressed-tensors weight-quantized checkpoint.")
-    bad = [g for g in groups if g.get("num_bits") not in (4, 8) or g.get("strategy") not in ("group", "channel")
+    bad = [g for g in groups if g.get("num_bits") not in (4, 5, 8) or g.get("strategy") not in ("group", "channel")
            or g.get("actorder") not in (None, "static") or g.get("dynamic")]
     if bad:
         raise GGUFUnavailable(f"no llama.cpp block type holds this scheme exactly: {bad[0]}.")
@@ -189,7 +207,7 @@ def _quantized_linears(folder: Path, state: dict[str, torch.Tensor]) -> dict[str
             from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
 
             shape = torch.Size(int(s) for s in state[f"{name}.weight_shape"])
-            bits = int(groups[0]["num_bits"])
+            bits = _bits_of(name, schemes)
             q = unpack_from_int32(state[f"{name}.weight_packed"], bits, shape)
         elif state.get(f"{name}.weight") is not None and state[f"{name}.weight"].dtype == torch.int8:
             q, bits = state[f"{name}.weight"], 8
@@ -199,6 +217,16 @@ def _quantized_linears(folder: Path, state: dict[str, torch.Tensor]) -> dict[str
         zp = unpacked_zero_point(state.get(f"{name}.weight_zero_point"), q.shape[0], scale.shape[1])
         out[name] = {"q": q, "scale": scale, "bits": bits, "zero_point": zp}
     return out
+
+
+def _bits_of(name: str, schemes: list[dict]) -> int:
+    """The weight bit width of linear `name`: its config group's (a per-layer `mixed` allocation has one
+    group per width; targets are module names, `re:` patterns, or the class name `Linear`)."""
+    for scheme in schemes:
+        for target in scheme.get("targets") or []:
+            if target == "Linear" or target == name or (target.startswith("re:") and re.match(target[3:], name)):
+                return int(scheme["weights"]["num_bits"])
+    raise GGUFUnavailable(f"{name} has packed weights but no config group targets it.")
 
 
 def unpacked_zero_point(zp: torch.Tensor | None, rows: int, groups: int) -> torch.Tensor | None:

@@ -56,9 +56,9 @@ def _route(folder: Path) -> str | None:
     groups = list(quant.get("config_groups", {}).values())
     weights = [g.get("weights") or {} for g in groups]
     if groups and all(not g.get("input_activations") for g in groups) and all(
-            w.get("num_bits") in (4, 8) and w.get("strategy") == "group" and w.get("group_size", 0) % 32 == 0
+            w.get("num_bits") in (4, 5, 8) and w.get("strategy") == "group" and w.get("group_size", 0) % 32 == 0
             and w.get("actorder") in (None, "static") and not w.get("dynamic")
-            and (w.get("num_bits") == 4 or w.get("symmetric", True)) for w in weights):
+            and (w.get("num_bits") in (4, 5) or w.get("symmetric", True)) for w in weights):
         return "repack"
     return None
 
