@@ -132,3 +132,18 @@ def test_an_experiment_name_that_cannot_be_a_partition_key_is_refused(name):
     with pytest.raises(EvaluationError, match="E004.*name"):
         load_config({"name": name})
     assert load_config({"name": "smollm2_bb-hard.v2"}).name == "smollm2_bb-hard.v2"
+
+
+def test_a_sensor_candidate_request_resolves_as_the_daemon_does_it():
+    """The daemon validates a RunRequest's partition against the instance plus the tick's own partition adds,
+    then tags the run with each dimension (the plausibility check reads those tags)."""
+    from dagster import RunRequest
+    from dagster._core.errors import DagsterUnknownPartitionError
+
+    key = "E1/ep001_int8_dynamic"
+    request = RunRequest(job_name="candidate", partition_key=candidate_partition(key), run_key=key)
+    job, instance = defs.resolve_job_def("candidate"), DagsterInstance.ephemeral()
+    resolved = request.with_resolved_tags_and_config(job, partition_requests(["E1"], [key]), instance)
+    assert candidate_key_of_run(resolved.tags) == key and resolved.tags["dagster/partition"] == "E1|ep001_int8_dynamic"
+    with pytest.raises(DagsterUnknownPartitionError):   # without the strategy added, the daemon would refuse it
+        request.with_resolved_tags_and_config(job, partition_requests(["E1"]), instance)
