@@ -139,8 +139,10 @@ def test_the_asset_graph_renders(ui, page):
 
 
 def test_an_experiments_partitions_and_frontier_metadata_are_listed(ui, page):
-    page.goto(f"{ui}/assets/benchmark_result?view=partitions")
-    page.get_by_text(f"{EXPERIMENT}/ep001_int8_dynamic").first.wait_for()
+    page.goto(f"{ui}/assets/benchmark_result?view=partitions")   # the experiment x strategy grid
+    page.get_by_text("ep001_int8_dynamic").first.wait_for()
+    text = page.inner_text("body")
+    assert "experiment" in text and "strategy" in text and EXPERIMENT in text
     shot(page, "02_candidate_partitions.png")
 
     page.goto(f"{ui}/assets/pareto_frontier?view=partitions&partition={EXPERIMENT}")
