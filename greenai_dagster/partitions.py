@@ -4,7 +4,8 @@ Experiment-level assets (spec, baseline, frontier) have one dynamic partition pe
 are partitioned two-dimensionally, `experiment` x `strategy` (`MultiPartitionsDefinition` over the same
 experiments partitions and a dynamic set of strategy ids), so the lineage says what depends on what:
 `MultiToSingleDimensionPartitionMapping("experiment")` makes candidate (E, s) depend on E's baseline only, and
-E's frontier on E's candidates only (never on another experiment's, as `AllPartitionMapping` did).
+E's frontier on the candidate partitions (E, *) only: E's row of the grid, whose cells for strategy ids E never
+tried stay empty, and nothing of another experiment's (as `AllPartitionMapping` had it).
 
 The results store, the engine (core/engine.py), the API and the files keep the candidate key
 `<experiment>/<strategy_id>`; everything Dagster-facing converts here: `candidate_partition` (candidate key ->
