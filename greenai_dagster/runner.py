@@ -36,7 +36,7 @@ from greenai_dagster.gpu_pool import ensure_gpu_pool
 from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG, SOURCE_TAG, dagster_instance
 from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.observations import record_finish
-from greenai_dagster.partitions import candidates_partitions, experiments_partitions
+from greenai_dagster.partitions import add_candidate_partitions, candidate_partition, experiments_partitions
 from greenai_dagster.resources import open_store, resources_for
 
 LOG_FILE_TAG = "greenai/log_file"
@@ -91,8 +91,9 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}
 
 def _run_stage(job_name: str, partition_key: str, instance: DagsterInstance, resources: dict,
                run_key: str | None = None, logs: Path | None = None) -> float:
-    """Run one stage's named job for one partition; re-raise the project's own error if a step failed.
-    With `logs`, the libraries' output goes to `<logs>/<job>-<run id>.log`, named on the run."""
+    """Run one stage's named job for one partition (an experiment name, or a candidate key `<exp>/<strategy>`,
+    run as the (experiment, strategy) partition after registering both keys); re-raise the project's own error
+    if a step failed. With `logs`, the libraries' output goes to `<logs>/<job>-<run id>.log`, named on the run."""
     started = time.perf_counter()
     stage_defs = Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=list(STAGE_JOBS.values()),
                              resources=resources)
@@ -100,15 +101,18 @@ def _run_stage(job_name: str, partition_key: str, instance: DagsterInstance, res
     tags = {SOURCE_TAG: "cli", EXPERIMENT_TAG: experiment}
     if run_key:
         tags[RUN_KEY_TAG] = run_key
+    dagster_partition: str = partition_key
     if "/" in partition_key:
         tags[CANDIDATE_TAG] = partition_key
+        add_candidate_partitions(instance, [partition_key])
+        dagster_partition = candidate_partition(partition_key)
     run_id = str(uuid.uuid4())
     log_file = logs / f"{job_name}-{run_id}.log" if logs is not None else None
     if log_file is not None:
         tags[LOG_FILE_TAG] = str(log_file)
     with library_output_to(log_file):
         result = stage_defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=False, tags=tags,
+            instance=instance, partition_key=dagster_partition, raise_on_error=False, tags=tags,
             run_config=QUIET_RUN_CONFIG, run_id=run_id)
     if log_file is not None:
         from dagster._core.events import EngineEventData
@@ -202,7 +206,6 @@ def _drive(config: ExperimentConfig, interactive: bool, echo: Callable[[str], No
             echo(f"[Episode {action.episode}] {action.strategy.strategy_id} failed: {action.error}")
             continue
         if action.kind == "candidate":
-            instance.add_dynamic_partitions(candidates_partitions.name, [action.partition_key])
             if interactive:
                 strategy = action.strategy
                 echo(f"\n=== Episode {action.episode}/{config.episodes} ===")

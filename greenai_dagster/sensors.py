@@ -3,7 +3,8 @@
 Per tick and sensor-driven experiment it asks `engine.next_action` what is next, given the status of the
 runs already requested (read from the instance by their `greenai/run` run key), and turns the answer into
 a RunRequest for the same named job and partition key `greenai run` executes in-process: setup (spec +
-baseline), candidate (the decided strategy's dynamic partition is added with it), frontier, the full-set
+baseline), candidate (partition experiment x strategy, partitions.py; the strategy id is added to the
+`strategies` dimension with the request), frontier, the full-set
 scoring of the final frontier; `finish` ends the experiment with its termination reason, `fail` records
 a failed candidate run, `wait` waits for a run in flight. The engine's store writes (`engine.apply`) happen
 after the decision is complete, so a tick that raises leaves the experiment as it was.
@@ -24,7 +25,7 @@ from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG,
 from greenai_dagster.gpu_pool import ensure_gpu_pool
 from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.observations import record_finish
-from greenai_dagster.partitions import candidates_partitions, experiments_partitions
+from greenai_dagster.partitions import candidate_partition, partition_requests
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
 FAILED = {DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
@@ -62,10 +63,11 @@ def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu
     if action.kind == "fail":
         return [], [], action.note
     tags = {EXPERIMENT_TAG: name, SOURCE_TAG: "sensor", RUN_KEY_TAG: action.run_key}
-    if action.kind == "candidate":
+    partition_key = action.partition_key
+    if action.kind == "candidate":   # the engine's candidate key -> the (experiment, strategy) partition
         tags[CANDIDATE_TAG] = action.partition_key
-    request = RunRequest(job_name=action.job_name, partition_key=action.partition_key, run_key=action.run_key,
-                         tags=tags)
+        partition_key = candidate_partition(action.partition_key)
+    request = RunRequest(job_name=action.job_name, partition_key=partition_key, run_key=action.run_key, tags=tags)
     return [request], [name] if action.kind == "setup" else [], action.note
 
 
@@ -82,14 +84,10 @@ def coordinator_sensor(context: SensorEvaluationContext, store: ResultsStoreReso
         runs, new_experiments, note = _step(context, results_store, name, gpu.device_name())
         requests += runs
         experiment_keys += new_experiments
-        candidate_keys += [r.partition_key for r in runs if r.partition_key and "/" in r.partition_key]
+        candidate_keys += [r.tags[CANDIDATE_TAG] for r in runs if CANDIDATE_TAG in r.tags]
         notes.append(note)
     if not requests and not notes:
         return SkipReason("no sensor-driven experiment is active")
     context.log.info("; ".join(notes))
-    partition_requests = []
-    if experiment_keys:
-        partition_requests.append(experiments_partitions.build_add_request(experiment_keys))
-    if candidate_keys:
-        partition_requests.append(candidates_partitions.build_add_request(candidate_keys))
-    return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests)
+    return SensorResult(run_requests=requests,
+                        dynamic_partitions_requests=partition_requests(experiment_keys, candidate_keys))

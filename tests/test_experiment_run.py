@@ -89,8 +89,11 @@ def test_runs_are_recorded_on_the_dagster_instance(finished_run):
 
     instance = DagsterInstance.get()
     assert "tiny_exp" in instance.get_dynamic_partitions("experiments")
-    candidates = instance.get_dynamic_partitions("candidates")
-    assert len([c for c in candidates if c.startswith("tiny_exp/")]) == 2
+    # candidates are partitioned experiment x strategy (partitions.py): each run materialized its own cell
+    assert {"ep001_gptq_w4g64_act", "ep002_int8_dynamic"} <= set(instance.get_dynamic_partitions("strategies"))
+    for key in ("compressed_variant", "benchmark_result"):
+        done = {k for k in instance.get_materialized_partitions(AssetKey(key)) if k.startswith("tiny_exp|")}
+        assert done == {"tiny_exp|ep001_gptq_w4g64_act", "tiny_exp|ep002_int8_dynamic"}, key
     for key in ("model_spec", "baseline", "compressed_variant", "benchmark_result", "pareto_frontier"):
         assert instance.get_latest_materialization_event(AssetKey(key)) is not None, key
     from dagster import RunsFilter

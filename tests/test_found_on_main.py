@@ -355,7 +355,6 @@ def test_a_result_failing_the_blocking_check_stops_its_run_with_a_clear_error(da
     from greenai_dagster import runner
     from greenai_dagster.core import pipeline
     from greenai_dagster.core.store import ResultsStore
-    from greenai_dagster.partitions import candidates_partitions
     from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
     store = ResultsStore(tmp_path / "r.duckdb")
@@ -375,8 +374,7 @@ def test_a_result_failing_the_blocking_check_stops_its_run_with_a_clear_error(da
 
     monkeypatch.setattr(pipeline, "benchmark_candidate", fake_benchmark)
     monkeypatch.setattr(pipeline, "compress_candidate", fake_compress)
-    instance = runner.dagster_instance()
-    instance.add_dynamic_partitions(candidates_partitions.name, [key])
+    instance = runner.dagster_instance()     # `_run_stage` registers the candidate's (experiment, strategy) keys
     resources = {"store": ResultsStoreResource(path=str(store.path)), "gpu": GpuResource(device="cpu")}
     with pytest.raises(EvaluationError) as err:
         runner._run_stage("candidate", key, instance, resources)

@@ -39,11 +39,14 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
 
     second = tick(db, instance)
     [request] = second.run_requests
-    assert request.partition_key == "ui_exp/ep001_gptq_w4g64_act"
+    # the candidate partition is (experiment, strategy); the store's candidate key rides on the greenai tag
+    assert request.partition_key == "ui_exp|ep001_gptq_w4g64_act"
+    assert request.partition_key.keys_by_dimension == {"experiment": "ui_exp", "strategy": "ep001_gptq_w4g64_act"}
     assert request.job_name == "candidate" and job_assets("candidate") == {"compressed_variant", "benchmark_result"}
     assert request.tags["greenai/candidate"] == "ui_exp/ep001_gptq_w4g64_act"
     assert request.tags["greenai/experiment"] == "ui_exp"
-    assert second.dynamic_partitions_requests[0].partition_keys == ["ui_exp/ep001_gptq_w4g64_act"]
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in second.dynamic_partitions_requests] == [
+        ("experiments", ["ui_exp"]), ("strategies", ["ep001_gptq_w4g64_act"])]
     assert store.strategy("ui_exp/ep001_gptq_w4g64_act")["status"] == "pending"
 
     # the daemon has not created that run here (no daemon in this test): the engine asks for the same
@@ -52,7 +55,8 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
     assert [(r.run_key, r.job_name) for r in third.run_requests] == [("ui_exp/ep001_gptq_w4g64_act", "candidate")]
     assert len(store.strategies("ui_exp")) == 1
 
-    instance.add_dynamic_partitions("candidates", [request.partition_key])    # once the daemon has queued it:
+    for add in second.dynamic_partitions_requests:    # once the daemon has queued it:
+        instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
     run = instance.create_run_for_job(defs_job("candidate"),
                                       tags={**request.tags, "dagster/partition": request.partition_key})
     fourth = tick(db, instance)   # in flight: nothing is requested
@@ -64,7 +68,7 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
     assert store.strategy("ui_exp/ep001_gptq_w4g64_act")["status"] == "failed"
     sixth = tick(db, instance)    # the next episode is decided
     [next_request] = sixth.run_requests
-    assert next_request.job_name == "candidate" and next_request.partition_key.startswith("ui_exp/ep002_")
+    assert next_request.job_name == "candidate" and next_request.partition_key.startswith("ui_exp|ep002_")
     assert [s["status"] for s in store.strategies("ui_exp")] == ["failed", "pending"]
 
 

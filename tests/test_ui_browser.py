@@ -139,9 +139,15 @@ def test_the_asset_graph_renders(ui, page):
 
 
 def test_an_experiments_partitions_and_frontier_metadata_are_listed(ui, page):
-    page.goto(f"{ui}/assets/benchmark_result?view=partitions")
-    page.get_by_text(f"{EXPERIMENT}/ep001_int8_dynamic").first.wait_for()
+    page.goto(f"{ui}/assets/benchmark_result?view=partitions")   # the experiment x strategy grid
+    page.get_by_placeholder("Filter by experiment").wait_for()  # one column per dimension, each key listed once
+    page.get_by_placeholder("Filter by strategy").wait_for()
+    page.get_by_text("ep001_int8_dynamic").first.wait_for()
+    assert EXPERIMENT in page.inner_text("body")
     shot(page, "02_candidate_partitions.png")
+    page.goto(f"{ui}/assets/benchmark_result?view=partitions&partition={EXPERIMENT}%7Cep001_int8_dynamic")
+    page.get_by_text("kl_divergence").first.wait_for()          # the candidate's own materialization
+    shot(page, "02a_candidate_partition.png")
 
     page.goto(f"{ui}/assets/pareto_frontier?view=partitions&partition={EXPERIMENT}")
     page.get_by_text("Serving cost").first.wait_for()          # the markdown renders after the rest

@@ -1,23 +1,25 @@
-"""Candidate-level assets (one dynamic partition per strategy): the compressed checkpoint and its benchmark."""
+"""Candidate-level assets, partitioned experiment x strategy (partitions.py): the compressed checkpoint and its
+benchmark. Each candidate depends on its own experiment's baseline only (`SAME_EXPERIMENT`); the steps get the
+store's candidate key `<experiment>/<strategy_id>` from `candidate_key_of`."""
 
 import math
 
 from dagster import (
-    AllPartitionMapping, AssetCheckResult, AssetCheckSeverity, AssetDep, AssetExecutionContext, MaterializeResult,
+    AssetCheckResult, AssetCheckSeverity, AssetDep, AssetExecutionContext, MaterializeResult,
     MetadataValue, asset, asset_check,
 )
 
 from greenai_dagster.assets.experiment import _metrics_metadata, baseline
 from greenai_dagster.core import pipeline
-from greenai_dagster.partitions import candidates_partitions
+from greenai_dagster.partitions import SAME_EXPERIMENT, candidate_key_of, candidate_key_of_run, candidates_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
 
 @asset(partitions_def=candidates_partitions, group_name="candidates", pool="gpu",
-       deps=[AssetDep(baseline, partition_mapping=AllPartitionMapping())])
+       deps=[AssetDep(baseline, partition_mapping=SAME_EXPERIMENT)])
 def compressed_variant(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
     """The compressed checkpoint on disk, the strategy that made it, compression time and energy."""
-    info = gpu.run(pipeline.compress_candidate, store.get(), context.partition_key)
+    info = gpu.run(pipeline.compress_candidate, store.get(), candidate_key_of(context.partition_key))
     strategy = info["strategy"]
     return MaterializeResult(metadata={
         "strategy_id": strategy["strategy_id"], "methods": MetadataValue.json(strategy["steps"]),
@@ -31,7 +33,7 @@ def compressed_variant(context: AssetExecutionContext, store: ResultsStoreResour
 def benchmark_result(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
     """Fidelity to the baseline (KL, top-1, perplexity ratio), accuracy with its interval and flips, latency,
     memory, size, compression ratio, energy and CO2, and the quality gate's verdict; one DuckDB row."""
-    row = gpu.run(pipeline.benchmark_candidate, store.get(), context.partition_key)
+    row = gpu.run(pipeline.benchmark_candidate, store.get(), candidate_key_of(context.partition_key))
     return MaterializeResult(metadata=_metrics_metadata(row))
 
 
@@ -68,10 +70,11 @@ def plausibility_problems(store, candidate_key: str) -> list[str]:
 @asset_check(asset=benchmark_result, blocking=True)
 def benchmark_result_is_plausible(context, store: ResultsStoreResource) -> AssetCheckResult:
     """Figures must be physically possible: every number finite (no NaN/inf anywhere), accuracy and top-1
-    agreement in [0, 1], KL >= 0, positive size/latency/memory/perplexity."""
-    partition = context.run.tags.get("dagster/partition")
-    if not partition:
+    agreement in [0, 1], KL >= 0, positive size/latency/memory/perplexity. The candidate is the run's: Dagster
+    tags a multi-partitioned run with each dimension's key (`dagster/partition/experiment`, `.../strategy`)."""
+    candidate_key = candidate_key_of_run(context.run.tags)
+    if not candidate_key:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"problem": "no partition"})
-    problems = plausibility_problems(store.get(), partition)
+    problems = plausibility_problems(store.get(), candidate_key)
     return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
                             metadata={"problems": MetadataValue.json(problems)})

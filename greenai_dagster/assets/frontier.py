@@ -1,16 +1,17 @@
-"""The experiment's Pareto frontier over every candidate's benchmark result."""
+"""The experiment's Pareto frontier over its own candidates' benchmark results (`SAME_EXPERIMENT`: frontier E
+depends on the candidate partitions (E, *) only, partitions.py)."""
 
-from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from greenai_dagster.api import links
 from greenai_dagster.assets.candidates import benchmark_result
 from greenai_dagster.core import frontier_text, pipeline
-from greenai_dagster.partitions import experiments_partitions
+from greenai_dagster.partitions import SAME_EXPERIMENT, experiments_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
 
 @asset(partitions_def=experiments_partitions, group_name="frontier",
-       deps=[AssetDep(benchmark_result, partition_mapping=AllPartitionMapping())])
+       deps=[AssetDep(benchmark_result, partition_mapping=SAME_EXPERIMENT)])
 def pareto_frontier(context: AssetExecutionContext, store: ResultsStoreResource) -> MaterializeResult:
     """Non-dominated set over the experiment's objectives (default: KL divergence, accuracy, latency, memory,
     size; core/objectives.py) among candidates that pass the quality gate; hypervolume (explained), best per

@@ -73,6 +73,19 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(f"constraint '{key}' must look like min_<metric> or max_<metric>")
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_partition_key(cls, value):
+        """The name is a Dagster partition key (alone, and as the experiment dimension of the candidates'
+        `<experiment>|<strategy>` key) and the first part of every candidate key `<experiment>/<strategy_id>`."""
+        if not value:      # unset: a generated name (`experiment_name`)
+            return value
+        reserved = set(value) & set("/|,[]\\")
+        if reserved or "..." in value or any(ord(c) < 32 for c in value):
+            raise ValueError(f"experiment name {value!r} must not hold control characters, '...' or any "
+                             "of / \\ | , [ ] (it is a Dagster partition key and a folder name)")
+        return value
+
     @field_validator("llm_base_url")
     @classmethod
     def _no_credentials_in_url(cls, value):

@@ -4,8 +4,10 @@
 caller already launched, by run key) and says what the experiment needs next:
 
   setup      the model spec and the baseline (job `setup`, experiment partition)
-  candidate  compress + benchmark one strategy (job `candidate`, candidate partition `<experiment>/<id>`);
-             `strategy` is the decided (or resumed) one, `new` says whether it still has to be recorded
+  candidate  compress + benchmark one strategy (job `candidate`; `partition_key` is the candidate key
+             `<experiment>/<id>`, which the drivers run as the Dagster partition (experiment, strategy),
+             converted in partitions.py); `strategy` is the decided (or resumed) one, `new` says whether it
+             still has to be recorded
   frontier   recompute the frontier after a finished candidate (job `frontier`)
   full_set   score the final frontier on the benchmark's full set (job `frontier_full_set`)
   finish     end the experiment with `termination_reason`
