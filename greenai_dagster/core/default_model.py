@@ -105,3 +105,8 @@ def _special_tokens_from_gguf(tokenizer, gguf_path: Path) -> None:
         field = fields.get(key)
         if field is not None:
             setattr(tokenizer, role, tokenizer.convert_ids_to_tokens(int(field.parts[field.data[0]][0])))
+    # transformers 5.17 also drops the GGUF's add_bos_token: Gemma's tokenizer then omits the BOS that
+    # Gemma needs before every input (perplexity in the thousands without it); SmolLM2's GGUF sets none.
+    field = fields.get("tokenizer.ggml.add_bos_token")
+    if field is not None and bool(field.parts[field.data[0]][0]):
+        tokenizer.add_bos_token = True
