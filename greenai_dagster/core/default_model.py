@@ -63,8 +63,13 @@ def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from greenai_dagster.core.gguf_tokenizer import gemma_tokenizer_from_gguf, is_sentencepiece_bpe
+
     folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    if is_sentencepiece_bpe(gguf_path):   # Gemma: transformers' GGUF tokenizer cuts text into characters
+        tokenizer = gemma_tokenizer_from_gguf(gguf_path)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     _special_tokens_from_gguf(tokenizer, gguf_path)
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     state_dict = gguf_model.state_dict()  # dequantized tensors
@@ -105,3 +110,8 @@ def _special_tokens_from_gguf(tokenizer, gguf_path: Path) -> None:
         field = fields.get(key)
         if field is not None:
             setattr(tokenizer, role, tokenizer.convert_ids_to_tokens(int(field.parts[field.data[0]][0])))
+    # transformers 5.17 also drops the GGUF's add_bos_token: Gemma's tokenizer then omits the BOS that
+    # Gemma needs before every input (perplexity in the thousands without it); SmolLM2's GGUF sets none.
+    field = fields.get("tokenizer.ggml.add_bos_token")
+    if field is not None and bool(field.parts[field.data[0]][0]):
+        tokenizer.add_bos_token = True
