@@ -11,7 +11,7 @@ from pydantic import Field, create_model
 
 from greenai_dagster.core import objectives as objective_registry
 from greenai_dagster.core.config import ExperimentConfig
-from greenai_dagster.core.eval_settings import EvalSettings
+from greenai_dagster.core.eval_settings import OVERRIDABLE, override_fields
 from greenai_dagster.core.methods import REGISTRY as METHODS
 from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
@@ -25,15 +25,11 @@ class _EvalOverridesBase(Config):
 
 # The Launchpad's `eval` block is generated from the one evaluation settings class (core/eval_settings.py):
 # the same names and descriptions, each optional (unset keeps the class's default, named in the description).
-LAUNCHPAD_EVAL_FIELDS = ("limit_per_task", "full_set_for_frontier", "fidelity_tokens", "batch_size", "prompt_len",
-                         "new_tokens", "latency_repeats", "throughput_batch_size", "timeout_s")
+LAUNCHPAD_EVAL_FIELDS = OVERRIDABLE
 EvalOverrides = create_model(
     "EvalOverrides", __base__=_EvalOverridesBase,
     __doc__="Evaluation settings (core/eval_settings.py `EvalSettings`); a field left unset keeps its default.",
-    **{name: (Optional[EvalSettings.model_fields[name].annotation], Field(
-        None, description=f"{EvalSettings.model_fields[name].description} "
-                          f"(default {EvalSettings.model_fields[name].default})"))
-       for name in LAUNCHPAD_EVAL_FIELDS})
+    **override_fields())
 
 
 class Coordinator(str, Enum):

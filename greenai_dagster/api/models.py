@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from greenai_dagster.core.eval_settings import override_fields
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 JobStatus = Literal["pending", "running", "completed", "failed"]
@@ -19,20 +21,15 @@ def _only_known(value: list[str] | None, known: list[str], what: str) -> list[st
             raise ValueError(f"unknown {what}(s) {unknown}; known: {', '.join(known)}")
     return value
 
-class EvalSettings(BaseModel):
-    """Evaluation settings (core/config.py EvalConfig); a field left out keeps its default."""
-
-    model_config = ConfigDict(extra="forbid")
-    limit_per_task: Optional[int] = Field(None, ge=1, le=100000, description="proxy items per task while searching (10)")
-    full_set_for_frontier: Optional[bool] = Field(None, description="score the final frontier on every item "
-                                                                    "(default: on a GPU only)")
-    fidelity_tokens: Optional[int] = Field(None, ge=512, le=1_000_000, description="held-out tokens for KL etc. (4096)")
-    batch_size: Optional[int] = Field(None, ge=1, le=1024)
-    prompt_len: Optional[int] = Field(None, ge=8, le=32768)
-    new_tokens: Optional[int] = Field(None, ge=2, le=4096)
-    latency_repeats: Optional[int] = Field(None, ge=1, le=100)
-    throughput_batch_size: Optional[int] = Field(None, ge=1, le=1024)
-    timeout_s: Optional[float] = Field(None, gt=0, le=7 * 24 * 3600)
+# Upper bounds a web request may ask for; names, descriptions, defaults and lower bounds come from the one
+# evaluation settings class (core/eval_settings.py), as the Launchpad's do.
+REQUEST_UPPER_BOUNDS = {"limit_per_task": 100000, "fidelity_tokens": 1_000_000, "batch_size": 1024,
+                        "prompt_len": 32768, "new_tokens": 4096, "latency_repeats": 100,
+                        "throughput_batch_size": 1024, "timeout_s": 7 * 24 * 3600}
+EvalSettings = create_model(
+    "EvalSettings", __config__=ConfigDict(extra="forbid"),
+    __doc__="Evaluation settings (core/eval_settings.py EvalSettings); a field left out keeps its default.",
+    **override_fields(REQUEST_UPPER_BOUNDS))
 
 
 class CompressRequest(BaseModel):

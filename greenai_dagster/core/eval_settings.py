@@ -49,3 +49,29 @@ class EvalSettings(BaseModel):
     def settings(self) -> "EvalSettings":
         """A copy to evaluate with (a step may change it, e.g. the full-set pass lifts `limit_per_task`)."""
         return self.model_copy()
+
+
+# The settings a user may override when starting an experiment from the Launchpad or the REST API
+# (fidelity_text names a file on the server: config files and the CLI only).
+OVERRIDABLE = ("limit_per_task", "full_set_for_frontier", "fidelity_tokens", "batch_size", "prompt_len",
+               "new_tokens", "latency_repeats", "throughput_batch_size", "timeout_s")
+
+
+def override_fields(upper_bounds: dict[str, float] | None = None) -> dict:
+    """`create_model` field definitions for an overrides model generated from EvalSettings: the same names,
+    descriptions and lower bounds, each optional (unset keeps the default, named in the description), plus
+    upper bounds where a caller wants them (the REST API refuses a request for a million-token probe)."""
+    from typing import Optional
+
+    import annotated_types
+
+    fields = {}
+    for name in OVERRIDABLE:
+        info = EvalSettings.model_fields[name]
+        bounds = {key: getattr(m, key) for m in info.metadata for key in ("ge", "gt")
+                  if isinstance(m, (annotated_types.Ge, annotated_types.Gt)) and hasattr(m, key)}
+        if upper_bounds and name in upper_bounds:
+            bounds["le"] = upper_bounds[name]
+        fields[name] = (Optional[info.annotation], Field(None, description=f"{info.description} (default "
+                                                                          f"{info.default})", **bounds))
+    return fields
