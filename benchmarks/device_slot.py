@@ -128,12 +128,13 @@ def main() -> None:
     model = args.model or ensure_default_checkpoint()
     folder = data_root() / "bench_device_slot"
     folder.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     result = side_by_side(model, args.rounds, args.loaders, folder)
     result["how"] = (f"benchmarks/device_slot.py --rounds {args.rounds} --loaders {args.loaders}: {model.name}, "
                      f"evaluate.runtime (fresh process, batch 1, 128-token prompt, 16 new tokens, median of 5), "
                      f"alone / under {args.loaders} one-thread scoring processes taking the shared slot per 0.5 s "
                      f"chunk / the same load ignoring the slot, interleaved per round; {platform.processor() or platform.machine()}, "
-                     f"{os.cpu_count()} cores shared with other jobs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+                     f"{os.cpu_count()} cores, 1-min load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "device_slot.json").write_text(json.dumps(result, indent=1) + "\n")
     for row in result["rows"]:
