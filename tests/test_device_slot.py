@@ -147,11 +147,12 @@ def _bench():
 def test_latency_under_a_concurrent_scoring_load_matches_alone(tmp_path, monkeypatch):
     """Acceptance (issue 14): a probe while two other processes score (taking the shared side, as compression
     and scoring do in the pipeline) reads the same latency within 15 % as alone, measured side by side.
-    A tiny Llama (hidden 256, 4 layers): the packaged model's probe takes minutes on this shared 2-core machine."""
-    from conftest import build_tiny_model
+    The packaged model, served by llama.cpp (~11 ms/token here): a tiny Llama's ~3 ms/token in eager
+    PyTorch varied 30 % between two probes alone on this VM, more than the bar."""
+    from greenai_dagster.core.default_model import ensure_default_checkpoint
 
     monkeypatch.setenv("GREENAI_DATA", str(tmp_path))
-    model = build_tiny_model(tmp_path / "llama256", hidden=256, layers=4)
+    model = ensure_default_checkpoint()
     result = _bench().side_by_side(model, rounds=3, loaders=2, folder=tmp_path, with_unprotected=False)
     slot_rows = [r for r in result["rows"] if r["mode"] == "slot"]
     assert all(min(r["loader_chunks"]) > 0 for r in slot_rows)      # the load really ran
