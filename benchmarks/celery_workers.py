@@ -24,12 +24,12 @@ import json
 import os
 import platform
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from greenai_dagster.celery_local import celery_workers, redis_broker
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -43,72 +43,17 @@ ITEMS = [("2 + 2 =", ["4", "5"], 0), ("The sky is", ["green", "blue"], 1),
          ("A week has seven", ["days", "years"], 0), ("Python is a programming", ["snake", "language"], 1)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.time() + timeout_s
-    while text not in (path.read_text(errors="replace") if path.exists() else ""):
-        if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"{proc.args[:3]} did not print '{text}': {path.read_text(errors='replace')[-1500:]}")
-        time.sleep(0.5)
-
-
-def start_workers(count: int, broker: str, folder: Path) -> list[subprocess.Popen]:
-    conf = folder / "celeryconf"
-    conf.mkdir(exist_ok=True)
-    (conf / "dagster_celery_config.py").write_text(f"broker_url = '{broker}/0'\nresult_backend = '{broker}/1'\n")
-    procs = []
-    for i in range(1, count + 1):
-        log = folder / f"w{i}-of-{count}.log"
-        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{conf}", "GREENAI_WORKER_NAME": f"w{i}",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "dagster_celery.app", "worker", "-Q", "dagster",
-                                 "--pool=solo", "--prefetch-multiplier=1", "-n", f"w{i}@%h", "--loglevel=INFO",
-                                 "-f", str(log)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        _wait_for(log, "ready.", proc, 180)
-    return procs
-
-
-def stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def make_experiment(name: str, model_dir: Path, bench: Path, root: Path) -> list[str]:
     """Experiment, model spec, baseline, and the 8 registered candidates (the coordinator's part, by hand)."""
     from greenai_dagster.core import pipeline
-    from greenai_dagster.core.benchmarks import resolve_source
     from greenai_dagster.core.config import ExperimentConfig
-    from greenai_dagster.core.methods import get_method
     from greenai_dagster.core.paths import duckdb_path
     from greenai_dagster.core.store import ResultsStore
-    from greenai_dagster.core.strategy import Step, Strategy
 
     config = ExperimentConfig(model=str(model_dir), dataset=str(bench), episodes=len(STRATEGIES), name=name,
                               output_dir=str(root / "experiments"), eval=EVAL)
-    config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
-    store = ResultsStore(duckdb_path())
-    store.create_experiment(name, config.model, config.dataset, config.model_dump(), config.output_dir)
-    pipeline.build_model_spec(store, name)
-    pipeline.evaluate_baseline(store, name)
-    keys = []
-    for episode, (method, overrides) in enumerate(STRATEGIES, start=1):
-        step = Step(method, {**get_method(method).Params().model_dump(), **overrides})
-        strategy = Strategy(Strategy(strategy_id="", steps=[step]).label(), [step], reasoning="celery benchmark")
-        key = pipeline.candidate_key(name, strategy.strategy_id)
-        store.add_strategy(key, name, episode, strategy.to_json())
-        keys.append(key)
-    return keys
+    return pipeline.experiment_with_chosen_candidates(ResultsStore(duckdb_path()), config, STRATEGIES,
+                                                      "celery benchmark")
 
 
 def run_sweep(name: str, broker: str) -> dict:
@@ -169,28 +114,17 @@ def main() -> None:
     bench = work / "tinymc.jsonl"
     bench.write_text("".join(json.dumps({"question": q, "choices": c, "gold": g}) + "\n" for q, c, g in ITEMS))
 
-    port = _free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work),
-                              "--save", "", "--appendonly", "no", "--logfile", str(work / "redis.log")])
-    broker = f"redis://127.0.0.1:{port}"
     runs = {}
-    try:
-        _wait_for(work / "redis.log", "Ready to accept connections", redis, 30)
+    with redis_broker(work) as broker:
         for count in [int(w) for w in args.workers.split(",")]:
             name = f"celery_bench_{count}w"
             setup_started = time.perf_counter()
             make_experiment(name, model_dir, bench, work / "data")
             setup_s = time.perf_counter() - setup_started
-            workers = start_workers(count, broker, work)
-            try:
+            with celery_workers(count, broker, work, tag=f"-of-{count}"):
                 runs[str(count)] = {"workers": count, "baseline_and_setup_s": round(setup_s, 1),
                                     **run_sweep(name, broker)}
-            finally:
-                stop(workers)
             print(json.dumps({k: v for k, v in runs[str(count)].items() if k != "per_candidate"}), flush=True)
-    finally:
-        redis.terminate()
-        redis.wait(timeout=20)
     result = {
         "what": "wall time of one candidate_sweep run (Dagster's Celery executor, redis broker) over 8 candidates "
                 "of the tests' tiny Llama, on 1 vs 2 Celery workers (solo pool, 1 torch thread each)",

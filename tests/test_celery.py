@@ -7,104 +7,37 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.skipif(shutil.which("redis-server") is None,
                                  reason="redis-server is not installed (scripts/setup.sh installs it)")]
 
-REPO = Path(__file__).resolve().parents[1]
 FAST_EVAL = {"limit_per_task": 4, "full_set_for_frontier": False, "batch_size": 4, "fidelity_tokens": 512,
              "prompt_len": 16, "new_tokens": 4, "latency_repeats": 2, "throughput_batch_size": 2}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.time() + timeout_s
-    while text not in (path.read_text(errors="replace") if path.exists() else ""):
-        assert proc.poll() is None, f"{proc.args[:4]} exited: {path.read_text(errors='replace')[-2000:]}"
-        assert time.time() < deadline, f"no '{text}' in {path}: {path.read_text(errors='replace')[-2000:]}"
-        time.sleep(0.5)
-
-
 @pytest.fixture()
-def broker(tmp_path):
-    """redis-server on a free 127.0.0.1 port, persistence off, in a temp dir; stopped afterwards."""
-    port = _free_port()
-    log = tmp_path / "redis.log"
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-                             "--save", "", "--appendonly", "no", "--logfile", str(log)])
-    _wait_for(log, "Ready to accept connections", proc, 30)
-    yield f"redis://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=20)
+def workers(tmp_path, data_root):
+    """redis-server on a free 127.0.0.1 port and two Celery workers (solo pool: one task at a time each)
+    reading it from a dagster_celery_config module (greenai_dagster/celery_local.py); stopped afterwards."""
+    from greenai_dagster.celery_local import celery_workers, redis_broker
 
-
-@pytest.fixture()
-def workers(broker, tmp_path, data_root):
-    """Two Celery workers (solo pool: one task at a time each) reading the broker from a
-    dagster_celery_config module, as `dagster-celery worker start -y` writes one."""
-    conf = tmp_path / "celeryconf"
-    conf.mkdir()
-    (conf / "dagster_celery_config.py").write_text(f"broker_url = '{broker}/0'\nresult_backend = '{broker}/1'\n")
-    procs = []
-    for name in ("w1", "w2"):
-        log = tmp_path / f"{name}.log"
-        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{conf}", "GREENAI_WORKER_NAME": name,
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        procs.append((subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "dagster_celery.app", "worker", "-Q", "dagster", "--pool=solo",
-             "--prefetch-multiplier=1", "-n", f"{name}@%h", "--loglevel=INFO", "-f", str(log)], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT), log))
-    for proc, log in procs:
-        _wait_for(log, "ready.", proc, 120)
-    yield broker
-    for proc, _ in procs:
-        proc.terminate()
-    for proc, _ in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with redis_broker(tmp_path) as broker, celery_workers(2, broker, tmp_path):
+        yield broker
 
 
 def _tiny_experiment(name: str, tiny_model_dir, tiny_benchmark, data_root) -> list[str]:
     """Set up, baseline and four registered candidates (the coordinator's part, done here by hand)."""
     from greenai_dagster.core import pipeline
-    from greenai_dagster.core.benchmarks import resolve_source
     from greenai_dagster.core.config import ExperimentConfig
-    from greenai_dagster.core.methods import get_method
     from greenai_dagster.core.paths import duckdb_path
     from greenai_dagster.core.store import ResultsStore
-    from greenai_dagster.core.strategy import Step, Strategy
 
     config = ExperimentConfig(model=str(tiny_model_dir), dataset=str(tiny_benchmark), episodes=4, name=name,
                               output_dir=str(data_root / "experiments"), eval=FAST_EVAL)
-    config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
-    store = ResultsStore(duckdb_path())
-    store.create_experiment(name, config.model, config.dataset, config.model_dump(), config.output_dir)
-    pipeline.build_model_spec(store, name)
-    pipeline.evaluate_baseline(store, name)
-    keys = []
     choices = [("rtn", {"bits": 4}), ("rtn", {"bits": 8}), ("int8", {}), ("magnitude", {})]
-    for episode, (method, overrides) in enumerate(choices, start=1):
-        params = {**get_method(method).Params().model_dump(), **overrides}
-        step = Step(method, params)
-        strategy = Strategy(Strategy(strategy_id="", steps=[step]).label(), [step], reasoning="celery test")
-        key = pipeline.candidate_key(name, strategy.strategy_id)
-        store.add_strategy(key, name, episode, strategy.to_json())
-        keys.append(key)
-    return keys
+    return pipeline.experiment_with_chosen_candidates(ResultsStore(duckdb_path()), config, choices, "celery test")
 
 
 def test_four_candidates_spread_over_two_celery_workers(workers, tiny_model_dir, tiny_benchmark, data_root):

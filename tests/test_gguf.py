@@ -51,8 +51,8 @@ def test_a_mixed_allocation_of_4_5_8_bits_is_served_by_llama_cpp_as_its_own_inte
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from greenai_dagster.core.compress import compress_to_checkpoint
     from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.runtimes import by_name, pick
-    from greenai_dagster.core.runtimes.llama_cpp import LlamaCppSession, describe
+    from greenai_dagster.core.runtimes import pick
+    from greenai_dagster.core.runtimes.llama_cpp import describe
     from greenai_dagster.core.spec import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
@@ -71,13 +71,7 @@ def test_a_mixed_allocation_of_4_5_8_bits_is_served_by_llama_cpp_as_its_own_inte
     assert info["tensors_repacked"] == info["linears"] == 14
     assert info["block_types"] == ["Q4_0", "Q5_0", "Q8_0"]
     assert all(f"{t} ({n})" in describe(out) for t, n in (("Q4_0", 5), ("Q5_0", 5), ("Q8_0", 4)))
-    ids = tokenizer("The quick brown fox jumps over the lazy dog", return_tensors="pt")["input_ids"][0].tolist()
-    eager, _ = by_name("torch-eager").load(folder, "cpu")
-    with torch.no_grad():
-        want = eager(torch.tensor([ids])).logits[0, -1].numpy()
-    session = LlamaCppSession(out, threads=1, n_ctx=128)
-    session.prefill(ids)
-    assert np.corrcoef(np.array(session.last_logits()), want)[0, 1] > 0.99
+    assert _llama_cpp_vs_eager(folder, out, tokenizer) > 0.99
 
     three = tmp_path / "mixed3"
     compress_to_checkpoint(str(smol_tokenizer_llama), Strategy("mixed", [Step("mixed", {
@@ -92,8 +86,8 @@ def test_repacked_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_llama
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from greenai_dagster.core.compress import compress_to_checkpoint
     from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.runtimes import by_name, pick
-    from greenai_dagster.core.runtimes.llama_cpp import LlamaCppSession, describe
+    from greenai_dagster.core.runtimes import pick
+    from greenai_dagster.core.runtimes.llama_cpp import describe
     from greenai_dagster.core.spec import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
@@ -114,15 +108,8 @@ def test_repacked_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_llama
     exported = export_gguf(folder, tmp_path / "exported.gguf")
     assert f"{block} (14)" in describe(exported)
 
-    ids = tokenizer("The quick brown fox jumps over the lazy dog", return_tensors="pt")["input_ids"][0].tolist()
-    eager, _ = by_name("torch-eager").load(folder, "cpu")
-    with torch.no_grad():
-        want = eager(torch.tensor([ids])).logits[0, -1].numpy()
-    session = LlamaCppSession(out, threads=1, n_ctx=128)
-    session.prefill(ids)
-    got = np.array(session.last_logits())
     # same integers and scales; the differences are llama.cpp's F16 embeddings and its q8 activations
-    assert np.corrcoef(got, want)[0, 1] > 0.99
+    assert _llama_cpp_vs_eager(folder, out, tokenizer) > 0.99
 
 
 @pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed")
@@ -164,3 +151,17 @@ def test_packed_zero_points_are_unpacked_along_the_rows():
     assert packed.shape == (2, 3)
     assert torch.equal(gguf_files.unpacked_zero_point(packed, 16, 3).to(torch.int8), zp)
     assert gguf_files.unpacked_zero_point(None, 16, 3) is None
+
+
+def _llama_cpp_vs_eager(folder, gguf_file, tokenizer) -> float:
+    """Correlation of llama.cpp's last-position logits on `gguf_file` with eager PyTorch's on `folder`."""
+    from greenai_dagster.core.runtimes import by_name
+    from greenai_dagster.core.runtimes.llama_cpp import LlamaCppSession
+
+    ids = tokenizer("The quick brown fox jumps over the lazy dog", return_tensors="pt")["input_ids"][0].tolist()
+    eager, _ = by_name("torch-eager").load(folder, "cpu")
+    with torch.no_grad():
+        want = eager(torch.tensor([ids])).logits[0, -1].numpy()
+    session = LlamaCppSession(gguf_file, threads=1, n_ctx=128)
+    session.prefill(ids)
+    return float(np.corrcoef(np.array(session.last_logits()), want)[0, 1])

@@ -346,3 +346,27 @@ def elapsed_hours(store: ResultsStore, name: str) -> float:
         created = created.to_pydatetime()
     return (now() - created.replace(tzinfo=None)).total_seconds() / 3600.0
 
+
+
+def experiment_with_chosen_candidates(store: ResultsStore, config: ExperimentConfig,
+                                      choices: list[tuple[str, dict]], reasoning: str) -> list[str]:
+    """An experiment whose candidates a person (or a test, or a benchmark) chose instead of a coordinator:
+    created, its model spec and baseline done, and one pending strategy registered per (method, parameter
+    overrides), its parameters completed from the method's defaults. Returns the candidate keys, which a
+    sweep (celery_sweep.candidate_sweep) then compresses and benchmarks."""
+    from greenai_dagster.core.benchmarks import resolve_source
+    from greenai_dagster.core.methods import get_method
+    from greenai_dagster.core.strategy import Step
+
+    config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
+    store.create_experiment(config.name, config.model, config.dataset, config.model_dump(), config.output_dir)
+    build_model_spec(store, config.name)
+    evaluate_baseline(store, config.name)
+    keys = []
+    for episode, (method, overrides) in enumerate(choices, start=1):
+        step = Step(method, {**get_method(method).Params().model_dump(), **overrides})
+        strategy = Strategy(Strategy(strategy_id="", steps=[step]).label(), [step], reasoning=reasoning)
+        key = candidate_key(config.name, strategy.strategy_id)
+        store.add_strategy(key, config.name, episode, strategy.to_json())
+        keys.append(key)
+    return keys
