@@ -192,6 +192,16 @@ def test_the_chart_link_opens_the_served_chart(ui, page):
     shot(page, "04_pareto_chart.png")
 
 
+def test_the_sweeps_schedule_and_the_celery_job_are_in_the_ui(ui, page):
+    """Issue 14: the sweep file in sweeps/ is a schedule the UI lists (stopped until a person starts it), and
+    the Celery candidate sweep is a job there."""
+    page.goto(f"{ui}/automation")
+    page.get_by_text("sweep_nightly_smollm2").first.wait_for()
+    shot(page, "06_sweep_schedule.png")
+    page.goto(f"{ui}/jobs")
+    page.get_by_text("candidate_sweep").first.wait_for()
+
+
 def test_the_full_set_evaluation_says_why_it_was_not_materialized(ui, page):
     page.goto(f"{ui}/assets/frontier_full_evaluation")
     page.get_by_text("Never materialized").first.wait_for()
