@@ -13,6 +13,7 @@ from greenai_dagster.core import objectives as objective_registry
 
 from greenai_dagster.core.errors import EvaluationError
 from greenai_dagster.core.eval_settings import EvalSettings
+from greenai_dagster.core.user_files import read_user_text
 from greenai_dagster.core.loading import DEFAULT_MODEL
 from greenai_dagster.core.paths import experiments_dir
 
@@ -131,18 +132,9 @@ def load_config(overrides: dict, config_file: str | None = None, eval_overrides:
     """Merge a --config JSON file with CLI overrides (CLI wins, also inside `eval`) and validate."""
     data: dict = {}
     if config_file:
-        path = Path(config_file)
+        text = read_user_text(Path(config_file), "config file", "a JSON file to --config")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise EvaluationError(f"config file '{config_file}' not found.", "Pass an existing JSON file to --config.") from None
-        except IsADirectoryError:
-            raise EvaluationError(f"config file '{config_file}' is a directory.", "Pass a JSON file to --config.") from None
-        except UnicodeDecodeError:
-            raise EvaluationError(f"config file '{config_file}' is not UTF-8 text.", "Pass a JSON file to --config.") from None
-        except OSError as exc:
-            raise EvaluationError(f"config file '{config_file}' cannot be read ({exc.strerror}).",
-                                  "Check the path and its permissions.") from None
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise EvaluationError(f"config file '{config_file}' is not valid JSON: {exc}.", "Fix the JSON syntax.") from None
         if not isinstance(data, dict):

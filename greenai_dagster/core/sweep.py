@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from greenai_dagster.core.config import EvalConfig, ExperimentConfig
 from greenai_dagster.core.errors import EvaluationError, GreenAIError
+from greenai_dagster.core.user_files import read_user_text
 
 SWEEPS_DIR_ENV = "GREENAI_SWEEPS_DIR"
 REPO_SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
@@ -195,17 +196,9 @@ def _field_error(path: Path, exc: ValidationError) -> EvaluationError:
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate one sweep file; every problem is E004 (E005 for a method) naming the file and field."""
     path = Path(path)
+    text = read_user_text(path, "sweep file", "a YAML file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EvaluationError(f"sweep file '{path}' not found.", "Pass an existing YAML file.") from None
-    except IsADirectoryError:
-        raise EvaluationError(f"sweep file '{path}' is a directory.", "Pass a YAML file.") from None
-    except UnicodeDecodeError:
-        raise EvaluationError(f"sweep file '{path}' is not UTF-8 text.", "Save it as UTF-8 YAML.") from None
-    except OSError as exc:
-        raise EvaluationError(f"sweep file '{path}' cannot be read ({exc.strerror}).",
-                              "Check the path and its permissions.") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -10,8 +10,8 @@ import torch
 from torch.nn.utils import prune
 
 from greenai_dagster.core import arch
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodResult, needs_linears
-from greenai_dagster.core.methods.sparsity import OneShotPruneParams, check_nm, linear_sparsity, pruning_note
+from greenai_dagster.core.methods.base import CompressionContext, MethodResult
+from greenai_dagster.core.methods.sparsity import OneShotPruneParams, PruningMethod, linear_sparsity
 
 
 def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -22,26 +22,8 @@ def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return mask.reshape(weight.shape)
 
 
-class MagnitudePrune(CompressionMethod):
+class MagnitudePrune(PruningMethod):
     name = "magnitude"
-    family = "pruning"
-    Params = OneShotPruneParams
-
-    def unsupported(self, model, spec):
-        return needs_linears(spec)
-
-    def note(self, model, spec):
-        return pruning_note(spec)
-
-    def check(self, params, spec):
-        check_nm(params, spec)
-
-    def label(self, params):
-        structure = params["mask_structure"]
-        return f"magnitude_{structure.replace(':', 'of')}" if structure != "0:0" else f"magnitude_s{round(params['sparsity'] * 100)}"
-
-    def features(self, params):
-        return {"sparsity": params["sparsity"], "n_m": float(params.get("mask_structure", "0:0") != "0:0")}
 
     @torch.no_grad()
     def apply(self, model, params: OneShotPruneParams, ctx: CompressionContext) -> MethodResult:

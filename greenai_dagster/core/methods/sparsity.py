@@ -69,10 +69,12 @@ def check_nm(params, spec) -> None:
                                 f"(which is {(m - n) / m:g}).", f"Set sparsity to {(m - n) / m:g}.")
 
 
-class _OneShotPrune(CompressionMethod):
+class PruningMethod(CompressionMethod):
+    """What every unstructured / N:M pruning method shares: its parameters, checks, label and features;
+    each subclass says how it chooses the weights to zero (`apply`)."""
+
     family = "pruning"
     Params = OneShotPruneParams
-    modifier_name: str
 
     def unsupported(self, model, spec):
         return needs_linears(spec)
@@ -92,6 +94,12 @@ class _OneShotPrune(CompressionMethod):
     def features(self, params):
         return {"sparsity": params["sparsity"], "n_m": float(params.get("mask_structure", "0:0") != "0:0"),
                 **self.feature_flags}
+
+
+class _OneShotPrune(PruningMethod):
+    """Pruning through one of llm-compressor's one-shot modifiers (calibration activations decide)."""
+
+    modifier_name: str
 
     def apply(self, model, params: OneShotPruneParams, ctx: CompressionContext) -> MethodResult:
         from llmcompressor.modifiers import pruning
