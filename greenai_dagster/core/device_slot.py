@@ -51,6 +51,7 @@ class Held:
 
 
 def locks_dir() -> Path:
+    """The one folder of every kernel lock file the package uses (device slots, GPU claims)."""
     return data_root() / "locks"
 
 
@@ -62,7 +63,9 @@ def device_key(device: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name).strip("-")
 
 
-def _open(path: Path) -> int:
+def open_lock(path: Path) -> int:
+    """A descriptor for lock file `path`, created if missing, readable by any user's processes, and not
+    inherited by children (a probe started under a lock must not keep it after its parent lets go)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
 
@@ -97,7 +100,7 @@ def shared(device: str) -> Iterator[Held]:
         return
     slot_path, turnstile_path = _paths(device)
     started = time.perf_counter()
-    turnstile, slot = _open(turnstile_path), _open(slot_path)
+    turnstile, slot = open_lock(turnstile_path), open_lock(slot_path)
     try:
         fcntl.flock(turnstile, fcntl.LOCK_EX)      # queue behind a waiting probe...
         try:
@@ -121,7 +124,7 @@ def exclusive(device: str) -> Iterator[Held]:
                            "a probe must run outside compression and scoring")
     slot_path, turnstile_path = _paths(device)
     started = time.perf_counter()
-    turnstile, slot = _open(turnstile_path), _open(slot_path)
+    turnstile, slot = open_lock(turnstile_path), open_lock(slot_path)
     try:
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         try:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from greenai_dagster.core.paths import data_root
+from greenai_dagster.core.device_slot import locks_dir, open_lock
 
 
 @dataclass
@@ -54,9 +54,7 @@ def visible_gpus() -> list[str]:
 
 
 def _claim_path(gpu: str):
-    folder = data_root() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"gpu-{re.sub(r'[^A-Za-z0-9_-]+', '-', gpu)}.claim"
+    return locks_dir() / f"gpu-{re.sub(r'[^A-Za-z0-9_-]+', '-', gpu)}.claim"
 
 
 @contextmanager
@@ -68,7 +66,7 @@ def claim(gpus: list[str], poll_s: float = 0.2, timeout_s: float | None = None) 
     started = time.perf_counter()
     while True:
         for index, gpu in enumerate(gpus):
-            fd = os.open(_claim_path(gpu), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fd = open_lock(_claim_path(gpu))
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
