@@ -28,6 +28,9 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# how a measured checkpoint was stored; rows without it came from checkpoints whose floats a GPU machine's
+# save left in float32 (larger files, finer scales) and are measured again
+STORED_AS = "bfloat16 floats and scales (checkpoints.narrow_floats_on_disk)"
 
 
 def log(msg: str) -> None:
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--offspring", type=int, default=8)
     parser.add_argument("--search-windows", type=int, default=8,
                         help="calibration windows of 256 tokens the budget evolution's fitness is measured on")
+    parser.add_argument("--search-only", action="store_true",
+                        help="stop after the search (its state saved); the full evaluations are left to a later run")
     parser.add_argument("--device", default="cpu", help="where forward passes run (float32 either way)")
     args = parser.parse_args()
     torch.set_float32_matmul_precision("highest")   # no TF32 on a GPU: float32 figures on any device
@@ -73,9 +78,13 @@ def main() -> None:
     work = data_root() / "mixed_bench" / args.name / args.granularity
     work.mkdir(parents=True, exist_ok=True)
     rows_file = RESULTS / f"mixed_precision.{args.name}.rows.jsonl"
-    done = {}
-    if rows_file.exists():
-        done = {r["label"]: r for r in map(json.loads, rows_file.read_text().splitlines()) if r.get("label")}
+    done = {}   # label -> its last row; a line torn by a killed run is skipped (that row is measured again)
+    for line in rows_file.read_text().splitlines() if rows_file.exists() else []:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[row["label"]] = row
 
     model, tokenizer = load_model_and_tokenizer(checkpoint)
     model = model.to(args.device)
@@ -145,72 +154,114 @@ def main() -> None:
     search_calib = fidelity.token_windows(tokenizer, corpus.calibration_text(), args.search_windows * 256, window=256)
     search_reference = sensitivity.reference_on(model, search_calib.tolist())
     for budget in budgets:
-        if f"{budget:g}" in refined:
+        key = f"{budget:g}"
+        prior = refined.get(key)   # an earlier (or killed) search at this budget goes on from its best allocation
+        generations_done = len(prior["history"]) - 1 if prior else 0
+        if generations_done >= args.generations:
             continue
         started = time.perf_counter()
-        knap = solvers.knapsack(table, unit_list, levels, budget)
-        knap_kl = sensitivity.measure(quantizer, search_reference, knap).kl_divergence
-        nsga = solvers.best_within(trials, budget)
-        nsga_kl = sensitivity.measure(quantizer, search_reference, nsga["allocation"]).kl_divergence
-        start, origin = (knap, "knapsack") if knap_kl <= nsga_kl else (nsga["allocation"], "NSGA-II")
-        found = solvers.evolve_at_budget(lambda a: sensitivity.measure(quantizer, search_reference, a).kl_divergence,
-                                         unit_list, levels, budget, start, generations=args.generations,
-                                         offspring=args.offspring, seed=0, progress=log)
-        refined[f"{budget:g}"] = found | {"start": origin, "start_kl": min(knap_kl, nsga_kl),
-                                          "seconds": round(time.perf_counter() - started, 1)}
-        state_file.write_text(json.dumps(state))
-        log(f"budget {budget:g}: from {origin} KL {min(knap_kl, nsga_kl):.4f} to {found['kl']:.4f} on the search tokens")
-    quantizer.clear()
+        if prior:
+            start, origin, start_kl = prior["allocation"], prior["start"], prior["start_kl"]
+        else:
+            knap = solvers.knapsack(table, unit_list, levels, budget)
+            knap_kl = sensitivity.measure(quantizer, search_reference, knap).kl_divergence
+            nsga = solvers.best_within(trials, budget)
+            nsga_kl = sensitivity.measure(quantizer, search_reference, nsga["allocation"]).kl_divergence
+            start, origin = (knap, "knapsack") if knap_kl <= nsga_kl else (nsga["allocation"], "NSGA-II")
+            start_kl = min(knap_kl, nsga_kl)
 
-    proposals: list[tuple[str, str, float, dict]] = []   # (label, kind, budget, allocation)
-    for level in levels:
-        proposals.append((f"uniform_{level}", "uniform", lv.level_bits(level), lv.uniform(unit_list, level)))
+        def save(found: dict, prior: dict | None = prior, started: float = started,
+                 origin: str = origin, start_kl: float = start_kl, key: str = key) -> None:
+            merged = found | {"start": origin, "start_kl": start_kl,
+                              "seconds": round(time.perf_counter() - started + (prior or {}).get("seconds", 0), 1)}
+            if prior:   # the continuation re-measures its start once: counted, not repeated in the history
+                merged["evaluations"] += prior["evaluations"]
+                merged["history"] = prior["history"] + found["history"][1:]
+            merged["generations"] = len(merged["history"]) - 1
+            refined[key] = merged
+            state_file.write_text(json.dumps(state))
+
+        found = solvers.evolve_at_budget(lambda a: sensitivity.measure(quantizer, search_reference, a).kl_divergence,
+                                         unit_list, levels, budget, start,
+                                         generations=args.generations - generations_done, offspring=args.offspring,
+                                         seed=generations_done, progress=log, checkpoint=save)
+        save(found)
+        log(f"budget {budget:g}: from {origin} KL {start_kl:.4f} to {found['kl']:.4f} on the search tokens "
+            f"after {refined[key]['generations']} generations")
+    quantizer.clear()
+    if args.search_only:
+        log(f"search state in {state_file}; full evaluations left to a run without --search-only")
+        return
+
     g = args.granularity
+    passes = {"uniform": 0, "knapsack": len(unit_list) * len(levels)}
+
+    def proposal(label: str, kind: str, budget: float, allocation: dict, granularity: str = g,
+                 forward_passes: int | None = None) -> dict:
+        return {"label": label, "kind": kind, "budget": budget, "allocation": allocation, "granularity": granularity,
+                "forward_passes": passes.get(kind) if forward_passes is None else forward_passes}
+
+    proposals = [proposal(f"uniform_{level}", "uniform", lv.level_bits(level), lv.uniform(unit_list, level))
+                 for level in levels]
     for budget in budgets:
-        proposals.append((f"knapsack_{g}_{budget:g}", "knapsack", budget, solvers.knapsack(table, unit_list, levels, budget)))
-        proposals.append((f"evolutionary_{g}_{budget:g}", "evolutionary", budget, refined[f"{budget:g}"]["allocation"]))
+        evolved = refined[f"{budget:g}"]
+        proposals.append(proposal(f"knapsack_{g}_{budget:g}", "knapsack", budget,
+                                  solvers.knapsack(table, unit_list, levels, budget)))
+        proposals.append(proposal(f"evolutionary_{g}_{budget:g}", "evolutionary", budget, evolved["allocation"],
+                                  forward_passes=len(unit_list) * len(levels) + len(trials) + 1 + evolved["evaluations"]))
+
+    def fresh(row: dict | None, allocation: dict) -> bool:
+        """Measured from a checkpoint stored as every machine stores it now, with this allocation."""
+        return (row is not None and row.get("stored_as") == STORED_AS
+                and (row["allocation_kind"] == "uniform" or row["allocation"] == allocation))
+
+    proposed = {p["label"] for p in proposals}
+    for row in list(done.values()):   # rows of other runs (the other granularity) measured from older checkpoints
+        if row["label"] not in proposed and not fresh(row, row["allocation"]):
+            proposals.append(proposal(row["label"], row["allocation_kind"], row["budget_bits"], row["allocation"],
+                                      row["granularity"], row["search_forward_passes"]))
+    units_of = {granularity: lv.units(model, granularity) for granularity in ("block", "linear")}
 
     # 4. full evaluation on held-out text against the float model
     held_out = fidelity.token_windows(tokenizer, fidelity.held_out_text()[0], args.eval_tokens)
     eval_reference = fidelity.build_reference(model, held_out)
     base_size = weights_size_bytes(Path(checkpoint))
     del model
-    for label, kind, budget, allocation in proposals:
-        if label in done:
-            continue
+    where = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+             else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    for p in proposals:
+        label, kind, allocation = p["label"], p["kind"], p["allocation"]
+        if fresh(done.get(label), allocation):
+            continue   # measured already; a changed allocation (a longer search) is measured again
         folder = work / label
         started = time.perf_counter()
-        strategy = Strategy(label, [Step("mixed", {"allocation": allocation, "granularity": args.granularity})])
+        strategy = Strategy(label, [Step("mixed", {"allocation": allocation, "granularity": p["granularity"]})])
         info = compress_to_checkpoint(checkpoint, strategy, spec, folder)
         variant, _ = load_variant(folder, device=args.device, dtype=torch.float32)
         fid = fidelity.measure(variant, eval_reference)
         del variant
-        row = {"label": label, "model": args.name, "allocation_kind": kind, "budget_bits": budget,
-               "granularity": "model" if kind == "uniform" else args.granularity,
-               "avg_bits": round(lv.average_bits(allocation, unit_list), 4),
+        row = {"label": label, "model": args.name, "allocation_kind": kind, "budget_bits": p["budget"],
+               "granularity": "model" if kind == "uniform" else p["granularity"],
+               "avg_bits": round(lv.average_bits(allocation, units_of[p["granularity"]]), 4),
                "kl_divergence": fid.kl_divergence, "kl_stderr": fid.kl_stderr, "top1_agreement": fid.top1_agreement,
                "perplexity": fid.perplexity, "ppl_ratio": fid.ppl_ratio, "ppl_ratio_low": fid.ppl_ratio_low,
                "ppl_ratio_high": fid.ppl_ratio_high, "eval_tokens": fid.tokens,
                "size_gb": weights_size_bytes(folder) / 1e9, "baseline_size_gb": base_size / 1e9,
-               "full_evaluations": 1,
-               "search_forward_passes": {"uniform": 0, "knapsack": len(unit_list) * (len(levels)),
-                                         "evolutionary": len(unit_list) * len(levels) + len(trials) + 1
-                                         + refined.get(f"{budget:g}", {}).get("evaluations", 0)}[kind],
-               "predicted_kl_on_calibration": sensitivity.predicted_kl(table, allocation),
+               "full_evaluations": 1, "search_forward_passes": p["forward_passes"],
+               "predicted_kl_on_calibration": (sensitivity.predicted_kl(table, allocation) if p["granularity"] == g
+                                               else done.get(label, {}).get("predicted_kl_on_calibration")),
                "level_counts": info["step_reports"][0]["level_counts"], "allocation": allocation,
-               "seconds": round(time.perf_counter() - started, 1)}
+               "seconds": round(time.perf_counter() - started, 1), "measured_on": f"{where}, float32 (no TF32)",
+               "stored_as": STORED_AS}
         with rows_file.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         done[label] = row
         log(f"{label}: bits {row['avg_bits']:.3f} KL {fid.kl_divergence:.4f} ± {fid.kl_stderr:.4f} "
             f"ppl x{fid.ppl_ratio:.3f} size {row['size_gb']:.4f} GB")
 
-    where = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-             else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
-    conditions = {"measured_on": f"{where}, float32 (no TF32)",
-                  "eval_text": "held-out half of the corpus", "against": "the float model",
+    conditions = {"eval_text": "held-out half of the corpus", "against": "the float model",
                   "scored_by": "transformers float32 (weights dequantized from the saved checkpoint)"}
-    rows = [r | conditions for r in done.values()]
+    rows = [{"measured_on": f"{where}, float32 (no TF32)"} | r | conditions for r in done.values()]
     search = {
         "what": "per-block mixed precision (RTN group 64, symmetric, llm-compressor) vs the uniform menu",
         "model": checkpoint, "name": args.name,
@@ -226,7 +277,7 @@ def main() -> None:
                          "seconds": round(state["evolutionary_s"], 1)},
         "budget_evolution": {"scheme": "(1 + lambda) level switches at a fixed budget, measured KL as fitness "
                                        "(EvoPress); starts from the better of knapsack and NSGA-II",
-                             "generations": args.generations, "offspring": args.offspring,
+                             "offspring": args.offspring,
                              "fitness_tokens": int(search_calib.numel()),
                              "per_budget": {b: {k: v for k, v in r.items() if k != "allocation"}
                                             for b, r in refined.items()}},
@@ -234,7 +285,9 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     table_file = RESULTS / "mixed_precision.json"   # every model's rows, one list
     others = [r for r in json.loads(table_file.read_text()) if r.get("model") != args.name] if table_file.exists() else []
-    table_file.write_text(json.dumps(others + rows, indent=1))
+    tmp = table_file.with_suffix(f".{args.name}.tmp")   # renamed into place: a run beside this one never reads half
+    tmp.write_text(json.dumps(others + rows, indent=1))
+    tmp.replace(table_file)
     (RESULTS / f"mixed_precision_search.{args.name}.{args.granularity}.json").write_text(json.dumps(search, indent=1))
     log(f"wrote {table_file}: {len(rows)} rows for {args.name}; additivity spearman {rho:.3f}, kendall {tau:.3f}")
 

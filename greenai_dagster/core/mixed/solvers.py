@@ -87,14 +87,16 @@ def best_within(trials: list[dict], budget_bits: float) -> dict:
 def evolve_at_budget(measure_kl: Callable[[dict[str, str]], float], unit_list: list[Unit], levels: list[str],
                      budget_bits: float, start: dict[str, str], generations: int = 100, offspring: int = 8,
                      mutations: int = 2, seed: int = 0,
-                     progress: Callable[[str], None] | None = None) -> dict:
+                     progress: Callable[[str], None] | None = None,
+                     checkpoint: Callable[[dict], None] | None = None) -> dict:
     """A (1 + lambda) level-switch search at one budget with measured KL as fitness (EvoPress's scheme,
     Sieberling et al. 2024): each child moves `mutations` random units one level up or down, is repaired
     into the budget (random units stepped down until it fits, then random units stepped up while they
     still fit, so no child wastes the budget), and replaces the parent only when its measured KL is lower.
     Starts from `start` (the knapsack solution), so the result is never worse than it on the search
     tokens; what it corrects is the additive table's blind spot, layers whose errors compound.
-    Returns {allocation, kl, avg_bits, evaluations, history}."""
+    Returns {allocation, kl, avg_bits, evaluations, history}; `checkpoint` receives the same dict every
+    10 generations, so a caller can save it and a killed search goes on from its best allocation."""
     rng = np.random.default_rng(seed)
     order = sorted(levels, key=level_bits)
     rank = {lv: i for i, lv in enumerate(order)}
@@ -133,7 +135,14 @@ def evolve_at_budget(measure_kl: Callable[[dict[str, str]], float], unit_list: l
         if best_kl < parent_kl:
             parent, parent_kl = best, best_kl
         history.append(parent_kl)
-        if progress and (generation + 1) % 10 == 0:
-            progress(f"budget {budget_bits:g}: generation {generation + 1}/{generations}, KL {parent_kl:.4f}")
-    return {"allocation": parent, "kl": parent_kl, "avg_bits": average_bits(parent, unit_list),
-            "evaluations": evaluations, "history": history}
+        if (generation + 1) % 10 == 0:
+            if progress:
+                progress(f"budget {budget_bits:g}: generation {generation + 1}/{generations}, KL {parent_kl:.4f}")
+            if checkpoint:
+                checkpoint(_evolved(parent, parent_kl, unit_list, evaluations, history))
+    return _evolved(parent, parent_kl, unit_list, evaluations, history)
+
+
+def _evolved(parent: dict[str, str], kl: float, unit_list: list[Unit], evaluations: int, history: list[float]) -> dict:
+    return {"allocation": dict(parent), "kl": kl, "avg_bits": average_bits(parent, unit_list),
+            "evaluations": evaluations, "history": list(history)}
