@@ -18,8 +18,8 @@ mkdir -p /tmp/site /tmp/gdata
 [ -f /tmp/site/.wheels ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl $(ls /tmp/stage/gemma3*.whl .gpu/gg/*.whl 2>/dev/null) && touch /tmp/site/.wheels; }
 if [ "$1" = all ]; then
-  bash "$0" gemma "$DL" > /tmp/gdata/all.gemma.log 2>&1 &
-  OMP_NUM_THREADS=4 bash "$0" mixed "$DL" || true
+  env -u GRANULARITIES bash "$0" gemma "$DL" > /tmp/gdata/all.gemma.log 2>&1 &
+  GRANULARITIES=${MIXED_GRANULARITIES:-linear} OMP_NUM_THREADS=4 bash "$0" mixed "$DL" || true
   wait || true
   cat /tmp/gdata/all.gemma.log
   exit 0
@@ -54,6 +54,8 @@ print('tokens:', t.convert_ids_to_tokens(t('The quick brown fox')['input_ids']))
   tail -n 8 $G/*.log; cat $G/*.log > "$OUT/run.log"; cp $G/rows.jsonl "$OUT/mixed_precision.gemma3-270m.rows.jsonl"
   cp benchmarks/results/mixed_precision_search.gemma3-270m.*.json "$OUT/" 2>/dev/null || true
   for g in block linear; do cp $M/$g/search_state.json "$OUT/gemma.$g.json" 2>/dev/null || true; done
+  echo "checkpoints whose save left float32 tensors (narrowed to bfloat16):" \
+    $(grep -l narrowed_on_disk $M/*/*/greenai_variant.json 2>/dev/null | wc -l) of $(ls $M/*/*/greenai_variant.json 2>/dev/null | wc -l)
   echo "finished: $(cd $G && ls -d done.* final 2>/dev/null | tr '\n' ' ')"
   exit 0
 fi
