@@ -33,6 +33,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STORED_AS = "bfloat16 floats and scales (checkpoints.narrow_floats_on_disk)"
 
 
+def write_table(name: str, done: dict[str, dict]) -> list[dict]:
+    """Put `name`'s rows (label -> last row) into benchmarks/results/mixed_precision.json beside the other
+    models' rows, each with the conditions it was measured under."""
+    conditions = {"eval_text": "held-out half of the corpus", "against": "the float model",
+                  "scored_by": "transformers float32 (weights dequantized from the saved checkpoint)"}
+    rows = [r | conditions for r in done.values()]
+    RESULTS.mkdir(exist_ok=True)
+    table_file = RESULTS / "mixed_precision.json"   # every model's rows, one list
+    others = [r for r in json.loads(table_file.read_text()) if r.get("model") != name] if table_file.exists() else []
+    tmp = table_file.with_suffix(f".{name}.tmp")   # renamed into place: a run beside this one never reads half
+    tmp.write_text(json.dumps(others + rows, indent=1))
+    tmp.replace(table_file)
+    return rows
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -67,8 +82,14 @@ def main() -> None:
     parser.add_argument("--offspring", type=int, default=8)
     parser.add_argument("--search-windows", type=int, default=8,
                         help="calibration windows of 256 tokens the budget evolution's fitness is measured on")
+    parser.add_argument("--table-only", action="store_true",
+                        help="only write the table from the rows file (rows measured elsewhere, e.g. on a GPU machine)")
     parser.add_argument("--search-only", action="store_true",
                         help="stop after the search (its state saved); the full evaluations are left to a later run")
+    parser.add_argument("--screen-windows", type=int, default=0,
+                        help="EvoPress's multi-step selection: rank each generation's children on this many of the "
+                             "search windows first (0: no screen)")
+    parser.add_argument("--screen-keep", type=int, default=4, help="children the screen passes to the full fitness")
     parser.add_argument("--device", default="cpu", help="where forward passes run (float32 either way)")
     args = parser.parse_args()
     torch.set_float32_matmul_precision("highest")   # no TF32 on a GPU: float32 figures on any device
@@ -85,6 +106,9 @@ def main() -> None:
         except json.JSONDecodeError:
             continue
         done[row["label"]] = row
+    if args.table_only:
+        log(f"wrote the table: {len(write_table(args.name, done))} rows for {args.name}")
+        return
 
     model, tokenizer = load_model_and_tokenizer(checkpoint)
     model = model.to(args.device)
@@ -174,17 +198,28 @@ def main() -> None:
                  origin: str = origin, start_kl: float = start_kl, key: str = key) -> None:
             merged = found | {"start": origin, "start_kl": start_kl,
                               "seconds": round(time.perf_counter() - started + (prior or {}).get("seconds", 0), 1)}
+            fitness = {"from_generation": generations_done, "tokens": int(search_calib.numel()),
+                       "screen": (f"best {args.screen_keep} of {args.offspring} on {args.screen_windows} windows"
+                                  if args.screen_windows else "none"), "offspring": args.offspring}
+            segments = (prior or {}).get("fitness", [])
             if prior:   # the continuation re-measures its start once: counted, not repeated in the history
                 merged["evaluations"] += prior["evaluations"]
+                merged["screen_evaluations"] += prior.get("screen_evaluations", 0)
                 merged["history"] = prior["history"] + found["history"][1:]
+            # which fitness each stretch of generations used (an older state did not say: 2,048 tokens, 8 children)
+            merged["fitness"] = (segments or ([{"from_generation": 0, "tokens": 2048, "screen": "none", "offspring": 8}]
+                                              if prior else [])) + [fitness]
             merged["generations"] = len(merged["history"]) - 1
             refined[key] = merged
             state_file.write_text(json.dumps(state))
 
+        screens = ([(lambda a: sensitivity.measure_on(quantizer, search_reference, a,
+                                                      max_positions=args.screen_windows * 255).kl_divergence,
+                     args.screen_keep)] if args.screen_windows else [])
         found = solvers.evolve_at_budget(lambda a: sensitivity.measure(quantizer, search_reference, a).kl_divergence,
                                          unit_list, levels, budget, start,
                                          generations=args.generations - generations_done, offspring=args.offspring,
-                                         seed=generations_done, progress=log, checkpoint=save)
+                                         seed=generations_done, progress=log, checkpoint=save, screens=screens)
         save(found)
         log(f"budget {budget:g}: from {origin} KL {start_kl:.4f} to {found['kl']:.4f} on the search tokens "
             f"after {refined[key]['generations']} generations")
@@ -259,9 +294,7 @@ def main() -> None:
         log(f"{label}: bits {row['avg_bits']:.3f} KL {fid.kl_divergence:.4f} ± {fid.kl_stderr:.4f} "
             f"ppl x{fid.ppl_ratio:.3f} size {row['size_gb']:.4f} GB")
 
-    conditions = {"eval_text": "held-out half of the corpus", "against": "the float model",
-                  "scored_by": "transformers float32 (weights dequantized from the saved checkpoint)"}
-    rows = [{"measured_on": f"{where}, float32 (no TF32)"} | r | conditions for r in done.values()]
+    rows = write_table(args.name, done)
     search = {
         "what": "per-block mixed precision (RTN group 64, symmetric, llm-compressor) vs the uniform menu",
         "model": checkpoint, "name": args.name,
@@ -277,19 +310,14 @@ def main() -> None:
                          "seconds": round(state["evolutionary_s"], 1)},
         "budget_evolution": {"scheme": "(1 + lambda) level switches at a fixed budget, measured KL as fitness "
                                        "(EvoPress); starts from the better of knapsack and NSGA-II",
-                             "offspring": args.offspring,
+                             "offspring_in_the_last_run": args.offspring,   # a resumed search may have used others:
+                             # per budget, `evaluations` counts every measured child and `generations` every step
                              "fitness_tokens": int(search_calib.numel()),
                              "per_budget": {b: {k: v for k, v in r.items() if k != "allocation"}
                                             for b, r in refined.items()}},
     }
-    RESULTS.mkdir(exist_ok=True)
-    table_file = RESULTS / "mixed_precision.json"   # every model's rows, one list
-    others = [r for r in json.loads(table_file.read_text()) if r.get("model") != args.name] if table_file.exists() else []
-    tmp = table_file.with_suffix(f".{args.name}.tmp")   # renamed into place: a run beside this one never reads half
-    tmp.write_text(json.dumps(others + rows, indent=1))
-    tmp.replace(table_file)
     (RESULTS / f"mixed_precision_search.{args.name}.{args.granularity}.json").write_text(json.dumps(search, indent=1))
-    log(f"wrote {table_file}: {len(rows)} rows for {args.name}; additivity spearman {rho:.3f}, kendall {tau:.3f}")
+    log(f"wrote {RESULTS / 'mixed_precision.json'}: {len(rows)} rows for {args.name}; additivity spearman {rho:.3f}, kendall {tau:.3f}")
 
 
 if __name__ == "__main__":

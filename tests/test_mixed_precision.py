@@ -130,6 +130,41 @@ def test_budget_evolution_keeps_the_budget_and_improves_on_measured_kl(float_mod
         solvers.evolve_at_budget(lambda a: 0.0, unit_list, ["w3", "w4"], 3.0, lv.uniform(unit_list, "w4"))
 
 
+def test_budget_evolution_screens_children_on_few_tokens_before_judging_them(float_model, reference):
+    """EvoPress's multi-step selection: each generation's children are ranked by the cheap fitness and
+    only its best `keep` are measured by the full one, which alone decides whether the parent moves."""
+    model, _ = float_model
+    unit_list = lv.units(model, "linear")
+    quantizer = sensitivity.Quantizer(model, unit_list)
+    screened: list[list[tuple[tuple, float]]] = []
+    judged: list[tuple] = []
+
+    def key(allocation):
+        return tuple(sorted(allocation.items()))
+
+    def cheap(allocation):   # the first 40 scored positions only
+        value = sensitivity.measure_on(quantizer, reference, allocation, max_positions=40).kl_divergence
+        if not screened or len(screened[-1]) == 6:
+            screened.append([])
+        screened[-1].append((key(allocation), value))
+        return value
+
+    def full(allocation):
+        judged.append(key(allocation))
+        return sensitivity.measure(quantizer, reference, allocation).kl_divergence
+
+    found = solvers.evolve_at_budget(full, unit_list, ["w2", "w3", "w4", "w8"], 3.5, lv.uniform(unit_list, "w3"),
+                                     generations=4, offspring=6, screens=[(cheap, 2)])
+    assert found["evaluations"] == 1 + 4 * 2 and found["screen_evaluations"] == 4 * 6
+    assert len(screened) == 4 and len(judged) == 1 + 4 * 2
+    for generation, children in enumerate(screened):   # the two judged are the two the screen ranked best
+        best_two = sorted(value for _, value in children)[:2]
+        scores = dict(children)
+        assert sorted(scores[k] for k in judged[1 + 2 * generation: 3 + 2 * generation]) == best_two
+    assert all(b <= a for a, b in zip(found["history"], found["history"][1:]))
+    assert found["avg_bits"] <= 3.5 + 1e-9
+
+
 def test_simulated_weights_equal_the_saved_checkpoint(tiny_model_dir, float_model, reference, block_table, tmp_path):
     """A saved allocation holds exactly the simulated weights, so its measured KL is the simulated KL."""
     model, _ = float_model

@@ -70,6 +70,18 @@ def measure(quantizer: Quantizer, reference: dict[str, torch.Tensor], allocation
         return fidelity.measure(model, reference)
 
 
+def measure_on(quantizer: Quantizer, reference: dict[str, torch.Tensor], allocation: dict[str, str],
+               max_positions: int) -> fidelity.Fidelity:
+    """`measure` on the reference's first `max_positions` scored positions: a cheaper, noisier fitness
+    (only the windows those positions lie in are run)."""
+    per_window = reference["windows"].size(1) - 1
+    windows = -(-max_positions // per_window)
+    head = {"windows": reference["windows"][:windows], "top_logprobs": reference["top_logprobs"][: windows * per_window],
+            "top_ids": reference["top_ids"][: windows * per_window], "nll": reference["nll"][: windows * per_window]}
+    with quantizer.quantized(allocation) as model:
+        return fidelity.measure(model, head, max_positions=max_positions)
+
+
 def table(quantizer: Quantizer, reference: dict[str, torch.Tensor], levels: list[str],
           progress: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
     """{unit: {level: KL}}, one unit quantized at a time; `f16` (unchanged weights) is 0 by definition."""

@@ -88,15 +88,22 @@ def evolve_at_budget(measure_kl: Callable[[dict[str, str]], float], unit_list: l
                      budget_bits: float, start: dict[str, str], generations: int = 100, offspring: int = 8,
                      mutations: int = 2, seed: int = 0,
                      progress: Callable[[str], None] | None = None,
-                     checkpoint: Callable[[dict], None] | None = None) -> dict:
+                     checkpoint: Callable[[dict], None] | None = None,
+                     screens: list[tuple[Callable[[dict[str, str]], float], int]] = ()) -> dict:
     """A (1 + lambda) level-switch search at one budget with measured KL as fitness (EvoPress's scheme,
     Sieberling et al. 2024): each child moves `mutations` random units one level up or down, is repaired
     into the budget (random units stepped down until it fits, then random units stepped up while they
     still fit, so no child wastes the budget), and replaces the parent only when its measured KL is lower.
     Starts from `start` (the knapsack solution), so the result is never worse than it on the search
     tokens; what it corrects is the additive table's blind spot, layers whose errors compound.
-    Returns {allocation, kl, avg_bits, evaluations, history}; `checkpoint` receives the same dict every
-    10 generations, so a caller can save it and a killed search goes on from its best allocation."""
+    Returns {allocation, kl, avg_bits, evaluations, screen_evaluations, history}; `checkpoint` receives the
+    same dict every 10 generations, so a caller can save it and a killed search goes on from its best
+    allocation.
+
+    `screens` is EvoPress's multi-step selection: (cheaper fitness, how many children it keeps), applied in
+    order before `measure_kl` judges the survivors against the parent. A screen on few tokens lets many
+    children be tried, while the decision that moves the parent is taken on many tokens (a fitness on few
+    tokens alone is fitted: 2,048 search tokens fell 10 % where held-out text fell 1 %)."""
     rng = np.random.default_rng(seed)
     order = sorted(levels, key=level_bits)
     rank = {lv: i for i, lv in enumerate(order)}
@@ -126,9 +133,13 @@ def evolve_at_budget(measure_kl: Callable[[dict[str, str]], float], unit_list: l
         return child
 
     parent, parent_kl = dict(start), measure_kl(start)
-    evaluations, history = 1, [parent_kl]
+    evaluations, screened, history = 1, 0, [parent_kl]
     for generation in range(generations):
         children = [child_of(parent) for _ in range(offspring)]
+        for screen, keep in screens:
+            ranked = sorted(range(len(children)), key=[screen(c) for c in children].__getitem__)
+            screened += len(children)
+            children = [children[i] for i in ranked[:keep]]
         scored = [(measure_kl(c), c) for c in children]
         evaluations += len(children)
         best_kl, best = min(scored, key=lambda s: s[0])
@@ -139,10 +150,11 @@ def evolve_at_budget(measure_kl: Callable[[dict[str, str]], float], unit_list: l
             if progress:
                 progress(f"budget {budget_bits:g}: generation {generation + 1}/{generations}, KL {parent_kl:.4f}")
             if checkpoint:
-                checkpoint(_evolved(parent, parent_kl, unit_list, evaluations, history))
-    return _evolved(parent, parent_kl, unit_list, evaluations, history)
+                checkpoint(_evolved(parent, parent_kl, unit_list, evaluations, screened, history))
+    return _evolved(parent, parent_kl, unit_list, evaluations, screened, history)
 
 
-def _evolved(parent: dict[str, str], kl: float, unit_list: list[Unit], evaluations: int, history: list[float]) -> dict:
+def _evolved(parent: dict[str, str], kl: float, unit_list: list[Unit], evaluations: int, screened: int,
+             history: list[float]) -> dict:
     return {"allocation": dict(parent), "kl": kl, "avg_bits": average_bits(parent, unit_list),
-            "evaluations": evaluations, "history": list(history)}
+            "evaluations": evaluations, "screen_evaluations": screened, "history": list(history)}
