@@ -31,6 +31,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # how a measured checkpoint was stored; rows without it came from checkpoints whose floats a GPU machine's
 # save left in float32 (larger files, finer scales) and are measured again
 STORED_AS = "bfloat16 floats and scales (checkpoints.narrow_floats_on_disk)"
+# the fitness of budget searches saved before each recorded its own: every one of them ran with the
+# defaults of then, 8 windows of 256 calibration tokens and 8 children a generation, no screen
+LEGACY_FITNESS = {"from_generation": 0, "tokens": 2048, "screen": "none", "offspring": 8}
 
 
 def write_table(name: str, done: dict[str, dict]) -> list[dict]:
@@ -207,8 +210,7 @@ def main() -> None:
                 merged["screen_evaluations"] += prior.get("screen_evaluations", 0)
                 merged["history"] = prior["history"] + found["history"][1:]
             # which fitness each stretch of generations used (an older state did not say: 2,048 tokens, 8 children)
-            merged["fitness"] = (segments or ([{"from_generation": 0, "tokens": 2048, "screen": "none", "offspring": 8}]
-                                              if prior else [])) + [fitness]
+            merged["fitness"] = (segments or ([LEGACY_FITNESS] if prior else [])) + [fitness]
             merged["generations"] = len(merged["history"]) - 1
             refined[key] = merged
             state_file.write_text(json.dumps(state))
@@ -312,8 +314,9 @@ def main() -> None:
                                        "(EvoPress); starts from the better of knapsack and NSGA-II",
                              "offspring_in_the_last_run": args.offspring,   # a resumed search may have used others:
                              # per budget, `evaluations` counts every measured child and `generations` every step
-                             "fitness_tokens": int(search_calib.numel()),
-                             "per_budget": {b: {k: v for k, v in r.items() if k != "allocation"}
+                             "fitness_tokens_in_the_last_run": int(search_calib.numel()),
+                             "per_budget": {b: {"fitness": [LEGACY_FITNESS]} | {k: v for k, v in r.items()
+                                                                                 if k != "allocation"}
                                             for b, r in refined.items()}},
     }
     (RESULTS / f"mixed_precision_search.{args.name}.{args.granularity}.json").write_text(json.dumps(search, indent=1))
