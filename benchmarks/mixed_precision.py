@@ -215,7 +215,7 @@ def main() -> None:
             refined[key] = merged
             state_file.write_text(json.dumps(state))
 
-        screens = ([(lambda a: sensitivity.measure_on(quantizer, search_reference, a,
+        screens = ([(lambda a: sensitivity.measure(quantizer, search_reference, a,
                                                       max_positions=args.screen_windows * 255).kl_divergence,
                      args.screen_keep)] if args.screen_windows else [])
         found = solvers.evolve_at_budget(lambda a: sensitivity.measure(quantizer, search_reference, a).kl_divergence,

@@ -143,7 +143,7 @@ def test_budget_evolution_screens_children_on_few_tokens_before_judging_them(flo
         return tuple(sorted(allocation.items()))
 
     def cheap(allocation):   # the first 40 scored positions only
-        value = sensitivity.measure_on(quantizer, reference, allocation, max_positions=40).kl_divergence
+        value = sensitivity.measure(quantizer, reference, allocation, max_positions=40).kl_divergence
         if not screened or len(screened[-1]) == 6:
             screened.append([])
         screened[-1].append((key(allocation), value))

@@ -193,7 +193,13 @@ def summarise(values: dict[str, torch.Tensor], base_nll: torch.Tensor) -> Fideli
 
 
 def measure(model, reference: dict[str, torch.Tensor], max_positions: int | None = None) -> Fidelity:
-    """Fidelity of `model` against a stored baseline reference (optionally on its first positions only)."""
+    """Fidelity of `model` against a stored baseline reference (optionally on its first positions only:
+    only the windows those positions lie in are run, a cheaper and noisier figure)."""
+    if max_positions is not None:
+        per_window = reference["windows"].size(1) - 1
+        kept = -(-max_positions // per_window) * per_window
+        reference = {"windows": reference["windows"][: kept // per_window],
+                     **{k: reference[k][:kept] for k in ("top_logprobs", "top_ids", "nll")}}
     values = per_position(model, reference)
     base_nll = reference["nll"]
     if max_positions is not None:

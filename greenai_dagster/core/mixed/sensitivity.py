@@ -65,21 +65,12 @@ def reference_on(model: torch.nn.Module, token_chunks: list[list[int]]) -> dict[
     return fidelity.build_reference(model, windows)
 
 
-def measure(quantizer: Quantizer, reference: dict[str, torch.Tensor], allocation: dict[str, str]) -> fidelity.Fidelity:
+def measure(quantizer: Quantizer, reference: dict[str, torch.Tensor], allocation: dict[str, str],
+            max_positions: int | None = None) -> fidelity.Fidelity:
+    """`fidelity.measure` of the model with `allocation` applied (on the first `max_positions` only, if given:
+    the cheap fitness of the evolution's screens)."""
     with quantizer.quantized(allocation) as model:
-        return fidelity.measure(model, reference)
-
-
-def measure_on(quantizer: Quantizer, reference: dict[str, torch.Tensor], allocation: dict[str, str],
-               max_positions: int) -> fidelity.Fidelity:
-    """`measure` on the reference's first `max_positions` scored positions: a cheaper, noisier fitness
-    (only the windows those positions lie in are run)."""
-    per_window = reference["windows"].size(1) - 1
-    windows = -(-max_positions // per_window)
-    head = {"windows": reference["windows"][:windows], "top_logprobs": reference["top_logprobs"][: windows * per_window],
-            "top_ids": reference["top_ids"][: windows * per_window], "nll": reference["nll"][: windows * per_window]}
-    with quantizer.quantized(allocation) as model:
-        return fidelity.measure(model, head, max_positions=max_positions)
+        return fidelity.measure(model, reference, max_positions=max_positions)
 
 
 def table(quantizer: Quantizer, reference: dict[str, torch.Tensor], levels: list[str],
