@@ -112,18 +112,30 @@ def smol_tokenizer_llama(tmp_path_factory):
 
 
 def wait_for_dagster(url: str, proc, log_path: Path, timeout_s: float = 240) -> None:
-    """Block until the `dagster dev` started as `proc` answers on `url`; fail with its log if it dies."""
+    """Block until the `dagster dev` started as `proc` answers on `url` *and* has loaded its code locations;
+    fail with its log if it dies, with the load error if a location fails to load.
+
+    `/server_info` answers before the code server has imported the definitions (torch, transformers: tens
+    of seconds on a busy 2-core machine), and a page opened then shows a spinner until they are in. A CI
+    run once lost a test to that, so the webserver is asked, through GraphQL, until every location is
+    LOADED."""
     import time
 
     import httpx
 
+    query = ("{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus "
+             "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
     deadline = time.time() + timeout_s
     while True:
         assert proc.poll() is None, log_path.read_text()[-3000:]
         try:
-            if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+            answer = httpx.post(f"{url}/graphql", json={"query": query}, timeout=5).json()
+            entries = answer["data"]["workspaceOrError"].get("locationEntries") or []
+            failed = [e for e in entries if (e["locationOrLoadError"] or {}).get("__typename") == "PythonError"]
+            assert not failed, f"a code location failed to load: {failed}"
+            if entries and all(e["loadStatus"] == "LOADED" and e["locationOrLoadError"] for e in entries):
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
             pass
-        assert time.time() < deadline, "dagster dev did not come up"
+        assert time.time() < deadline, "dagster dev did not come up (or did not load its code location)"
         time.sleep(1)

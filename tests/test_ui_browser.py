@@ -127,7 +127,7 @@ def shot(page, name: str, full_page: bool = False) -> None:
 
 def test_the_asset_graph_renders(ui, page):
     page.goto(f"{ui}/asset-groups")
-    page.get_by_text("2 assets").first.wait_for()
+    page.get_by_text("2 assets").first.wait_for(timeout=120_000)   # the first page fetches the UI's bundle
     unfold = page.locator('[aria-label="unfold_more"]')       # groups start collapsed: open each, then
     for _ in range(unfold.count()):                            # reload so the graph is fitted to the page
         unfold.first.click()
