@@ -126,3 +126,29 @@ def test_windows_start_with_bos_when_the_tokenizer_adds_one(tiny_model_dir):
     assert fidelity.bos_prefix(bos_tok) == [bos_tok.bos_token_id]
     assert with_bos.shape == (4, 256) and bool((with_bos[:, 0] == bos_tok.bos_token_id).all())
     assert torch.equal(with_bos[0, 1:], windows.flatten()[:255])
+
+
+def test_paired_ratio_of_kl_series():
+    """The ratio of two paired per-position series and its interval: exact when one is a multiple of the
+    other, covering the true ratio when noise is added, and tighter than the two standard errors unpaired."""
+    torch.manual_seed(0)
+    hard = torch.rand(64).repeat_interleave(fidelity.BLOCK) * 4   # passages of varying difficulty, shared
+    base = hard + 0.1 * torch.rand(hard.numel())
+    exact = fidelity.paired_ratio(base, 0.7 * base)
+    assert exact["ratio"] == pytest.approx(0.7, rel=1e-6) and exact["ratio_stderr"] < 1e-8   # float32 rounding only
+    assert exact["blocks"] == 64
+
+    other = 0.7 * hard + 0.1 * torch.rand(hard.numel())
+    paired = fidelity.paired_ratio(base, other)
+    true_ratio = float(other.mean() / base.mean())
+    assert paired["ratio"] == pytest.approx(true_ratio)
+    assert paired["ratio_low"] < 0.7 * 1.02 and paired["ratio_high"] > 0.7 * 0.98
+    _, se_base = fidelity._block_mean_se(base)
+    _, se_other = fidelity._block_mean_se(other)
+    unpaired = true_ratio * ((se_base / float(base.mean())) ** 2 + (se_other / float(other.mean())) ** 2) ** 0.5
+    assert paired["ratio_stderr"] < unpaired / 5
+
+    with pytest.raises(ValueError, match="differ in length"):
+        fidelity.paired_ratio(base, other[:-1])
+    with pytest.raises(ValueError, match="fewer than two blocks"):
+        fidelity.paired_ratio(base[:10], other[:10])
