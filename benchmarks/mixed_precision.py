@@ -34,9 +34,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # how a measured checkpoint was stored; rows without it came from checkpoints whose floats a GPU machine's
 # save left in float32 (larger files, finer scales) and are measured again
 STORED_AS = "bfloat16 floats and scales (checkpoints.narrow_floats_on_disk)"
+KL_FILE = "kl_per_position.safetensors"   # beside each measured checkpoint: its KL at every held-out position
 # the fitness of budget searches saved before each recorded its own: every one of them ran with the
 # defaults of then, 8 windows of 256 calibration tokens and 8 children a generation, no screen
-KL_FILE = "kl_per_position.safetensors"   # beside each measured checkpoint: its KL at every held-out position
 LEGACY_FITNESS = {"from_generation": 0, "tokens": 2048, "screen": "none", "offspring": 8}
 
 
@@ -268,6 +268,14 @@ def main() -> None:
     eval_reference = fidelity.build_reference(model, held_out)
     base_size = weights_size_bytes(Path(checkpoint))
     del model
+
+    def measure_and_keep(folder: Path) -> dict[str, torch.Tensor]:
+        """The checkpoint's per-position fidelity on the held-out windows; its KL is kept beside it for pairing."""
+        variant, _ = load_variant(folder, device=args.device, dtype=torch.float32)
+        values = fidelity.per_position(variant, eval_reference)
+        save_file({"kl": values["kl"].contiguous()}, str(folder / KL_FILE))
+        return values
+
     where = (torch.cuda.get_device_name() if args.device.startswith("cuda")
              else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
     for p in proposals:
@@ -278,11 +286,8 @@ def main() -> None:
         started = time.perf_counter()
         strategy = Strategy(label, [Step("mixed", {"allocation": allocation, "granularity": p["granularity"]})])
         info = compress_to_checkpoint(checkpoint, strategy, spec, folder)
-        variant, _ = load_variant(folder, device=args.device, dtype=torch.float32)
-        values = fidelity.per_position(variant, eval_reference)   # = fidelity.measure, keeping the positions
-        fid = fidelity.summarise(values, eval_reference["nll"])
-        del variant
-        save_file({"kl": values["kl"].contiguous()}, str(folder / KL_FILE))
+        values = measure_and_keep(folder)
+        fid = fidelity.summarise(values, eval_reference["nll"])   # = fidelity.measure
         row = {"label": label, "model": args.name, "allocation_kind": kind, "budget_bits": p["budget"],
                "granularity": "model" if kind == "uniform" else p["granularity"],
                "avg_bits": round(lv.average_bits(allocation, units_of[p["granularity"]]), 4),
@@ -308,9 +313,7 @@ def main() -> None:
         if not (folder / KL_FILE).exists():   # measured before the positions were kept: measure them once
             if not (folder / "config.json").exists():
                 return None
-            variant, _ = load_variant(folder, device=args.device, dtype=torch.float32)
-            save_file({"kl": fidelity.per_position(variant, eval_reference)["kl"].contiguous()}, str(folder / KL_FILE))
-            del variant
+            measure_and_keep(folder)
         return load_file(str(folder / KL_FILE))["kl"]
 
     uniform_at = {r["avg_bits"]: r["label"] for r in done.values() if r["allocation_kind"] == "uniform"}

@@ -158,11 +158,17 @@ def exact_kl(base_logp: torch.Tensor, cand_logp: torch.Tensor) -> torch.Tensor:
     return (base_logp.exp() * (base_logp - cand_logp)).sum(1).clamp_min(0.0)
 
 
+def _block_means(values: torch.Tensor, block: int = BLOCK) -> torch.Tensor:
+    """Means of the whole blocks of `block` consecutive positions (a trailing partial block is dropped)."""
+    n_blocks = values.numel() // block
+    return values.double()[: n_blocks * block].view(n_blocks, -1).mean(1)
+
+
 def _block_mean_se(values: torch.Tensor, block: int = BLOCK) -> tuple[float, float]:
     """Mean and a clustered standard error: the spread of block means over sqrt(blocks)."""
     values = values.double()
     n_blocks = max(values.numel() // block, 1)
-    means = values[: n_blocks * block].view(n_blocks, -1).mean(1) if values.numel() >= block else values[None]
+    means = _block_means(values, block) if values.numel() >= block else values[None]
     se = float(means.std(unbiased=True) / math.sqrt(n_blocks)) if n_blocks > 1 else float("nan")
     return float(values.mean()), se
 
@@ -177,8 +183,7 @@ def paired_ratio(base: torch.Tensor, other: torch.Tensor, block: int = BLOCK) ->
     n_blocks = base.numel() // block
     if n_blocks < 2:
         raise ValueError(f"{base.numel()} positions make fewer than two blocks of {block}")
-    a = base.double()[: n_blocks * block].view(n_blocks, -1).mean(1)
-    b = other.double()[: n_blocks * block].view(n_blocks, -1).mean(1)
+    a, b = _block_means(base, block), _block_means(other, block)
     ratio = float(b.mean() / a.mean())
     se = float(((b - ratio * a).pow(2).sum() / (n_blocks * (n_blocks - 1))).sqrt() / a.mean())
     return {"ratio": ratio, "ratio_low": ratio - 1.96 * se, "ratio_high": ratio + 1.96 * se,
