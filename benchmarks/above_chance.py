@@ -1,14 +1,20 @@
-"""Which BIG-bench multiple-choice JSON tasks can tell the default model from chance?
+"""Which multiple-choice tasks can tell the default model from chance?
 
-    python benchmarks/above_chance.py prepare            # every MC JSON task of the sdist -> task files
-    python benchmarks/above_chance.py run [--device cuda] [--batch-size 64]
+    python benchmarks/above_chance.py generated [--device cuda]  # the generated families (the default benchmark)
+    python benchmarks/above_chance.py prepare            # every MC JSON task of the BIG-bench sdist -> task files
+    python benchmarks/above_chance.py run [--device cuda] [--batch-size 64] --out benchmarks/results/above_chance_bigbench.json
+
+`generated` scores the default model on every item of every family of `core.generated_tasks` and
+keeps the families above chance (same test as below) as the default benchmark (`generated_mc`);
+it also tests the proxy the search scores (the first `limit_per_task` items of each kept family)
+against chance at PROXY_ALPHA. Writes benchmarks/results/above_chance.json.
 
 `run` scores the default model (SmolLM2-135M-Instruct, float32) on every item of every
 multiple-choice task (each task file is the task's first 250 items in the seeded stratified
 order, as for every offline benchmark) with lm-eval, and tests each task's accuracy against its
 chance rate (mean 1/options): one-sided z-test, Holm-Bonferroni over all tasks at family-wise
 alpha 0.05, and an effect of at least MIN_MARGIN above chance. The tasks that pass become the
-default offline benchmark (`bigbench_above_chance` in benchmarks.yaml). Writes
+`bigbench_above_chance` benchmark (benchmarks.yaml). Writes
 benchmarks/results/above_chance.json.
 """
 
@@ -24,6 +30,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 MIN_MARGIN = 0.05      # accuracy - chance, absolute
 ALPHA = 0.05
+PROXY_ALPHA = 0.01     # the items the search scores must tell the default model from chance at this level
 
 
 def prepare() -> list[str]:
@@ -113,9 +120,75 @@ def run(device: str, batch_size: int, out: Path, max_options: int | None = None,
     return report
 
 
+def score_tasks(task_ids: list[str], folder: Path, device: str, batch_size: int, items: int | None,
+                dtype: str = "float32"):
+    """lm-eval accuracy of the default model on `task_ids` (per-item correctness and chance rates)."""
+    import torch
+
+    from greenai_dagster.core.benchmarks import PreparedBenchmark
+    from greenai_dagster.core.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.evaluate import EvalSettings, accuracy
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(str(ensure_default_checkpoint()), device=device,
+                                                dtype=getattr(torch, dtype))
+    bench = PreparedBenchmark("all_mc", task_ids, str(folder), offline=True)
+    return accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=items, batch_size=batch_size))
+
+
+def run_generated(device: str, batch_size: int, out: Path, dtype: str = "float32") -> dict:
+    """Every item of every generated family; the families above chance become `generated_mc`."""
+    from greenai_dagster.core import generated_tasks
+    from greenai_dagster.core.benchmarks import generated_folder
+    from greenai_dagster.core.eval_settings import EvalSettings
+    from greenai_dagster.core.flips import above_chance
+
+    families = list(generated_tasks.FAMILIES)
+    generated_tasks.prepare(families, generated_folder())
+    started = time.perf_counter()
+    result = score_tasks([generated_tasks.task_id(f) for f in families], generated_folder(), device, batch_size,
+                         None, dtype)
+    elapsed = time.perf_counter() - started
+    rows, p_values = [], {}
+    for family in families:
+        tid = generated_tasks.task_id(family)
+        test = above_chance({tid: result.item_correct[tid]}, {tid: result.chance[tid]})
+        p_values[family] = test["p_value"]
+        rows.append({"task": family, "items": test["items"], "accuracy": test["accuracy"], "chance": test["chance"],
+                     "z": test["z"], "p_value": test["p_value"]})
+    significant = holm(p_values)
+    for row in rows:
+        row["above_chance"] = row["task"] in significant and row["accuracy"] - row["chance"] >= MIN_MARGIN
+    chosen = [r["task"] for r in rows if r["above_chance"]]
+    proxy_items = EvalSettings().limit_per_task
+    proxy = above_chance({f: result.item_correct[generated_tasks.task_id(f)][:proxy_items] for f in chosen},
+                         {f: result.chance[generated_tasks.task_id(f)] for f in chosen})
+    report = {
+        "how": "benchmarks/above_chance.py generated: default model (SmolLM2-135M-Instruct dequantized from the "
+               f"packaged Q4_1 GGUF, {dtype}) on every item of each family of core/generated_tasks.py (seed "
+               f"{generated_tasks.SEED}, <= {generated_tasks.ITEMS_PER_FAMILY} distinct items a family, seeded "
+               "stratified order), lm-eval log-likelihood acc, zero-shot; one-sided z-test vs chance (mean "
+               f"1/options), Holm-Bonferroni over {len(families)} families at alpha {ALPHA}, and accuracy - chance "
+               f">= {MIN_MARGIN}. proxy: the first {proxy_items} items of each kept family (what the search scores), "
+               f"one z-test of the total against chance, bar p < {PROXY_ALPHA}",
+        "source": "generated", "seed": generated_tasks.SEED, "folder": generated_tasks.FOLDER_NAME,
+        "device": device, "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
+        "wall_time_s": round(elapsed, 1), "tasks_measured": len(families), "tasks_above_chance": chosen,
+        "default_tasks": chosen,
+        "proxy": {"items_per_task": proxy_items, **proxy, "bar_p": PROXY_ALPHA, "passes": proxy["p_value"] < PROXY_ALPHA},
+        "rows": sorted(rows, key=lambda r: r["p_value"]),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"{len(chosen)} of {len(families)} families above chance in {elapsed:.0f} s: {', '.join(chosen)}; "
+          f"proxy ({proxy['items']} items) accuracy {proxy['accuracy']:.3f} vs chance {proxy['chance']:.3f}, "
+          f"p = {proxy['p_value']:.2g}")
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("action", choices=["prepare", "run", "choose"])
+    parser.add_argument("action", choices=["generated", "prepare", "run", "choose"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", default=str(RESULTS / "above_chance.json"))
@@ -123,7 +196,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=None, help="first N items of each task (default: all)")
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
-    if args.action == "prepare":
+    if args.action == "generated":
+        run_generated(args.device, args.batch_size, Path(args.out), args.dtype)
+    elif args.action == "prepare":
         prepare()
     elif args.action == "choose":      # re-derive the default tasks from a stored report
         report = json.loads(Path(args.out).read_text())

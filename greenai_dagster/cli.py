@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an experiment (episodes of compress -> benchmark -> frontier)")
     run.add_argument("-m", "--model", help="Hugging Face id or local folder (default: packaged SmolLM2-135M-Instruct)")
-    run.add_argument("-d", "--dataset", help="benchmark name (default: bigbench_above_chance) or a multiple-choice .jsonl")
+    run.add_argument("-d", "--dataset", help="benchmark name (default: generated_mc) or a multiple-choice .jsonl")
     run.add_argument("-e", "--episodes", type=int, help="maximum episodes (default 3)")
     run.add_argument("-b", "--budget", type=float, help="wall-time budget in hours (default 2.0)")
     run.add_argument("-i", "--interactive", action="store_true", help="print each episode's decision and metrics")
@@ -107,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--gguf-type", default=None,
                         help="with --format gguf: quantize a float variant with llama.cpp (Q4_K_M, Q5_K_M, Q8_0, Q4_0, ...)")
 
-    sub.add_parser("benchmarks", help="list every benchmark and whether it runs offline now")
+    sub.add_parser("benchmarks", help="list every benchmark, where its data comes from, and whether it runs "
+                                      "offline now")
+    doctor = sub.add_parser("doctor", help="self-test: every serving runtime runs the packaged model on this "
+                                           "machine and its logits are compared with PyTorch's (exit 1 when a "
+                                           "runtime the default run relies on fails)")
+    doctor.add_argument("--threads", type=int, default=0, help="threads (default: every core)")
 
     server = sub.add_parser("llm-server", help="serve the packaged model (or --gguf) as an OpenAI-compatible "
                                                "endpoint on 127.0.0.1 for the llm coordinator (llama.cpp)")
@@ -279,6 +284,22 @@ def cmd_benchmarks(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from greenai_dagster.core import selftest
+    from greenai_dagster.core.paths import data_root
+
+    machine = selftest.machine_fingerprint()
+    print(f"machine: {machine['cpu']} ({os.cpu_count()} cores, AMX {'yes' if machine['amx'] else 'no'}); "
+          f"llama.cpp build {machine['llama_cpp_build'] or 'not installed'}")
+    rows = selftest.run_all(data_root() / "selftest", threads=args.threads or None)
+    failed = sorted({r["runtime"] for r in rows if not r["passed"]})
+    relied_on = [r for r in failed if r in selftest.DEFAULT_RUN_RUNTIMES]
+    print(f"{len(rows) - sum(not r['passed'] for r in rows)} of {len(rows)} checks passed"
+          + (f"; failed here, left out of serving: {', '.join(failed)}" if failed else "")
+          + f" (verdicts in {selftest.cache_file()})")
+    return 1 if relied_on else 0
+
+
 def cmd_export(args) -> int:
     import tarfile
 
@@ -351,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query, "export": cmd_export,
                 "llm-server": cmd_llm_server, "serve": cmd_serve, "compact": cmd_compact,
-                "benchmarks": cmd_benchmarks, "sweep": cmd_sweep}
+                "benchmarks": cmd_benchmarks, "sweep": cmd_sweep, "doctor": cmd_doctor}
     try:
         return handlers[args.command](args)
     except GreenAIError as exc:

@@ -56,8 +56,8 @@ class NewExperimentConfig(Config):
 
     model: str = Field("smollm2-135m-instruct", description=(
         "the model to compress: the embedded default (smollm2-135m-instruct), a Hugging Face id, or a local folder"))
-    dataset: str = Field("bigbench_above_chance", description=(
-        "the benchmark: a name from `greenai benchmarks` (e.g. bigbench_above_chance, bigbench_hard, humaneval) or "
+    dataset: str = Field("generated_mc", description=(
+        "the benchmark: a name from `greenai benchmarks` (e.g. generated_mc, bigbench_hard, humaneval) or "
         "a local .jsonl file of multiple-choice items"))
     benchmark_source: BenchmarkSource = Field(BenchmarkSource.auto, description=(
         "auto: the hub where reachable, else offline; offline: the packaged copy; hub: lm-eval's standard task"))

@@ -16,6 +16,7 @@ import torch
 
 from greenai_dagster.core import bigbench, humaneval, task_files
 from greenai_dagster.core.benchmarks import PreparedBenchmark, prepare_benchmark
+from greenai_dagster.core.errors import NetworkError
 from greenai_dagster.core.evaluate import EvalSettings, accuracy
 from greenai_dagster.core.subsets import stratified_order
 
@@ -134,7 +135,7 @@ def test_humaneval_task_through_lm_eval_matches_executing_by_hand(tiny_model, da
     assert score(model, tokenizer, humaneval.TASK_NAME, short, limit=2, executes_code=True) == pytest.approx(expected)
 
 
-# ---- the real BIG-bench loader (the sdist from PyPI, checksum-verified) ----------------------------
+# ---- the BIG-bench loader (an sdist placed by hand, checksum-verified; PyPI no longer serves 1.0.0) ------
 
 def test_bigbench_formats_prompts_and_answers_like_bigbench():
     task = {"task_prefix": "Decide.", "example_input_prefix": "\nIn: ", "example_output_prefix": "\nOut: ",
@@ -147,39 +148,58 @@ def test_bigbench_formats_prompts_and_answers_like_bigbench():
     assert kind == "multiple_choice"
 
 
-def test_bigbench_hard_loads_every_bbh_source_task_from_the_sdist(data_root, tiny_model):
-    bench = prepare_benchmark("bigbench_hard")
-    folder = Path(bench.include_path)
-    assert len(bench.tasks) == 24
-    lines = {t: (folder / f"{t}.jsonl").read_text().splitlines() for t in bench.tasks}
-    sizes = {t: len(v) for t, v in lines.items()}
-    assert sizes["bb_causal_judgment"] == 190 and sizes["bb_penguins_in_a_table"] == 149
-    assert max(sizes.values()) == bigbench.FULL_ITEMS_PER_TASK and sum(sizes.values()) == 5770
+def _bigbench_archive(folder: Path) -> tuple[Path, str]:
+    """A small sdist shaped like bigbench-1.0.0.tar.gz: two task.json files under the same paths."""
+    import hashlib
+    import io
+    import tarfile
 
-    causal = [json.loads(x) for x in lines["bb_causal_judgment"]]
-    ceo = next(i for i in causal if "The CEO of a company is sitting in his office" in i["question"])
-    assert ceo["choices"] == ["Yes", "No"] and ceo["gold"] == 0
-    assert ceo["question"].startswith("How would a typical person answer") and ceo["question"].endswith("\nA:")
+    tasks = {
+        "sports_understanding": {"examples": [
+            {"input": f"Is the sentence {i} plausible?", "target_scores": {"plausible": int(i % 3 == 0),
+                                                                         "implausible": int(i % 3 != 0)}}
+            for i in range(12)]},
+        "object_counting": {"examples": [{"input": "I have two flutes, a piano, and a trumpet. How many "
+                                                   "musical instruments do I have?", "target": ["four", "4"]}]},
+    }
+    path = folder / bigbench.SDIST
+    with tarfile.open(path, "w:gz") as archive:
+        for name, task in tasks.items():
+            data = json.dumps(task).encode()
+            info = tarfile.TarInfo(f"{bigbench.TASKS_IN_SDIST}/{name}/task.json")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
-    counting = [json.loads(x) for x in lines["bb_object_counting"]]
-    assert any(i["targets"] == ["four", "4"] and "I have two flutes, a piano, and a trumpet." in i["question"]
-               for i in counting)
-    assert "output_type: generate_until" in (folder / "bb_object_counting.yaml").read_text()
-    dyck = json.loads(lines["bb_dyck_languages"][0])
-    assert set(dyck) == {"question", "targets"} and len(dyck["targets"]) == 1   # BBH-style generation
 
-    sports = [json.loads(x) for x in lines["bb_sports_understanding"]]
-    share = sum(i["gold"] == 0 for i in sports) / len(sports)
-    assert abs(sum(i["gold"] == 0 for i in sports[:20]) - 20 * share) <= 1   # the proxy keeps the label mix
+def test_bigbench_tasks_are_read_from_an_sdist_placed_by_hand(tmp_path, tiny_model):
+    downloads, out = tmp_path / "_downloads", tmp_path / "tasks"
+    downloads.mkdir()
+    _, digest = _bigbench_archive(downloads)
+    bigbench.prepare(["sports_understanding", "object_counting"], out, downloads, generative=set(), sha256=digest)
+    sports = [json.loads(x) for x in (out / "bb_sports_understanding.jsonl").read_text().splitlines()]
+    assert len(sports) == 12 and all(i["choices"] == ["plausible", "implausible"] for i in sports)
+    assert sum(i["gold"] == 0 for i in sports) == 4 and sports[0]["question"].endswith("\nA:")
+    assert abs(sum(i["gold"] == 0 for i in sports[:6]) - 2) <= 1          # the proxy keeps the label mix
+    counting = json.loads((out / "bb_object_counting.jsonl").read_text())
+    assert counting["targets"] == ["four", "4"]
+    assert "output_type: generate_until" in (out / "bb_object_counting.yaml").read_text()
 
     model, tokenizer = tiny_model   # a real task through lm-eval equals the hand computation
     expected = sum(predicted_choice(model, tokenizer, i) == i["gold"] for i in sports[:4]) / 4
-    assert score(model, tokenizer, "bb_sports_understanding", folder, limit=4) == pytest.approx(expected, abs=1e-12)
+    assert score(model, tokenizer, "bb_sports_understanding", out, limit=4) == pytest.approx(expected, abs=1e-12)
+
+    (downloads / bigbench.SDIST).write_bytes(b"not the archive")    # a corrupt file is refused and removed
+    with pytest.raises(NetworkError, match="checksum mismatch"):
+        bigbench.prepare(["physics"], out, downloads, generative=set(), sha256=digest)
+    assert not (downloads / bigbench.SDIST).exists()
 
 
-def test_other_offline_benchmarks_load(data_root):
-    commonsense = prepare_benchmark("bigbench_commonsense")
-    math = prepare_benchmark("elementary_math_qa")
-    assert commonsense.tasks == ["bb_strategyqa", "bb_social_iqa", "bb_physical_intuition", "bb_winowhy"]
-    item = json.loads((Path(math.include_path) / f"{math.tasks[0]}.jsonl").read_text().splitlines()[0])
-    assert 0 <= item["gold"] < len(item["choices"]) and len(item["choices"]) >= 2
+def test_without_the_bigbench_sdist_e006_names_the_generated_benchmark(data_root, monkeypatch):
+    # an index that answers nothing, as PyPI answers "from versions: 0.0.1" for bigbench==1.0.0 today
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    with pytest.raises(NetworkError) as raised:
+        prepare_benchmark("bigbench_hard")
+    assert raised.value.code == "E006" and "-d generated_mc" in raised.value.remedy
+    assert "no longer serves" in raised.value.message

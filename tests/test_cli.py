@@ -69,13 +69,14 @@ def test_hub_benchmark_offline_is_e006_naming_the_alternative(store_with_a_resul
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     code, out = run_cli(["run", "-m", str(tiny_model_dir), "-d", "gsm8k", "-e", "1", "-n", "hub_bench"], capsys)
     assert code == 1 and out.err.startswith("E006:")  # refused before any run starts
-    assert "gsm8k" in out.err and "-d elementary_math_qa" in out.err
+    assert "gsm8k" in out.err and "-d generated_mc" in out.err
 
 
 def test_benchmarks_lists_offline_status(capsys, data_root):
     code, out = run_cli(["benchmarks"], capsys)
     lines = {line.split()[0]: line for line in out.out.splitlines()}
-    assert code == 0 and "offline" in lines["bigbench_hard"] and "bigbench_commonsense" in lines["commonsenseqa"]
+    assert code == 0 and "offline" in lines["bigbench_hard"] and "generated_mc" in lines["commonsenseqa"]
+    assert "nothing to download" in lines["generated_mc"] and "no longer serves" in lines["bigbench_hard"]
 
 
 def test_hub_source_of_an_offline_benchmark_offline_is_e006_naming_the_local_data(store_with_a_result, capsys,

@@ -39,7 +39,7 @@ class CompressRequest(BaseModel):
         "examples": [{"model_name": "gpt2", "dataset": "gsm8k", "max_episodes": 5}]})
     model_name: str = Field(..., min_length=1, max_length=500,
                             description="Hugging Face id, a model folder on the server, or 'default' (SmolLM2-135M)")
-    dataset: str = Field("bigbench_above_chance", min_length=1, max_length=500,
+    dataset: str = Field("generated_mc", min_length=1, max_length=500,
                          description="benchmark name (GET /benchmarks) or a multiple-choice .jsonl on the server")
     max_episodes: int = Field(3, ge=1, le=1000)
     budget: float = Field(2.0, gt=0, le=10000, description="wall-time budget in hours")

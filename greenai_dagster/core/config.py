@@ -28,7 +28,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str = DEFAULT_MODEL
-    dataset: str = "bigbench_above_chance"
+    dataset: str = "generated_mc"
     benchmark_source: str = Field("auto", pattern="^(auto|offline|hub)$",
                                   description="lm-eval's standard tasks (hub) or local data (offline); auto: "
                                               "the hub where reachable. Fixed when the experiment is created.")

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from greenai_dagster.core import device_slot, fidelity
+from greenai_dagster.core import device_slot, fidelity, process_failure
 from greenai_dagster.core.benchmarks import PreparedBenchmark, hub_unreachable
 from greenai_dagster.core.errors import CompressionFailed, EvaluationError, OutOfMemory
 from greenai_dagster.core.eval_settings import EvalSettings  # noqa: F401 - one class, core/eval_settings.py
@@ -129,8 +129,10 @@ def accuracy(model, tokenizer, benchmark: PreparedBenchmark, settings: EvalSetti
     """Macro-averaged score over the benchmark's tasks, its stderr, per task, and per item.
 
     `settings.limit_per_task` items of each task (the stratified proxy: task files are written in
-    a seeded stratified order), or every item when it is None (the full set)."""
-    output = run_lm_eval(model, tokenizer, benchmark, settings.limit_per_task, settings.batch_size, log_samples=True)
+    a seeded stratified order; raised to the benchmark's floor for a user's one-task file), or every
+    item when it is None (the full set)."""
+    limit = benchmark.proxy_limit(settings.limit_per_task)
+    output = run_lm_eval(model, tokenizer, benchmark, limit, settings.batch_size, log_samples=True)
     mean, stderr, per_task = macro_score(output["results"], benchmark.tasks)
     samples = {t: output["samples"].get(t, []) for t in benchmark.tasks}
     metric_of = {t: task_score(output["results"][t])[0] for t in benchmark.tasks}
@@ -160,8 +162,8 @@ def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
     next, and the row says why (`runtime_fallback`); eager PyTorch serves everything last."""
     from greenai_dagster.core import runtimes
 
-    failures = []
-    for candidate in runtimes.pick(Path(checkpoint), device):
+    candidates, failures = runtimes.serving_candidates(Path(checkpoint), device)
+    for candidate in candidates:
         try:
             with device_slot.shared(device):      # conversions happen here, outside the measuring process
                 candidate.prepare(Path(checkpoint))
@@ -192,10 +194,10 @@ def _probe(checkpoint: Path, device: str, settings: EvalSettings, runtime_name: 
         except subprocess.TimeoutExpired as exc:
             raise EvaluationError(f"latency measurement exceeded {settings.timeout_s:.0f} s.") from exc
     if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        how = process_failure.describe(proc.returncode, proc.stderr)
         if proc.returncode in (-9, 137) or "out of memory" in proc.stderr.lower():
-            raise OutOfMemory(f"latency measurement ran out of memory: {tail[0]}")
-        raise EvaluationError(f"latency measurement failed: {tail[0]}")
+            raise OutOfMemory(f"latency measurement in {runtime_name} ran out of memory ({how})")
+        raise EvaluationError(f"latency measurement in {runtime_name} {how}")
     run = json.loads(proc.stdout.strip().splitlines()[-1])
     run["slot_wait_s"] = round(slot.wait_s, 3)
     return run
@@ -247,7 +249,7 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
     # seconds spent waiting for the device slot (core.device_slot): scoring waits for probes, the probe for all
     conditions["device_slot_wait_s"] = {"scoring": round(scoring_slot.wait_s, 3), "probe": run.get("slot_wait_s")}
     conditions.update({"quality_runtime": quality_runtime,
-                       "accuracy_items_per_task": settings.limit_per_task or "all",
+                       "accuracy_items_per_task": benchmark.proxy_limit(settings.limit_per_task) or "all",
                        "fidelity_tokens": fid.tokens,
                        "fidelity_text": fidelity.held_out_text(settings.fidelity_text)[1],
                        "fidelity_method": f"top-{reference['top_ids'].shape[1]} baseline log-probs + rest bucket, "

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from greenai_dagster.core import process_failure
 from greenai_dagster.core.errors import CompressionFailed
 
 # llama.cpp quantization types by the names its tools use (llama_ftype values of llama.h)
@@ -71,8 +72,8 @@ def convert(hf_folder: Path, out: Path, outtype: str = "f16") -> Path:
     proc = subprocess.run([sys.executable, str(script), str(hf_folder), "--outtype", outtype, "--outfile", str(partial)],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
-        raise GGUFUnavailable(f"llama.cpp's converter failed on {hf_folder}: {tail}")
+        raise GGUFUnavailable(f"llama.cpp's converter failed on {hf_folder}: "
+                              f"{process_failure.describe(proc.returncode, proc.stderr)}")
     partial.replace(out)
     return out
 

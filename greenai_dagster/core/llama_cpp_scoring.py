@@ -156,8 +156,9 @@ class LlamaCppLM(_lm_base()):
 
 def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScorer | None:
     """A llama.cpp scorer for a GGUF checkpoint served on CPU (the format and device llama.cpp serves
-    it in), or None otherwise: not GGUF, another device (its runtime is not llama.cpp here), or
-    llama-cpp-python not installed."""
+    it in), or None otherwise: not GGUF, another device (its runtime is not llama.cpp here),
+    llama-cpp-python not installed, or llama.cpp failed the self-test on this machine (`core.selftest`:
+    scoring runs in this process, where a crash would take the run down)."""
     if device != "cpu":
         return None
     from greenai_dagster.core.runtimes.llama_cpp import gguf_in
@@ -168,5 +169,9 @@ def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScor
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
+        return None
+    from greenai_dagster.core.selftest import unavailable_reason
+
+    if unavailable_reason("llama.cpp"):     # it crashed or disagreed here: score through PyTorch instead
         return None
     return LlamaCppScorer(path, n_ctx=n_ctx)

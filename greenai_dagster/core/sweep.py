@@ -3,7 +3,7 @@
     name: nightly-small            # [a-z0-9_-]; the experiments are <name>-<model slug>-<benchmark>
     cron: "0 2 * * *"              # optional: a Dagster schedule (schedules.py); without it, `--now` only
     models: [smollm2-135m-instruct]
-    benchmarks: [bigbench_above_chance]
+    benchmarks: [generated_mc]
     methods: [gptq, int8]          # optional: allowed compression methods (default: all that suit the model)
     constraints: {max_kl: 0.3}     # optional, as in `greenai run --config`
     episodes: 4                    # optional; also seed, coordinator, budget, objectives, benchmark_source, eval

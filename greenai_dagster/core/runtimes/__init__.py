@@ -28,11 +28,30 @@ RUNTIMES: list[Runtime] = [LlamaCpp(), CpuInt4(), TorchInt8Dynamic(), CudaW4(), 
 __all__ = ["RUNTIMES", "Runtime", "Session", "by_name", "pick", "EagerTorch"]
 
 
-def pick(folder: Path, device: str) -> list[Runtime]:
-    """Runtimes that serve `folder` on `device`, in order of preference; those whose kernels are slow on
-    this machine (`fast_here`) come after eager PyTorch."""
+def failed_here(runtime: Runtime, device: str) -> str | None:
+    """Why `runtime` must not serve on this machine (it failed `greenai doctor`'s self-test here), or None.
+    The self-test covers the CPU runtimes, whose native code was compiled for or dispatches on this CPU."""
+    if device.split(":")[0] != "cpu":
+        return None
+    from greenai_dagster.core.selftest import unavailable_reason
+
+    return unavailable_reason(runtime.name)
+
+
+def serving_candidates(folder: Path, device: str) -> tuple[list[Runtime], list[str]]:
+    """(runtimes that serve `folder` on `device`, in order of preference; "name: reason" for each that
+    would serve it but failed the self-test here). Runtimes whose kernels are slow on this machine
+    (`fast_here`) come after eager PyTorch."""
     serving = [r for r in RUNTIMES if r.available(device) and r.serves(Path(folder), device)]
-    return [r for r in serving if r.fast_here(device)] + [r for r in serving if not r.fast_here(device)]
+    skipped = [(r, failed_here(r, device)) for r in serving]
+    skipped_text = [f"{r.name}: {why}" for r, why in skipped if why]
+    serving = [r for r, why in skipped if not why]
+    return [r for r in serving if r.fast_here(device)] + [r for r in serving if not r.fast_here(device)], skipped_text
+
+
+def pick(folder: Path, device: str) -> list[Runtime]:
+    """Runtimes that serve `folder` on `device` here, in order of preference (see `serving_candidates`)."""
+    return serving_candidates(folder, device)[0]
 
 
 def by_name(name: str) -> Runtime:
