@@ -149,6 +149,10 @@ def export(store: ResultsStore, name: str) -> None:
         entry["steps"] = strategies.get(row["candidate_key"], {}).get("steps", [])
         entry["runtime"] = (row.get("conditions") or {}).get("runtime") or "torch-eager (before core/runtimes)"
         entry["kernel"] = (row.get("conditions") or {}).get("kernel")
+        # how the row's latency was taken: a row measured under load says so (load_average_1m, remeasured)
+        entry["conditions"] = {k: (row.get("conditions") or {}).get(k) for k in (
+            "runtime", "threads", "load_average_1m", "remeasured", "runtime_fallback", "decode_ms_spread",
+            "carried_from", "device_slot_wait_s")}
         entry["benchmark"] = store.experiment(name)["dataset"]
         rows.append(entry)
     RESULTS.mkdir(parents=True, exist_ok=True)

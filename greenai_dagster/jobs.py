@@ -73,8 +73,9 @@ class NewExperimentConfig(Config):
         "suit the model"))
     constraints: dict[str, float] = Field(default_factory=dict, description=(
         "bounds on result columns, as min_<metric>/max_<metric>: " + CONSTRAINT_KEYS + "; also max_kl "
-        "(quality gate, default 0.5 nats/token) and max_ppl_ratio (default 2.0): candidates beyond the gate "
-        "are marked degraded. Example: {max_latency_ms: 20, min_accuracy: 0.3}"))
+        "(quality gate, default 0.5 nats/token), max_ppl_ratio (default 2.0) and max_accuracy_drop (default 0.05, "
+        "where the paired McNemar test says worse): candidates beyond the gate are marked degraded. Example: "
+        "{max_latency_ms: 20, min_accuracy: 0.3}"))
     objectives: list[str] = Field(default_factory=list, description=(
         "frontier objectives, any of: " + ", ".join(objective_registry.OBJECTIVES) + "; empty = "
         + ", ".join(objective_registry.DEFAULT_FRONTIER)))

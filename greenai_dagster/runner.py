@@ -268,7 +268,9 @@ def introduce(config: ExperimentConfig, name: str, store: ResultsStore, echo: Ca
     facts = store.facts(name)
     echo(f"[Benchmark] {facts.get('benchmark_note', '')}")
     echo(f"[Objectives] frontier over {', '.join(facts.get('objectives', []))}; quality gate "
-         f"{', '.join(f'{k} <= {v:g}' for k, v in gate.bounds(config.constraints).items())}")
+         f"{', '.join(f'{k} <= {v:g}' for k, v in gate.bounds(config.constraints).items())}"
+         + (f", accuracy drop <= {float(config.constraints.get('max_accuracy_drop', gate.DEFAULT_MAX_ACCURACY_DROP)):g}"
+            " where McNemar says worse (Bonferroni over the episodes)" if facts.get("benchmark_discriminates") else ""))
 
 
 def report_candidate(store: ResultsStore, name: str, action: engine.Action, frontier_before: set, interactive: bool,

@@ -183,8 +183,10 @@ def _failure_message(run_id: str) -> str | None:
     for entry in reversed(dagster_instance().all_logs(run_id, of_type={DagsterEventType.STEP_FAILURE,
                                                                       DagsterEventType.RUN_FAILURE})):
         event = entry.dagster_event
-        data = getattr(event, "step_failure_data", None) if event else None
-        error = data.error if data else None
+        # StepFailureData and JobFailureData both carry `.error` (None where the run failed without one);
+        # the typed accessors (`step_failure_data`) raise for the other event type
+        data = event.event_specific_data if event else None
+        error = getattr(data, "error", None)
         if error is not None:
             cause = error.cause or error
             return cause.message.strip().splitlines()[0]

@@ -45,7 +45,8 @@ class ExperimentConfig(BaseModel):
         "executes code is refused with E004 without it (CLI --allow-code-execution)"))
     constraints: dict[str, float] = Field(default_factory=dict, description=(
         "min_<metric>/max_<metric> bounds on result columns, e.g. min_accuracy, max_latency_ms; the quality gate's "
-        "max_kl and max_ppl_ratio (defaults in core/gate.py) mark candidates beyond them `degraded`"))
+        "max_kl, max_ppl_ratio and max_accuracy_drop (defaults in core/gate.py) mark candidates beyond them "
+        "`degraded`"))
     objectives: list[str] | None = Field(None, description="frontier objectives (core/objectives.py); default: "
                                                            + ", ".join(objective_registry.DEFAULT_FRONTIER))
     coordinator: str = Field("planner", pattern="^(planner|llm|random)$")

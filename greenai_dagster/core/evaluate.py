@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 import time
@@ -188,6 +189,7 @@ def _probe(checkpoint: Path, device: str, settings: EvalSettings, runtime_name: 
            "--prompt-len", str(settings.prompt_len), "--new-tokens", str(settings.new_tokens),
            "--repeats", str(settings.latency_repeats), "--batch-size", str(settings.throughput_batch_size)]
     with device_slot.exclusive(device) as slot:
+        load_before = os.getloadavg()[0]     # the machine's load as the probe starts: a row taken under load says so
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=settings.timeout_s,
                                   pass_fds=(slot.fd,))
@@ -200,6 +202,7 @@ def _probe(checkpoint: Path, device: str, settings: EvalSettings, runtime_name: 
         raise EvaluationError(f"latency measurement in {runtime_name} {how}")
     run = json.loads(proc.stdout.strip().splitlines()[-1])
     run["slot_wait_s"] = round(slot.wait_s, 3)
+    run["load_average_1m"] = round(load_before, 2)
     return run
 
 
@@ -241,7 +244,7 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
     conditions = {k: run.get(k) for k in ("device", "dtype", "runtime", "kernel", "runtime_fallback", "prompt_len",
                                           "new_tokens", "repeats", "batch_size", "threads", "memory_source",
                                           "loaded_memory_gb", "prefill_tokens_per_s", "decode_ms_spread", "energy_source",
-                                          "latency_path")}
+                                          "latency_path", "load_average_1m")}
     if benchmark.executes_code:   # what confined the model-written code (core.sandbox)
         from greenai_dagster.core.sandbox import isolation
 

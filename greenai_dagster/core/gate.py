@@ -1,15 +1,30 @@
-"""The quality gate: a candidate whose distribution moved too far from the baseline's is `degraded`.
+"""The quality gate: a candidate whose distribution moved too far from the baseline's, or whose
+accuracy is measurably worse, is `degraded`.
 
 A degraded candidate stays in DuckDB and in every report with its reason, and never enters the
 frontier, however small or fast it is: a user who picks off the frontier must not pick a broken
-model. Bounds are constraints a user may set (`max_kl`, `max_ppl_ratio`); the defaults were chosen
-from the measured grid of the default model (README, "Quality gate").
+model. Bounds are constraints a user may set (`max_kl`, `max_ppl_ratio`, `max_accuracy_drop`); the
+fidelity defaults were chosen from the measured grid of the default model (README, "Quality gate").
+
+The accuracy rule hears the benchmark only where it can speak: when the baseline is above chance on
+the scored items (else accuracy says nothing about a candidate), a candidate is degraded when its
+paired McNemar test against the baseline (same items) says worse at a Bonferroni-corrected level,
+ALPHA divided by the experiment's episode count (every candidate of an experiment is one more test),
+and its accuracy drop (item-weighted, on the paired items) exceeds `max_accuracy_drop`. The default,
+0.05, comes from the default model's full-set grid (`benchmarks/results/fidelity_tau.json`, 3,419
+items): it marks sparsegpt_s50 (0.094 lost while passing the fidelity bounds at KL 0.37), RTN W4
+(0.073), Wanda 2:4 (0.142) and structured 30 % (0.213), and keeps the calibrated W4 methods (GPTQ W4
+g64 0.049, g32 0.046, AWQ 0.037) and every W8 variant (within noise); `tests/test_gate.py` pins
+those cases.
 """
 
 from __future__ import annotations
 
+from greenai_dagster.core.flips import ALPHA
+
 DEFAULT_MAX_KL = 0.5          # nats/token
 DEFAULT_MAX_PPL_RATIO = 2.0
+DEFAULT_MAX_ACCURACY_DROP = 0.05   # accuracy points (0.05 = 5 points), baseline minus candidate
 
 # constraint key -> (results column, default bound)
 GATES = {"max_kl": ("kl_divergence", DEFAULT_MAX_KL), "max_ppl_ratio": ("ppl_ratio", DEFAULT_MAX_PPL_RATIO)}
@@ -21,7 +36,22 @@ def bounds(constraints: dict | None) -> dict[str, float]:
     return {column: float(constraints.get(key, default)) for key, (column, default) in GATES.items()}
 
 
-def degraded_reason(row: dict, constraints: dict | None = None) -> str | None:
+def accuracy_reason(flips: dict | None, benchmark_discriminates: bool, max_drop: float, comparisons: int) -> str | None:
+    """Why the candidate's accuracy is measurably worse than the baseline's beyond `max_drop`, or None.
+    `flips`: `core.flips.Flips.to_json()` of the candidate against the baseline on the same items."""
+    if not benchmark_discriminates or not flips or not flips.get("items"):
+        return None
+    alpha = ALPHA / max(1, comparisons)
+    drop = -float(flips["accuracy_delta"])
+    if flips["p_value"] < alpha and drop > max_drop:
+        return (f"accuracy {drop:.3f} below the baseline's on {flips['items']} paired items (McNemar p = "
+                f"{flips['p_value']:.2g} < {alpha:.2g}, Bonferroni over {comparisons} candidates; allowed drop "
+                f"{max_drop:g})")
+    return None
+
+
+def degraded_reason(row: dict, constraints: dict | None = None, benchmark_discriminates: bool = False,
+                    comparisons: int = 1) -> str | None:
     """Why `row` is degraded, or None. A missing fidelity figure is not a pass: it is a reason."""
     reasons = []
     for column, bound in bounds(constraints).items():
@@ -30,4 +60,8 @@ def degraded_reason(row: dict, constraints: dict | None = None) -> str | None:
             reasons.append(f"{column} not measured")
         elif value > bound:
             reasons.append(f"{column} {value:.3g} > {bound:g}")
+    max_drop = float((constraints or {}).get("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP))
+    accuracy = accuracy_reason(row.get("flips"), benchmark_discriminates, max_drop, comparisons)
+    if accuracy:
+        reasons.append(accuracy)
     return "; ".join(reasons) or None

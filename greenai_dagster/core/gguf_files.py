@@ -266,6 +266,24 @@ def _dense_model(folder: Path):
     return linears, model.eval()
 
 
+def _int8_dynamic_model(folder: Path):
+    """(quantized linears, float32 model) of an `int8` method checkpoint: torch's per-channel symmetric int8
+    weights read from its dynamic-quantized Linears (one scale per row: a Q8_0 block of 32 per row segment
+    holds them exactly, up to the float16 scale), and the model with those Linears expanded to q * scale."""
+    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.runtimes.cuda_int8 import _dynamic_linears, dequantize_int8_dynamic, int8_dynamic_record
+
+    model, _ = load_variant(folder, device="cpu")
+    linears = {}
+    for name, module in _dynamic_linears(model).items():
+        record = int8_dynamic_record(module)
+        linears[name] = {"q": record["q"], "scale": record["scale"], "zero_point": None, "bits": 8}
+    model = dequantize_int8_dynamic(model)
+    if model.config.tie_word_embeddings:
+        model.tie_weights()
+    return linears, model.float().eval()
+
+
 def _check_against_library(folder: Path, model, linears: dict) -> None:
     """Our reading of the integers must give the weights compressed-tensors itself decompresses: a
     misread (wrong bit width, packing axis) would otherwise produce a self-consistent wrong model."""
@@ -286,15 +304,21 @@ def _row_key(row: np.ndarray) -> bytes:
 
 
 def repack(ct_folder: Path, out: Path) -> dict:
-    """A compressed-tensors W4/W8 checkpoint as a GGUF whose linear weights are the checkpoint's own
-    integers in llama.cpp blocks; everything else as llama.cpp's converter writes it (F16). Returns
-    what was done: tensors repacked, block types, the float16-scale error."""
+    """A compressed-tensors W4/W8 checkpoint (or an `int8` method checkpoint: per-channel int8) as a GGUF
+    whose linear weights are the checkpoint's own integers in llama.cpp blocks; everything else as
+    llama.cpp's converter writes it (F16). Returns what was done: tensors repacked, block types, the
+    float16-scale error."""
     import gguf
 
     from transformers import AutoTokenizer
 
-    linears, model = _dense_model(ct_folder)
-    _check_against_library(ct_folder, model, linears)
+    from greenai_dagster.core.checkpoints import checkpoint_format
+
+    if checkpoint_format(ct_folder) == "torch_int8_dynamic":
+        linears, model = _int8_dynamic_model(ct_folder)
+    else:
+        linears, model = _dense_model(ct_folder)
+        _check_against_library(ct_folder, model, linears)
     tokenizer = AutoTokenizer.from_pretrained(ct_folder)
     # each dense row -> (linear, row index): GGUF rows are found by content, whatever their order
     where: dict[bytes, tuple[str, int]] = {}

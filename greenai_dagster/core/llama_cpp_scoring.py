@@ -155,16 +155,19 @@ class LlamaCppLM(_lm_base()):
 
 
 def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScorer | None:
-    """A llama.cpp scorer for a GGUF checkpoint served on CPU (the format and device llama.cpp serves
-    it in), or None otherwise: not GGUF, another device (its runtime is not llama.cpp here),
+    """A llama.cpp scorer for a GGUF checkpoint, or an `int8` checkpoint (served repacked to Q8_0), on CPU
+    (the formats and device llama.cpp serves them in), or None otherwise: not GGUF, another device (its runtime is not llama.cpp here),
     llama-cpp-python not installed, or llama.cpp failed the self-test on this machine (`core.selftest`:
     scoring runs in this process, where a crash would take the run down)."""
     if device != "cpu":
         return None
-    from greenai_dagster.core.runtimes.llama_cpp import gguf_in
+    from greenai_dagster.core.checkpoints import checkpoint_format
+    from greenai_dagster.core.runtimes.llama_cpp import gguf_in, serving_file
 
     path = gguf_in(Path(checkpoint))
-    if path is None:
+    int8 = path is None and Path(checkpoint).is_dir() and (Path(checkpoint) / "config.json").exists() \
+        and checkpoint_format(Path(checkpoint)) == "torch_int8_dynamic"
+    if path is None and not int8:
         return None
     try:
         import llama_cpp  # noqa: F401
@@ -174,4 +177,11 @@ def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScor
 
     if unavailable_reason("llama.cpp"):     # it crashed or disagreed here: score through PyTorch instead
         return None
+    if int8:    # served repacked to Q8_0 (torch's per-tensor int8 activations are not what the user gets)
+        from greenai_dagster.core.gguf_files import GGUFUnavailable
+
+        try:
+            path = serving_file(Path(checkpoint))
+        except GGUFUnavailable:
+            return None
     return LlamaCppScorer(path, n_ctx=n_ctx)

@@ -260,7 +260,9 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
     row["load_time_s"] = compression.get("load_time_s", 0.0) + load_time
     flips = compare(baseline.get("item_correct") or {}, metrics.item_correct)
     row["flips"] = flips.to_json() if flips else None
-    row["degraded_reason"] = gate.degraded_reason(row, config.constraints)
+    row["degraded_reason"] = gate.degraded_reason(
+        row, config.constraints, benchmark_discriminates=bool(store.facts(name).get("benchmark_discriminates")),
+        comparisons=config.episodes)
     row["degraded"] = row["degraded_reason"] is not None
     store.write_result(row)
     store.set_strategy_status(key, "done")

@@ -260,6 +260,7 @@ def build_targets(root: Path) -> tuple[dict[str, Path], list[Check]]:
         Check("llama.cpp", "Q4_K_M GGUF (llama.cpp-quantized)", ggufs["Q4_K_M"], "Q4_K_M", 0.05, 0.8),
         Check("llama.cpp", "W4 g64 repacked to Q4_0 (RTN checkpoint)", made["rtn_w4g64"], "rtn_w4g64", 0.05, 0.8),
         Check("llama.cpp", "W8 g64 repacked to Q8_0 (RTN checkpoint)", made["rtn_w8g64"], "rtn_w8g64", 0.05, 0.8),
+        Check("llama.cpp", "INT8 per-channel repacked to Q8_0 (int8 checkpoint)", made["int8"], "float", 0.05, 0.8),
         Check("torch-cpu-int4", "W4 g64 (RTN checkpoint)", made["rtn_w4g64"], "rtn_w4g64", 0.05, 0.8),
         # int8 activations quantized per tensor: no PyTorch run has the same arithmetic, so the bound is
         # against the float model, loose (this method's KL on held-out text is ~0.9) but far below garbage (> 5)

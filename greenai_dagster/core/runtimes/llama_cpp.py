@@ -5,8 +5,9 @@ Serves three kinds of checkpoint:
 * float transformers checkpoints (the baseline, pruned, low-rank-merged variants), converted once by
   llama.cpp's converter to F16, the format llama.cpp serves float models in;
 * compressed-tensors W4/W8 weight-only checkpoints (GPTQ, AWQ, AutoRound, RTN with group sizes that
-  are multiples of 32), repacked without requantizing into Q4_0 / Q4_1 / Q8_0 blocks
-  (`core.gguf_files.repack`): the same integers and scales, served by llama.cpp's own kernels.
+  are multiples of 32) and the `int8` method's per-channel int8 checkpoints, repacked without
+  requantizing into Q4_0 / Q4_1 / Q8_0 blocks (`core.gguf_files.repack`): the same integers and
+  scales, served by llama.cpp's own kernels.
 
 Conversions are cached under `data/serving/` keyed by the checkpoint's path and modification time,
 so a checkpoint is converted once however often it is probed. Timing drives llama.cpp's own
@@ -46,6 +47,8 @@ def _route(folder: Path) -> str | None:
         return "gguf"
     if not (folder / "config.json").exists() or (folder / ADAPTER_DIR).exists():
         return None
+    if checkpoint_format(folder) == "torch_int8_dynamic":
+        return "repack"          # per-channel int8 weights: Q8_0 blocks hold the same integers
     if checkpoint_format(folder) != "hf":
         return None
     quant = _config(folder).get("quantization_config")
@@ -166,5 +169,5 @@ class LlamaCpp(Runtime):
     def kernel_for(self, folder: Path) -> str:
         route = _route(Path(folder))
         how = {"gguf": "GGUF as saved", "convert": "converted to F16 by llama.cpp's converter",
-               "repack": "compressed-tensors integers repacked into llama.cpp blocks, no requantization"}[route]
+               "repack": "the checkpoint's integers repacked into llama.cpp blocks, no requantization"}[route]
         return f"llama.cpp ggml CPU kernels; {how}"

@@ -1,0 +1,47 @@
+"""The quality gate hears fidelity and, where the benchmark can tell, accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from greenai_dagster.core import gate
+from greenai_dagster.core.flips import compare
+
+TAU = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "fidelity_tau.json"
+
+
+def _row(name: str, tau: dict) -> dict:
+    """A results row of one variant of the committed tau table: fidelity at 4096 tokens and full-set flips."""
+    variant = next(r for r in tau["rows"] if r["variant"] == name)
+    fidelity = variant["fidelity"]["4096"]
+    flips = compare(tau["item_correct"]["baseline"], tau["item_correct"][name])
+    return {"kl_divergence": fidelity["kl_divergence"], "ppl_ratio": fidelity["ppl_ratio"], "flips": flips.to_json()}
+
+
+def test_sparsegpt_s50_passes_fidelity_but_is_degraded_for_its_accuracy_loss():
+    tau = json.loads(TAU.read_text())
+    row = _row("sparsegpt_s50", tau)
+    assert row["kl_divergence"] < gate.DEFAULT_MAX_KL and row["ppl_ratio"] < gate.DEFAULT_MAX_PPL_RATIO
+    assert gate.degraded_reason(row) is None                              # the old, fidelity-only gate let it pass
+    reason = gate.degraded_reason(row, benchmark_discriminates=True, comparisons=10)
+    assert reason and reason.startswith("accuracy 0.094") and "McNemar" in reason and "Bonferroni over 10" in reason
+    # a user who accepts a larger loss keeps it; a benchmark at chance says nothing about it
+    assert gate.degraded_reason(row, {"max_accuracy_drop": 0.15}, benchmark_discriminates=True) is None
+    assert gate.degraded_reason(row, benchmark_discriminates=False, comparisons=10) is None
+
+
+def test_the_default_drop_keeps_calibrated_w4_and_w8_and_marks_rtn_w4():
+    tau = json.loads(TAU.read_text())
+    for kept in ("gptq_w4g64_act", "awq_w4g64", "gptq_w8g64_act", "rtn_w8g64"):
+        assert gate.degraded_reason(_row(kept, tau), benchmark_discriminates=True, comparisons=10) is None, kept
+    for marked in ("rtn_w4g64", "wanda_2of4"):
+        assert "McNemar" in gate.degraded_reason(_row(marked, tau), benchmark_discriminates=True, comparisons=10)
+
+
+def test_a_significant_but_small_drop_is_within_the_allowed_loss():
+    flips = {"items": 10000, "accuracy_delta": -0.02, "p_value": 1e-9}
+    assert gate.accuracy_reason(flips, True, gate.DEFAULT_MAX_ACCURACY_DROP, 3) is None
+    assert gate.accuracy_reason({**flips, "accuracy_delta": -0.06}, True, 0.05, 3).startswith("accuracy 0.060")
+    # a large drop that the paired test cannot separate from noise at the corrected level is not a verdict
+    assert gate.accuracy_reason({"items": 20, "accuracy_delta": -0.2, "p_value": 0.03}, True, 0.05, 3) is None
