@@ -1,6 +1,7 @@
 """CUDA runtimes (`core.runtimes.cuda_*`) on a real GPU: each must compute the model it was given.
 
-A tiny Llama (hidden 128, so tinygemm's K tiling applies) is put into each runtime's representation,
+A tiny Llama (hidden 128, so tinygemm's K tiling applies) is put into each runtime's representation
+(and into the opt-in `torch-cuda-w4-triton`'s),
 in memory and from checkpoints written by the project's own methods (RTN W4, GPTQ W8, dynamic
 int8) or by llm-compressor (FP8 dynamic). The runtime's logits, after a prefill and at every greedy
 decode step (compiled step replayed as a CUDA graph), are compared with eager transformers in bf16
@@ -19,7 +20,8 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CUDA runtimes need a GPU")]
 
 TOLERANCE = {"torch-cuda-compiled": 2e-2, "torch-cuda-w4-tinygemm": 2e-2, "torch-cuda-int8-wo": 2e-2,
-             "torch-cuda-fp8": 8e-2}
+             "torch-cuda-fp8": 8e-2, "torch-cuda-w4-triton": 2e-2}
+TRITON_STEP = ("torch-cuda-compiled", "torch-cuda-w4-triton")   # runtimes whose decode step is `kernel_step`
 PROMPT = list(range(40, 72))
 STEPS = 6
 
@@ -33,12 +35,13 @@ def tiny128(tmp_path_factory):
 
 def _runtime(name: str):
     from greenai_dagster.core import runtimes
+    from greenai_dagster.core.runtimes.cuda_w4 import CudaW4Triton
 
-    return runtimes.by_name(name)
+    return CudaW4Triton() if name == CudaW4Triton.name else runtimes.by_name(name)
 
 
 def _dequantized(name: str, record) -> torch.Tensor:
-    if name == "torch-cuda-w4-tinygemm":
+    if name in ("torch-cuda-w4-tinygemm", "torch-cuda-w4-triton"):
         from greenai_dagster.core.runtimes.cuda_w4 import dequantize_record
     elif name == "torch-cuda-fp8":
         from greenai_dagster.core.runtimes.cuda_fp8 import dequantize_record
@@ -108,6 +111,77 @@ def test_tinygemm_prefill_dequantization_is_exact():
             expected = x.float() @ dense.t()
             got = layer(x).float()
             assert ((got - expected).norm() / expected.norm()).item() < 1e-2
+
+
+def test_the_triton_step_runs_where_it_should_and_prefill_replays_a_graph(tiny128):
+    from transformers import AutoModelForCausalLM
+
+    for name in TOLERANCE:
+        runtime = _runtime(name)
+        model = AutoModelForCausalLM.from_pretrained(tiny128, dtype=torch.bfloat16).cuda().eval()
+        runtime.convert(model)
+        session = runtime.session_for(model, "cuda", max_len=128)
+        if name not in TRITON_STEP:   # linears without a GEMV: the compiled step, eager prefill
+            assert session.kernel_step_blocker and session.step_path.startswith("torch.compile"), name
+            assert not session.graph_prefill
+            continue
+        assert session.kernel_step_blocker is None and session.step_path.startswith("Triton"), name
+        logits = []
+        for _ in range(3):   # eager, then captured (second prefill of this length), then replayed
+            session.prefill(PROMPT)
+            session.decode()
+            logits.append(session.last_logits().clone())
+        assert len(session._prefill_graphs) == 1, f"{name}: no prefill graph ({session.prefill_graph_error})"
+        for later in logits[1:]:
+            error = ((later - logits[0]).norm() / logits[0].norm()).item()
+            assert error < 1e-3, f"{name}: a replayed prefill changed the next step's logits ({error:.2e})"
+
+
+def test_packed_w4_kernels_compute_the_dequantized_weight():
+    from greenai_dagster.core.runtimes.cuda_w4 import PackedW4Linear, dequantize_record, repack_packed
+
+    torch.manual_seed(0)
+    for group in (32, 64, 128, 256):
+        for asymmetric in (False, True):
+            n, k = 96, 1024
+            q = torch.randint(-8, 8, (n, k), dtype=torch.int8, device="cuda")
+            scale = torch.rand(n, k // group, device="cuda") * 0.02 + 0.001
+            zero_point = (torch.randint(-2, 3, (n, k // group), device="cuda").float() if asymmetric
+                          else torch.zeros(n, k // group, device="cuda"))
+            record = {"q": q, "scale": scale, "zero_point": zero_point, "group_size": group}
+            layer = PackedW4Linear(*repack_packed(q, scale, zero_point, group), group, k, n, None)
+            dense = dequantize_record(record).float()
+            assert torch.allclose(layer.dequantize().float(), dense, rtol=1e-2, atol=1e-4)
+            for kernel in ("fused", "dequantize"):
+                PackedW4Linear.prefill_kernel = kernel
+                try:
+                    for rows in (1, 64):   # the GEMV (decode) and the prefill kernel
+                        x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
+                        expected = x.float() @ dense.t()
+                        got = layer(x).float()
+                        assert ((got - expected).norm() / expected.norm()).item() < 1e-2, (group, asymmetric, kernel)
+                finally:
+                    PackedW4Linear.prefill_kernel = "dequantize"
+
+
+def test_int8_and_fp8_gemv_kernels_agree_with_the_matmul_they_replace():
+    from greenai_dagster.core.runtimes import cuda_kernels
+    from greenai_dagster.core.runtimes.cuda_fp8 import Fp8Linear, quantize_fp8
+    from greenai_dagster.core.runtimes.cuda_int8 import quantize_int8
+
+    torch.manual_seed(1)
+    weight = torch.randn(192, 640, device="cuda")
+    x = torch.randn(640, device="cuda", dtype=torch.bfloat16)
+    q, scale = quantize_int8(weight)   # per channel: one group of K
+    packed = (q.to(torch.int16) + 128).to(torch.uint8).contiguous().view(torch.int32)
+    got = cuda_kernels.gemv_wq(x, packed, scale.t().contiguous(), None, 640, 8).float()
+    expected = (q.float() * scale) @ x.float()
+    assert ((got - expected).norm() / expected.norm()).item() < 1e-2
+    weight_fp8, weight_scale = quantize_fp8(weight)
+    layer = Fp8Linear(weight_fp8, weight_scale, None)
+    expected = layer(torch.stack([x, x]))[0].float()   # _scaled_mm on the per-token e4m3 activation
+    got = cuda_kernels.gemv_fp8(x, weight_fp8, weight_scale.view(-1).float().contiguous()).float()
+    assert ((got - expected).norm() / expected.norm()).item() < 1e-2
 
 
 def _checkpoint(base, folder, method: str, params: dict):

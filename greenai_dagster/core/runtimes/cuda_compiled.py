@@ -74,6 +74,12 @@ class DenseLinear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
 
+    def gemv(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """One token [K] -> [N] (+ residual): the decode step's matrix-vector kernel."""
+        from greenai_dagster.core.runtimes.cuda_kernels import gemv_bf16
+
+        return gemv_bf16(x, self.weight, self.bias, residual)
+
 
 def skeleton(folder: Path, device: str, quantized_names: set[str], state: dict[str, torch.Tensor]):
     """The transformers model built on the meta device, with every tensor of the checkpoint except the
@@ -141,9 +147,11 @@ class CudaRuntime(Runtime):
         return record_of
 
     def session_for(self, model, device: str, max_len: int | None = None, compile_step: bool = True,
-                    graph: bool = True) -> CompiledSession:
-        """A session over a model already converted (`convert`) or loaded (`load`)."""
-        return CompiledSession(StaticDecoder(model, max_len or self.max_len, device), device, compile_step, graph)
+                    graph: bool = True, kernel_step: bool = True) -> CompiledSession:
+        """A session over a model already converted (`convert`) or loaded (`load`); `kernel_step=False`
+        compiles the decode step with torch.compile instead of running it as Triton launches."""
+        return CompiledSession(StaticDecoder(model, max_len or self.max_len, device), device, compile_step, graph,
+                               kernel_step)
 
     def load(self, folder: Path, device: str):
         model, record_of = self.record_reader(Path(folder), device)
@@ -151,13 +159,14 @@ class CudaRuntime(Runtime):
         return model
 
     def open(self, folder: Path, device: str, threads: int = 0, max_len: int | None = None,
-             compile_step: bool = True, graph: bool = True) -> Session:
-        return self.session_for(self.load(folder, device), device, max_len, compile_step, graph)
+             compile_step: bool = True, graph: bool = True, kernel_step: bool = True) -> Session:
+        return self.session_for(self.load(folder, device), device, max_len, compile_step, graph, kernel_step)
 
 
 class CudaCompiled(CudaRuntime):
     name = "torch-cuda-compiled"
-    kernel = "bf16 matmuls (cuBLAS / inductor Triton), torch.compile decode step in a CUDA graph, static KV cache"
+    kernel = ("bf16: Triton GEMV + fused decode attention in one CUDA graph (cuda_kernels) for decode, cuBLAS + "
+              "flash attention for prefill (a CUDA graph per recurring prompt length); static KV cache")
 
     def serves(self, folder: Path, device: str) -> bool:
         return plain_checkpoint(folder) and quant_config(folder) is None and supported_folder(folder)

@@ -14,6 +14,18 @@ into a cache of `max_len` positions at the token's position, and attention runs 
 cache with a causal mask (fixed shapes, so the step compiles once and can be captured). q/k/v and
 gate/up projections may be fused into one linear each (`install_linears`), which a runtime does
 when its weight format allows concatenation along the output dimension (all of them here).
+
+Where every linear offers a matrix-vector kernel (`gemv`) and the model is the plain Llama shape
+(RMSNorm, SiLU-gated MLP, rotary attention, bf16), the decode step is not compiled at all: it is a
+short list of Triton launches (`cuda_kernels`: norm, fused-qkv GEMV, a split attention kernel that
+also applies the rotary embedding and writes the cache, and its combining launch, o GEMV with the
+residual added in its epilogue, norm, gate_up GEMV, SiLU-mul, down GEMV with the residual), nine per
+layer, captured as one CUDA graph. Its attention reads only the cache positions written so far.
+Otherwise (e.g. tinygemm W4, FP8, int8, whose linears have no `gemv`) the step is compiled as before.
+Open (H100, 2026-12-06): a third session built in one process hit a device-side index assert in its
+first prefill; the latency probe opens one session per process, as does `benchmarks/runtimes_gpu.py`. Prefill of a prompt starting the sequence attends causally over the prompt alone (flash
+attention); the session captures one CUDA graph per prompt length, from the second prefill of that
+length on (with the Triton step), so a repeated length is served without host launch overhead.
 """
 
 from __future__ import annotations
@@ -113,16 +125,17 @@ class StaticDecoder(torch.nn.Module):
     def cache_bytes(self) -> int:
         return sum(b.numel() * b.element_size() for n, b in self.named_buffers() if "_cache_" in n)
 
-    def forward(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Logits (float32) of the last of `ids` [1, T], whose positions are `pos` [T]; fills the cache."""
+    def forward(self, ids: torch.Tensor, pos: torch.Tensor, fresh: bool = False) -> torch.Tensor:
+        """Logits (float32) of the last of `ids` [1, T], whose positions are `pos` [T]; fills the cache.
+        `fresh`: `pos` is 0..T-1 (a new sequence), so attention needs the prompt's own keys only."""
         x = self.embed(ids)
         cos, sin, mask = self.cos[pos], self.sin[pos], self.causal[pos]
         for index, layer in enumerate(self.layers):
-            x = x + self._attention(index, layer.self_attn, layer.input_layernorm(x), cos, sin, mask, pos)
+            x = x + self._attention(index, layer.self_attn, layer.input_layernorm(x), cos, sin, mask, pos, fresh)
             x = x + self._mlp(layer.mlp, layer.post_attention_layernorm(x))
         return self.lm_head(self.norm(x[:, -1:]))[:, 0].float()
 
-    def _attention(self, index, attn, h, cos, sin, mask, pos):
+    def _attention(self, index, attn, h, cos, sin, mask, pos, fresh=False):
         length, hd = h.shape[1], self.head_dim
         if hasattr(attn, "qkv_proj"):
             q, k, v = attn.qkv_proj(h).split([self.n_heads * hd, self.n_kv * hd, self.n_kv * hd], dim=-1)
@@ -140,6 +153,9 @@ class StaticDecoder(torch.nn.Module):
             scores = (q.reshape(1, self.n_kv, group, hd) @ keys.transpose(-1, -2)).float() * self.scaling
             weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1).to(q.dtype)
             out = (weights @ values).reshape(1, self.n_heads, 1, hd)
+        elif fresh:   # a new sequence: causal attention over the prompt's own keys (flash attention)
+            out = F.scaled_dot_product_attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1),
+                                                 is_causal=True, scale=self.scaling)
         else:
             out = F.scaled_dot_product_attention(q, keys.repeat_interleave(group, 1), values.repeat_interleave(group, 1),
                                                  attn_mask=mask, scale=self.scaling)
@@ -160,6 +176,56 @@ class StaticDecoder(torch.nn.Module):
         self.token.copy_(logits.argmax(dim=-1).view(1, 1))
         self.pos.add_(1)
 
+    def kernel_step_blocker(self) -> str | None:
+        """Why the decode step cannot be the Triton launch list (`kernel_step`), or None if it can."""
+        if not self.cos.is_cuda:
+            return "not on CUDA"
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "Triton is not installed"
+        if self.embed.weight.dtype != torch.bfloat16:
+            return f"activations are {self.embed.weight.dtype}, not bfloat16"
+        if getattr(self.config, "hidden_act", None) != "silu":
+            return f"activation {getattr(self.config, 'hidden_act', None)!r} is not SiLU"
+        hd = self.head_dim
+        if hd & (hd - 1) or hd < 16 or self.cos.shape[-1] != hd:
+            return f"head_dim {hd} (the attention kernel takes powers of two from 16, full rotary)"
+        head = self.lm_head
+        if getattr(head, "bias", None) is not None or not isinstance(getattr(head, "weight", None), torch.Tensor):
+            return "lm_head is not a plain bias-free linear"
+        norms = [self.norm] + [n for layer in self.layers for n in (layer.input_layernorm,
+                                                                    layer.post_attention_layernorm)]
+        if any(not type(n).__name__.endswith("RMSNorm") or "Gemma" in type(n).__name__
+               or not hasattr(n, "variance_epsilon") for n in norms):
+            return "a norm is not Llama's RMSNorm"
+        for layer in self.layers:
+            for module in (getattr(layer.self_attn, "qkv_proj", None), layer.self_attn.o_proj,
+                           getattr(layer.mlp, "gate_up_proj", None), layer.mlp.down_proj):
+                if module is None or not hasattr(module, "gemv"):
+                    return f"{type(module).__name__} has no matrix-vector kernel (gemv) or is not fused"
+        return None
+
+    def kernel_step(self) -> None:
+        """`step` as Triton launches (module docstring); the same state in and out."""
+        from greenai_dagster.core.runtimes import cuda_kernels as kernels
+
+        x = self.embed(self.token).view(-1)
+        for index, layer in enumerate(self.layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            norm1, norm2 = layer.input_layernorm, layer.post_attention_layernorm
+            qkv = attn.qkv_proj.gemv(kernels.rmsnorm(x, norm1.weight, norm1.variance_epsilon))
+            out = kernels.decode_attention(qkv, self.cos, self.sin, self.pos, getattr(self, f"k_cache_{index}"),
+                                           getattr(self, f"v_cache_{index}"), self.n_heads, self.n_kv,
+                                           self.head_dim, self.scaling)
+            x = attn.o_proj.gemv(out, residual=x)
+            gate_up = mlp.gate_up_proj.gemv(kernels.rmsnorm(x, norm2.weight, norm2.variance_epsilon))
+            x = mlp.down_proj.gemv(kernels.silu_mul(gate_up), residual=x)
+        h = kernels.rmsnorm(x, self.norm.weight, self.norm.variance_epsilon)
+        self.logits.copy_(kernels.gemv_bf16(h, self.lm_head.weight).view(1, -1))
+        self.token.copy_(self.logits.argmax(dim=-1).view(1, 1))
+        self.pos.add_(1)
+
 
 # inductor options for the decode step: with coordinate-descent tuning, inductor turns a matrix-vector
 # product into a fused Triton reduction (so int8 -> bf16 casts fuse into the weight read) and tunes it
@@ -167,17 +233,32 @@ INDUCTOR_OPTIONS = {"coordinate_descent_tuning": True}
 
 
 class CompiledSession(Session):
-    """Prefill runs the decoder eagerly over the prompt; each decode replays the captured step."""
+    """Prefill runs the decoder eagerly over the prompt (a CUDA graph per prompt length once a length
+    recurs); each decode replays the captured step: the Triton launch list where the model allows it
+    (`kernel_step`), else the step compiled by torch.compile."""
 
-    def __init__(self, decoder: StaticDecoder, device: str, compile_step: bool = True, graph: bool = True):
+    MAX_PREFILL_GRAPHS = 4
+
+    def __init__(self, decoder: StaticDecoder, device: str, compile_step: bool = True, graph: bool = True,
+                 kernel_step: bool = True, graph_prefill: bool = True):
         self.decoder, self.device = decoder, device
         self._length = 0
         self._graph = None
         on_cuda = device.startswith("cuda")
+        self.step_path = "eager step"
+        self.kernel_step_blocker = decoder.kernel_step_blocker() if on_cuda else "not on CUDA"
         step = decoder.step
-        if compile_step and on_cuda:
+        if kernel_step and self.kernel_step_blocker is None:
+            step, self.step_path = decoder.kernel_step, "Triton kernels (cuda_kernels)"
+        elif compile_step and on_cuda:
             step = torch.compile(decoder.step, fullgraph=True, dynamic=False)
+            self.step_path = "torch.compile (inductor)"
         self._step = step
+        # prefill graphs were measured with the Triton step only (H100, 2026-12-06); compiled steps keep eager prefill
+        self.graph_prefill = graph and graph_prefill and on_cuda and step == decoder.kernel_step
+        self._prefill_graphs: dict[int, tuple] = {}
+        self._prefill_seen: set[int] = set()
+        self.prefill_graph_error = None
         if on_cuda:
             with torch.no_grad(), torch._inductor.config.patch(INDUCTOR_OPTIONS):
                 stream = torch.cuda.Stream()
@@ -194,15 +275,49 @@ class CompiledSession(Session):
 
     @torch.no_grad()
     def prefill(self, prompt: list[int]) -> None:
-        if len(prompt) >= self.decoder.max_len:
-            raise ValueError(f"prompt of {len(prompt)} tokens does not fit the static cache ({self.decoder.max_len})")
+        n = len(prompt)
+        if n >= self.decoder.max_len:
+            raise ValueError(f"prompt of {n} tokens does not fit the static cache ({self.decoder.max_len})")
         ids = torch.tensor([prompt], device=self.device)
-        logits = self.decoder(ids, torch.arange(len(prompt), device=self.device))
+        entry = self._prefill_graphs.get(n)
+        if entry is None and self.graph_prefill and n in self._prefill_seen \
+                and len(self._prefill_graphs) < self.MAX_PREFILL_GRAPHS:
+            try:
+                entry = self._capture_prefill(n)
+            except RuntimeError as exc:   # a kernel that cannot be captured: prefill stays eager, and says why
+                self.graph_prefill, self.prefill_graph_error = False, f"{type(exc).__name__}: {exc}"[:300]
+        if entry is not None:
+            graph, static_ids = entry
+            static_ids.copy_(ids)
+            graph.replay()
+        else:
+            self._prefill_into_state(ids, torch.arange(n, device=self.device))
+            self._prefill_seen.add(n)
+        self._length = n
+        self._sync()
+
+    def _prefill_into_state(self, ids: torch.Tensor, pos: torch.Tensor) -> None:
+        logits = self.decoder(ids, pos, fresh=True)
         self.decoder.logits.copy_(logits)
         self.decoder.token.copy_(logits.argmax(dim=-1).view(1, 1))
-        self.decoder.pos.fill_(len(prompt))
-        self._length = len(prompt)
-        self._sync()
+        self.decoder.pos.fill_(ids.shape[1])
+
+    def _capture_prefill(self, n: int) -> tuple:
+        """A CUDA graph of a whole prefill of `n` tokens (ids copied into a static buffer before replay);
+        the length has run eagerly before, so every kernel is compiled and tuned."""
+        static_ids = torch.zeros(1, n, dtype=torch.long, device=self.device)
+        static_pos = torch.arange(n, device=self.device)
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize()
+        with torch.cuda.graph(graph):   # its own memory pool (a shared one outlived its graphs: see clear)
+            self._prefill_into_state(static_ids, static_pos)
+        self._prefill_graphs[n] = (graph, static_ids)
+        return self._prefill_graphs[n]
+
+    def clear_prefill_graphs(self) -> None:
+        """Forget the captured prefills (a benchmark switching a layer's prefill kernel re-captures)."""
+        self._prefill_graphs.clear()
+        self._prefill_seen.clear()
 
     @torch.no_grad()
     def decode(self) -> None:
