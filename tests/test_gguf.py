@@ -113,6 +113,38 @@ def test_repacked_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_llama
 
 
 @pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed")
+def test_an_int8_checkpoint_is_served_by_llama_cpp_as_q8_0_holding_its_integers(smol_tokenizer_llama, tmp_path,
+                                                                                data_root):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.compress import compress_to_checkpoint
+    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.runtimes import pick
+    from greenai_dagster.core.runtimes.cuda_int8 import dequantize_int8_dynamic
+    from greenai_dagster.core.runtimes.llama_cpp import LlamaCppSession
+    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.strategy import Step, Strategy
+
+    model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
+    spec = build_spec("tinysmol", model, str(smol_tokenizer_llama))
+    folder = tmp_path / "int8"
+    compress_to_checkpoint(str(smol_tokenizer_llama), Strategy("int8", [Step("int8", {})]), spec, folder)
+    assert pick(folder, "cpu")[0].name == "llama.cpp"          # before torch's dynamic int8 (per-tensor activations)
+    out = tmp_path / "int8.gguf"
+    info = gguf_files.repack(folder, out)
+    assert info["tensors_repacked"] == info["linears"] == 14 and info["block_types"] == ["Q8_0"]
+    assert info["max_float16_scale_error"] < 1e-3
+
+    ids = tokenizer("The quick brown fox jumps over the lazy dog", return_tensors="pt")["input_ids"][0].tolist()
+    dense = dequantize_int8_dynamic(load_variant(folder, device="cpu")[0]).float()   # the same integers, in float
+    with torch.no_grad():
+        want = dense(torch.tensor([ids])).logits[0, -1].numpy()
+    session = LlamaCppSession(out, threads=1, n_ctx=128)
+    session.prefill(ids)
+    assert float(np.corrcoef(np.array(session.last_logits()), want)[0, 1]) > 0.99
+
+
+@pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed")
 def test_gguf_method_writes_a_llama_cpp_file_that_reloads_and_serves(smol_tokenizer_llama, tmp_path, data_root):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from greenai_dagster.core.checkpoints import GGUF_FILE, checkpoint_format, load_variant, save_variant

@@ -63,11 +63,11 @@ class CompressRequest(BaseModel):
     @classmethod
     def _constraint_names(cls, value: dict) -> dict:
         import math
-        import re
 
+        from greenai_dagster.core.gate import check_constraint_names
+
+        check_constraint_names(value)
         for key, bound in value.items():
-            if not re.fullmatch(r"(min|max)_[a-z_]{1,60}", key):
-                raise ValueError(f"constraint '{key}' must look like min_<metric> or max_<metric>")
             if not math.isfinite(bound):
                 raise ValueError(f"constraint '{key}' must be a finite number")
         return value

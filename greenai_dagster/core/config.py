@@ -70,10 +70,9 @@ class ExperimentConfig(BaseModel):
     @field_validator("constraints")
     @classmethod
     def _constraint_names(cls, value: dict) -> dict:
-        for key in value:
-            if not re.fullmatch(r"(min|max)_[a-z_]+", key):
-                raise ValueError(f"constraint '{key}' must look like min_<metric> or max_<metric>")
-        return value
+        from greenai_dagster.core.gate import check_constraint_names
+
+        return check_constraint_names(value)
 
     @field_validator("name")
     @classmethod

@@ -36,6 +36,24 @@ def bounds(constraints: dict | None) -> dict[str, float]:
     return {column: float(constraints.get(key, default)) for key, (column, default) in GATES.items()}
 
 
+def known_constraints() -> list[str]:
+    """Every constraint key a user may set: min_/max_ of an objective (a results column), and the gate's."""
+    from greenai_dagster.core.objectives import OBJECTIVES
+
+    names = [f"{kind}_{name}" for name in OBJECTIVES for kind in ("min", "max")]
+    return names + [key for key in (*GATES, "max_accuracy_drop") if key not in names]
+
+
+def check_constraint_names(constraints: dict) -> dict:
+    """`constraints` as given, or ValueError naming the first unknown key and the known ones (a typo such
+    as `max_latency` would otherwise be stored and silently bound nothing)."""
+    known = known_constraints()
+    for key in constraints:
+        if key not in known:
+            raise ValueError(f"unknown constraint '{key}'; known: {', '.join(known)}")
+    return constraints
+
+
 def accuracy_reason(flips: dict | None, benchmark_discriminates: bool, max_drop: float, comparisons: int) -> str | None:
     """Why the candidate's accuracy is measurably worse than the baseline's beyond `max_drop`, or None.
     `flips`: `core.flips.Flips.to_json()` of the candidate against the baseline on the same items."""

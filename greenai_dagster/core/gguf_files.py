@@ -314,7 +314,8 @@ def repack(ct_folder: Path, out: Path) -> dict:
 
     from greenai_dagster.core.checkpoints import checkpoint_format
 
-    if checkpoint_format(ct_folder) == "torch_int8_dynamic":
+    int8_weights = checkpoint_format(ct_folder) == "torch_int8_dynamic"
+    if int8_weights:
         linears, model = _int8_dynamic_model(ct_folder)
     else:
         linears, model = _dense_model(ct_folder)
@@ -366,6 +367,13 @@ def repack(ct_folder: Path, out: Path) -> dict:
                 writer.add_tensor(tensor.name, blocks, raw_dtype=qtype)
                 repacked += 1
                 types.add(qtype.name)
+            elif int8_weights and tensor.name == "token_embd.weight" and data.shape[1] % 32 == 0:
+                # the `int8` method keeps the embedding (and the tied output head) in float; served as W8 it
+                # gets llama.cpp's own Q8_0 for it too, as a Q8_0 GGUF does (its quality is scored through
+                # llama.cpp on this very file, so the rounding is in the figures)
+                blocks = gguf.quants.quantize(data.astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
+                writer.add_tensor(tensor.name, blocks, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+                types.add("Q8_0 (token_embd, quantized)")
             elif data.ndim == 2 and tensor.tensor_type == gguf.GGMLQuantizationType.F32:
                 writer.add_tensor(tensor.name, data.astype(np.float16))
             else:

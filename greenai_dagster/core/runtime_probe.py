@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     rss_before = psutil.Process().memory_info().rss
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    session = runtime.open(folder, args.device, threads=args.threads or torch.get_num_threads())
+    session = runtime.open_for_request(folder, args.device, args.threads or torch.get_num_threads(),
+                                       args.prompt_len + args.new_tokens)
     gc.collect()
     release_freed_memory()
     loaded_bytes = psutil.Process().memory_info().rss - rss_before

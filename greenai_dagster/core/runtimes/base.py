@@ -64,6 +64,12 @@ class Runtime(ABC):
     def open(self, folder: Path, device: str, threads: int = 0) -> Session:
         """The checkpoint loaded in this runtime, ready to time."""
 
+    def open_for_request(self, folder: Path, device: str, threads: int, context_tokens: int) -> Session:
+        """`open`, sized for requests of `context_tokens` tokens where the runtime allocates its KV cache up
+        front (llama.cpp); runtimes whose cache grows with the request ignore it. The latency probe opens
+        sessions this way, so every runtime holds the cache of the request it serves, and memory compares."""
+        return self.open(folder, device, threads)
+
     def kernel_for(self, folder: Path) -> str:
         """The kernel that serves this particular checkpoint (a runtime may serve several formats)."""
         return self.kernel
