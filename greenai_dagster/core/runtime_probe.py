@@ -52,7 +52,9 @@ def measure(session: Session, vocab: int, prompt_len: int, new_tokens: int, repe
         if run >= warmup:
             prefill_times.append(prefill)
             decode_times.append(statistics.median(steps))
-            if joules_before is not None:
+            if joules_before is not None and meter.joules() > joules_before:
+                # a counter that did not move (NVML updates its energy counter every ~20-100 ms, longer than
+                # a 16-token decode of a small model on a GPU) measured nothing: no figure, not 0 J
                 decode_joules.append((meter.joules() - joules_before) / new_tokens)
 
     # Throughput: whole batched generations after a warm-up one (the first call pays one-time set-up:
