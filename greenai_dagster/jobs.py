@@ -10,7 +10,7 @@ from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job
 from pydantic import Field, create_model
 
 from greenai_dagster.core import objectives as objective_registry
-from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.config import ExperimentConfig, validated_config
 from greenai_dagster.core.eval_settings import OVERRIDABLE, override_fields
 from greenai_dagster.core.methods import REGISTRY as METHODS
 from greenai_dagster.core.errors import GreenAIError
@@ -99,15 +99,15 @@ def register_experiment(store, config: ExperimentConfig) -> str:
 
 @op
 def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, store: ResultsStoreResource) -> str:
-    settings = ExperimentConfig(model=config.model, dataset=config.dataset, episodes=config.episodes, budget=config.budget,
-                                benchmark_source=BenchmarkSource(config.benchmark_source).value,
-                                name=config.name or None, coordinator=Coordinator(config.coordinator).value, seed=config.seed,
-                                compression_methods=config.compression_methods or None,
-                                constraints=config.constraints, objectives=config.objectives or None,
-                                eval=config.eval.settings(), driver="sensor",
-                                allow_code_execution=config.allow_code_execution,
-                                trust_remote_code=config.trust_remote_code)
     try:
+        settings = validated_config(dict(
+            model=config.model, dataset=config.dataset, episodes=config.episodes, budget=config.budget,
+            benchmark_source=BenchmarkSource(config.benchmark_source).value, name=config.name or None,
+            coordinator=Coordinator(config.coordinator).value, seed=config.seed,
+            compression_methods=config.compression_methods or None, constraints=config.constraints,
+            objectives=config.objectives or None, eval=config.eval.settings(), driver="sensor",
+            allow_code_execution=config.allow_code_execution, trust_remote_code=config.trust_remote_code),
+            "Fix that field in the Launchpad's config and launch again.")
         name = register_experiment(store.get(), settings)
     except GreenAIError as exc:
         raise RuntimeError(str(exc)) from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 import tarfile
 import tempfile
@@ -189,7 +190,9 @@ def _failure_message(run_id: str) -> str | None:
         error = getattr(data, "error", None)
         if error is not None:
             cause = error.cause or error
-            return cause.message.strip().splitlines()[0]
+            first = cause.message.strip().splitlines()[0]
+            coded = re.search(r"E00\d: .*", first)      # the project's own error, without Python's class name
+            return coded.group(0) if coded else first
         if entry.message:
             return entry.message
     return None

@@ -149,9 +149,15 @@ def load_config(overrides: dict, config_file: str | None = None, eval_overrides:
         check_method_names([m for m in data["compression_methods"] if isinstance(m, str)])
     if eval_overrides:
         data["eval"] = {**data.get("eval", {}), **eval_overrides}
+    return validated_config(data, "Fix that field in the config or flags.")
+
+
+def validated_config(data: dict, remedy: str) -> "ExperimentConfig":
+    """`ExperimentConfig(**data)`, or the seed's E004 naming the first invalid field (never a raw pydantic
+    traceback: the CLI, a config file and the Launchpad all end here)."""
     try:
         return ExperimentConfig(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise EvaluationError(f"invalid configuration: {where}: {first['msg']}.", "Fix that field in the config or flags.") from None
+        raise EvaluationError(f"invalid configuration: {where}: {first['msg']}.", remedy) from None
