@@ -20,3 +20,21 @@ def test_a_failed_launch_is_listed_with_its_e00n_message(data_root):
     assert failed["status"] == "failed"
     assert failed["error"].startswith("E004: invalid configuration: episodes: Input should be greater than or equal to 1")
     assert service.job(result.run_id)["error"] == failed["error"]
+
+
+def test_the_docs_page_needs_no_internet(data_root):
+    """Swagger UI's files come from the installed `swagger-ui-bundle` package, not a CDN."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from greenai_dagster.api.app import ApiSettings, create_app
+
+    client = TestClient(create_app(ApiSettings(api_key=None, dagster_url="http://127.0.0.1:9")))
+    page = client.get("/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and not [s for s in sources if s.startswith(("http://", "https://", "//"))], sources
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        assert asset in sources and client.get(asset).status_code == 200
+    assert "openapi.json" in page.text and client.get("/openapi.json").json()["info"]["title"] == "greenai-dagster"

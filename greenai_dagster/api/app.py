@@ -34,6 +34,22 @@ class ApiSettings:
                                                                     service.DEFAULT_DAGSTER_URL))
 
 
+def _offline_docs(app: FastAPI) -> None:
+    """/docs with Swagger UI's script and stylesheet served from the `swagger-ui-bundle` package: FastAPI's
+    default page loads them from a CDN, which a machine without internet cannot reach (a blank page)."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - API docs",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="")
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
@@ -44,8 +60,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             raise HTTPException(status_code=401, detail=f"missing or wrong {API_KEY_HEADER} header",
                                 headers={"WWW-Authenticate": "APIKey"})
 
-    app = FastAPI(title="greenai-dagster", version="0.1.0",
+    app = FastAPI(title="greenai-dagster", version="0.1.0", docs_url=None,
                   description="Agentic multi-objective LLM compression; jobs are Dagster runs. The seed's REST API.")
+    _offline_docs(app)
     # the key's header is in the OpenAPI schema (and /docs' Authorize button) only when a key is required
     api = (APIRouter(dependencies=[Depends(require_key)], responses={401: {"model": models.ErrorBody}})
            if settings.api_key is not None else APIRouter())
