@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("benchmarks", help="list every benchmark, where its data comes from, and whether it runs "
                                       "offline now")
+    cancel = sub.add_parser("cancel", help="cancel an experiment (or a REST job id): no new episode starts, and its "
+                                           "running Dagster runs are terminated through the webserver")
+    cancel.add_argument("job", help="experiment name or job id")
+    cancel.add_argument("--dagster-url", default=os.environ.get("GREENAI_DAGSTER_URL", "http://127.0.0.1:3000"))
     doctor = sub.add_parser("doctor", help="self-test: every serving runtime runs the packaged model on this "
                                            "machine and its logits are compared with PyTorch's (exit 1 when a "
                                            "runtime the default run relies on fails)")
@@ -284,6 +288,21 @@ def cmd_benchmarks(args) -> int:
     return 0
 
 
+def cmd_cancel(args) -> int:
+    from greenai_dagster.api import service
+
+    try:
+        state = service.cancel(args.job, args.dagster_url)
+    except service.NotFound as exc:
+        raise EvaluationError(str(exc), "List experiments with: greenai query \"SELECT name, status FROM experiments\"")
+    except service.Unavailable as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"{state['experiment'] or args.job}: {state['status']} after {state['progress']['episodes_completed']} "
+          "episodes; results written so far are kept")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from greenai_dagster.core import selftest
     from greenai_dagster.core.paths import data_root
@@ -372,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     handlers = {"run": cmd_run, "analyze": cmd_analyze, "query": cmd_query, "export": cmd_export,
                 "llm-server": cmd_llm_server, "serve": cmd_serve, "compact": cmd_compact,
-                "benchmarks": cmd_benchmarks, "sweep": cmd_sweep, "doctor": cmd_doctor}
+                "benchmarks": cmd_benchmarks, "sweep": cmd_sweep, "doctor": cmd_doctor, "cancel": cmd_cancel}
     try:
         return handlers[args.command](args)
     except GreenAIError as exc:

@@ -257,6 +257,25 @@ def test_path_traversal_is_refused(api, finished_job):
             assert "root:" not in reply.text
 
 
+def test_a_job_is_canceled_and_starts_no_new_episode(api, finished_job, tiny_model_dir, tiny_benchmark):
+    body = {"model_name": str(tiny_model_dir), "dataset": str(tiny_benchmark), "max_episodes": 5,
+            "compression_methods": ["int8"], "eval": FAST_EVAL, "experiment_name": "to_cancel"}
+    created = httpx.post(f"{api}/compress", json=body, timeout=120).json()
+    deadline = time.time() + 120
+    while True:                                   # a launch run that is STARTING cannot be stopped yet (409)
+        reply = httpx.delete(f"{api}/jobs/{created['job_id']}", timeout=60)
+        if reply.status_code != 409 or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["status"] == "canceled"
+    time.sleep(8)                                  # several sensor ticks (1 s here): nothing more is started
+    state = httpx.get(f"{api}/jobs/{created['job_id']}", timeout=30).json()
+    assert state["status"] == "canceled" and state["progress"]["episodes_completed"] <= 1
+    listed = {j["job_id"]: j["status"] for j in httpx.get(f"{api}/jobs", timeout=30).json()["jobs"]}
+    assert listed[created["job_id"]] == "canceled"
+
+
 def test_bodies_are_validated_naming_the_field(bare_api):
     post = lambda body: httpx.post(f"{bare_api}/compress", json=body, timeout=60)  # noqa: E731
     cases = [({"dataset": "x"}, ["body", "model_name"]),

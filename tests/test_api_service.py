@@ -38,3 +38,19 @@ def test_the_docs_page_needs_no_internet(data_root):
     for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
         assert asset in sources and client.get(asset).status_code == 200
     assert "openapi.json" in page.text and client.get("/openapi.json").json()["info"]["title"] == "greenai-dagster"
+
+
+def test_greenai_cancel_stops_an_active_experiment(data_root, capsys):
+    from greenai_dagster.api import service
+    from greenai_dagster.cli import main
+    from greenai_dagster.core.config import ExperimentConfig
+
+    config = ExperimentConfig(name="cancel_me", driver="sensor")
+    service.store().create_experiment("cancel_me", config.model, config.dataset, config.model_dump(),
+                                      config.output_dir)
+    assert "cancel_me" in service.store().active_experiments()
+    assert main(["cancel", "cancel_me", "--dagster-url", "http://127.0.0.1:9"]) == 0   # no run to terminate
+    assert "canceled" in capsys.readouterr().out
+    assert "cancel_me" not in service.store().active_experiments()       # the sensor drives active ones only
+    assert service.store().experiment("cancel_me")["termination_reason"] == "canceled"
+    assert service.job("cancel_me")["status"] == "canceled"

@@ -97,6 +97,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     def job(job_id: str = ID):
         return service.job(job_id)
 
+    @api.delete("/jobs/{job_id}", response_model=models.JobInfo, responses={**ERRORS, 409: {"model": models.ErrorBody},
+                                                                            503: {"model": models.ErrorBody}},
+                summary="Cancel a job: no new episode starts, its running Dagster runs are terminated")
+    def cancel_job(job_id: str = ID):
+        return service.cancel(job_id, settings.dagster_url)
+
     @api.get("/jobs/{job_id}/logs", response_model=models.JobLogs, responses=ERRORS,
              summary="The Dagster event log of every run of the job")
     def job_logs(job_id: str = ID, limit: int = Query(500, ge=1, le=10000)):

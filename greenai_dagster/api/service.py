@@ -162,10 +162,14 @@ def status_of(run_status, experiment: dict | None, runs_in_flight: bool = False)
 
     if run_status in (S.QUEUED, S.NOT_STARTED, S.STARTING, S.MANAGED):
         return "pending"
+    if run_status in (S.CANCELED, S.CANCELING) and (experiment is None or experiment["termination_reason"] == "canceled"):
+        return "canceled"
     if run_status in (S.FAILURE, S.CANCELED, S.CANCELING):
         return "failed"
     if experiment is None:
         return "running" if run_status == S.STARTED else "failed"
+    if experiment["status"] == "finished" and experiment["termination_reason"] == "canceled":
+        return "canceled"
     if experiment["status"] == "finished" and not runs_in_flight:
         return "failed" if experiment["termination_reason"] == "error" else "completed"
     return "running"
@@ -234,6 +238,43 @@ def _job_info(job_id: str, record, name: str) -> dict:
         "termination_reason": experiment["termination_reason"] if experiment else None,
         "error": error, "dagster_status": run.status.value if run else None,
     })
+
+
+def cancel(job_id: str, dagster_url: str) -> dict:
+    """DELETE /jobs/{id}: stop an experiment, whoever launched it. The experiment is finished with the
+    reason `canceled` first (the sensor drives only active experiments, so no new episode starts); then
+    every unfinished run of it is stopped: queued ones are marked canceled on the instance, started ones
+    are terminated through the webserver's GraphQL API (Dagster's own run termination)."""
+    from dagster import DagsterRunStatus as S, RunsFilter
+
+    record, name = resolve(job_id)
+    results = store()
+    experiment = results.experiment(name) if name else None
+    launch = record.dagster_run if record else None
+    if experiment is None and launch is not None and launch.status == S.STARTING:
+        raise Conflict("the launch run is starting and cannot be stopped yet; cancel again in a few seconds.")
+    if experiment is not None and experiment["status"] != "finished":
+        results.finish_experiment(name, "canceled")
+    instance = dagster_instance()
+    runs = {r.run_id: r for r in instance.get_runs(RunsFilter(tags={EXPERIMENT_TAG: name}))} if name else {}
+    if launch is not None:
+        runs[launch.run_id] = launch
+    started = []
+    for run in runs.values():
+        if run.status in (S.QUEUED, S.NOT_STARTED):
+            instance.report_run_canceled(run, message="canceled through the REST API (DELETE /jobs)")
+        elif run.status in (S.STARTING, S.STARTED):
+            started.append(run.run_id)
+    if started:
+        try:
+            _graphql_client(dagster_url).terminate_runs(started)
+        except Unavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the experiment is already stopped; say what is still running
+            raise Unavailable(f"experiment {name} is canceled (no new episode starts), but its running runs "
+                              f"{', '.join(started)} could not be terminated through {dagster_url} "
+                              f"({type(exc).__name__}); they end with their current step.") from None
+    return job(job_id)
 
 
 def jobs(limit: int = 100) -> dict:
