@@ -11,7 +11,7 @@ from greenai_dagster.core.paths import dagster_home
 
 EXPERIMENT_TAG = "greenai/experiment"   # every run of an experiment (launch, setup, candidates, frontier)
 CANDIDATE_TAG = "greenai/candidate"     # candidate runs: the candidate key `<experiment>/<strategy_id>`
-SOURCE_TAG = "greenai/source"           # cli | api | sensor
+SOURCE_TAG = "greenai/source"           # cli | api | sensor | launchpad
 RUN_KEY_TAG = "greenai/run"             # the engine's run key (core/engine.py): `<exp>:setup`, `<exp>/<strategy>`, ...
 
 

@@ -11,6 +11,7 @@ from pydantic import Field, create_model
 
 from greenai_dagster.core import objectives as objective_registry
 from greenai_dagster.core.config import ExperimentConfig, validated_config
+from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG
 from greenai_dagster.core.eval_settings import OVERRIDABLE, override_fields
 from greenai_dagster.core.methods import REGISTRY as METHODS
 from greenai_dagster.core.errors import GreenAIError
@@ -111,6 +112,12 @@ def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, 
         name = register_experiment(store.get(), settings)
     except GreenAIError as exc:
         raise RuntimeError(str(exc)) from None
+    # one identity whoever launched it: a Launchpad launch carries no tags, so the run is tagged here, as
+    # POST /compress tags its own before submitting (GET /jobs/<this run> and /pareto find the experiment)
+    tags = {EXPERIMENT_TAG: name}
+    if SOURCE_TAG not in context.run.tags:
+        tags[SOURCE_TAG] = "launchpad"
+    context.instance.add_run_tags(context.run_id, tags)
     context.instance.add_dynamic_partitions(experiments_partitions.name, [name])
     context.log.info(f"experiment {name} created; coordinator_sensor will drive it")
     return name

@@ -54,3 +54,22 @@ def test_greenai_cancel_stops_an_active_experiment(data_root, capsys):
     assert "cancel_me" not in service.store().active_experiments()       # the sensor drives active ones only
     assert service.store().experiment("cancel_me")["termination_reason"] == "canceled"
     assert service.job("cancel_me")["status"] == "canceled"
+
+
+def test_a_launchpad_launch_is_found_by_the_api(data_root, tiny_model_dir, tiny_benchmark):
+    """A run launched from the Launchpad carries no tags; the op tags it with its experiment."""
+    from greenai_dagster.api import service
+    from greenai_dagster.definitions import defs
+    from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG, dagster_instance
+
+    launch = defs.get_job_def("launch_experiment")
+    result = launch.execute_in_process(
+        run_config={"ops": {"create_experiment": {"config": {"name": "from_launchpad", "model": str(tiny_model_dir),
+                                                             "dataset": str(tiny_benchmark), "episodes": 1}}}},
+        instance=dagster_instance())
+    assert result.success
+    run = dagster_instance().get_run_by_id(result.run_id)
+    assert run.tags[EXPERIMENT_TAG] == "from_launchpad" and run.tags[SOURCE_TAG] == "launchpad"
+    state = service.job(result.run_id)
+    assert state["experiment"] == "from_launchpad" and state["status"] in ("pending", "running")
+    assert service.cancel("from_launchpad", "http://127.0.0.1:9")["status"] == "canceled"
