@@ -69,10 +69,16 @@ def hypervolume_text(summary) -> str:
             scales.append(f"{name} as is ({objective.unit}; reference: the quality gate's bound)")
         else:
             scales.append(f"{name} / baseline (reference: {'0' if objective.maximise else '2x the baseline'})")
+    why_zero = ""
+    if summary.members and not summary.hypervolume:
+        why_zero = (" It is 0 because every member reaches the reference point on at least one axis (a figure at "
+                    "the quality gate's bound, an accuracy of 0, or 2x the baseline's latency, memory or size), so "
+                    "the members dominate no volume: read their figures below, e.g. a variant served by a slow "
+                    "fallback runtime (conditions.runtime_fallback says why).")
     return (f"Hypervolume = {num(summary.hypervolume)}: the volume of objective space the {len(summary.members)} "
             f"frontier member(s) dominate, up to a reference point worse than any acceptable model. Larger is "
             f"better; it grows when a new member improves on the frontier anywhere. Axes: {'; '.join(scales)}. "
-            f"Compare it only between experiments with the same objectives and baseline.")
+            f"Compare it only between experiments with the same objectives and baseline.{why_zero}")
 
 
 def best_per_objective(summary) -> dict:
