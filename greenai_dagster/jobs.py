@@ -118,6 +118,10 @@ def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, 
     if SOURCE_TAG not in context.run.tags:
         tags[SOURCE_TAG] = "launchpad"
     context.instance.add_run_tags(context.run_id, tags)
+    if store.get().facts(name).get("cancel_requested"):     # DELETE /jobs/{id} while this run was starting
+        store.get().finish_experiment(name, "cancelled")
+        context.log.info(f"experiment {name} was cancelled while its launch run started; nothing will run")
+        return name
     context.instance.add_dynamic_partitions(experiments_partitions.name, [name])
     context.log.info(f"experiment {name} created; coordinator_sensor will drive it")
     return name

@@ -268,12 +268,12 @@ def test_a_job_is_canceled_and_starts_no_new_episode(api, finished_job, tiny_mod
             break
         time.sleep(1)
     assert reply.status_code == 200, reply.text
-    assert reply.json()["status"] == "canceled"
+    assert reply.json()["status"] == "cancelled"
     time.sleep(8)                                  # several sensor ticks (1 s here): nothing more is started
     state = httpx.get(f"{api}/jobs/{created['job_id']}", timeout=30).json()
-    assert state["status"] == "canceled" and state["progress"]["episodes_completed"] <= 1
+    assert state["status"] == "cancelled" and state["progress"]["episodes_completed"] <= 1
     listed = {j["job_id"]: j["status"] for j in httpx.get(f"{api}/jobs", timeout=30).json()["jobs"]}
-    assert listed[created["job_id"]] == "canceled"
+    assert listed[created["job_id"]] == "cancelled"
 
 
 def test_bodies_are_validated_naming_the_field(bare_api):

@@ -50,10 +50,10 @@ def test_greenai_cancel_stops_an_active_experiment(data_root, capsys):
                                       config.output_dir)
     assert "cancel_me" in service.store().active_experiments()
     assert main(["cancel", "cancel_me", "--dagster-url", "http://127.0.0.1:9"]) == 0   # no run to terminate
-    assert "canceled" in capsys.readouterr().out
+    assert "cancelled" in capsys.readouterr().out
     assert "cancel_me" not in service.store().active_experiments()       # the sensor drives active ones only
-    assert service.store().experiment("cancel_me")["termination_reason"] == "canceled"
-    assert service.job("cancel_me")["status"] == "canceled"
+    assert service.store().experiment("cancel_me")["termination_reason"] == "cancelled"
+    assert service.job("cancel_me")["status"] == "cancelled"
 
 
 def test_a_launchpad_launch_is_found_by_the_api(data_root, tiny_model_dir, tiny_benchmark):
@@ -72,4 +72,22 @@ def test_a_launchpad_launch_is_found_by_the_api(data_root, tiny_model_dir, tiny_
     assert run.tags[EXPERIMENT_TAG] == "from_launchpad" and run.tags[SOURCE_TAG] == "launchpad"
     state = service.job(result.run_id)
     assert state["experiment"] == "from_launchpad" and state["status"] in ("pending", "running")
-    assert service.cancel("from_launchpad", "http://127.0.0.1:9")["status"] == "canceled"
+    assert service.cancel("from_launchpad", "http://127.0.0.1:9")["status"] == "cancelled"
+
+
+def test_a_cancel_that_comes_before_the_experiment_exists_wins(data_root, tiny_model_dir, tiny_benchmark):
+    """DELETE /jobs/{id} while the launch run is STARTING (Dagster will not terminate it) records the request;
+    the launch op then finishes the experiment as cancelled instead of handing it to the sensor."""
+    from greenai_dagster.api import service
+    from greenai_dagster.definitions import defs
+    from greenai_dagster.instance import dagster_instance
+
+    service.store().set_facts("cancelled_early", {"cancel_requested": True})      # what cancel() records
+    result = defs.get_job_def("launch_experiment").execute_in_process(
+        run_config={"ops": {"create_experiment": {"config": {"name": "cancelled_early", "model": str(tiny_model_dir),
+                                                             "dataset": str(tiny_benchmark), "episodes": 1}}}},
+        instance=dagster_instance())
+    assert result.success
+    assert "cancelled_early" not in service.store().active_experiments()
+    assert service.store().experiment("cancelled_early")["termination_reason"] == "cancelled"
+    assert service.job(result.run_id)["status"] == "cancelled"

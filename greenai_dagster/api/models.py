@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from greenai_dagster.core.eval_settings import override_fields
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-JobStatus = Literal["pending", "running", "completed", "failed", "canceled"]
+JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 
 
 

@@ -162,14 +162,14 @@ def status_of(run_status, experiment: dict | None, runs_in_flight: bool = False)
 
     if run_status in (S.QUEUED, S.NOT_STARTED, S.STARTING, S.MANAGED):
         return "pending"
-    if run_status in (S.CANCELED, S.CANCELING) and (experiment is None or experiment["termination_reason"] == "canceled"):
-        return "canceled"
+    if run_status in (S.CANCELED, S.CANCELING) and (experiment is None or experiment["termination_reason"] == "cancelled"):
+        return "cancelled"
     if run_status in (S.FAILURE, S.CANCELED, S.CANCELING):
         return "failed"
     if experiment is None:
         return "running" if run_status == S.STARTED else "failed"
-    if experiment["status"] == "finished" and experiment["termination_reason"] == "canceled":
-        return "canceled"
+    if experiment["status"] == "finished" and experiment["termination_reason"] == "cancelled":
+        return "cancelled"
     if experiment["status"] == "finished" and not runs_in_flight:
         return "failed" if experiment["termination_reason"] == "error" else "completed"
     return "running"
@@ -213,6 +213,8 @@ def _job_info(job_id: str, record, name: str) -> dict:
     run = record.dagster_run if record else None
     finished = experiment is not None and experiment["status"] == "finished"
     status = status_of(run.status if run else None, experiment, finished and _runs_in_flight(name))
+    if experiment is None and name and results.facts(name).get("cancel_requested"):
+        status = "cancelled"
     if experiment is not None:
         max_episodes = int(experiment["config"].get("episodes", 0))
     else:
@@ -242,7 +244,7 @@ def _job_info(job_id: str, record, name: str) -> dict:
 
 def cancel(job_id: str, dagster_url: str) -> dict:
     """DELETE /jobs/{id}: stop an experiment, whoever launched it. The experiment is finished with the
-    reason `canceled` first (the sensor drives only active experiments, so no new episode starts); then
+    reason `cancelled` first (the sensor drives only active experiments, so no new episode starts); then
     every unfinished run of it is stopped: queued ones are marked canceled on the instance, started ones
     are terminated through the webserver's GraphQL API (Dagster's own run termination)."""
     from dagster import DagsterRunStatus as S, RunsFilter
@@ -251,10 +253,15 @@ def cancel(job_id: str, dagster_url: str) -> dict:
     results = store()
     experiment = results.experiment(name) if name else None
     launch = record.dagster_run if record else None
-    if experiment is None and launch is not None and launch.status == S.STARTING:
-        raise Conflict("the launch run is starting and cannot be stopped yet; cancel again in a few seconds.")
-    if experiment is not None and experiment["status"] != "finished":
-        results.finish_experiment(name, "canceled")
+    if experiment is None and not name:
+        raise Conflict("this launch run has not named its experiment yet (a Launchpad launch that is starting); "
+                       "cancel again in a few seconds.")
+    if experiment is None:
+        # the launch run has not created it yet (Dagster refuses to terminate a STARTING run): the request is
+        # kept, and `create_experiment` finishes the experiment as cancelled as soon as it exists
+        results.set_facts(name, {"cancel_requested": True})
+    elif experiment["status"] != "finished":
+        results.finish_experiment(name, "cancelled")
     instance = dagster_instance()
     runs = {r.run_id: r for r in instance.get_runs(RunsFilter(tags={EXPERIMENT_TAG: name}))} if name else {}
     if launch is not None:
@@ -271,7 +278,7 @@ def cancel(job_id: str, dagster_url: str) -> dict:
         except Unavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - the experiment is already stopped; say what is still running
-            raise Unavailable(f"experiment {name} is canceled (no new episode starts), but its running runs "
+            raise Unavailable(f"experiment {name} is cancelled (no new episode starts), but its running runs "
                               f"{', '.join(started)} could not be terminated through {dagster_url} "
                               f"({type(exc).__name__}); they end with their current step.") from None
     return job(job_id)
