@@ -20,7 +20,7 @@ LLAMA_CPP_PYTHON=0.3.36
 sdist=.tools/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz
 fetch_llama_sdist() {
   mkdir -p .tools
-  [ -f "$sdist" ] || $PY -m pip download -q --disable-pip-version-check --no-deps --no-binary=:all: \
+  [ -f "$sdist" ] || $PY -m pip download -q --disable-pip-version-check --no-deps --no-binary=llama-cpp-python \
       "llama-cpp-python==$LLAMA_CPP_PYTHON" -d .tools
 }
 build_llama_cpp() {   # $1: cmake args
