@@ -313,3 +313,50 @@ def test_an_experiment_is_launched_from_the_launchpad(ui, page, tiny_model_dir, 
     while not instance.get_runs(RunsFilter(tags={"greenai/experiment": LAUNCHED}, job_name="setup")):
         assert time.time() < deadline, "the sensor did not request the new experiment's setup run"
         time.sleep(1)
+
+
+def _launch_from_the_launchpad(ui, page, config: str) -> str:
+    """Type `config` into launch_experiment's Launchpad, launch, and return the run id."""
+    page.goto(f"{ui}/jobs")
+    page.get_by_text("launch_experiment").first.click()
+    page.get_by_text("Launchpad").first.click()
+    page.locator(".CodeMirror").first.wait_for()
+    page.evaluate("text => document.querySelector('.CodeMirror').CodeMirror.setValue(text)", config)
+    page.get_by_text("No errors").first.wait_for()
+    page.get_by_role("button", name="Launch Run").click()
+    page.wait_for_url("**/runs/**")
+    return page.url.rstrip("/").split("/")[-1]
+
+
+def test_a_failed_launch_the_job_list_offline_docs_and_a_cancel(ui, ui_root, page, tiny_model_dir, tiny_benchmark):
+    """After the Launchpad launch above: a launch that fails (episodes -1) shows its E004 in the run and in
+    GET /jobs (which once answered 500 for every job after one failed launch); the Launchpad's experiment
+    is a job of the API; /docs renders offline; the experiment is cancelled through DELETE /jobs."""
+    _, api_port = ui_root
+    api = f"http://127.0.0.1:{api_port}"
+    bad = LAUNCH_CONFIG.format(model=tiny_model_dir, dataset=tiny_benchmark, name="ui_bad").replace(
+        "episodes: 1", "episodes: -1")
+    failed_run = _launch_from_the_launchpad(ui, page, bad)
+    page.get_by_text("RUN_FAILURE").first.wait_for(timeout=180_000)
+    page.get_by_text("E004: invalid configuration: episodes").first.wait_for()
+    shot(page, "09_failed_launch.png")
+
+    listed = httpx.get(f"{api}/jobs", timeout=30)
+    assert listed.status_code == 200, listed.text
+    jobs = {j["job_id"]: j for j in listed.json()["jobs"]}
+    assert jobs[failed_run]["status"] == "failed" and jobs[failed_run]["error"].startswith("E004")
+    launched = [j for j in jobs.values() if j["experiment"] == LAUNCHED]
+    assert launched, "the Launchpad's experiment is not a job of the API"
+
+    page.goto(f"{api}/docs")                        # Swagger UI from the installed package: no CDN
+    page.get_by_text("/compress").first.wait_for()
+    page.get_by_text("/jobs/{job_id}").first.wait_for()
+    shot(page, "10_api_docs_offline.png", full_page=True)
+
+    cancelled = httpx.delete(f"{api}/jobs/{launched[0]['job_id']}", timeout=60)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    after = {j["job_id"]: j["status"] for j in httpx.get(f"{api}/jobs", timeout=30).json()["jobs"]}
+    assert after[launched[0]["job_id"]] == "cancelled" and after[failed_run] == "failed"
+    page.goto(f"{ui}/runs")
+    shot(page, "11_runs_after_cancel.png")
+
