@@ -4,15 +4,24 @@
 from __future__ import annotations
 
 
+def _launch(run_config: dict, **kwargs):
+    """`launch_experiment` in this process, on the session's instance and results store (the job from
+    `definitions` holds a store resource bound to whatever data root was set when it was first imported)."""
+    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.instance import dagster_instance
+    from greenai_dagster.jobs import launch_experiment
+    from greenai_dagster.resources import ResultsStoreResource
+
+    return launch_experiment.execute_in_process(run_config=run_config, instance=dagster_instance(),
+                                                resources={"store": ResultsStoreResource(path=str(duckdb_path()))},
+                                                **kwargs)
+
+
 def test_a_failed_launch_is_listed_with_its_e00n_message(data_root):
     from greenai_dagster.api import service
-    from greenai_dagster.definitions import defs
-    from greenai_dagster.instance import dagster_instance
 
-    launch = defs.get_job_def("launch_experiment")
-    result = launch.execute_in_process(
-        run_config={"ops": {"create_experiment": {"config": {"episodes": -1, "name": "bad_launch"}}}},
-        instance=dagster_instance(), raise_on_error=False, tags={service.EXPERIMENT_TAG: "bad_launch"})
+    result = _launch({"ops": {"create_experiment": {"config": {"episodes": -1, "name": "bad_launch"}}}},
+                     raise_on_error=False, tags={service.EXPERIMENT_TAG: "bad_launch"})
     assert not result.success
 
     listed = {job["job_id"]: job for job in service.jobs()["jobs"]}           # no 500: every run state is read
@@ -38,6 +47,8 @@ def test_the_docs_page_needs_no_internet(data_root):
     for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
         assert asset in sources and client.get(asset).status_code == 200
     assert "openapi.json" in page.text and client.get("/openapi.json").json()["info"]["title"] == "greenai-dagster"
+    # a 405 lists every method the path serves (Starlette's own named only the first route's: GET)
+    assert client.options("/jobs/some-job").headers["allow"] == "DELETE, GET"
 
 
 def test_greenai_cancel_stops_an_active_experiment(data_root, capsys):
@@ -59,14 +70,10 @@ def test_greenai_cancel_stops_an_active_experiment(data_root, capsys):
 def test_a_launchpad_launch_is_found_by_the_api(data_root, tiny_model_dir, tiny_benchmark):
     """A run launched from the Launchpad carries no tags; the op tags it with its experiment."""
     from greenai_dagster.api import service
-    from greenai_dagster.definitions import defs
     from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG, dagster_instance
 
-    launch = defs.get_job_def("launch_experiment")
-    result = launch.execute_in_process(
-        run_config={"ops": {"create_experiment": {"config": {"name": "from_launchpad", "model": str(tiny_model_dir),
-                                                             "dataset": str(tiny_benchmark), "episodes": 1}}}},
-        instance=dagster_instance())
+    result = _launch({"ops": {"create_experiment": {"config": {"name": "from_launchpad", "model": str(tiny_model_dir),
+                                                               "dataset": str(tiny_benchmark), "episodes": 1}}}})
     assert result.success
     run = dagster_instance().get_run_by_id(result.run_id)
     assert run.tags[EXPERIMENT_TAG] == "from_launchpad" and run.tags[SOURCE_TAG] == "launchpad"
@@ -79,14 +86,10 @@ def test_a_cancel_that_comes_before_the_experiment_exists_wins(data_root, tiny_m
     """DELETE /jobs/{id} while the launch run is STARTING (Dagster will not terminate it) records the request;
     the launch op then finishes the experiment as cancelled instead of handing it to the sensor."""
     from greenai_dagster.api import service
-    from greenai_dagster.definitions import defs
-    from greenai_dagster.instance import dagster_instance
 
     service.store().set_facts("cancelled_early", {"cancel_requested": True})      # what cancel() records
-    result = defs.get_job_def("launch_experiment").execute_in_process(
-        run_config={"ops": {"create_experiment": {"config": {"name": "cancelled_early", "model": str(tiny_model_dir),
-                                                             "dataset": str(tiny_benchmark), "episodes": 1}}}},
-        instance=dagster_instance())
+    result = _launch({"ops": {"create_experiment": {"config": {"name": "cancelled_early", "model": str(tiny_model_dir),
+                                                               "dataset": str(tiny_benchmark), "episodes": 1}}}})
     assert result.success
     assert "cancelled_early" not in service.store().active_experiments()
     assert service.store().experiment("cancelled_early")["termination_reason"] == "cancelled"

@@ -12,7 +12,7 @@ from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
 
-FAST_EVAL = {"limit_per_task": 4, "full_set_for_frontier": True, "batch_size": 4, "fidelity_tokens": 512, "prompt_len": 16,
+FAST_EVAL = {"limit_per_task": 4, "min_items_for_a_file": None, "full_set_for_frontier": True, "batch_size": 4, "fidelity_tokens": 512, "prompt_len": 16,
              "new_tokens": 4, "latency_repeats": 2, "throughput_batch_size": 2}
 
 

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from greenai_dagster.core import generated_tasks
-from greenai_dagster.core.benchmarks import DEFAULT_BENCHMARK, LOCAL_FILE_PROXY_ITEMS, availability, prepare_benchmark
+from greenai_dagster.core.benchmarks import DEFAULT_BENCHMARK, availability, prepare_benchmark
 from greenai_dagster.core.evaluate import EvalSettings, accuracy
 
 
@@ -65,7 +65,10 @@ def test_a_users_jsonl_file_is_scored_on_enough_items_to_beat_chance(tiny_model,
     path.write_text("".join(json.dumps({"question": f"Q: {i} + 1 =\nA:", "choices": [str(i + 1), str(i + 2)],
                                         "gold": 0}) + "\n" for i in range(30)))
     bench = prepare_benchmark(str(path))
-    assert bench.proxy_limit(10) == LOCAL_FILE_PROXY_ITEMS and bench.proxy_limit(None) is None
+    assert bench.proxy_limit(EvalSettings(limit_per_task=10)) == 200
+    assert bench.proxy_limit(EvalSettings(limit_per_task=None)) is None                     # the full set
+    assert bench.proxy_limit(EvalSettings(limit_per_task=10, min_items_for_a_file=None)) == 10
+    assert prepare_benchmark(DEFAULT_BENCHMARK).proxy_limit(EvalSettings(limit_per_task=10)) == 10
     model, tokenizer = tiny_model
     result = accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=10, batch_size=8))
     assert len(result.item_correct[bench.tasks[0]]) == 30          # all of a small file, not the 10-item proxy

@@ -134,6 +134,7 @@ def test_an_int8_checkpoint_is_served_by_llama_cpp_as_q8_0_holding_its_integers(
     info = gguf_files.repack(folder, out)
     assert info["tensors_repacked"] == info["linears"] == 14 and info["block_types"] == ["Q8_0"]
     assert info["max_float16_scale_error"] < 1e-3
+    assert info["quantized_here_to_q8_0"] == ["token_embd.weight"]    # the float embedding, as a Q8_0 GGUF has it
 
     ids = tokenizer("The quick brown fox jumps over the lazy dog", return_tensors="pt")["input_ids"][0].tolist()
     dense = dequantize_int8_dynamic(load_variant(folder, device="cpu")[0]).float()   # the same integers, in float

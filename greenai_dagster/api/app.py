@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from greenai_dagster.api import models, service
 from greenai_dagster.core.errors import GreenAIError
@@ -71,6 +73,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def _project_error(_: Request, exc: GreenAIError):
         return JSONResponse(status_code=400, content={"detail": {"code": exc.code, "message": exc.message,
                                                                  "remedy": exc.remedy}})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        """Starlette answers 405 with the methods of the first route whose path matched (`Allow: GET` for
+        /jobs/{id}, which also takes DELETE): list every method any route serves at that path."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = {method.upper() for template, operations in app.openapi()["paths"].items()
+                       if re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", template), request.url.path)
+                       for method in operations}
+            headers["Allow"] = ", ".join(sorted(allowed))
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=headers)
 
     for error, code in ((service.NotFound, 404), (service.Conflict, 409), (service.Unavailable, 503)):
         app.add_exception_handler(error, lambda _, exc, code=code: JSONResponse(status_code=code,

@@ -25,10 +25,6 @@ from greenai_dagster.core.subsets import stratified_order
 
 REGISTRY_FILE = Path(__file__).resolve().parent.parent / "benchmarks.yaml"
 DEFAULT_BENCHMARK = "generated_mc"
-# A user's JSONL file is one task: 10 proxy items of it cannot tell a model from chance (4 options: 10
-# right of 10 is p = 1e-6, but 5 of 10 is p = 0.08), so while searching at least this many items are
-# scored (all of a smaller file).
-LOCAL_FILE_PROXY_ITEMS = 200
 
 
 @dataclass
@@ -40,13 +36,16 @@ class PreparedBenchmark:
     offline_alternative: str | None = None
     executes_code: bool = False   # lm-eval must be told to run generated code (HumanEval)
     allow_code_execution: bool = False   # the user's opt-in; a code benchmark runs only with it
-    min_proxy_items: int | None = None   # the proxy scores at least this many items a task (a user's file)
+    single_file: bool = False    # a user's JSONL file: one task (`EvalSettings.min_items_for_a_file` applies)
 
-    def proxy_limit(self, limit_per_task: int | None) -> int | None:
-        """Items a task while searching: the settings' proxy, raised to this benchmark's floor."""
-        if limit_per_task is None or self.min_proxy_items is None:
-            return limit_per_task
-        return max(limit_per_task, self.min_proxy_items)
+    def proxy_limit(self, settings) -> int | None:
+        """Items a task while searching: `settings.limit_per_task`, raised for a user's one-task file to
+        `settings.min_items_for_a_file` (4 options: 5 right of 10 is p = 0.08 against chance; 200 items tell
+        a model 10 points above chance at p < 0.01)."""
+        limit = settings.limit_per_task
+        if limit is None or not self.single_file or settings.min_items_for_a_file is None:
+            return limit
+        return max(limit, settings.min_items_for_a_file)
 
 
 def registry() -> dict:
@@ -81,7 +80,7 @@ def _local_jsonl(path: Path) -> PreparedBenchmark:
     folder = benchmarks_dir() / "local" / path.stem
     task = f"local_{path.stem}"
     task_files.write_multiple_choice(task, stratified_order(items, lambda it: it["gold"], bigbench.ORDER_SEED), folder)
-    return PreparedBenchmark(str(path), [task], str(folder), offline=True, min_proxy_items=LOCAL_FILE_PROXY_ITEMS)
+    return PreparedBenchmark(str(path), [task], str(folder), offline=True, single_file=True)
 
 
 def hub_unreachable(benchmark: PreparedBenchmark) -> NetworkError:

@@ -16,6 +16,9 @@ class EvalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     limit_per_task: int | None = Field(10, ge=1, description="proxy: items per task while searching (None = all)")
+    min_items_for_a_file: int | None = Field(200, ge=1, description=(
+        "a user's JSONL file is one task, whose 10-item proxy cannot tell a model from chance: while searching, at "
+        "least this many of its items are scored (all of a smaller file); None = limit_per_task as for any task"))
     batch_size: int = Field(8, ge=1, description="evaluation batch size")
     fidelity_tokens: int = Field(4096, ge=512, description="held-out tokens scored against the baseline (KL, top-1, "
                                                           "perplexity ratio); chosen by benchmarks/fidelity_tau.py")
@@ -53,7 +56,7 @@ class EvalSettings(BaseModel):
 
 # The settings a user may override when starting an experiment from the Launchpad or the REST API
 # (fidelity_text names a file on the server: config files and the CLI only).
-OVERRIDABLE = ("limit_per_task", "full_set_for_frontier", "fidelity_tokens", "batch_size", "prompt_len",
+OVERRIDABLE = ("limit_per_task", "min_items_for_a_file", "full_set_for_frontier", "fidelity_tokens", "batch_size", "prompt_len",
                "new_tokens", "latency_repeats", "throughput_batch_size", "timeout_s")
 
 

@@ -132,7 +132,7 @@ def accuracy(model, tokenizer, benchmark: PreparedBenchmark, settings: EvalSetti
     `settings.limit_per_task` items of each task (the stratified proxy: task files are written in
     a seeded stratified order; raised to the benchmark's floor for a user's one-task file), or every
     item when it is None (the full set)."""
-    limit = benchmark.proxy_limit(settings.limit_per_task)
+    limit = benchmark.proxy_limit(settings)
     output = run_lm_eval(model, tokenizer, benchmark, limit, settings.batch_size, log_samples=True)
     mean, stderr, per_task = macro_score(output["results"], benchmark.tasks)
     samples = {t: output["samples"].get(t, []) for t in benchmark.tasks}
@@ -252,7 +252,7 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
     # seconds spent waiting for the device slot (core.device_slot): scoring waits for probes, the probe for all
     conditions["device_slot_wait_s"] = {"scoring": round(scoring_slot.wait_s, 3), "probe": run.get("slot_wait_s")}
     conditions.update({"quality_runtime": quality_runtime,
-                       "accuracy_items_per_task": benchmark.proxy_limit(settings.limit_per_task) or "all",
+                       "accuracy_items_per_task": benchmark.proxy_limit(settings) or "all",
                        "fidelity_tokens": fid.tokens,
                        "fidelity_text": fidelity.held_out_text(settings.fidelity_text)[1],
                        "fidelity_method": f"top-{reference['top_ids'].shape[1]} baseline log-probs + rest bucket, "

@@ -340,7 +340,7 @@ def repack(ct_folder: Path, out: Path) -> dict:
                 continue
             sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
             writer.add_key_value(field.name, field.contents(), field.types[0], sub_type=sub)
-        repacked, types, worst, covered = 0, set(), 0.0, set()
+        repacked, types, worst, covered, requantized = 0, set(), 0.0, set(), []
         for tensor in reader.tensors:
             data = np.asarray(tensor.data)
             hits = ([where.get(_row_key(r)) for r in data]
@@ -373,7 +373,7 @@ def repack(ct_folder: Path, out: Path) -> dict:
                 # llama.cpp on this very file, so the rounding is in the figures)
                 blocks = gguf.quants.quantize(data.astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
                 writer.add_tensor(tensor.name, blocks, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-                types.add("Q8_0 (token_embd, quantized)")
+                requantized.append(tensor.name)
             elif data.ndim == 2 and tensor.tensor_type == gguf.GGMLQuantizationType.F32:
                 writer.add_tensor(tensor.name, data.astype(np.float16))
             else:
@@ -387,7 +387,7 @@ def repack(ct_folder: Path, out: Path) -> dict:
         writer.close()
     out.with_suffix(".partial").replace(out)
     return {"tensors_repacked": repacked, "linears": len(linears), "block_types": sorted(types),
-            "max_float16_scale_error": worst}
+            "max_float16_scale_error": worst, "quantized_here_to_q8_0": requantized}
 
 
 def _runs(hits: list[tuple[str, int]]) -> list[tuple[str, list[int]]]:

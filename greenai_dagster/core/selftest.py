@@ -18,6 +18,7 @@ the 64-token prompt.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -269,9 +270,35 @@ def build_targets(root: Path) -> tuple[dict[str, Path], list[Check]]:
     return made, checks
 
 
+@contextlib.contextmanager
+def output_to(log: Path):
+    """File descriptors 1 and 2 into `log` for the block: the libraries that build the test checkpoints
+    (llama.cpp's quantizer, llm-compressor, codecarbon) print from C and Python alike, and their chatter
+    belongs in a log, not in the terminal between the verdicts."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "a") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 def run_all(root: Path, threads: int | None = None, echo=print) -> list[dict]:
     """Run every check; record each runtime's verdict for this machine; return the rows."""
-    made, checks = build_targets(root)
+    log = root / "prepare.log"
+    echo(f"preparing the test checkpoints under {root} (once; log: {log})")
+    with output_to(log):
+        made, checks = build_targets(root)
     ids = text_ids(made["float"])
     references = {}
     for key in sorted({c.reference for c in checks}):
