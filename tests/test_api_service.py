@@ -32,7 +32,7 @@ def test_a_failed_launch_is_listed_with_its_e00n_message(data_root):
 
 
 def test_the_docs_page_needs_no_internet(data_root):
-    """Swagger UI's files come from the installed `swagger-ui-bundle` package, not a CDN."""
+    """Swagger UI's files come from the installed `fastapi-offline` package, not a CDN."""
     import re
 
     from fastapi.testclient import TestClient

@@ -37,13 +37,15 @@ class ApiSettings:
 
 
 def _offline_docs(app: FastAPI) -> None:
-    """/docs with Swagger UI's script and stylesheet served from the `swagger-ui-bundle` package: FastAPI's
-    default page loads them from a CDN, which a machine without internet cannot reach (a blank page)."""
-    import swagger_ui_bundle
+    """/docs with Swagger UI's script and stylesheet served from the `fastapi-offline` package's static folder
+    (Swagger UI 5, which reads OpenAPI 3.1): FastAPI's default page loads them from a CDN, which a machine
+    without internet cannot reach (a blank page)."""
+    from importlib.resources import files
+
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.staticfiles import StaticFiles
 
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+    app.mount("/docs-assets", StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     def docs():
