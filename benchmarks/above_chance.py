@@ -14,8 +14,8 @@ multiple-choice task (each task file is the task's first 250 items in the seeded
 order, as for every offline benchmark) with lm-eval, and tests each task's accuracy against its
 chance rate (mean 1/options): one-sided z-test, Holm-Bonferroni over all tasks at family-wise
 alpha 0.05, and an effect of at least MIN_MARGIN above chance. The tasks that pass become the
-`bigbench_above_chance` benchmark (benchmarks.yaml). Writes
-benchmarks/results/above_chance.json.
+`bigbench_above_chance` benchmark (benchmarks.yaml). Writes the file named by --out
+(benchmarks/results/above_chance_bigbench.json for this screen).
 """
 
 from __future__ import annotations
@@ -57,6 +57,24 @@ def holm(p_values: dict[str, float], alpha: float = ALPHA) -> set[str]:
     return rejected
 
 
+def screen_tasks(task_ids: dict[str, str], result) -> tuple[list[dict], list[str]]:
+    """(a row per task: items, accuracy, chance, z, p, above_chance; the names above chance): each task's
+    accuracy against its chance rate, Holm over all of them at ALPHA, and a margin of MIN_MARGIN.
+    `task_ids`: name -> lm-eval task id; `result`: `evaluate.accuracy`'s, with per-item correctness."""
+    from greenai_dagster.core.flips import above_chance
+
+    rows, p_values = [], {}
+    for name, tid in task_ids.items():
+        test = above_chance({tid: result.item_correct[tid]}, {tid: result.chance[tid]})
+        p_values[name] = test["p_value"]
+        rows.append({"task": name, "items": test["items"], "accuracy": test["accuracy"], "chance": test["chance"],
+                     "z": test["z"], "p_value": test["p_value"]})
+    significant = holm(p_values)
+    for row in rows:
+        row["above_chance"] = row["task"] in significant and row["accuracy"] - row["chance"] >= MIN_MARGIN
+    return rows, [r["task"] for r in rows if r["above_chance"]]
+
+
 def one_per_family(rows: list[dict]) -> list[str]:
     """The default benchmark: of the tasks above chance, the strongest subtask of each BIG-bench task
     family (lowest p-value), so 44 near-identical multiemo subtasks do not drown the other 18 families."""
@@ -92,17 +110,7 @@ def run(device: str, batch_size: int, out: Path, max_options: int | None = None,
     bench = PreparedBenchmark("all_mc", [bigbench.task_id(t) for t in tasks], str(folder), offline=True)
     result = accuracy(model, tokenizer, bench, EvalSettings(limit_per_task=items, batch_size=batch_size))
     elapsed = time.perf_counter() - started
-    rows, p_values = [], {}
-    for task in tasks:
-        tid = bigbench.task_id(task)
-        test = above_chance({tid: result.item_correct[tid]}, {tid: result.chance[tid]})
-        p_values[task] = test["p_value"]
-        rows.append({"task": task, "items": test["items"], "accuracy": test["accuracy"], "chance": test["chance"],
-                     "z": test["z"], "p_value": test["p_value"]})
-    significant = holm(p_values)
-    for row in rows:
-        row["above_chance"] = row["task"] in significant and row["accuracy"] - row["chance"] >= MIN_MARGIN
-    chosen = [r["task"] for r in rows if r["above_chance"]]
+    rows, chosen = screen_tasks({t: bigbench.task_id(t) for t in tasks}, result)
     report = {
         "how": "benchmarks/above_chance.py: default model (SmolLM2-135M-Instruct, float32) on every item of each "
                "BIG-bench multiple-choice JSON task (task files: first 250 items in the seeded stratified order), "
@@ -149,17 +157,7 @@ def run_generated(device: str, batch_size: int, out: Path, dtype: str = "float32
     result = score_tasks([generated_tasks.task_id(f) for f in families], generated_folder(), device, batch_size,
                          None, dtype)
     elapsed = time.perf_counter() - started
-    rows, p_values = [], {}
-    for family in families:
-        tid = generated_tasks.task_id(family)
-        test = above_chance({tid: result.item_correct[tid]}, {tid: result.chance[tid]})
-        p_values[family] = test["p_value"]
-        rows.append({"task": family, "items": test["items"], "accuracy": test["accuracy"], "chance": test["chance"],
-                     "z": test["z"], "p_value": test["p_value"]})
-    significant = holm(p_values)
-    for row in rows:
-        row["above_chance"] = row["task"] in significant and row["accuracy"] - row["chance"] >= MIN_MARGIN
-    chosen = [r["task"] for r in rows if r["above_chance"]]
+    rows, chosen = screen_tasks({f: generated_tasks.task_id(f) for f in families}, result)
     proxy_items = EvalSettings().limit_per_task
     proxy = above_chance({f: result.item_correct[generated_tasks.task_id(f)][:proxy_items] for f in chosen},
                          {f: result.chance[generated_tasks.task_id(f)] for f in chosen})
