@@ -1,0 +1,800 @@
+"""Every measured figure in README.md, traced to the committed results file it comes from.
+
+    python benchmarks/readme_figures.py --check      # exit 1, listing each README figure that disagrees with its file
+    python benchmarks/readme_figures.py --list       # every registered figure: README text, file, JSON path, value
+    python benchmarks/readme_figures.py --check --readme /tmp/README.md
+
+One table (FIGURES) below. Each entry names where the figure sits in README.md, the file under
+benchmarks/results/ that holds it, and how its value is read from that file:
+
+- ``F(snippet, file, value)``: ``snippet`` is a regular expression that matches README.md exactly once
+  and has one group, the figure (``\\s+`` in the snippet absorbs line breaks).
+- ``T(table, row, column, file, value, k=0)``: a cell of a Markdown table: ``table`` is a regular
+  expression matching the table's header line (exactly once), ``row`` the row's first cell (or a tuple of
+  its first cells), ``column`` the header of the column; ``k`` picks the k-th number in the cell.
+
+``value`` is a JSON path (``a.b[3].c``; ``[key=v,key2=w]`` is the one list element whose fields read so;
+``[*]`` every element, skipping those where the rest of the path is absent), or an expression whose
+``{path}`` parts are JSON paths, evaluated with + - * / ( ), ``min``, ``max``, ``sum``, ``len``, ``abs``
+(so derived figures, such as a speed-up, are computed from the file, never typed). For a ``.txt`` file
+the path is a regular expression with one group (``re.S``), e.g. ``{/tau ([-\\d.]+)/}``.
+
+A README figure agrees with its file when it is the file's value rounded to the precision the README
+shows (``17.2`` agrees with 17.199, ``3e-5`` with 2.95e-05; thousands separators ignored). Pure Python
+(json + re), no model loading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+NUMBER = re.compile(r"(?:(?<![\w.])[-−])?(?<![\d.])\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+@dataclass(frozen=True)
+class F:
+    snippet: str
+    file: str
+    value: str
+
+
+@dataclass(frozen=True)
+class T:
+    table: str
+    row: str | tuple
+    column: str
+    file: str
+    value: str
+    k: int = 0
+
+
+# ------------------------------------------------------------------------------------------------ table
+# Shorthands for files with one row per variant.
+FC = "first_command.json"
+def fc_ep(sid: str) -> str:
+    return f"episodes[strategy_id={sid}]"
+
+RC = "runtimes_cpu.json"
+def rc(variant: str, runtime: str = "llama.cpp") -> str:
+    return f"[variant={variant},runtime={runtime}]"
+
+RG = "runtimes_gpu.json"
+GRID = "grid_smollm2_bigbench_above_chance.json"        # regenerated in this session: entries one line each
+def g(sid: str) -> str:
+    return f"rows[strategy_id={sid}]"
+
+MP = "mixed_precision.json"                              # regenerated in this session
+def mp(model: str, label: str) -> str:
+    return f"[model={model},label={label}]"
+
+ML = "mixed_llama_cpp.json"                              # regenerated in this session
+GQ = "gguf_quality.json"                                 # regenerated in this session
+FT = "fidelity_tau.json"                                 # regenerated in this session
+SS = "search_summary.txt"                                # regenerated in this session
+
+FIRST_TABLE = r"^\| candidate \| KL \(nats/token\)"
+FIRST_ROWS = {
+    "GPTQ W4 g64 (Q4_0 blocks, same integers)": "ep001_gptq_w4g64_act",
+    "INT8 (per-channel int8, served as Q8_0)": "ep002_int8_dynamic",
+    "AutoRound W4 g64 (its compression: 215 of the 270 s)": "ep003_autoround_w4g64_i50",
+}
+
+CPU_TABLE = r"^\| variant \| runtime \| weights in the runtime \|"
+CPU_ROWS = [  # (README variant, runtime, file variant)
+    ("baseline", "llama.cpp", "baseline"),
+    ("baseline", "torch-eager", "baseline"),
+    ("ep001_gptq_w4g64_act", "llama.cpp", "first_command/ep001_gptq_w4g64_act"),
+    ("ep001_gptq_w4g64_act", "torch-cpu-int4", "first_command/ep001_gptq_w4g64_act"),
+    ("ep001_gptq_w4g64_act", "torch-eager", "first_command/ep001_gptq_w4g64_act"),
+    ("ep002_int8_dynamic", "llama.cpp", "first_command/ep002_int8_dynamic"),
+    ("ep002_int8_dynamic", "torch-int8-dynamic", "first_command/ep002_int8_dynamic"),
+    ("ep003_autoround_w4g64_i50", "llama.cpp", "first_command/ep003_autoround_w4g64_i50"),
+    ("ep003_autoround_w4g64_i50", "torch-eager", "first_command/ep003_autoround_w4g64_i50"),
+    ("rtn_w8g64", "llama.cpp", "rtn_w8g64"),
+    ("rtn_w8g64", "torch-eager", "rtn_w8g64"),
+    ("packaged_q4_1.gguf", "llama.cpp", "packaged_q4_1.gguf"),
+    ("gguf_f16", "llama.cpp", "gguf_f16"),
+    ("gguf_q8_0", "llama.cpp", "gguf_q8_0"),
+    ("gguf_q4_k_m", "llama.cpp", "gguf_q4_k_m"),
+    ("gguf_q4_0", "llama.cpp", "gguf_q4_0"),
+]
+CPU_BASE = "{" + rc("baseline") + ".decode_ms_per_token}"
+CPU_BASE_MEM = "{" + rc("baseline") + ".memory_gb}"
+
+GPU_TABLE = r"^\| device \| variant \| runtime \| decode ms/token \| limit ms/token"
+GPU_ROWS = [  # (README device, README variant, file run, file variant)
+    ("H100", "bf16", "H100 run 1", "bf16"),
+    ("H100", "W4 g128", "H100 run 1", "w4_g128"),
+    ("H100", "FP8", "H100 run 1", "fp8"),
+    ("H200", "bf16", "H200 run 1", "bf16"),
+    ("H200", "W4 g128", "H200 run 1", "w4_g128"),
+    ("H200", "FP8", "H200 run 1", "fp8"),
+    ("H200 (run 2)", "bf16", "H200 run 2 (int8 and bf16 side by side)", "bf16"),
+    ("H200 (run 2)", "int8 weight-only", "H200 run 2 (int8 and bf16 side by side)", "int8"),
+]
+def rg(run: str, variant: str) -> str:
+    return f"[run={run},variant={variant}]"
+GPU_R2_BF16 = rg("H200 run 2 (int8 and bf16 side by side)", "bf16")
+GPU_R2_INT8 = rg("H200 run 2 (int8 and bf16 side by side)", "int8")
+GPU_W4_H200 = rg("H200 run 1", "w4_g128")
+
+GEN_TABLE = r"^[ \t]*\| family \| items \| accuracy \| chance \| p \|"
+AC_KEPT_NOT = "rows[*above_chance=False]"
+
+MIX_SMOL = r"^\| avg bits \| uniform \|.*\n.*\n\| 3 \| 1\.906"
+MIX_GEMMA = r"^\| avg bits \| uniform \|.*\n.*\n\| 3 \| 3\.067"
+MIX_COLS = [("uniform", "uniform_w{b}"), ("knapsack, per block", "knapsack_block_{b}"),
+            ("evolution, per block", "evolutionary_block_{b}"), ("knapsack, per linear", "knapsack_linear_{b}"),
+            ("evolution, per linear", "evolutionary_linear_{b}")]
+MIX_SMOL_CELLS = {  # avg bits -> the columns measured (the others read "-" or "not run")
+    "3": [0, 1, 2, 3, 4], "3.5": [1, 2, 3, 4], "4": [0, 1, 2, 3], "4.25": [1, 2, 3, 4], "5": [0, 1, 2, 3], "6": [0, 1, 2, 3]}
+MIX_GEMMA_CELLS = {"3": [0, 1, 2, 3, 4], "3.5": [1, 2, 3, 4], "4": [0], "4.25": [1, 2, 3, 4]}
+PAIRED_TABLE = r"^[ \t]*\| avg bits \| knapsack, per block \| knapsack, per linear \| evolution, per linear \|"
+PAIRED_CELLS = {"3": ["knapsack_block_3", "knapsack_linear_3", "evolutionary_linear_3"],
+                "4": ["knapsack_block_4", "knapsack_linear_4", None], "5": ["knapsack_block_5", "knapsack_linear_5", None],
+                "6": ["knapsack_block_6", "knapsack_linear_6", None]}
+PAIRED_HEADERS = ["knapsack, per block", "knapsack, per linear", "evolution, per linear"]
+
+ML_TABLE = r"^\| allocation \| avg bits \| GGUF tensor types \|"
+ML_ROWS = ["uniform_w4", "uniform_w5", "uniform_w8", "knapsack_458_4.5", "knapsack_458_5", "knapsack_458_6",
+           "knapsack_458_7"]
+def ml(label: str) -> str:
+    return f"rows[label={label}]"
+
+
+def _first_command() -> list:
+    out = [
+        F(r"\*\*(482) s for the 3 episodes", FC, "split_s.total"),
+        F(r"\(load (6), compress 270", FC, "split_s.load"),
+        F(r"\(load 6, compress (270), evaluate", FC, "split_s.compress"),
+        F(r"compress 270, evaluate\s+(151),", FC, "split_s.evaluate"),
+        F(r"orchestration (55) s\)", FC, "split_s.orchestration"),
+        F(r"against the baseline's (17\.2) ms/token", FC, "baseline.latency_ms"),
+        F(r"ms/token and (0\.288) GB \(F16", FC, "baseline.memory_gb"),
+        F(r"its compression: (215) of the 270 s", FC, "{" + fc_ep("ep003_autoround_w4g64_i50") + ".compression_time_s}"),
+        F(r"its compression: 215 of the (270) s", FC, "split_s.compress"),
+        F(r"their (10) % latency difference", FC, "100 * ({" + fc_ep("ep003_autoround_w4g64_i50") + ".latency_ms} / {"
+          + fc_ep("ep001_gptq_w4g64_act") + ".latency_ms} - 1)"),
+    ]
+    for row, sid in FIRST_ROWS.items():
+        e = fc_ep(sid)
+        out += [
+            T(FIRST_TABLE, row, "KL (nats/token)", FC, e + ".kl_divergence"),
+            T(FIRST_TABLE, row, "proxy accuracy", FC, e + ".accuracy"),
+            T(FIRST_TABLE, row, "decode ms/token", FC, e + ".latency_ms"),
+            T(FIRST_TABLE, row, "x faster", FC, "{baseline.latency_ms} / {" + e + ".latency_ms}"),
+            T(FIRST_TABLE, row, "peak memory GB", FC, e + ".memory_gb"),
+            T(FIRST_TABLE, row, "x memory", FC, "{" + e + ".memory_gb} / {baseline.memory_gb}"),
+            T(FIRST_TABLE, row, "on disk GB", FC, e + ".model_size_gb"),
+        ]
+    return out
+
+
+def _runtimes_cpu() -> list:
+    out = []
+    for variant, runtime, fvariant in CPU_ROWS:
+        r = rc(fvariant, runtime)
+        row = (variant, runtime)
+        out += [
+            T(CPU_TABLE, row, "decode ms/token", RC, r + ".decode_ms_per_token"),
+            T(CPU_TABLE, row, "x vs baseline's best", RC, CPU_BASE + " / {" + r + ".decode_ms_per_token}"),
+            T(CPU_TABLE, row, "prefill tok/s", RC, r + ".prefill_tokens_per_s"),
+            T(CPU_TABLE, row, "memory GB", RC, r + ".memory_gb"),
+            T(CPU_TABLE, row, "x memory", RC, "{" + r + ".memory_gb} / " + CPU_BASE_MEM),
+            T(CPU_TABLE, row, "J/token", RC, r + ".energy_j_per_token"),
+        ]
+    gptq, ar, int8 = (rc("first_command/" + s) for s in
+                      ("ep001_gptq_w4g64_act", "ep003_autoround_w4g64_i50", "ep002_int8_dynamic"))
+    spd = lambda r: CPU_BASE + " / {" + r + ".decode_ms_per_token}"
+    mem = lambda r: "{" + r + ".memory_gb} / " + CPU_BASE_MEM
+    out += [
+        F(r"measured twice in this run read (18\.0) and 17\.4", RC, rc("baseline") + ".decode_ms_per_token"),
+        F(r"measured twice in this run read 18\.0 and (17\.4)", RC, rc("gguf_f16") + ".decode_ms_per_token"),
+        F(r"candidates of one block type (9\.6) and 11\.1", RC, gptq + ".decode_ms_per_token"),
+        F(r"candidates of one block type 9\.6 and (11\.1)", RC, ar + ".decode_ms_per_token"),
+        F(r"GPTQ W4 (1\.88)x at 0\.51x", RC, spd(gptq)),
+        F(r"GPTQ W4 1\.88x at (0\.51)x", RC, mem(gptq)),
+        F(r"AutoRound W4 (1\.61)x at 0\.51x", RC, spd(ar)),
+        F(r"AutoRound W4 1\.61x at (0\.51)x", RC, mem(ar)),
+        F(r"embedding in Q8_0\) (1\.51)x at 0\.59x", RC, spd(int8)),
+        F(r"embedding in Q8_0\) 1\.51x at (0\.59)x", RC, mem(int8)),
+        F(r"\(compressed-tensors\) reads (0\.68)x memory", RC, mem(rc("rtn_w8g64"))),
+        F(r"kernel runs (1\.9)x faster than eager", RC,
+          "{" + rc("first_command/ep001_gptq_w4g64_act", "torch-eager") + ".decode_ms_per_token} / {"
+          + rc("first_command/ep001_gptq_w4g64_act", "torch-cpu-int4") + ".decode_ms_per_token}"),
+        F(r"but (2\.3)x slower than llama\.cpp", RC,
+          "{" + rc("first_command/ep001_gptq_w4g64_act", "torch-cpu-int4") + ".decode_ms_per_token} / {"
+          + gptq + ".decode_ms_per_token}"),
+        F(r"dynamic int8 is (2)x slower than llama\.cpp's Q8_0", RC,
+          "{" + rc("first_command/ep002_int8_dynamic", "torch-int8-dynamic") + ".decode_ms_per_token} / {"
+          + int8 + ".decode_ms_per_token}"),
+    ]
+    return out
+
+
+def _llama_cpp_builds() -> list:
+    LB = "llama_cpp_builds.json"
+    out = [F(r"runs F16 \((18\.0) ms/token\)", LB, "builds.native.types.F16.decode_ms_per_token")]
+    for readme, ftype in [("F16", "F16"), ("Q8_0", "Q8_0"), ("Q4_K_M", "Q4_K_M"), ("Q4_0", "Q4_0"),
+                          ("Q4_1", "Q4_1 (packaged)")]:
+        num = r"\d+\.\d"
+        out += [
+            F(rf"{readme} ({num})\s*/\s*{num}(?:,| ms/token)", LB, f"builds.cpu_no_amx.types.{ftype}.decode_ms_per_token"),
+            F(rf"{readme} {num}\s*/\s*({num})(?:,| ms/token)", LB, f"builds.portable_avx2.types.{ftype}.decode_ms_per_token"),
+        ]
+    return out
+
+
+def _runtimes_gpu() -> list:
+    out = []
+    for device, variant, run, fvariant in GPU_ROWS:
+        r = rg(run, fvariant)
+        row = (device, variant)
+        out += [
+            T(GPU_TABLE, row, "decode ms/token", RG, r + ".decode_ms_per_token"),
+            T(GPU_TABLE, row, "limit ms/token", RG, r + ".limit_ms_per_token"),
+            T(GPU_TABLE, row, "prefill tok/s (512)", RG, r + ".prefill_tokens_per_s"),
+            T(GPU_TABLE, row, "memory GB", RG, r + ".memory_gb"),
+            T(GPU_TABLE, row, "J/token", RG, r + ".energy_j_per_token"),
+        ]
+    prof = GPU_W4_H200 + ".profile_ms_per_token"
+    out += [
+        F(r"\): (2\.19) ms/token in tinygemm's int4", RG, prof + ".int4 matmuls (tinygemm)"),
+        F(r"copy bandwidth\), (0\.41) attention", RG, prof + ".attention (QK/PV bmm, softmax, KV write)"),
+        F(r"(0\.27) lm_head \+ final norm", RG, prof + ".once per step (lm_head, final norm, argmax, embedding)"),
+        F(r"(0\.22)\s+per-layer norms and SiLU", RG, prof + ".per-layer elementwise / norm / rotary (fused Triton)"),
+        F(r"bf16\s+rows differ by (15) %", RG, "100 * (1 - {" + GPU_R2_BF16 + ".decode_ms_per_token} / {"
+          + rg("H200 run 1", "bf16") + ".decode_ms_per_token})"),
+        F(r"differ by 15 % \((5\.39) vs 4\.61 ms\)", RG, rg("H200 run 1", "bf16") + ".decode_ms_per_token"),
+        F(r"differ by 15 % \(5\.39 vs (4\.61) ms\)", RG, GPU_R2_BF16 + ".decode_ms_per_token"),
+        F(r"\*\*(1\.09)x faster decode", RG, "{" + GPU_R2_BF16 + ".decode_ms_per_token} / {" + GPU_R2_INT8
+          + ".decode_ms_per_token}"),
+        F(r"faster decode,\s+(0\.59)x the memory", RG, "{" + GPU_R2_INT8 + ".memory_gb} / {" + GPU_R2_BF16 + ".memory_gb}"),
+        F(r"the memory, (0\.83)x the energy per token", RG, "{" + GPU_R2_INT8 + ".energy_j_per_token} / {" + GPU_R2_BF16
+          + ".energy_j_per_token}"),
+        F(r"at (2\.2)x its bandwidth limit", RG, GPU_R2_INT8 + ".ratio_to_limit"),
+    ]
+    return out
+
+
+def _generated_and_eval() -> list:
+    AC = "above_chance.json"
+    out = []
+    for fam in ["opposite", "first_letter", "plural", "unit_conversion", "next_in_sequence"]:
+        r = f"rows[task={fam}]"
+        out += [T(GEN_TABLE, fam, "items", AC, r + ".items"), T(GEN_TABLE, fam, "accuracy", AC, r + ".accuracy"),
+                T(GEN_TABLE, fam, "chance", AC, r + ".chance"), T(GEN_TABLE, fam, "p", AC, r + ".p_value")]
+    rest = "addition, category_member, day_after, letter_after, alphabetical_first, larger_number"
+    others = "rows[*task!=next_in_sequence,above_chance=False]"
+    out += [
+        T(GEN_TABLE, rest, "items", AC, "min({" + others + ".items})", 0),
+        T(GEN_TABLE, rest, "items", AC, "max({" + others + ".items})", 1),
+        T(GEN_TABLE, rest, "accuracy", AC, "min({" + others + ".accuracy})", 0),
+        T(GEN_TABLE, rest, "accuracy", AC, "max({" + others + ".accuracy})", 1),
+        T(GEN_TABLE, rest, "chance", AC, "min({" + others + ".chance})", 0),
+        T(GEN_TABLE, rest, "chance", AC, "max({" + others + ".chance})", 1),
+        T(GEN_TABLE, rest, "p", AC, "min({" + others + ".p_value})"),
+        F(r"float32, this 2-core CPU, (85) s\)", AC, "wall_time_s"),
+        F(r"family, (40) items\) the baseline reads", AC, "proxy.items"),
+        F(r"the baseline reads (0\.525)\s+against chance", AC, "proxy.accuracy"),
+        F(r"against chance (0\.250), p = 3e-5", AC, "proxy.chance"),
+        F(r"against chance 0\.250, p = (3e-5)", AC, "proxy.p_value"),
+        F(r"\): `unit_conversion` \((88) items\)", AC, "rows[task=unit_conversion].items"),
+        F(r"`first_letter` \((140)\)", AC, "rows[task=first_letter].items"),
+        F(r"`opposite` \((60)\)", AC, "rows[task=opposite].items"),
+        F(r"`plural` \((45)\); 333 items", AC, "rows[task=plural].items"),
+        F(r"\(45\); (333) items, 40 in", AC, "sum({rows[*above_chance=True].items})"),
+        F(r"333 items, (40) in the search's proxy", AC, "proxy.items"),
+        F(r"all 11 families \(adds addition.*?\), (1,546) items", AC, "sum({rows[*].items})"),
+        # humaneval_full.json
+        F(r"default model scores pass@1 (0\.0):", "humaneval_full.json", "pass@1"),
+        F(r"cut \((104) of 164\s+completions empty\)", "humaneval_full.json", "empty_completions"),
+        F(r"cut \(104 of (164)\s+completions empty\)", "humaneval_full.json", "problems"),
+        F(r"the other (60) fail their tests", "humaneval_full.json", "{problems} - {empty_completions}"),
+        F(r"all (164) HumanEval problems", "humaneval_full.json", "problems"),
+        # vs_lm_eval.json
+        F(r"\(bb_snarks, (181) items:", "vs_lm_eval.json", "items"),
+        F(r"181 items: (0\.5193370165745856) both\)", "vs_lm_eval.json", "accuracy_ours[0]"),
+        F(r"181 items: (0\.5193370165745856) both\)", "vs_lm_eval.json", "accuracy_lm_eval[0]"),
+        F(r"at\s+(0\.91)x its wall time \(median of 3", "vs_lm_eval.json", "median_wall_ratio_ours_over_lm_eval"),
+        F(r"its wall time \(median of (3), alternating", "vs_lm_eval.json", "conditions.repeats"),
+        # proxy_tau.txt / proxy_tau.json
+        F(r"over (9) variants of the\s+default model, Kendall tau", "proxy_tau.json", "len({variants})"),
+        F(r"full-set accuracy is (0\.06) \(bigbench_commonsense\)", "proxy_tau.txt",
+          "{/bigbench_commonsense:.*?proxy 10/task \\(timed run\\): tau ([-\\d.]+)/}"),
+        F(r"and (-0\.03) \(elementary_math_qa\)", "proxy_tau.txt",
+          "{/elementary_math_qa:.*?proxy 10/task \\(timed run\\): tau ([-\\d.]+)/}"),
+        F(r"at a (9)-10x speed-up", "proxy_tau.txt", "{/bigbench_commonsense:.*?speed-up ([\\d.]+)x/}"),
+        F(r"at a 9-(10)x speed-up", "proxy_tau.txt", "{/elementary_math_qa:.*?speed-up ([\\d.]+)x/}"),
+        F(r"40 items per task reach tau (0\.74) on", "proxy_tau.txt",
+          "{/bigbench_commonsense:.*?proxy 40/task \\(prefix of full run\\): tau ([-\\d.]+)/}"),
+        F(r"python benchmarks/proxy_tau\.py`: proxy vs full set over (9) variants", "proxy_tau.json", "len({variants})"),
+    ]
+    return out
+
+
+def _serving_other() -> list:
+    CW, DS, CE = "concurrent_writers.json", "device_slot.json", "celery_workers.json"
+    out = [
+        F(r"Measured with\s+(2), 4 and 8 concurrent writer", CW, "table[0].writers"),
+        F(r"Measured with\s+2, (4) and 8 concurrent writer", CW, "table[1].writers"),
+        F(r"Measured with\s+2, 4 and (8) concurrent writer", CW, "table[2].writers"),
+        F(r"concurrent writer processes, (20) rows each", CW, "table[0].episodes_per_writer"),
+        F(r"~10\): (0) rows lost", CW, "sum({table[*].rows_lost})"),
+        F(r"0 rows lost, (0)\s+duplicates", CW, "sum({table[*].duplicate_rows})"),
+        F(r"duplicates, (0) failed writes in every case", CW, "sum({table[*].failed_writes})"),
+        F(r"never waited for a lock and wrote\s+(40)/80/160 rows", CW, "table[0].rows_present"),
+        F(r"(80)/160 rows in 2\.0", CW, "table[1].rows_present"),
+        F(r"80/(160) rows in 2\.0", CW, "table[2].rows_present"),
+        F(r"rows in (2\.0)/4\.0/7\.8 s", CW, "table[0].wall_s"),
+        F(r"rows in 2\.0/(4\.0)/7\.8 s", CW, "table[1].wall_s"),
+        F(r"rows in 2\.0/4\.0/(7\.8) s", CW, "table[2].wall_s"),
+        F(r"\(~(20) rows/s, CPU-bound\)", CW, "{table[2].writes_per_s}"),
+        F(r"episode\) took (44)/77/110 s", CW, "table[3].wall_s"),
+        F(r"episode\) took 44/(77)/110 s", CW, "table[4].wall_s"),
+        F(r"episode\) took 44/77/(110) s", CW, "table[5].wall_s"),
+        F(r"\(before: (28)/76/205 s", CW, "before_parquet.table[0].wall_s"),
+        F(r"\(before: 28/(76)/205 s", CW, "before_parquet.table[1].wall_s"),
+        F(r"\(before: 28/76/(205) s", CW, "before_parquet.table[2].wall_s"),
+        F(r"median (11\.14) ms/token alone", DS, "median_latency_ms.alone"),
+        F(r"\*\*(11\.11) with the slot \(x1\.00\)", DS, "median_latency_ms.slot"),
+        F(r"with the slot \(x(1\.00)\)\*\*", DS, "ratio_to_alone.slot"),
+        F(r"(24\.73) ignoring it \(x2\.22\)", DS, "median_latency_ms.no_slot"),
+        F(r"24\.73 ignoring it \(x(2\.22)\)", DS, "ratio_to_alone.no_slot"),
+        F(r"one `candidate_sweep` of (8) candidates", CE, "runs.1.candidates"),
+        F(r"Wall time (132\.7) s on 1 worker", CE, "runs.1.wall_s"),
+        F(r"on 1 worker, (119\.6) s on 2", CE, "runs.2.wall_s"),
+        F(r"\*\*x(1\.11)\*\*", CE, "{runs.1.wall_s} / {runs.2.wall_s}"),
+    ]
+    return out
+
+
+# The celery step times sit under keys holding '[' (compress_and_benchmark[...]): read by key prefix ('*').
+def _celery_steps() -> list:
+    CE = "celery_workers.json"
+    return [
+        F(r"a candidate step takes (10)-17 s", CE, "min({runs.1.step_s.compress_and_benchmark*})"),
+        F(r"a candidate step takes 10-(17) s", CE, "max({runs.1.step_s.compress_and_benchmark*})"),
+        F(r"the same steps take (19)-29 s each", CE, "min({runs.2.step_s.compress_and_benchmark*})"),
+        F(r"the same steps take 19-(29) s each", CE, "max({runs.2.step_s.compress_and_benchmark*})"),
+        F(r"\(sum (204) s against 122 s\)", CE, "runs.2.candidate_steps_sum_s"),
+        F(r"\(sum 204 s against (122) s\)", CE, "runs.1.candidate_steps_sum_s"),
+        F(r"while the other worker scores \((0)-2\.4 s\)", CE, "min({runs.2.per_candidate[*].probe_slot_wait_s})"),
+        F(r"while the other worker scores \(0-(2\.4) s\)", CE, "max({runs.2.per_candidate[*].probe_slot_wait_s})"),
+    ]
+
+
+def _quality_stale() -> list:
+    """Files another engineer regenerates in this session: one line per figure, so each is easy to edit."""
+    gq = "rows[variant={}]"
+    out = [
+        # gguf_quality.json
+        F(r"`gguf_quality\.json`: (190) items, 4096 held-out", GQ, gq.format("F16") + ".flips_vs_baseline.items"),
+        F(r"190 items, (4096) held-out\s+tokens", GQ, "{" + gq.format("F16") + ".fidelity.tokens} + 8"),
+        F(r"the baseline \(transformers float32\) (0\.600) ± 0\.035", GQ, gq.format("baseline") + ".accuracy"),
+        F(r"the baseline \(transformers float32\) 0\.600 ± (0\.035)", GQ, gq.format("baseline") + ".accuracy_stderr"),
+        F(r"\*\*(0\.600), 0 of 190 items flipped", GQ, gq.format("F16") + ".accuracy"),
+        F(r"\*\*0\.600, (0) of 190 items flipped", GQ, "{" + gq.format("F16") + ".flips_vs_baseline.correct_to_wrong} + {"
+          + gq.format("F16") + ".flips_vs_baseline.wrong_to_correct}"),
+        F(r"items flipped, KL (0\.00000), top-1", GQ, gq.format("F16") + ".fidelity.kl_divergence"),
+        F(r"KL 0\.00000, top-1 (0\.9998),", GQ, gq.format("F16") + ".fidelity.top1_agreement"),
+        F(r"perplexity x(1\.0000)\*\*", GQ, gq.format("F16") + ".fidelity.ppl_ratio"),
+        F(r"dequantized from it\) (0\.605), 3 flips", GQ, gq.format("packaged Q4_1") + ".accuracy"),
+        F(r"dequantized from it\) 0\.605, (3) flips", GQ, "{" + gq.format("packaged Q4_1") + ".flips_vs_baseline.correct_to_wrong} + {"
+          + gq.format("packaged Q4_1") + ".flips_vs_baseline.wrong_to_correct}"),
+        F(r"0\.605, 3 flips, McNemar p = (1\.0),", GQ, gq.format("packaged Q4_1") + ".flips_vs_baseline.p_value"),
+        F(r"McNemar p = 1\.0,\s+KL (0\.0029):", GQ, gq.format("packaged Q4_1") + ".fidelity.kl_divergence"),
+        F(r"Q4_K_M of the baseline (0\.605), 7 flips", GQ, gq.format("Q4_K_M") + ".accuracy"),
+        F(r"Q4_K_M of the baseline 0\.605, (7) flips", GQ, "{" + gq.format("Q4_K_M") + ".flips_vs_baseline.correct_to_wrong} + {"
+          + gq.format("Q4_K_M") + ".flips_vs_baseline.wrong_to_correct}"),
+        F(r"7 flips, p = (1\.0),\s+KL 0\.053", GQ, gq.format("Q4_K_M") + ".flips_vs_baseline.p_value"),
+        F(r"7 flips, p = 1\.0,\s+KL (0\.053), x1\.082", GQ, gq.format("Q4_K_M") + ".fidelity.kl_divergence"),
+        F(r"KL 0\.053, x(1\.082)\. llama\.cpp scored", GQ, gq.format("Q4_K_M") + ".fidelity.ppl_ratio"),
+        # fidelity_tau.json
+        F(r"it reads (6)-16 % low\s+\(`benchmarks/results/fidelity_tau", FT, "100 * min({rows[*].topk_vs_exact_kl.relative_error})"),
+        F(r"it reads 6-(16) % low\s+\(`benchmarks/results/fidelity_tau", FT, "100 * max({rows[*].topk_vs_exact_kl.relative_error})"),
+        F(r"`topk_vs_exact_kl`, (14) variants, 2,044 positions", FT, "len({rows[*].topk_vs_exact_kl})"),
+        F(r"Kendall tau against full-set accuracy: proxy accuracy at 10/20/40/80 items per task\s+(0\.87)/", FT, "tau.proxy_vs_full_accuracy.10"),
+        F(r"items per task\s+0\.87/(0\.88)/", FT, "tau.proxy_vs_full_accuracy.20"),
+        F(r"items per task\s+0\.87/0\.88/(0\.96)/", FT, "tau.proxy_vs_full_accuracy.40"),
+        F(r"items per task\s+0\.87/0\.88/0\.96/(0\.96); KL", FT, "tau.proxy_vs_full_accuracy.80"),
+        F(r"KL divergence (0\.87)/0\.85/0\.87/0\.87 on 1k", FT, "tau.neg_kl_vs_full_accuracy.1024"),
+        F(r"KL divergence 0\.87/(0\.85)/0\.87/0\.87 on 1k", FT, "tau.neg_kl_vs_full_accuracy.4096"),
+        F(r"KL divergence 0\.87/0\.85/(0\.87)/0\.87 on 1k", FT, "tau.neg_kl_vs_full_accuracy.16384"),
+        F(r"KL divergence 0\.87/0\.85/0\.87/(0\.87) on 1k", FT, "tau.neg_kl_vs_full_accuracy.65536"),
+        F(r"40 items buys tau (0\.96) for 4x", FT, "tau.proxy_vs_full_accuracy.40"),
+        F(r"and (65,408) held-out\s+positions\)", FT, "held_out_positions"),
+        F(r"the baseline and (14) variants made by the project's own methods", FT, "variants"),
+        F(r"The top-64\s+KL reads (6)-16 % below the exact KL on all 14", FT, "100 * min({rows[*].topk_vs_exact_kl.relative_error})"),
+        F(r"The top-64\s+KL reads 6-(16) % below the exact KL on all 14", FT, "100 * max({rows[*].topk_vs_exact_kl.relative_error})"),
+        # grid_smollm2_bigbench_above_chance.json
+        F(r"\*\*all (31) strategies are measured\*\*", GRID, "len({rows[*strategy_id!=baseline]})"),
+        F(r"all 31 strategies are measured\*\*, (16) of them degraded", GRID, "len({rows[*degraded=True]})"),
+        F(r"`gptq_w8g64_act`, `rtn_w8g64`, `gguf_q8_0` \(KL (0\.001)-0\.004\)", GRID, g("gptq_w8g64_act") + ".kl_divergence"),
+        F(r"`gguf_q8_0` \(KL 0\.001-(0\.004)\)", GRID, g("gguf_q8_0") + ".kl_divergence"),
+        F(r"`gguf_q4_k_m` \((0\.053)\), `autoround_w4g64_i50`", GRID, g("gguf_q4_k_m") + ".kl_divergence"),
+        F(r"`autoround_w4g64_i50`\s+\((0\.081), 9\.2 ms/token", GRID, g("autoround_w4g64_i50") + ".kl_divergence"),
+        F(r"\(0\.081, (9\.2) ms/token in llama\.cpp, the fastest\)", GRID, g("autoround_w4g64_i50") + ".latency_ms"),
+        F(r"`gptq_w4g64_act` \((0\.162)\), `gptq_w4g32_act` \(0\.193\)", GRID, g("gptq_w4g64_act") + ".kl_divergence"),
+        F(r"`gptq_w4g64_act` \(0\.162\), `gptq_w4g32_act` \((0\.193)\),", GRID, g("gptq_w4g32_act") + ".kl_divergence"),
+        F(r"`autoround_w3g64_i50` \((0\.272), the smallest file", GRID, g("autoround_w3g64_i50") + ".kl_divergence"),
+        F(r"the smallest file, (0\.093) GB", GRID, g("autoround_w3g64_i50") + ".model_size_gb"),
+        F(r"\(AutoRound W4 KL (0\.081) and W3 0\.272", GRID, g("autoround_w4g64_i50") + ".kl_divergence"),
+        F(r"AutoRound W4 KL 0\.081 and W3 (0\.272)", GRID, g("autoround_w3g64_i50") + ".kl_divergence"),
+        F(r"RTN W3 is (1\.91) —", GRID, g("rtn_w3g64") + ".kl_divergence"),
+        F(r"QLoRA (0\.242),", GRID, g("qlora_nf4_r8_s30") + ".kl_divergence"),
+        F(r"`mixed_4\.25b_knapsack` (0\.256),", GRID, g("mixed_4.25b_knapsack") + ".kl_divergence"),
+        F(r"magnitude 50 % \+ LoRA (2\.24) and", GRID, g("magnitude_s50+lora_r8_s30") + ".kl_divergence"),
+        F(r"LoRA (1\.32)\) and the baseline", GRID, g("structured_s30+gptq_w4g64_act+lora_r8_s30") + ".kl_divergence"),
+        F(r"and the baseline \((13\.4) ms/token\) were re-probed", GRID, g("baseline") + ".latency_ms"),
+        F(r"`gguf_q4_k_m` (33) ms, `gguf_q8_0` 38 ms", GRID, g("gguf_q4_k_m") + ".latency_ms"),
+        F(r"`gguf_q8_0` (38) ms are", GRID, g("gguf_q8_0") + ".latency_ms"),
+        F(r"`gguf_q8_0` \((0\.0037)\), and, degraded", GRID, g("gguf_q8_0") + ".kl_divergence"),
+        F(r"SparseGPT 2:4 \((1\.17)\)", GRID, g("sparsegpt_2of4") + ".kl_divergence"),
+        F(r"Wanda 50 % / 2:4 \((0\.89) / 2\.57\)", GRID, g("wanda_s50") + ".kl_divergence"),
+        F(r"Wanda 50 % / 2:4 \(0\.89 / (2\.57)\)", GRID, g("wanda_2of4") + ".kl_divergence"),
+        F(r"structured 30 % / 50 % \((1\.75) / 3\.62\)", GRID, g("structured_s30") + ".kl_divergence"),
+        F(r"structured 30 % / 50 % \(1\.75 / (3\.62)\)", GRID, g("structured_s50") + ".kl_divergence"),
+        F(r"`gptq_w8g64_act` \(KL (0\.0007), accuracy 0\.611", GRID, g("gptq_w8g64_act") + ".kl_divergence"),
+        F(r"\(KL 0\.0007, accuracy (0\.611), no difference", GRID, g("gptq_w8g64_act") + ".accuracy"),
+        F(r"no difference from the baseline's (0\.600);", GRID, g("baseline") + ".accuracy"),
+        F(r"Q8_0 in llama\.cpp (14\.6) ms/token, 0\.215 GB", GRID, g("gptq_w8g64_act") + ".latency_ms"),
+        F(r"Q8_0 in llama\.cpp 14\.6 ms/token, (0\.215) GB", GRID, g("gptq_w8g64_act") + ".memory_gb"),
+        F(r"`w8a8_sq0\.5` \((0\.016);", GRID, g("w8a8_sq0.5") + ".kl_divergence"),
+        F(r"without expanding it: eager, (170) ms\)", GRID, g("w8a8_sq0.5") + ".latency_ms"),
+        F(r"`awq_w4g64` \((0\.128), worse", GRID, g("awq_w4g64") + ".kl_divergence"),
+        F(r"worse: McNemar p = (0\.03); Q4_1", GRID, g("awq_w4g64") + ".flips.p_value"),
+        F(r"Q4_1 (11\.3) ms,\s+0\.171 GB", GRID, g("awq_w4g64") + ".latency_ms"),
+        F(r"Q4_1 11\.3 ms,\s+(0\.171) GB", GRID, g("awq_w4g64") + ".memory_gb"),
+        F(r"`gptq_w4g64_act` \((0\.162), no difference, p = 0\.39", GRID, g("gptq_w4g64_act") + ".kl_divergence"),
+        F(r"no difference, p = (0\.39); Q4_0", GRID, g("gptq_w4g64_act") + ".flips.p_value"),
+        F(r"p = 0\.39; Q4_0 (9\.4) ms, 0\.166 GB", GRID, g("gptq_w4g64_act") + ".latency_ms"),
+        F(r"p = 0\.39; Q4_0 9\.4 ms, (0\.166) GB", GRID, g("gptq_w4g64_act") + ".memory_gb"),
+        F(r"`gptq_w4g32_act` \((0\.193)\): none degraded", GRID, g("gptq_w4g32_act") + ".kl_divergence"),
+        F(r"the largest perplexity ratio on it x(1\.27)", GRID, "max({rows[*strategy_id=gptq_w8g64_act|w8a8_sq0.5|awq_w4g64|gptq_w4g64_act|gptq_w4g32_act].ppl_ratio})"),
+        F(r"in its best runtime \(llama\.cpp F16\): ([\d.]+) ms/token, [\d.]+ GB \(re-probed", GRID, g("baseline") + ".latency_ms"),
+        F(r"in its best runtime \(llama\.cpp F16\): [\d.]+ ms/token, ([\d.]+) GB \(re-probed", GRID, g("baseline") + ".memory_gb"),
+        F(r"\*\*W4 reads ([\d.]+)x faster and", GRID, "{" + g("baseline") + ".latency_ms} / {" + g("gptq_w4g64_act") + ".latency_ms}"),
+        F(r"faster and\s+([\d.]+)x the memory, as served\*\*", GRID, "{" + g("gptq_w4g64_act") + ".memory_gb} / {" + g("baseline") + ".memory_gb}"),
+        F(r"`rtn_w4g64` \((0\.393)\), `gptq_w4g64` \(0\.319\)", GRID, g("rtn_w4g64") + ".kl_divergence"),
+        F(r"`gptq_w4g64` \((0\.319)\),", GRID, g("gptq_w4g64") + ".kl_divergence"),
+        F(r"`rtn_w8g64` \((0\.001); 20\.3 ms\)", GRID, g("rtn_w8g64") + ".kl_divergence"),
+        F(r"`rtn_w8g64` \(0\.001; (20\.3) ms\)", GRID, g("rtn_w8g64") + ".latency_ms"),
+        F(r"`sparsegpt_s50` \((0\.384); its 39\.8 ms", GRID, g("sparsegpt_s50") + ".kl_divergence"),
+        F(r"`sparsegpt_s50` \(0\.384; its (39\.8) ms", GRID, g("sparsegpt_s50") + ".latency_ms"),
+        F(r"`int8_dynamic` \(KL (0\.93), x2\.72\)", GRID, g("int8_dynamic") + ".kl_divergence"),
+        F(r"`int8_dynamic` \(KL 0\.93, x(2\.72)\)", GRID, g("int8_dynamic") + ".ppl_ratio"),
+        F(r"RTN W3 \((1\.91), x8\.1\)", GRID, g("rtn_w3g64") + ".kl_divergence"),
+        F(r"RTN W3 \(1\.91, x(8\.1)\)", GRID, g("rtn_w3g64") + ".ppl_ratio"),
+        F(r"magnitude 30 %/50 %/2:4 \((0\.51) / 3\.0 / 4\.5\)", GRID, g("magnitude_s30") + ".kl_divergence"),
+        F(r"magnitude 30 %/50 %/2:4 \(0\.51 / (3\.0) / 4\.5\)", GRID, g("magnitude_s50") + ".kl_divergence"),
+        F(r"magnitude 30 %/50 %/2:4 \(0\.51 / 3\.0 / (4\.5)\)", GRID, g("magnitude_2of4") + ".kl_divergence"),
+        F(r"SparseGPT 2:4 -> GPTQ \((0\.92), x2\.84\)", GRID, g("sparsegpt_2of4+gptq_w4g64_act") + ".kl_divergence"),
+        F(r"SparseGPT 2:4 -> GPTQ \(0\.92, x(2\.84)\)", GRID, g("sparsegpt_2of4+gptq_w4g64_act") + ".ppl_ratio"),
+        F(r"structured 30 % -> GPTQ \((1\.92), x8\.5\)", GRID, g("structured_s30+gptq_w4g64_act") + ".kl_divergence"),
+        F(r"structured 30 % -> GPTQ \(1\.92, x(8\.5)\)", GRID, g("structured_s30+gptq_w4g64_act") + ".ppl_ratio"),
+        F(r"ASVD 0\.8 and 0\.5 \(KL\s+(9\.8) and 16\.4", GRID, g("asvd_r80") + ".kl_divergence"),
+        F(r"ASVD 0\.8 and 0\.5 \(KL\s+9\.8 and (16\.4)", GRID, g("asvd_r50") + ".kl_divergence"),
+        F(r"Evaluation of the baseline: ([\d.]+) s", GRID, g("baseline") + ".eval_time_s"),
+        F(r"held-out KL \*\*1\.283\*\*, ([\d.]+) % below uniform", MP, "100 * (1 - {" + mp("smollm2", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("smollm2", "uniform_w3") + ".kl_divergence})"),
+        F(r"held-out KL \*\*(1\.283)\*\*, 32\.7 % below", MP, mp("smollm2", "evolutionary_linear_3") + ".kl_divergence"),
+        # search_summary.txt
+        F(r"on all (31) strategies of the grid as committed", SS, "{/grid: (\\d+) measured strategies/}"),
+        F(r"reaches 0\.95 of the grid's hypervolume at k = (8) \(1\.000\)", SS, "{/planner >= 0.95 at k = (\\d+)/}"),
+        F(r"at k = 8 \((1\.000)\), is never below", SS, "{/as_measured:.*?\\n8 +([\\d.]+)/}"),
+        F(r"TPE stays at (0\.924), random", SS, "{/as_measured:.*?\\n12 +[\\d.]+ +([\\d.]+)/}"),
+        F(r"random at (0\.853) \(grid\)", SS, "{/as_measured:.*?\\n12 +[\\d.]+ +[\\d.]+ +([\\d.]+)/}"),
+        F(r"/ (0\.866) \(shuffled\) by k = 12", SS, "{/shuffled:.*?\\n12 +[\\d.]+ +[\\d.]+ +([\\d.]+)/}"),
+        # search_llm_local_summary.txt
+        F(r"late \((0\.869) at k = 8, 1\.000 from k = 9\)", "search_llm_local_summary.txt", "{/as_measured:.*?\\n8 +[\\d.]+ +[\\d.]+ +([\\d.]+)/}"),
+        F(r"late \(0\.869 at k = 8, (1\.000) from k = 9\)", "search_llm_local_summary.txt", "{/as_measured:.*?\\n9 +[\\d.]+ +[\\d.]+ +([\\d.]+)/}"),
+    ]
+    # mixed_precision.json: the two KL tables and the paired ratios
+    for table, model, cells in [(MIX_SMOL, "smollm2", MIX_SMOL_CELLS), (MIX_GEMMA, "gemma3-270m", MIX_GEMMA_CELLS)]:
+        for bits, cols in cells.items():
+            for c in cols:
+                header, label = MIX_COLS[c]
+                r = mp(model, label.format(b=bits))
+                out += [T(table, bits, header, MP, r + ".kl_divergence", 0), T(table, bits, header, MP, r + ".kl_stderr", 1),
+                        T(table, bits, header, MP, r + ".perplexity", 2)]
+            out.append(T(table, bits, "size GB", MP, mp(model, MIX_COLS[cols[0]][1].format(b=bits)) + ".size_gb"))
+    for bits, labels in PAIRED_CELLS.items():
+        for header, label in zip(PAIRED_HEADERS, labels):
+            if label:
+                r = mp("smollm2", label) + ".kl_vs_uniform"
+                out += [T(PAIRED_TABLE, bits, header, MP, r + ".ratio", 0), T(PAIRED_TABLE, bits, header, MP, r + ".ratio_low", 1),
+                        T(PAIRED_TABLE, bits, header, MP, r + ".ratio_high", 2)]
+    out += [
+        F(r"baseline perplexity (13\.33)\)", MP, "{" + mp("smollm2", "uniform_w8") + ".perplexity} / {" + mp("smollm2", "uniform_w8") + ".ppl_ratio}"),
+        F(r"SmolLM2: (35) % lower KL at 4 bits", MP, "100 * (1 - {" + mp("smollm2", "knapsack_linear_4") + ".kl_divergence} / {" + mp("smollm2", "uniform_w4") + ".kl_divergence})"),
+        F(r"lower KL at 4 bits, (54) % at 5", MP, "100 * (1 - {" + mp("smollm2", "knapsack_linear_5") + ".kl_divergence} / {" + mp("smollm2", "uniform_w5") + ".kl_divergence})"),
+        F(r"54 % at 5, (43) % at 6", MP, "100 * (1 - {" + mp("smollm2", "knapsack_linear_6") + ".kl_divergence} / {" + mp("smollm2", "uniform_w6") + ".kl_divergence})"),
+        F(r"ratios are not paired: (0\.685) \(evolution\)", MP, "{" + mp("gemma3-270m", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence}"),
+        F(r"and (0\.699) \(knapsack\) at 3 bits", MP, "{" + mp("gemma3-270m", "knapsack_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence}"),
+        F(r"Gemma: the knapsack is (30) % lower", MP, "100 * (1 - {" + mp("gemma3-270m", "knapsack_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence})"),
+        F(r"and the evolution (31\.5) % \(2\.101 against 3\.067", MP, "100 * (1 - {" + mp("gemma3-270m", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence})"),
+        F(r"SmolLM2: the knapsack is (14) % lower", MP, "100 * (1 - {" + mp("smollm2", "knapsack_linear_3") + ".kl_divergence} / {" + mp("smollm2", "uniform_w3") + ".kl_divergence})"),
+        F(r"the evolution \*\*([\d.]+) %\*\* \(1\.283", MP, "100 * (1 - {" + mp("smollm2", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("smollm2", "uniform_w3") + ".kl_divergence})"),
+        F(r"\(1\.283 against (1\.906); perplexity 53", MP, mp("smollm2", "uniform_w3") + ".kl_divergence"),
+        F(r"the evolution's KL is (0\.674) of uniform's", MP, mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio"),
+        F(r"95 % interval (0\.642)-0\.706: certainly", MP, mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio_low"),
+        F(r"95 % interval 0\.642-(0\.706): certainly", MP, mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio_high"),
+        F(r"interval's upper end reaches (29\.4) %", MP, "100 * (1 - {" + mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio_high})"),
+        F(r"w2, is catastrophic in every layer \(KL (11\.5) uniform\)", MP, mp("smollm2", "uniform_w2") + ".kl_divergence"),
+        F(r"ends worse than its knapsack start on held-out text \((0\.243) against 0\.212\)", MP, mp("gemma3-270m", "evolutionary_linear_4.25") + ".kl_divergence"),
+        F(r"on held-out text \(0\.243 against (0\.212)\)", MP, mp("gemma3-270m", "knapsack_linear_4.25") + ".kl_divergence"),
+    ]
+    # mixed_llama_cpp.json
+    for label in ML_ROWS:
+        r = ml(label)
+        out += [
+            T(ML_TABLE, label, "avg bits", ML, r + ".avg_bits"),
+            T(ML_TABLE, label, "KL (ppl ratio)", ML, r + ".kl_divergence", 0),
+            T(ML_TABLE, label, "KL (ppl ratio)", ML, r + ".kl_stderr", 1),
+            T(ML_TABLE, label, "KL (ppl ratio)", ML, r + ".ppl_ratio", 2),
+            T(ML_TABLE, label, "ms/token, median [rounds]", ML, r + ".decode_ms_per_token", 0),
+            T(ML_TABLE, label, "ms/token, median [rounds]", ML, "min({" + r + ".decode_ms_round_medians})", 1),
+            T(ML_TABLE, label, "ms/token, median [rounds]", ML, "max({" + r + ".decode_ms_round_medians})", 2),
+            T(ML_TABLE, label, "peak GB", ML, r + ".peak_memory_gb"),
+            T(ML_TABLE, label, "GGUF GB", ML, r + ".gguf_size_gb"),
+        ]
+    out += [
+        F(r"uniform Q8_0 reads (0\.0032) here against 0\.0014 in PyTorch", ML, ml("uniform_w8") + ".kl_divergence"),
+        F(r"uniform Q8_0 reads 0\.0032 here against (0\.0014) in PyTorch", MP, mp("smollm2", "uniform_w8") + ".kl_divergence"),
+        F(r"halves Q5_0's KL at the same file size\*\* \((0\.0585) against", ML, ml("knapsack_458_5") + ".kl_divergence"),
+        F(r"\(0\.0585 against (0\.1134), 0\.131 GB", ML, ml("uniform_w5") + ".kl_divergence"),
+        F(r"0\.1134, (0\.131) GB\s+both\)", ML, ml("knapsack_458_5") + ".gguf_size_gb"),
+        F(r"inside this machine's noise \((8\.48) against 8\.41 ms/token\)", ML, ml("knapsack_458_5") + ".decode_ms_per_token"),
+        F(r"\(8\.48 against (8\.41) ms/token\)", ML, ml("uniform_w5") + ".decode_ms_per_token"),
+        F(r"matches Q5_0's quality \((0\.112) against 0\.113\)", ML, ml("knapsack_458_4.5") + ".kl_divergence"),
+        F(r"\(0\.112 against (0\.113)\) in a 5 % smaller", ML, ml("uniform_w5") + ".kl_divergence"),
+        F(r"in a (5) % smaller file", ML, "100 * (1 - {" + ml("knapsack_458_4.5") + ".gguf_size_gb} / {" + ml("uniform_w5") + ".gguf_size_gb})"),
+        F(r"They win only on file\s+size \((0\.144) and 0\.158 against 0\.171 GB\)", ML, ml("knapsack_458_6") + ".gguf_size_gb"),
+        F(r"size \(0\.144 and (0\.158) against 0\.171 GB\)", ML, ml("knapsack_458_7") + ".gguf_size_gb"),
+        F(r"size \(0\.144 and 0\.158 against (0\.171) GB\)", ML, ml("uniform_w8") + ".gguf_size_gb"),
+    ]
+    return out
+
+
+FIGURES: list = (_first_command() + _runtimes_cpu() + _llama_cpp_builds() + _runtimes_gpu() + _generated_and_eval()
+                 + _serving_other() + _celery_steps()
+                 + _quality_stale())
+
+
+# ------------------------------------------------------------------------------------------------ reading files
+_SEG = re.compile(r"\[([^\]]*)\]|([^.\[]+)")
+
+
+def _matches(item, cond: str) -> bool:
+    for part in cond.split(","):
+        neg = "!=" in part
+        key, _, want = part.partition("!=" if neg else "=")
+        if not isinstance(item, dict) or key not in item:
+            return False
+        got = item[key]
+        hit = str(got) in want.split("|")
+        if hit == neg:
+            return False
+    return True
+
+
+def _resolve(obj, path: str):
+    """a.b[3][key=v][*cond].c; a key ending in '*' takes every key with that prefix (a list)."""
+    segs = [(m.group(1), m.group(2)) for m in _SEG.finditer(path)]
+    return _walk(obj, segs, path)
+
+
+def _walk(obj, segs, path):
+    if not segs:
+        return obj
+    (sel, key), rest = segs[0], segs[1:]
+    if key is not None:
+        if key.endswith("*") and isinstance(obj, dict):
+            vals = [v for k, v in obj.items() if k.startswith(key[:-1])]
+            return [_walk(v, rest, path) for v in vals]
+        if not isinstance(obj, dict) or key not in obj:
+            raise KeyError(f"{key!r} not found (path {path})")
+        return _walk(obj[key], rest, path)
+    if not isinstance(obj, list):
+        raise KeyError(f"[{sel}] on a non-list (path {path})")
+    if sel.lstrip("-").isdigit():
+        return _walk(obj[int(sel)], rest, path)
+    if sel.startswith("*"):
+        out = []
+        for item in obj:
+            if sel[1:] and not _matches(item, sel[1:]):
+                continue
+            try:
+                out.append(_walk(item, rest, path))
+            except (KeyError, IndexError, TypeError):
+                continue
+        return out
+    found = [item for item in obj if _matches(item, sel)]
+    if len(found) != 1:
+        raise KeyError(f"[{sel}] matches {len(found)} elements, not 1 (path {path})")
+    return _walk(found[0], rest, path)
+
+
+_CACHE: dict = {}
+
+
+def _load(name: str):
+    if name not in _CACHE:
+        text = (RESULTS / name).read_text()
+        _CACHE[name] = text if name.endswith(".txt") else json.loads(text)
+    return _CACHE[name]
+
+
+_ALLOWED = {"min": min, "max": max, "sum": sum, "len": len, "abs": abs}
+
+
+def file_value(fig) -> float:
+    data = _load(fig.file)
+    expr = fig.value
+    if "{" not in expr:
+        expr = "{" + expr + "}"
+    values = []
+
+    def sub(m):
+        inner = m.group(1)
+        if inner.startswith("/") and inner.endswith("/"):
+            hit = re.search(inner[1:-1], data, re.S)
+            if not hit:
+                raise KeyError(f"pattern {inner} not found")
+            v = float(hit.group(1))
+        else:
+            v = _resolve(data, inner)
+        values.append(v)
+        return f"_v[{len(values) - 1}]"
+
+    code = re.sub(r"\{((?:/.*?/)|[^{}]+)\}", sub, expr)
+    if re.search(r"[^\s\w\[\]().,*/+\-]", code) or re.search(r"\b(?!_v\b|min\b|max\b|sum\b|len\b|abs\b)[A-Za-z_]\w*",
+                                                             code):
+        raise ValueError(f"expression not allowed: {fig.value}")
+    v = eval(code, {"__builtins__": {}}, {"_v": values, **_ALLOWED})   # noqa: S307 (names checked above)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"value is {v!r}, not a number")
+    return float(v)
+
+
+# ------------------------------------------------------------------------------------------------ reading README
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+_ANY_NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?"
+
+
+def _any_figure(snippet: str) -> str:
+    """The snippet with its group widened to any number, so a changed figure is found, and reported as changed."""
+    i = 0
+    while i < len(snippet):
+        if snippet[i] == "\\":
+            i += 2
+            continue
+        if snippet[i] == "(" and not snippet.startswith("(?", i):
+            depth, j = 1, i + 1
+            while depth:
+                if snippet[j] == "\\":
+                    j += 2
+                    continue
+                depth += {"(": 1, ")": -1}.get(snippet[j], 0)
+                j += 1
+            return snippet[:i] + "(" + _ANY_NUMBER + ")" + snippet[j:]
+        i += 1
+    raise ValueError(f"snippet /{snippet}/ has no group")
+
+
+def readme_text(fig, readme: str) -> tuple[str, str]:
+    """The README text that holds the figure: the snippet's match, or the table cell."""
+    if isinstance(fig, F):
+        hits = list(re.finditer(_any_figure(fig.snippet), readme, re.M))
+        if len(hits) != 1:
+            raise LookupError(f"snippet /{fig.snippet}/ matches README {len(hits)} times, not once")
+        return hits[0].group(1), hits[0].group(0)
+    heads = list(re.finditer(fig.table, readme, re.M))
+    if len(heads) != 1:
+        raise LookupError(f"table /{fig.table}/ matches README {len(heads)} times, not once")
+    start = readme.rfind("\n", 0, heads[0].start()) + 1
+    lines = readme[start:].split("\n")
+    header = _cells(lines[0])
+    if fig.column not in header:
+        raise LookupError(f"table /{fig.table}/ has no column {fig.column!r}")
+    col = header.index(fig.column)
+    row = fig.row if isinstance(fig.row, tuple) else (fig.row,)
+    for line in lines[2:]:
+        if not line.strip().startswith("|"):
+            break
+        cells = _cells(line)
+        if tuple(cells[:len(row)]) == row:
+            cell = cells[col]
+            nums = NUMBER.findall(cell.replace("**", ""))
+            if len(nums) <= fig.k:
+                raise LookupError(f"cell {cell!r} (row {row}, column {fig.column!r}) has no number #{fig.k}")
+            return nums[fig.k], line.strip()
+        continue
+    raise LookupError(f"table /{fig.table}/ has no row {row}")
+
+
+def _parse(text: str) -> float:
+    return float(text.replace(",", "").replace("−", "-"))
+
+
+def agrees(shown: str, value: float) -> bool:
+    """The README's figure is the file's value at the precision the README shows."""
+    shown = shown.replace(",", "").replace("−", "-")
+    x = float(shown)
+    if "e" in shown.lower():
+        mant, exp = shown.lower().split("e")
+        digits = len(mant.split(".")[1]) if "." in mant else 0
+        half = 0.5 * 10 ** (int(exp) - digits)
+    else:
+        digits = len(shown.split(".")[1]) if "." in shown else 0
+        half = 0.5 * 10 ** (-digits)
+    return abs(x - value) <= half * (1 + 1e-9) + 1e-12
+
+
+def describe(fig) -> str:
+    if isinstance(fig, F):
+        return f"/{fig.snippet}/"
+    return f"table /{fig.table}/ row {fig.row!r} column {fig.column!r}" + (f" number #{fig.k}" if fig.k else "")
+
+
+def check(readme_path: Path) -> list[str]:
+    readme = readme_path.read_text()
+    problems = []
+    for fig in FIGURES:
+        try:
+            shown, context = readme_text(fig, readme)
+        except LookupError as e:
+            problems.append(f"README: not found: {e}\n  file: benchmarks/results/{fig.file}  path: {fig.value}")
+            continue
+        try:
+            value = file_value(fig)
+        except Exception as e:          # noqa: BLE001 (any failure to read the file is a disagreement)
+            problems.append(f"README: {context!r} (figure {shown})\n  file: benchmarks/results/{fig.file}  path: "
+                            f"{fig.value}  cannot be read: {e}")
+            continue
+        if not agrees(shown, value):
+            problems.append(f"README: {context!r} (figure {shown})\n  file: benchmarks/results/{fig.file}  path: "
+                            f"{fig.value}  file's value: {value:.6g}")
+    return problems
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if any README figure disagrees with its file")
+    ap.add_argument("--list", action="store_true", help="print every registered figure with its source")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = ap.parse_args(argv)
+    if args.list:
+        readme = args.readme.read_text()
+        for i, fig in enumerate(FIGURES, 1):
+            try:
+                shown = readme_text(fig, readme)[0]
+            except LookupError:
+                shown = "(not found)"
+            try:
+                value = f"{file_value(fig):.6g}"
+            except Exception as e:      # noqa: BLE001
+                value = f"unreadable: {e}"
+            print(f"{i:4d}  README {shown:>12}  file {value:>12}  {fig.file}: {fig.value}\n      {describe(fig)}")
+        if not args.check:
+            return 0
+    problems = check(args.readme)
+    for p in problems:
+        print(p)
+    print(f"{len(FIGURES)} README figures registered; {len(problems)} disagree with their results files.")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
