@@ -229,7 +229,7 @@ def test_one_class_for_evaluation_settings_and_stored_configs_still_load():
     from greenai_dagster.core import evaluate
     from greenai_dagster.jobs import LAUNCHPAD_EVAL_FIELDS, EvalOverrides
 
-    assert evaluate.EvalSettings is config_module.EvalConfig      # what the evaluators take is what is stored
+    assert evaluate.EvalSettings is config_module.EvalSettings     # what the evaluators take is what is stored
     stored = {"model": "m", "dataset": "d", "eval": {"limit_per_task": 3, "batch_size": 8,
                                                      "perplexity_max_tokens": 2048, "full_set_for_frontier": None}}
     config = ExperimentConfig(**stored)                            # a config row written before the merge

@@ -27,7 +27,7 @@ json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=
 CONFIG_FIELDS = ["model", "dataset", "benchmark_source", "episodes", "budget", "output_dir", "name",
                  "compression_methods", "trust_remote_code", "allow_code_execution", "constraints", "objectives",
                  "coordinator", "llm_model", "llm_base_url", "llm_temperature", "seed", "convergence_patience",
-                 "stop_when_constraints_met", "driver", "device", "country_iso_code", "eval"]
+                 "stop_when_constraints_met", "driver", "country_iso_code", "eval"]
 # per field: values that must be refused
 INVALID_CONFIG = {
     "episodes": st.integers(max_value=0) | st.integers(min_value=1001) | st.text(alphabet=string.ascii_letters, min_size=1),

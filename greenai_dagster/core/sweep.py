@@ -26,8 +26,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from greenai_dagster.core.config import EvalConfig, ExperimentConfig
+from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.errors import EvaluationError, GreenAIError
+from greenai_dagster.core.eval_settings import EvalSettings
 from greenai_dagster.core.user_files import read_user_text
 
 SWEEPS_DIR_ENV = "GREENAI_SWEEPS_DIR"
@@ -35,7 +36,7 @@ REPO_SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
 STAMP_FORMAT = "%Y%m%d-%H%M"
 STAMP_PATTERN = r"\d{8}-\d{4}"
 # the launchpad's EvalOverrides (jobs.py) carries these; fidelity_text is a local file path, not a sweep setting
-EVAL_KEYS = sorted(set(EvalConfig.model_fields) - {"fidelity_text"})
+EVAL_KEYS = sorted(set(EvalSettings.model_fields) - {"fidelity_text"})
 # sweep field -> ExperimentConfig field, to name an error by the key the user wrote
 _SWEEP_FIELD = {"model": "models", "dataset": "benchmarks", "compression_methods": "methods"}
 
