@@ -4,16 +4,13 @@ frontier_full_set) instead of `__ASSET_JOB`. Each runs its steps in the run's ow
 steps of a stage are sequential; a process per step only re-imports torch)."""
 
 from enum import Enum
-from typing import Optional
 
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, in_process_executor, job, op
 from pydantic import Field, create_model
 
-from greenai_dagster.core import objectives as objective_registry
-from greenai_dagster.core.config import ExperimentConfig, validated_config
+from greenai_dagster.core.config import LAUNCHPAD_FIELDS, ExperimentConfig, entry_field, field_choices, validated_config
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG
 from greenai_dagster.core.eval_settings import OVERRIDABLE, override_fields
-from greenai_dagster.core.methods import REGISTRY as METHODS
 from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import ResultsStoreResource
@@ -33,60 +30,70 @@ EvalOverrides = create_model(
     **override_fields())
 
 
-class Coordinator(str, Enum):
-    """Who proposes each episode's strategy (core/coordinator)."""
-
-    planner = "planner"    # deterministic: spec priors, then a surrogate over what was measured
-    llm = "llm"            # an OpenAI-compatible model (OPENAI_API_KEY, or llm_base_url in `greenai run`)
-    random = "random"      # uniform over the search space (a baseline for the others)
-
-
-class BenchmarkSource(str, Enum):
-    """Where a named benchmark's items come from; fixed when the experiment is created."""
-
-    auto = "auto"          # the hub where reachable, else the packaged offline copy
-    offline = "offline"    # the packaged offline copy
-    hub = "hub"            # lm-eval's standard task from the Hugging Face hub
+def _choices(name: str) -> type[Enum]:
+    """A Launchpad enum for one of ExperimentConfig's Literal fields: the Launchpad then offers its values and
+    refuses any other before the run starts (Dagster's config schema knows enums, not Literals)."""
+    values = field_choices(ExperimentConfig, name)
+    kind = Enum("".join(part.title() for part in name.split("_")), {v: v for v in values}, type=str)
+    kind.__doc__ = ExperimentConfig.model_fields[name].description
+    return kind
 
 
-CONSTRAINT_KEYS = ", ".join(f"min_{n}/max_{n}" for n in objective_registry.OBJECTIVES)
+Coordinator = _choices("coordinator")
+BenchmarkSource = _choices("benchmark_source")
+_LAUNCHPAD_TYPES = {"coordinator": Coordinator, "benchmark_source": BenchmarkSource, "eval": EvalOverrides}
 
 
-class NewExperimentConfig(Config):
-    """The `greenai run` settings, as launchpad config."""
+def _launchpad_field(name: str):
+    """ExperimentConfig's field as a Launchpad field: the same name, default and description (bounds named in
+    it, not checked by Dagster: `create_experiment` checks them with E004), an enum for a Literal, and the
+    Launchpad's generated `eval` overrides block."""
+    annotation, info = entry_field(name, bounds=False)
+    if name in _LAUNCHPAD_TYPES:
+        kind = _LAUNCHPAD_TYPES[name]
+        if info.default_factory is None:
+            info = Field(kind(info.default), description=info.description)
+        else:
+            info = Field(default_factory=kind, description=info.description)
+        annotation = kind
+    return annotation, info
 
-    model: str = Field("smollm2-135m-instruct", description=(
-        "the model to compress: the embedded default (smollm2-135m-instruct), a Hugging Face id, or a local folder"))
-    dataset: str = Field("generated_mc", description=(
-        "the benchmark: a name from `greenai benchmarks` (e.g. generated_mc, bigbench_hard, humaneval) or "
-        "a local .jsonl file of multiple-choice items"))
-    benchmark_source: BenchmarkSource = Field(BenchmarkSource.auto, description=(
-        "auto: the hub where reachable, else offline; offline: the packaged copy; hub: lm-eval's standard task"))
-    episodes: int = Field(3, description="candidates to compress and evaluate (1-1000)")
-    budget: float = Field(2.0, description="wall-clock budget in hours; the experiment stops when it is spent")
-    name: str = Field("", description="experiment name (the partition key); empty: <model>_<benchmark>_<time>")
-    seed: int = Field(0, description="seed of the coordinator's choices (planner tie-breaks, random)")
-    coordinator: Coordinator = Field(Coordinator.planner, description=(
-        "who proposes each episode: planner (deterministic, spec priors then a surrogate), llm (an "
-        "OpenAI-compatible model; needs OPENAI_API_KEY) or random"))
-    compression_methods: list[str] = Field(default_factory=list, description=(
-        "methods the coordinator may use (`greenai methods`: " + ", ".join(sorted(METHODS)) + "); empty = all that "
-        "suit the model"))
-    constraints: dict[str, float] = Field(default_factory=dict, description=(
-        "bounds on result columns, as min_<metric>/max_<metric>: " + CONSTRAINT_KEYS + "; also max_kl "
-        "(quality gate, default 0.5 nats/token), max_ppl_ratio (default 2.0) and max_accuracy_drop (default 0.05, "
-        "where the paired McNemar test says worse): candidates beyond the gate are marked degraded. Example: "
-        "{max_latency_ms: 20, min_accuracy: 0.3}"))
-    objectives: list[str] = Field(default_factory=list, description=(
-        "frontier objectives, any of: " + ", ".join(objective_registry.OBJECTIVES) + "; empty = "
-        + ", ".join(objective_registry.DEFAULT_FRONTIER)))
-    eval: EvalOverrides = Field(default_factory=EvalOverrides, description=(
-        "evaluation settings: proxy items per task (limit_per_task), full-set scoring of the final frontier "
-        "(full_set_for_frontier), fidelity tokens, latency probe; unset = defaults"))
-    allow_code_execution: bool = Field(False, description=(
-        "opt in to executing model-written code (HumanEval) in the sandbox; off by default"))
-    trust_remote_code: bool = Field(False, description=(
-        "let transformers run Python code shipped with the model (auto_map); off by default"))
+
+class _LaunchpadBase(Config):
+    def settings(self) -> dict:
+        """The ExperimentConfig keyword arguments of this run config: enums as their values, the eval overrides
+        that were set, and an empty list or name as unset (what a Launchpad user may type for "all" or
+        "generated")."""
+        data = {}
+        for name in LAUNCHPAD_FIELDS:
+            value = getattr(self, name)
+            if name == "eval":
+                value = value.settings()
+            elif isinstance(value, Enum):
+                value = value.value
+            elif value in ("", []) and name in ("name", "compression_methods", "objectives"):
+                value = None
+            data[name] = value
+        return data
+
+
+# The Launchpad's config, generated from ExperimentConfig (core/config.py `LAUNCHPAD_FIELDS`): one name,
+# default and description per setting whether it is typed here, sent to POST /compress or given to `greenai run`.
+NewExperimentConfig = create_model(
+    "NewExperimentConfig", __base__=_LaunchpadBase,
+    __doc__="The `greenai run` settings, as launchpad config (generated from core/config.py ExperimentConfig).",
+    **{name: _launchpad_field(name) for name in LAUNCHPAD_FIELDS})
+
+
+def launch_run_config(config: ExperimentConfig) -> dict:
+    """The `launch_experiment` run config that creates `config`'s experiment (what a Launchpad user would type):
+    POST /compress and the sweep schedules submit it, so every launch goes through the same op. The eval
+    block carries only the settings that were set (the others keep their defaults at creation)."""
+    settings = {name: getattr(config, name) for name in LAUNCHPAD_FIELDS if name != "eval"}
+    settings.update(compression_methods=config.compression_methods or [], objectives=config.objectives or [],
+                    eval=config.eval.model_dump(include=config.eval.model_fields_set))
+    settings = {k: v for k, v in settings.items() if v is not None}
+    return {"ops": {"create_experiment": {"config": settings}}}
 
 
 def register_experiment(store, config: ExperimentConfig) -> str:
@@ -101,14 +108,8 @@ def register_experiment(store, config: ExperimentConfig) -> str:
 @op
 def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, store: ResultsStoreResource) -> str:
     try:
-        settings = validated_config(dict(
-            model=config.model, dataset=config.dataset, episodes=config.episodes, budget=config.budget,
-            benchmark_source=BenchmarkSource(config.benchmark_source).value, name=config.name or None,
-            coordinator=Coordinator(config.coordinator).value, seed=config.seed,
-            compression_methods=config.compression_methods or None, constraints=config.constraints,
-            objectives=config.objectives or None, eval=config.eval.settings(), driver="sensor",
-            allow_code_execution=config.allow_code_execution, trust_remote_code=config.trust_remote_code),
-            "Fix that field in the Launchpad's config and launch again.")
+        settings = validated_config({**config.settings(), "driver": "sensor"},
+                                    "Fix that field in the Launchpad's config and launch again.")
         name = register_experiment(store.get(), settings)
     except GreenAIError as exc:
         raise RuntimeError(str(exc)) from None

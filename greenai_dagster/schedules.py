@@ -15,25 +15,13 @@ from dagster import (
 )
 from dagster._utils.schedules import is_valid_cron_string
 
-from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.errors import EvaluationError
 from greenai_dagster.core.sweep import STAMP_FORMAT, Sweep, load_sweeps
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG
-from greenai_dagster.jobs import launch_experiment
+# one run config for every launch (jobs.py, generated from ExperimentConfig): a tick launches as the Launchpad does
+from greenai_dagster.jobs import launch_experiment, launch_run_config
 
 SWEEP_TAG = "greenai/sweep"
-
-
-def launch_run_config(config: ExperimentConfig) -> dict:
-    """The `launch_experiment` run config (jobs.NewExperimentConfig) that creates this experiment."""
-    settings = {
-        "model": config.model, "dataset": config.dataset, "benchmark_source": config.benchmark_source,
-        "episodes": config.episodes, "budget": config.budget, "name": config.name, "seed": config.seed,
-        "coordinator": config.coordinator, "compression_methods": config.compression_methods or [],
-        "constraints": config.constraints, "objectives": config.objectives or [],
-        "eval": config.eval.model_dump(include=config.eval.model_fields_set),
-    }
-    return {"ops": {"create_experiment": {"config": settings}}}
 
 
 def tick_requests(sweep: Sweep, context: ScheduleEvaluationContext) -> list[RunRequest]:
