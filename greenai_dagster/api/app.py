@@ -8,17 +8,21 @@ the project's errors are 400 with their code and remedy; unknown ids are 404.
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import re
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from greenai_dagster.api import models, service
+from greenai_dagster.core.config import config_error
 from greenai_dagster.core.errors import GreenAIError
 
 API_KEY_HEADER = "X-API-Key"
@@ -75,6 +79,21 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def _project_error(_: Request, exc: GreenAIError):
         return JSONResponse(status_code=400, content={"detail": {"code": exc.code, "message": exc.message,
                                                                  "remedy": exc.remedy}})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_body(request: Request, exc: RequestValidationError):
+        """FastAPI's 422 (every error, each naming its field), plus for POST /compress the first error as the
+        project's E004 (`error`), worded as the CLI and the Launchpad word it: the body's checks are
+        ExperimentConfig's (api/models.py is generated from it), so the message is the same whoever sent it."""
+        reply = await request_validation_exception_handler(request, exc)
+        errors = exc.errors()
+        if request.url.path.rstrip("/").endswith("/compress") and errors and errors[0]["loc"][:1] == ("body",) \
+                and errors[0]["type"] != "json_invalid":
+            error = config_error(errors[0]["loc"][1:], errors[0]["msg"], models.REQUEST_REMEDY)
+            content = {**json.loads(reply.body), "error": {"code": error.code, "message": error.message,
+                                                           "remedy": error.remedy}}
+            return JSONResponse(status_code=reply.status_code, content=content)
+        return reply
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):

@@ -6,9 +6,13 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from greenai_dagster.core import config as config_checks
+from greenai_dagster.core.config import REST_FIELDS, entry_field
 from greenai_dagster.core.eval_settings import override_fields
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# the remedy of an E004 about a POST /compress body (the CLI and the Launchpad name their own place to fix it)
+REQUEST_REMEDY = "Fix that field in the request body."
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 
 
@@ -21,63 +25,76 @@ def _only_known(value: list[str] | None, known: list[str], what: str) -> list[st
             raise ValueError(f"unknown {what}(s) {unknown}; known: {', '.join(known)}")
     return value
 
+
 # Upper bounds a web request may ask for; names, descriptions, defaults and lower bounds come from the one
 # evaluation settings class (core/eval_settings.py), as the Launchpad's do.
 REQUEST_UPPER_BOUNDS = {"limit_per_task": 100000, "fidelity_tokens": 1_000_000, "batch_size": 1024,
                         "prompt_len": 32768, "new_tokens": 4096, "latency_repeats": 100,
                         "throughput_batch_size": 1024, "timeout_s": 7 * 24 * 3600}
-EvalSettings = create_model(
-    "EvalSettings", __config__=ConfigDict(extra="forbid"),
+# The request's `eval` block: overrides of core/eval_settings.py's EvalSettings (not a second settings class:
+# each field optional, unset keeping EvalSettings' default), with a web request's upper bounds.
+EvalOverridesRequest = create_model(
+    "EvalOverridesRequest", __config__=ConfigDict(extra="forbid"),
     __doc__="Evaluation settings (core/eval_settings.py EvalSettings); a field left out keeps its default.",
     **override_fields(REQUEST_UPPER_BOUNDS))
 
+# What a web request may ask beyond ExperimentConfig's own rules (whoever runs the server bounds its work and
+# its input sizes); the experiment name is also a URL path segment (NAME_PATTERN).
+REQUEST_LIMITS = {"model": {"min_length": 1, "max_length": 500}, "dataset": {"min_length": 1, "max_length": 500},
+                  "budget": {"le": 10000}, "name": {"pattern": NAME_PATTERN},
+                  "compression_methods": {"max_length": 50}, "objectives": {"max_length": 20}}
 
-class CompressRequest(BaseModel):
-    """POST /compress: the seed's body (`model_name`, `dataset`, `max_episodes`) plus the `greenai run` settings."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"model_name": "gpt2", "dataset": "gsm8k", "max_episodes": 5}]})
-    model_name: str = Field(..., min_length=1, max_length=500,
-                            description="Hugging Face id, a model folder on the server, or 'default' (SmolLM2-135M)")
-    dataset: str = Field("generated_mc", min_length=1, max_length=500,
-                         description="benchmark name (GET /benchmarks) or a multiple-choice .jsonl on the server")
-    max_episodes: int = Field(3, ge=1, le=1000)
-    budget: float = Field(2.0, gt=0, le=10000, description="wall-time budget in hours")
-    experiment_name: Optional[str] = Field(None, pattern=NAME_PATTERN,
-                                           description="default: <model>_<dataset>_<time>_<suffix>")
-    coordinator: Literal["planner", "llm", "random"] = "planner"
-    compression_methods: Optional[list[str]] = Field(None, max_length=50, description="GET /methods; default: all")
-    constraints: dict[str, float] = Field(default_factory=dict,
-                                          description="min_<metric>/max_<metric> bounds, e.g. max_latency_ms")
-    objectives: Optional[list[str]] = Field(None, max_length=20, description="frontier objectives (core/objectives.py)")
-    eval: EvalSettings = Field(default_factory=EvalSettings)
+def _request_field(name: str):
+    """ExperimentConfig's field `name` as a POST /compress body field (core/config.py `entry_field`): its
+    default, bounds and description, the request's limits added. `model_name` stays required: the seed's
+    body always names the model (`default` for the packaged one)."""
+    annotation, info = entry_field(name, **REQUEST_LIMITS.get(name, {}))
+    if name == "model":
+        annotation, info = str, Field(..., description=info.description, **REQUEST_LIMITS["model"])
+    elif name == "eval":
+        annotation, info = EvalOverridesRequest, Field(default_factory=EvalOverridesRequest,
+                                                       description=info.description)
+    return annotation, info
 
-    @field_validator("compression_methods")
-    @classmethod
-    def _known_methods(cls, value):
-        from greenai_dagster.core.methods import REGISTRY
 
-        return _only_known(value, sorted(REGISTRY), "method")
+def _known_methods(cls, value):
+    """A web request names registered methods (422 here; the CLI answers E005 for the same mistake)."""
+    from greenai_dagster.core.methods import REGISTRY
 
-    @field_validator("constraints")
-    @classmethod
-    def _constraint_names(cls, value: dict) -> dict:
-        import math
+    return _only_known(value, sorted(REGISTRY), "method")
 
-        from greenai_dagster.core.gate import check_constraint_names
 
-        check_constraint_names(value)
-        for key, bound in value.items():
-            if not math.isfinite(bound):
-                raise ValueError(f"constraint '{key}' must be a finite number")
-        return value
+# The checks ExperimentConfig runs on the same settings (core/config.py): one function each, so a bad value
+# gets the same message (and, in the 422's `error`, the same E004) as through the CLI or the Launchpad.
+_VALIDATORS = {"constraints": lambda cls, v: config_checks.check_constraints(v),
+               "objectives": lambda cls, v: config_checks.check_objectives(v),
+               "name": lambda cls, v: config_checks.check_name(v),
+               "compression_methods": _known_methods}
 
-    @field_validator("objectives")
-    @classmethod
-    def _known_objectives(cls, value):
-        from greenai_dagster.core.objectives import OBJECTIVES
 
-        return _only_known(value, list(OBJECTIVES), "objective")
+def _request_from_config():
+    """POST /compress's body model, generated from ExperimentConfig (core/config.py `REST_FIELDS`: which
+    settings a web request may set, under the seed's names)."""
+    fields = {rest: _request_field(name) for name, rest in REST_FIELDS.items()}
+    validators = {f"_check_{rest}": field_validator(rest)(_VALIDATORS[name])
+                  for name, rest in REST_FIELDS.items() if name in _VALIDATORS}
+    return create_model(
+        "CompressRequest", __config__=ConfigDict(extra="forbid", json_schema_extra={
+            "examples": [{"model_name": "gpt2", "dataset": "gsm8k", "max_episodes": 5}]}),
+        __doc__="POST /compress: the seed's body (`model_name`, `dataset`, `max_episodes`) plus the `greenai run` "
+                "settings, generated from core/config.py ExperimentConfig.",
+        __validators__=validators, **fields)
+
+
+CompressRequest = _request_from_config()
+
+
+def config_kwargs(request) -> dict:
+    """The ExperimentConfig keyword arguments of a POST /compress body (REST names back to the schema's)."""
+    data = {name: getattr(request, rest) for name, rest in REST_FIELDS.items()}
+    data["eval"] = request.eval.model_dump(exclude_none=True)
+    return data
 
 
 class SpecRequest(BaseModel):

@@ -106,26 +106,22 @@ def submit_launch_run(dagster_url: str, run_config: dict, tags: dict) -> str:
 
 def compress(request, dagster_url: str) -> dict:
     """POST /compress: check the inputs now (E00x -> 400), then submit the launch run (status pending)."""
+    from greenai_dagster.api import models
     from greenai_dagster.core.benchmarks import resolve_source
-    from greenai_dagster.core.config import ExperimentConfig
+    from greenai_dagster.core.config import validated_config
     from greenai_dagster.core.pipeline import validate_inputs
+    from greenai_dagster.jobs import launch_run_config
 
-    config = ExperimentConfig(model=request.model_name, dataset=request.dataset, episodes=request.max_episodes,
-                              budget=request.budget, name=request.experiment_name, coordinator=request.coordinator,
-                              compression_methods=request.compression_methods, constraints=request.constraints,
-                              objectives=request.objectives, eval=request.eval.model_dump(exclude_none=True),
-                              driver="sensor")
-    config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
+    config = validated_config(models.config_kwargs(request), models.REQUEST_REMEDY)
+    config = config.model_copy(update={"driver": "sensor",
+                                       "benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
     validate_inputs(config)
     config.make_coordinator()           # E001 now if the llm coordinator has no key
     name = request.experiment_name or f"{config.experiment_name()}_{uuid.uuid4().hex[:6]}"
     if store().experiment(name) is not None or _launch_runs(experiment=name):
         raise Conflict(f"an experiment named '{name}' exists; choose another experiment_name.")
-    run_config = {"ops": {"create_experiment": {"config": {
-        "model": config.model, "dataset": config.dataset, "episodes": config.episodes, "budget": config.budget,
-        "name": name, "coordinator": config.coordinator, "compression_methods": config.compression_methods or [],
-        "constraints": config.constraints, "objectives": config.objectives or [],
-        "eval": request.eval.model_dump(exclude_none=True)}}}}
+    # the run config a Launchpad user would type (jobs.py, generated from ExperimentConfig): one launch path
+    run_config = launch_run_config(config.model_copy(update={"name": name}))
     run_id = submit_launch_run(dagster_url, run_config, {EXPERIMENT_TAG: name, SOURCE_TAG: "api"})
     return job(run_id)
 
