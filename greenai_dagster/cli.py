@@ -51,35 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an experiment (episodes of compress -> benchmark -> frontier)")
-    run.add_argument("-m", "--model", help="Hugging Face id or local folder (default: packaged SmolLM2-135M-Instruct)")
-    run.add_argument("-d", "--dataset", help="benchmark name (default: generated_mc) or a multiple-choice .jsonl")
-    run.add_argument("-e", "--episodes", type=int, help="maximum episodes (default 3)")
-    run.add_argument("-b", "--budget", type=float, help="wall-time budget in hours (default 2.0)")
     run.add_argument("-i", "--interactive", action="store_true", help="print each episode's decision and metrics")
-    run.add_argument("-o", "--output-dir", help="experiments folder (default data/experiments)")
-    run.add_argument("-n", "--name", help="experiment name (an existing unfinished one resumes)")
     run.add_argument("-c", "--config", help="JSON config file (CLI flags override it)")
     run.add_argument("--show-spec", action="store_true", help="print the model spec and exit")
-    run.add_argument("--coordinator", choices=["planner", "llm", "random"],
-                     help="who picks the next strategy (default planner; llm needs OPENAI_API_KEY)")
-    run.add_argument("--full-eval", action=argparse.BooleanOptionalAction, default=None,
-                     help="score the baseline and final frontier members on the benchmark's full set "
-                          "(default: on a GPU only; the search itself uses the stratified proxy)")
-    run.add_argument("--benchmark-source", choices=["auto", "offline", "hub"],
-                     help="lm-eval's standard tasks from the hub, or the local data (default auto: the hub where "
-                          "reachable, for bigbench_hard and humaneval)")
-    run.add_argument("--trust-remote-code", action="store_true", default=None,
-                     help="let transformers run Python code shipped with the model (auto_map); off by default, "
-                          "only for a model whose code you have read and trust")
-    run.add_argument("--allow-code-execution", action="store_true", default=None,
-                     help="opt in to executing model-written code (HumanEval) in the sandbox: a separate process "
-                          "with time, memory and file limits and no network (README 'Security'); off by default")
-    run.add_argument("--proxy-items", type=int, help="proxy items per benchmark task while searching (default 10)")
-    run.add_argument("--objectives", help="comma-separated frontier objectives (default: kl_divergence,accuracy,"
-                                          "latency_ms,memory_gb,model_size_gb; list: core/objectives.py)")
-    run.add_argument("--fidelity-tokens", type=int, help="held-out tokens scored against the baseline (default 4096)")
-    run.add_argument("--fidelity-text", help="UTF-8 text file for the fidelity metrics (default: the corpus's "
-                                             "held-out half)")
+    add_config_flags(run)
 
     analyze = sub.add_parser("analyze", help="summarise an experiment folder, or (--sweep) a sweep's experiments")
     analyze.add_argument("directory", nargs="?")
@@ -144,19 +119,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args):
-    """The validated ExperimentConfig of `greenai run` flags (+ --config file): E00N naming the field."""
-    from greenai_dagster.core.config import load_config
+def _dest(flags: tuple[str, ...]) -> str:
+    return flags[-1].lstrip("-").replace("-", "_")
 
-    overrides = {"model": args.model, "dataset": args.dataset, "episodes": args.episodes, "budget": args.budget,
-                 "output_dir": str(Path(args.output_dir).resolve()) if args.output_dir else None, "name": args.name,
-                 "coordinator": args.coordinator, "benchmark_source": args.benchmark_source,
-                 "allow_code_execution": args.allow_code_execution, "trust_remote_code": args.trust_remote_code,
-                 "objectives": [o.strip() for o in args.objectives.split(",") if o.strip()] if args.objectives else None}
-    eval_overrides = {k: v for k, v in {"full_set_for_frontier": args.full_eval, "limit_per_task": args.proxy_items,
-                                        "fidelity_tokens": args.fidelity_tokens,
-                                        "fidelity_text": args.fidelity_text}.items() if v is not None}
-    return load_config(overrides, args.config, eval_overrides)
+
+def _flag_help(model, name: str) -> str:
+    """The field's description as every entry point shows it (core/config.py `describe`), and its default."""
+    from greenai_dagster.core.config import describe, field_default
+
+    default = field_default(model, name)
+    shown = "unset" if default is None else ",".join(default) if isinstance(default, list) else default
+    listed = " (comma-separated)" if _is_list(model, name) else ""
+    return f"{describe(model, name)}{listed} (default: {shown})".replace("%", "%%")
+
+
+def _is_list(model, name: str) -> bool:
+    from typing import get_args, get_origin
+
+    annotation = model.model_fields[name].annotation
+    return list in (get_origin(annotation), *map(get_origin, get_args(annotation)))
+
+
+def add_config_flags(run: argparse.ArgumentParser) -> None:
+    """`greenai run`'s settings flags, generated from ExperimentConfig (core/config.py `CLI_FLAGS`, and
+    `CLI_EVAL_FLAGS` for the eval block): the help is the field's description and default, a Literal's values
+    are the choices. Every flag's argparse default is None, meaning "not given": a --config file's value then
+    stands, and what neither sets takes ExperimentConfig's default (named in the help)."""
+    from typing import get_args
+
+    from greenai_dagster.core.config import CLI_EVAL_FLAGS, CLI_FLAGS, ExperimentConfig, field_choices
+    from greenai_dagster.core.eval_settings import EvalSettings
+
+    for model, table in ((ExperimentConfig, CLI_FLAGS), (EvalSettings, CLI_EVAL_FLAGS)):
+        for name, flags in table.items():
+            kinds = {get_args(a)[0] if get_args(a) else a for a in (model.model_fields[name].annotation,
+                                                                      *get_args(model.model_fields[name].annotation))}
+            keywords = {"help": _flag_help(model, name), "default": None}
+            if bool in kinds and model.model_fields[name].default is None:    # three states: on, off, unset
+                keywords["action"] = argparse.BooleanOptionalAction
+            elif bool in kinds:                                                # an opt-in: the flag turns it on
+                keywords["action"] = "store_true"
+            elif field_choices(model, name):
+                keywords["choices"] = list(field_choices(model, name))
+            elif int in kinds:
+                keywords["type"] = int
+            elif float in kinds:
+                keywords["type"] = float
+            run.add_argument(*flags, **keywords)
+
+
+def config_from_args(args):
+    """The validated ExperimentConfig of `greenai run` flags (+ --config file): E00N naming the field. The
+    flags are read by the tables they were generated from, so a new flag needs one line in core/config.py."""
+    from greenai_dagster.core.config import CLI_EVAL_FLAGS, CLI_FLAGS, ExperimentConfig, load_config
+    from greenai_dagster.core.eval_settings import EvalSettings
+
+    def given(model, table) -> dict:
+        values = {}
+        for name, flags in table.items():
+            value = getattr(args, _dest(flags))
+            if isinstance(value, str) and _is_list(model, name):
+                value = [part.strip() for part in value.split(",") if part.strip()] or None
+            if value is not None:
+                values[name] = value
+        return values
+
+    overrides = given(ExperimentConfig, CLI_FLAGS)
+    if overrides.get("output_dir"):
+        overrides["output_dir"] = str(Path(overrides["output_dir"]).resolve())
+    return load_config(overrides, args.config, given(EvalSettings, CLI_EVAL_FLAGS))
 
 
 def cmd_run(args) -> int:
