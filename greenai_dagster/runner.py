@@ -283,7 +283,10 @@ def report_candidate(store: ResultsStore, name: str, action: engine.Action, fron
         echo(f"[Compression] Compression ratio: {row['compression_ratio']:.2f}x in {row['compression_time_s']:.1f} s")
         echo(f"[Fidelity] KL: {row['kl_divergence']:.4f} ± {row['kl_stderr'] or 0:.4f} nats/token | "
              f"top-1 agreement: {row['top1_agreement']:.3f} | perplexity x{row['ppl_ratio']:.3f} "
-             f"[{row['ppl_ratio_low']:.3f}, {row['ppl_ratio_high']:.3f}]")
+             f"[{row['ppl_ratio_low']:.3f}, {row['ppl_ratio_high']:.3f}] (held-out prose)")
+        if row.get("kl_sampled") is not None:
+            echo(f"[Fidelity] KL on the baseline's own samples (16 domains): {row['kl_sampled']:.4f} ± "
+                 f"{row['kl_sampled_stderr'] or 0:.4f} nats/token | top-1 agreement: {row['top1_sampled']:.3f}")
         flips = row.get("flips") or {}
         versus = (f" | vs baseline: {flips['verdict']} ({flips['correct_to_wrong']} right->wrong, "
                   f"{flips['wrong_to_correct']} wrong->right of {flips['items']}, McNemar p={flips['p_value']:.2g})"

@@ -156,7 +156,8 @@ def test_export_packs_a_checkpoint_that_reloads(finished_run, tmp_path):
 
 def test_each_episode_reports_fidelity_accuracy_interval_and_frontier(finished_run):
     _, lines, _ = finished_run
-    assert sum(line.startswith("[Fidelity] KL: ") for line in lines) == 2
+    assert sum(line.startswith("[Fidelity] KL: ") and "(held-out prose)" in line for line in lines) == 2
+    assert sum(line.startswith("[Fidelity] KL on the baseline's own samples") for line in lines) == 2
     assert any(line.startswith("[Evaluation] Accuracy: ") and "95% CI" in line and "vs baseline:" in line
                for line in lines)
     assert sum(line.startswith("[Frontier] ") for line in lines) == 2
@@ -164,8 +165,10 @@ def test_each_episode_reports_fidelity_accuracy_interval_and_frontier(finished_r
     rows = ResultsStore(duckdb_path()).results("tiny_exp", include_baseline=True)
     base = next(r for r in rows if r["is_baseline"])
     assert base["kl_divergence"] == 0.0 and base["top1_agreement"] == 1.0
+    assert base["kl_sampled"] == 0.0 and base["top1_sampled"] == 1.0     # the baseline on its own samples
     for row in rows:
         assert row["kl_divergence"] >= 0.0 and row["fidelity_tokens"] == 511
+        assert row["kl_sampled"] >= 0.0 and "sampled from the baseline" in row["conditions"]["sampled_text"]
         if not row["is_baseline"]:
             assert row["flips"]["items"] == 4 and row["flips"]["verdict"] in ("better", "worse", "no difference")
 

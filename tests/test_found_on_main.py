@@ -303,7 +303,7 @@ def test_unmeasured_energy_is_null_in_the_row_and_keeps_it_off_an_energy_frontie
     metrics = SimpleNamespace(accuracy=0.5, accuracy_stderr=None, latency_ms=1.0, prefill_ms=1.0,
                               throughput_tokens_per_s=None, memory_gb=0.1, model_size_gb=0.1, energy_j_per_token=None,
                               task_accuracy={}, item_correct={}, conditions={}, eval_time_s=1.0, task_chance={},
-                              fidelity=fid)
+                              fidelity=fid, fidelity_sampled=None)
     row = _result_row("e/s", "e", 1, "s", ["int8"], metrics, EnergyReading(error="codecarbon could not start (x)"),
                       0.2, {"compression_energy_kwh": 0.001, "compression_co2_grams": 0.5}, "/x")
     assert row["energy_kwh"] is None and row["co2_grams"] is None and row["eval_energy_kwh"] is None

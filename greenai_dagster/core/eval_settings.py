@@ -24,6 +24,9 @@ class EvalSettings(BaseModel):
                                                           "perplexity ratio); chosen by benchmarks/fidelity_tau.py")
     fidelity_text: str | None = Field(None, description="a UTF-8 text file to score fidelity on instead of the "
                                                         "corpus's held-out half")
+    sampled_tokens: int = Field(2048, ge=0, description=(
+        "tokens the baseline samples from 16 prompts across domains (temperature 1, core.sampled_text), a second "
+        "fidelity text that is no one's calibration data: KL on it is reported as kl_sampled (0 = off)"))
     prompt_len: int = Field(128, ge=8, description="latency probe: prompt tokens")
     new_tokens: int = Field(16, ge=2, description="latency probe: decoded tokens")
     latency_repeats: int = Field(5, ge=1, description="latency probe: repeats")
@@ -56,7 +59,8 @@ class EvalSettings(BaseModel):
 
 # The settings a user may override when starting an experiment from the Launchpad or the REST API
 # (fidelity_text names a file on the server: config files and the CLI only).
-OVERRIDABLE = ("limit_per_task", "min_items_for_a_file", "full_set_for_frontier", "fidelity_tokens", "batch_size", "prompt_len",
+OVERRIDABLE = ("limit_per_task", "min_items_for_a_file", "full_set_for_frontier", "fidelity_tokens", "sampled_tokens", "batch_size",
+               "prompt_len",
                "new_tokens", "latency_repeats", "throughput_batch_size", "timeout_s")
 
 

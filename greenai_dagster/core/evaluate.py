@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from greenai_dagster.core import device_slot, fidelity, process_failure
+from greenai_dagster.core import device_slot, fidelity, process_failure, sampled_text
 from greenai_dagster.core.benchmarks import PreparedBenchmark, hub_unreachable
 from greenai_dagster.core.errors import CompressionFailed, EvaluationError, OutOfMemory
 from greenai_dagster.core.eval_settings import EvalSettings  # noqa: F401 - one class, core/eval_settings.py
@@ -55,6 +55,7 @@ class Metrics:
     energy_j_per_token: float | None = None  # joules per decoded token (source in conditions.energy_source)
     conditions: dict = field(default_factory=dict)
     eval_time_s: float = 0.0
+    fidelity_sampled: Fidelity | None = None   # on the baseline's own samples (core.sampled_text); None when off
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -142,6 +143,9 @@ def accuracy(model, tokenizer, benchmark: PreparedBenchmark, settings: EvalSetti
                           {t: _sample_chance(samples[t], types[t]) for t in benchmark.tasks})
 
 
+SAMPLED_REFERENCE_FILE = "fidelity_reference_sampled.safetensors"
+
+
 def fidelity_reference_path(experiment_dir: Path) -> Path:
     return Path(experiment_dir) / fidelity.REFERENCE_FILE
 
@@ -155,6 +159,29 @@ def make_reference(model, tokenizer, settings: EvalSettings, path: Path) -> dict
     reference = fidelity.build_reference(model, windows)
     fidelity.save_reference(reference, path, source)
     return reference
+
+
+def sampled_reference_path(experiment_dir: Path) -> Path:
+    return Path(experiment_dir) / SAMPLED_REFERENCE_FILE
+
+
+def make_sampled_reference(model, tokenizer, settings: EvalSettings, path: Path) -> dict | None:
+    """The baseline's reference on text it sampled itself (`core.sampled_text`), drawn once and stored:
+    every candidate is scored on the same tokens. None when `settings.sampled_tokens` is 0."""
+    if not settings.sampled_tokens:
+        return None
+    if path.exists():
+        return fidelity.load_reference(path)
+    windows = sampled_text.sample_windows(model, tokenizer, settings.sampled_tokens)
+    reference = fidelity.build_reference(model, windows)
+    fidelity.save_reference(reference, path, sampled_text.source(*windows.shape))
+    return reference
+
+
+def load_sampled_reference(experiment_dir: Path) -> dict | None:
+    """The stored sampled reference; None for an experiment begun with it off (or before it existed)."""
+    path = sampled_reference_path(experiment_dir)
+    return fidelity.load_reference(path) if path.exists() else None
 
 
 def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
@@ -224,13 +251,16 @@ def quality_model(checkpoint: Path, model, tokenizer, device: str):
 
 
 def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedBenchmark,
-                        settings: EvalSettings, reference: dict, device: str = "cpu") -> Metrics:
+                        settings: EvalSettings, reference: dict, device: str = "cpu",
+                        sampled_reference: dict | None = None) -> Metrics:
     """All figures for one checkpoint; `model` is that checkpoint loaded (compute dtype), `reference`
-    the baseline's stored distributions (`make_reference`)."""
+    the baseline's stored distributions on the held-out prose (`make_reference`), `sampled_reference` on
+    the baseline's own samples (`make_sampled_reference`; None: not measured)."""
     started = time.perf_counter()
     with device_slot.shared(device) as scoring_slot:   # scoring may overlap compression, never a probe
         scored_by, quality_runtime = quality_model(checkpoint, model, tokenizer, device)
         fid = fidelity.measure(scored_by, reference)
+        fid_sampled = fidelity.measure(scored_by, sampled_reference) if sampled_reference is not None else None
         fidelity_s = time.perf_counter() - started
         if scored_by is not model:
             from greenai_dagster.core.llama_cpp_scoring import LlamaCppLM
@@ -258,6 +288,9 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
                        "fidelity_method": f"top-{reference['top_ids'].shape[1]} baseline log-probs + rest bucket, "
                                           f"{fidelity.WINDOW}-token windows, stderr over {fidelity.BLOCK}-token blocks",
                        "fidelity_reference": fidelity.reference_digest(reference),
+                       **({"sampled_text": sampled_text.source(*sampled_reference["windows"].shape),
+                           "sampled_reference": fidelity.reference_digest(sampled_reference),
+                           "sampled_fidelity": fid_sampled.to_json()} if fid_sampled else {}),
                        "seconds": {"fidelity": round(fidelity_s, 1), "accuracy": round(accuracy_s, 1),
                                    "latency_probe": round(probe_s, 1)},
                        "units": {"latency_ms": "ms/token (decode, batch 1)", "prefill_ms": "ms",
@@ -271,5 +304,5 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
         throughput_tokens_per_s=run["throughput_tokens_per_s"], memory_gb=run["peak_memory_gb"],
         model_size_gb=weights_size_bytes(checkpoint) / GIB, energy_j_per_token=run.get("energy_j_per_token"),
         conditions=conditions,
-        eval_time_s=time.perf_counter() - started,
+        eval_time_s=time.perf_counter() - started, fidelity_sampled=fid_sampled,
     )

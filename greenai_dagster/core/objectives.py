@@ -43,6 +43,9 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in [
     Objective("latency_ms", "min", "ms/token", "decode latency per token at batch 1", frontier=True, label="ms/tok"),
     Objective("memory_gb", "min", "GiB", "peak memory while serving", frontier=True, label="mem GB"),
     Objective("model_size_gb", "min", "GiB", "size of the weight files on disk", frontier=True, label="size GB"),
+    Objective("kl_sampled", "min", "nats/token",
+              "mean KL divergence from the baseline on text the baseline sampled itself (16 prompts across domains, "
+              "temperature 1; core.sampled_text)", scale="absolute", label="KL smp"),
     Objective("top1_agreement", "max", "fraction",
               "share of held-out positions where the candidate's most likely token is the baseline's", label="top1"),
     Objective("ppl_ratio", "min", "ratio", "perplexity on held-out text divided by the baseline's", label="ppl x"),

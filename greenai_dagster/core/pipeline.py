@@ -21,7 +21,8 @@ from greenai_dagster.core.compress import compress_to_checkpoint
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.energy import track_energy
 from greenai_dagster.core.errors import CompressionFailed, DiskFull, ModelLoadError, OutOfMemory
-from greenai_dagster.core.evaluate import accuracy, evaluate_checkpoint, fidelity_reference_path, make_reference
+from greenai_dagster.core.evaluate import (accuracy, evaluate_checkpoint, fidelity_reference_path, load_sampled_reference,
+                                           make_reference, make_sampled_reference, sampled_reference_path)
 from greenai_dagster.core.fidelity import load_reference
 from greenai_dagster.core.flips import above_chance, compare
 from greenai_dagster.core.loading import load_model_and_tokenizer, remote_code_allowed, resolve_model_path
@@ -149,6 +150,8 @@ def _result_row(key: str, experiment: str, episode: int, strategy_id: str, metho
         **{k: getattr(metrics.fidelity, k) for k in ("kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr",
                                                       "ppl_ratio", "ppl_ratio_low", "ppl_ratio_high", "perplexity")},
         "fidelity_tokens": metrics.fidelity.tokens,
+        **({"kl_sampled": metrics.fidelity_sampled.kl_divergence, "kl_sampled_stderr": metrics.fidelity_sampled.kl_stderr,
+            "top1_sampled": metrics.fidelity_sampled.top1_agreement} if metrics.fidelity_sampled else {}),
         "compression_ratio": baseline_size_gb / metrics.model_size_gb if metrics.model_size_gb else None,
         "compression_time_s": compression.get("compression_time_s", 0.0),
         "compression_energy_kwh": compress_kwh, "compression_co2_grams": compress_co2,
@@ -176,7 +179,10 @@ def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> di
         with device_slot.shared(device):   # a forward pass: may overlap compression, never a probe
             reference = make_reference(model, tokenizer, settings,
                                        fidelity_reference_path(experiment_dir(store, name)))
-        metrics = evaluate_checkpoint(Path(path), model, tokenizer, benchmark, settings, reference, device)
+            sampled = make_sampled_reference(model, tokenizer, settings,
+                                             sampled_reference_path(experiment_dir(store, name)))
+        metrics = evaluate_checkpoint(Path(path), model, tokenizer, benchmark, settings, reference, device,
+                                      sampled_reference=sampled)
     if not Path(path).is_dir():
         metrics.model_size_gb = spec.model_size_gb
     row = _result_row(candidate_key(name, BASELINE_SUFFIX), name, 0, BASELINE_SUFFIX, [], metrics, energy,
@@ -248,7 +254,7 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
     try:
         with track_energy(config.country_iso_code) as energy:
             metrics = evaluate_checkpoint(folder, model, tokenizer, benchmark, config.eval.settings(), reference,
-                                          device)
+                                          device, sampled_reference=load_sampled_reference(experiment_dir(store, name)))
     except Exception as exc:
         if is_out_of_memory(exc) and not isinstance(exc, OutOfMemory):   # E003 for this candidate, recorded
             exc = OutOfMemory(f"evaluating {key} ran out of memory ({str(exc).strip()[:200]}).")

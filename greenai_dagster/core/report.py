@@ -17,13 +17,14 @@ from greenai_dagster.core.redact import redact, redact_obj
 from greenai_dagster.core.flips import accuracy_interval, interval_text
 from greenai_dagster.core.objectives import OBJECTIVES
 
-RESULT_FIELDS = ["accuracy", "accuracy_stderr", "kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr",
+RESULT_FIELDS = ["accuracy", "accuracy_stderr", "kl_divergence", "kl_stderr", "kl_sampled", "kl_sampled_stderr",
+                 "top1_agreement", "top1_stderr", "top1_sampled",
                  "ppl_ratio", "ppl_ratio_low", "ppl_ratio_high", "perplexity", "fidelity_tokens",
                  "latency_ms", "prefill_ms", "throughput_tokens_per_s",
                  "memory_gb", "model_size_gb", "compression_ratio", "energy_j_per_token", "energy_kwh", "co2_grams",
                  "compression_time_s", "compression_energy_kwh", "compression_co2_grams", "eval_time_s", "load_time_s",
                  "accuracy_full", "accuracy_full_stderr", "full_eval_time_s"]
-AXES = ["kl_divergence", "accuracy", "latency_ms", "memory_gb", "model_size_gb", "top1_agreement", "ppl_ratio",
+AXES = ["kl_divergence", "kl_sampled", "accuracy", "latency_ms", "memory_gb", "model_size_gb", "top1_agreement", "ppl_ratio",
         "compression_ratio", "co2_grams"]
 
 
@@ -111,8 +112,10 @@ def write_frontier_files(experiment_dir: Path, experiment: str, rows: list[dict]
     write_chart(Path(experiment_dir) / "pareto_visualization.html", experiment, rows, baseline, summary, facts)
 
 
-ERROR_COLUMNS = {"accuracy": "accuracy_stderr", "kl_divergence": "kl_stderr", "top1_agreement": "top1_stderr"}
-ERROR_BOUNDS = {"accuracy": (0.0, 1.0), "top1_agreement": (0.0, 1.0), "kl_divergence": (0.0, float("inf"))}
+ERROR_COLUMNS = {"accuracy": "accuracy_stderr", "kl_divergence": "kl_stderr", "kl_sampled": "kl_sampled_stderr",
+                 "top1_agreement": "top1_stderr"}
+ERROR_BOUNDS = {"accuracy": (0.0, 1.0), "top1_agreement": (0.0, 1.0), "kl_divergence": (0.0, float("inf")),
+                "kl_sampled": (0.0, float("inf"))}
 
 
 def axis_title(name: str) -> str:
@@ -125,8 +128,11 @@ def hover_text(r: dict) -> str:
     if r.get("accuracy") is not None:
         lines.append(f"accuracy: {r['accuracy']:.3f} ({interval_text(r['accuracy'], r.get('accuracy_stderr'))})")
     if r.get("kl_divergence") is not None:
-        lines.append(f"KL: {r['kl_divergence']:.4f} ± {r.get('kl_stderr') or 0:.4f} nats/token")
-    lines += [f"{a}: {float(r[a]):.4g}" for a in AXES if a not in ("accuracy", "kl_divergence") and r.get(a) is not None]
+        lines.append(f"KL: {r['kl_divergence']:.4f} ± {r.get('kl_stderr') or 0:.4f} nats/token (held-out prose)")
+    if r.get("kl_sampled") is not None:
+        lines.append(f"KL: {r['kl_sampled']:.4f} ± {r.get('kl_sampled_stderr') or 0:.4f} nats/token (baseline's samples)")
+    lines += [f"{a}: {float(r[a]):.4g}" for a in AXES
+              if a not in ("accuracy", "kl_divergence", "kl_sampled") and r.get(a) is not None]
     if (r.get("flips") or {}).get("verdict"):
         f = r["flips"]
         lines.append(f"vs baseline: {f['verdict']} (flips {f['flip_rate']:.2f}, McNemar p={f['p_value']:.2g})")

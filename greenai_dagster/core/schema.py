@@ -13,6 +13,8 @@ opens it for writing, instead of failing on a missing column. The versions follo
   6  the `schema_version` table itself (no change to the data)
   7  results written as one Parquet file per row (core/store.py); the old `results` table's rows move
      into `results_compacted` (plus written_ns, the write order), and `results` becomes a view
+  8  a second fidelity text, sampled from the baseline (core/sampled_text.py): results.kl_sampled,
+     kl_sampled_stderr, top1_sampled
 
 A file without `schema_version` was written before versioning (1-5): its version is read off the
 columns it has (`file_version`), and, since every migration is idempotent (IF NOT EXISTS), all of them
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 RESULT_COLUMNS_DDL = """
     candidate_key VARCHAR, experiment VARCHAR, episode INTEGER, strategy_id VARCHAR,
@@ -39,7 +41,7 @@ RESULT_COLUMNS_DDL = """
     kl_divergence DOUBLE, kl_stderr DOUBLE, top1_agreement DOUBLE, top1_stderr DOUBLE, ppl_ratio DOUBLE,
     ppl_ratio_low DOUBLE, ppl_ratio_high DOUBLE, fidelity_tokens INTEGER, item_correct JSON, task_chance JSON,
     flips JSON, degraded BOOLEAN, degraded_reason VARCHAR, energy_j_per_token DOUBLE,
-    written_ns BIGINT"""
+    written_ns BIGINT, kl_sampled DOUBLE, kl_sampled_stderr DOUBLE, top1_sampled DOUBLE"""
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -75,6 +77,8 @@ MIGRATIONS: dict[int, list[str]] = {
     # `results` view finds them there (written_ns 0: any later write of the same candidate wins)
     7: [TABLES, "INSERT INTO results_compacted BY NAME SELECT *, 0::BIGINT AS written_ns FROM results",
         "DROP TABLE results"],
+    8: [f"ALTER TABLE results_compacted ADD COLUMN IF NOT EXISTS {c} DOUBLE"
+        for c in ("kl_sampled", "kl_sampled_stderr", "top1_sampled")],
 }
 # the column each unversioned schema added first: the newest one a file has is its version
 VERSION_MARKERS = {2: "load_time_s", 3: "accuracy_full", 4: "kl_divergence", 5: "energy_j_per_token"}

@@ -67,12 +67,14 @@ RESULT_COLUMNS = [
     "fidelity_tokens", "item_correct", "task_chance", "flips", "degraded", "degraded_reason",
     # serving energy, measured around the decode loop of the runtime probe (core.energy)
     "energy_j_per_token",
+    # fidelity on the baseline's own samples (core.sampled_text); NULL where not measured
+    "kl_sampled", "kl_sampled_stderr", "top1_sampled",
 ]
 JSON_COLUMNS = ("task_accuracy", "conditions", "task_accuracy_full", "item_correct", "task_chance", "flips")
 NULLABLE_DOUBLES = ("accuracy_full", "accuracy_full_stderr", "full_eval_time_s", "kl_stderr", "top1_stderr",
                     "energy_j_per_token", "throughput_tokens_per_s", "accuracy_stderr", "energy_kwh", "co2_grams",
                     "compression_energy_kwh", "compression_co2_grams", "eval_energy_kwh", "eval_co2_grams",
-                    "compression_ratio")
+                    "compression_ratio", "kl_sampled", "kl_sampled_stderr", "top1_sampled")
 
 
 def _plain_full_set(row: dict) -> dict:
