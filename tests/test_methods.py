@@ -62,7 +62,7 @@ def test_unknown_method_and_bad_params_are_refused(tiny_spec):
     with pytest.raises(CompressionFailed, match="unknown compression method"):
         validate_strategy(Strategy("s", [Step("magic", {})]), tiny_spec)
     with pytest.raises(CompressionFailed, match="bits"):
-        validate_strategy(Strategy("s", [Step("gptq", {"bits": 3})]), tiny_spec)
+        validate_strategy(Strategy("s", [Step("gptq", {"bits": 7})]), tiny_spec)
 
 
 def test_int8_must_end_a_chain(tiny_spec):

@@ -21,7 +21,7 @@ from greenai_dagster.core.methods.llmcompressor_oneshot import (check_expert_sch
 
 
 class GptqParams(MethodParams):
-    bits: Literal[4, 8] = 4
+    bits: Literal[2, 3, 4, 5, 6, 8] = 4   # 3-6 bits: the levels of a GPTQ mixed-precision allocation
     group_size: int = 64
     symmetric: bool = True
     act_order: bool = True  # llm-compressor's default ("static"); measured better on SmolLM2 (README)

@@ -3,8 +3,12 @@
 Either the strategy names the allocation, or it names a budget (average bits per quantizable weight)
 and a solver, and the method measures the model's sensitivity on calibration tokens and solves
 (`core.mixed`). The result is saved by llm-compressor as one compressed-tensors checkpoint with a
-config group per level, the same RTN scheme `rtn` uses, so every figure the simulation predicted is
-what the checkpoint holds (a test checks the weights are identical).
+config group per level. With `algorithm: rtn` (the default) that is the same RTN scheme `rtn` uses, so
+every figure the simulation predicted is what the checkpoint holds (a test checks the weights are
+identical). With `algorithm: gptq` llm-compressor's GPTQModifier quantizes each config group at its own
+bits on calibration text (as the `gptq` method does uniformly), so the allocation starts from the
+strongest uniform quantizer rather than round-to-nearest; its budget solve still ranks units by RTN
+sensitivity (benchmarks/mixed_precision.py searches on GPTQ's own weights instead).
 
 Sensitivity tables are cached per model and settings under data/mixed/, so a second budget on the
 same model costs only the solve and the quantization.
@@ -35,6 +39,10 @@ class MixedParams(MethodParams):
     granularity: Literal["block", "linear"] = "block"
     levels: list[Level] = Field(default_factory=lambda: ["w3", "w4", "w5", "w6", "w8"], min_length=1)
     group_size: int = 64
+    algorithm: Literal["rtn", "gptq"] = Field("rtn", description="how each level's integers are found: "
+                                              "round-to-nearest, or GPTQ on calibration text")
+    num_calibration_samples: int = Field(64, ge=1, le=1024, description="GPTQ only")
+    calibration_seq_len: int = Field(128, ge=16, le=4096, description="GPTQ only")
     sensitivity_windows: int = Field(2, ge=1, description="calibration windows of 256 tokens for sensitivity")
     evolutionary_trials: int = Field(96, ge=4)
 
@@ -74,7 +82,8 @@ class MixedPrecision(CompressionMethod):
         if params.get("allocation") is not None:
             digest = hashlib.sha256(json.dumps(params["allocation"], sort_keys=True).encode()).hexdigest()[:6]
             return f"mixed_custom_{digest}"
-        return f"mixed_{params['budget_bits']:g}b_{params.get('solver', 'knapsack')}"
+        gptq = "_gptq" if params.get("algorithm") == "gptq" else ""
+        return f"mixed_{params['budget_bits']:g}b_{params.get('solver', 'knapsack')}{gptq}"
 
     def features(self, params):
         bits = params.get("budget_bits") or 16.0
@@ -82,7 +91,7 @@ class MixedPrecision(CompressionMethod):
 
     def apply(self, model, params: MixedParams, ctx: CompressionContext) -> MethodResult:
         from compressed_tensors.quantization import QuantizationScheme
-        from llmcompressor.modifiers.quantization import QuantizationModifier
+        from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
         from greenai_dagster.core.mixed import levels as lv
 
@@ -99,18 +108,26 @@ class MixedPrecision(CompressionMethod):
             allocation, solved = self._solve(model, params, ctx, unit_list)
             report.update(solved)
         groups = {}
+        gptq = params.algorithm == "gptq"
         for level in sorted(set(allocation.values()) - {"f16"}):
             members = [u for u in unit_list if allocation[u.name] == level]
-            groups[f"group_{level}"] = QuantizationScheme(
-                targets=[u.pattern() for u in members], weights=lv.quant_args(lv.level_bits(level), params.group_size))
-        if groups:
+            weights = lv.quant_args(lv.level_bits(level), params.group_size)
+            if gptq:   # the gptq method's default column order (act_order, measured better on SmolLM2)
+                weights = weights.model_copy(update={"actorder": "static"})
+            groups[f"group_{level}"] = QuantizationScheme(targets=[u.pattern() for u in members], weights=weights)
+        if groups and gptq:
+            run_oneshot(model, ctx, [GPTQModifier(config_groups=groups, ignore=ignore, actorder="static")],
+                        params.num_calibration_samples, params.calibration_seq_len, "mixed-precision GPTQ")
+        elif groups:
             run_oneshot(model, ctx, [QuantizationModifier(config_groups=groups, ignore=ignore)], 4, 64,
                         "mixed-precision RTN", calibrate=False)
         counts = {level: sum(1 for v in allocation.values() if v == level) for level in sorted(set(allocation.values()))}
         report.update({"allocation": allocation, "level_counts": counts,
                        "avg_bits": round(lv.average_bits(allocation, unit_list), 4),
                        "quantized_linear_layers": count_quantized(model),
-                       "engine": "llmcompressor QuantizationModifier, one config group per level"})
+                       "algorithm": params.algorithm,
+                       "engine": f"llmcompressor {'GPTQModifier' if gptq else 'QuantizationModifier'}, one config "
+                                 "group per level"})
         return MethodResult(model, report)
 
     def _solve(self, model, params: MixedParams, ctx: CompressionContext, unit_list) -> tuple[dict, dict]:

@@ -37,6 +37,12 @@ class Quantizer:
             self._cache[key] = fake_quantize(self.modules[linear].weight.data, level_bits(level), self.group_size)
         return self._cache[key]
 
+    def use(self, level: str, weights: dict[str, torch.Tensor]) -> None:
+        """Serve `level` from given weights ({linear: dequantized weight}) instead of RTN: e.g. each linear as a
+        uniform GPTQ run at that level left it, so a search stitches GPTQ's own layers (EvoPress's database)."""
+        for linear, weight in weights.items():
+            self._cache[(linear, level)] = weight
+
     def clear(self) -> None:
         """Drop the cached fake-quantized weights (about 4 bytes per weight per level used)."""
         self._cache.clear()
