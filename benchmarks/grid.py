@@ -30,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", default=None, help="default: grid_smollm2_<dataset>")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--dataset", default="bigbench_above_chance")
+    parser.add_argument("--dataset", default="generated_mc")
     parser.add_argument("--only", default="", help="comma-separated labels to run")
     parser.add_argument("--second-worker", action="store_true",
                         help="a second process on the same grid: walks the fast strategies from the end, numbering "
@@ -137,7 +137,8 @@ def reprobe(store: ResultsStore, name: str) -> None:
 
 
 def export(store: ResultsStore, name: str) -> None:
-    keep = ["strategy_id", "methods", "kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr", "ppl_ratio",
+    keep = ["strategy_id", "methods", "kl_divergence", "kl_stderr", "kl_sampled", "kl_sampled_stderr", "top1_sampled",
+            "top1_agreement", "top1_stderr", "ppl_ratio",
             "ppl_ratio_low", "ppl_ratio_high", "perplexity", "accuracy", "accuracy_stderr", "flips", "degraded",
             "degraded_reason", "is_pareto", "latency_ms", "prefill_ms",
             "throughput_tokens_per_s", "memory_gb", "model_size_gb", "compression_ratio", "compression_time_s",
@@ -159,7 +160,8 @@ def export(store: ResultsStore, name: str) -> None:
     experiment = store.experiment(name)
     (RESULTS / f"{name}.json").write_text(json.dumps({
         "how": "benchmarks/grid.py: each strategy compressed and evaluated by the project's pipeline, CPU float32: "
-               "fidelity against the baseline on the first held-out tokens (eval.fidelity_tokens), proxy accuracy "
+               "fidelity against the baseline on the first held-out tokens (eval.fidelity_tokens) and on text the "
+               "baseline sampled itself (eval.sampled_tokens, kl_sampled), proxy accuracy "
                "(eval.limit_per_task items per task, stratified) with flips vs the baseline, latency and memory probed "
                "in a fresh process in the serving runtime each row names (`runtime`, core/runtimes); degraded = "
                "beyond the quality gate (core/gate.py)",

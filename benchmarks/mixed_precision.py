@@ -14,6 +14,14 @@
 5. Each mixed row's KL as a ratio of the uniform format's at the same average bits, paired on the same
    held-out positions (`fidelity.paired_ratio`), with its 95 % interval: the figure the 30 % goal is about.
 
+With `--algorithm gptq` every level is GPTQ's (llm-compressor), not RTN's: each level's weights are those a
+uniform GPTQ run at that level leaves in each linear (EvoPress's per-level database), the search stitches
+them, and every proposal is saved by the `mixed` method with `algorithm: gptq` (one GPTQ pass, one config
+group per level). The uniform menu then is uniform GPTQ, plus uniform AutoRound at 3 and 4 bits; each mixed
+row carries `kl_vs_best_uniform`: its KL against the uniform row of the lowest held-out KL at the same bits,
+paired on the same positions. The held-out text is measured once, after the search, which sees only
+calibration tokens.
+
 Rows are appended to <out>.rows.jsonl as they finish, so a rerun resumes; the table is written to
 benchmarks/results/mixed_precision.json.
 """
@@ -40,9 +48,10 @@ KL_FILE = "kl_per_position.safetensors"   # beside each measured checkpoint: its
 LEGACY_FITNESS = {"from_generation": 0, "tokens": 2048, "screen": "none", "offspring": 8}
 
 
-def write_table(name: str, done: dict[str, dict]) -> list[dict]:
+def write_table(name: str, done: dict[str, dict], tag: str | None = None) -> list[dict]:
     """Put `name`'s rows (label -> last row) into benchmarks/results/mixed_precision.json beside the other
-    models' rows, each with the conditions it was measured under."""
+    models' rows, each with the conditions it was measured under (a model's rows of another algorithm are
+    replaced: the table holds one search per model)."""
     conditions = {"eval_text": "held-out half of the corpus", "against": "the float model",
                   "scored_by": "transformers float32 (weights dequantized from the saved checkpoint)"}
     rows = [r | conditions for r in done.values()]
@@ -98,14 +107,18 @@ def main() -> None:
                              "search windows first (0: no screen)")
     parser.add_argument("--screen-keep", type=int, default=4, help="children the screen passes to the full fitness")
     parser.add_argument("--device", default="cpu", help="where forward passes run (float32 either way)")
+    parser.add_argument("--algorithm", default="rtn", choices=["rtn", "gptq"], help="how each level's integers are found")
+    parser.add_argument("--autoround-uniform", default="w3,w4", help="with gptq: uniform AutoRound rows to compare")
     args = parser.parse_args()
     torch.set_float32_matmul_precision("highest")   # no TF32 on a GPU: float32 figures on any device
     levels = args.levels.split(",")
     budgets = [float(b) for b in args.budgets.split(",")]
     checkpoint = args.model or str(ensure_default_checkpoint())
-    work = data_root() / "mixed_bench" / args.name / args.granularity
+    gptq = args.algorithm == "gptq"
+    tag = f"{args.name}.gptq" if gptq else args.name      # rows, state and search files of the GPTQ levels apart
+    work = data_root() / "mixed_bench" / tag / args.granularity
     work.mkdir(parents=True, exist_ok=True)
-    rows_file = RESULTS / f"mixed_precision.{args.name}.rows.jsonl"
+    rows_file = RESULTS / f"mixed_precision.{tag}.rows.jsonl"
     done = {}   # label -> its last row; a line torn by a killed run is skipped (that row is measured again)
     for line in rows_file.read_text().splitlines() if rows_file.exists() else []:
         try:
@@ -128,6 +141,20 @@ def main() -> None:
     calib = fidelity.token_windows(tokenizer, corpus.calibration_text(), args.windows * 256, window=256)
     reference = sensitivity.reference_on(model, calib.tolist())
     quantizer = sensitivity.Quantizer(model, unit_list)
+    if gptq:   # each level as uniform GPTQ leaves each linear (a GPTQ pass per level, on the calibration half)
+        from greenai_dagster.core.compress import apply_strategy
+
+        for level in levels:
+            if level == "f16":
+                continue
+            started = time.perf_counter()
+            copy, tok = load_model_and_tokenizer(checkpoint, device=args.device, dtype=torch.float32)
+            strategy = Strategy(f"gptq_{level}", [Step("gptq", {"bits": lv.level_bits(level), "group_size": lv.GROUP_SIZE})])
+            copy, _, _ = apply_strategy(copy, tok, strategy, spec, args.device)
+            quantizer.use(level, {name: m.weight.data.detach().clone()
+                                  for name, m in lv.quantizable_linears(copy).items()})
+            del copy
+            log(f"GPTQ level {level}: {time.perf_counter() - started:.0f} s")
     state_file = work / "search_state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     if "table" not in state:
@@ -244,6 +271,9 @@ def main() -> None:
 
     proposals = [proposal(f"uniform_{level}", "uniform", lv.level_bits(level), lv.uniform(unit_list, level))
                  for level in levels]
+    if gptq:
+        proposals += [proposal(f"uniform_autoround_{level}", "uniform", lv.level_bits(level), lv.uniform(unit_list, level))
+                      for level in filter(None, args.autoround_uniform.split(","))]
     for budget in budgets:
         evolved = refined[f"{budget:g}"]
         proposals.append(proposal(f"knapsack_{g}_{budget:g}", "knapsack", budget,
@@ -284,8 +314,12 @@ def main() -> None:
             continue   # measured already; a changed allocation (a longer search) is measured again
         folder = work / label
         started = time.perf_counter()
-        strategy = Strategy(label, [Step("mixed", {"allocation": allocation, "granularity": p["granularity"]})])
-        info = compress_to_checkpoint(checkpoint, strategy, spec, folder)
+        if label.startswith("uniform_autoround_"):
+            step = Step("autoround", {"bits": lv.level_bits(label.rsplit("_", 1)[1]), "group_size": lv.GROUP_SIZE})
+        else:
+            step = Step("mixed", {"allocation": allocation, "granularity": p["granularity"],
+                                  **({"algorithm": "gptq"} if gptq else {})})
+        info = compress_to_checkpoint(checkpoint, Strategy(label, [step]), spec, folder)
         values = measure_and_keep(folder)
         fid = fidelity.summarise(values, eval_reference["nll"])   # = fidelity.measure
         row = {"label": label, "model": args.name, "allocation_kind": kind, "budget_bits": p["budget"],
@@ -298,7 +332,8 @@ def main() -> None:
                "full_evaluations": 1, "search_forward_passes": p["forward_passes"],
                "predicted_kl_on_calibration": (sensitivity.predicted_kl(table, allocation) if p["granularity"] == g
                                                else done.get(label, {}).get("predicted_kl_on_calibration")),
-               "level_counts": info["step_reports"][0]["level_counts"], "allocation": allocation,
+               "level_counts": info["step_reports"][0].get("level_counts"), "allocation": allocation,
+               "algorithm": ("autoround" if step.method == "autoround" else args.algorithm),
                "seconds": round(time.perf_counter() - started, 1), "measured_on": f"{where}, float32 (no TF32)",
                "stored_as": STORED_AS}
         with rows_file.open("a") as fh:
@@ -316,7 +351,8 @@ def main() -> None:
             measure_and_keep(folder)
         return load_file(str(folder / KL_FILE))["kl"]
 
-    uniform_at = {r["avg_bits"]: r["label"] for r in done.values() if r["allocation_kind"] == "uniform"}
+    uniform_at = {r["avg_bits"]: r["label"] for r in done.values()   # the same algorithm's uniform row
+                  if r["allocation_kind"] == "uniform" and not r["label"].startswith("uniform_autoround_")}
     for row in done.values():
         base_label = uniform_at.get(row["avg_bits"])
         if row["allocation_kind"] == "uniform" or base_label is None:
@@ -331,8 +367,20 @@ def main() -> None:
                                        "block-clustered (64 positions) paired standard error"}
         r = row["kl_vs_uniform"]
         log(f"{row['label']}: KL x{r['ratio']:.3f} [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}] of {base_label}")
+        # against the strongest uniform quantizer at the same bits (GPTQ or AutoRound): the figure the bar is about
+        rivals = [u for u in done.values() if u["allocation_kind"] == "uniform" and u["avg_bits"] == row["avg_bits"]]
+        best = min(rivals, key=lambda u: u["kl_divergence"])
+        best_kl = kl_per_position(best["label"])
+        if best_kl is not None:
+            paired = fidelity.paired_ratio(best_kl, kl)
+            row["kl_vs_best_uniform"] = {"ratio": paired["ratio"], "low": paired["ratio_low"],
+                                         "high": paired["ratio_high"], "uniform": best["label"],
+                                         "uniform_kl": best["kl_divergence"],
+                                         "uniform_size_gb": best["size_gb"], "size_gb": row["size_gb"]}
+            log(f"{row['label']}: KL x{paired['ratio']:.3f} [{paired['ratio_low']:.3f}, {paired['ratio_high']:.3f}] "
+                f"of the best uniform at its bits, {best['label']}")
 
-    rows = write_table(args.name, done)
+    rows = write_table(args.name, done, tag)
     search = {
         "what": "per-block mixed precision (RTN group 64, symmetric, llm-compressor) vs the uniform menu",
         "model": checkpoint, "name": args.name,
@@ -355,7 +403,8 @@ def main() -> None:
                                                                                  if k != "allocation"}
                                             for b, r in refined.items()}},
     }
-    (RESULTS / f"mixed_precision_search.{args.name}.{args.granularity}.json").write_text(json.dumps(search, indent=1))
+    search["algorithm"] = args.algorithm
+    (RESULTS / f"mixed_precision_search.{tag}.{args.granularity}.json").write_text(json.dumps(search, indent=1))
     log(f"wrote {RESULTS / 'mixed_precision.json'}: {len(rows)} rows for {args.name}; additivity spearman {rho:.3f}, kendall {tau:.3f}")
 
 
