@@ -12,8 +12,22 @@ its device's slot (`core.device_slot`), so two workers on one machine do not mea
     run config: execution: {config: {broker: redis://HOST:6379/0, backend: redis://HOST:6379/1}},
                 ops: {pending_candidates: {config: {experiment: NAME}}}
 
-Which worker did a step is on the step's output (`worker`, `pid`, `host`) and in Dagster's own
+Which worker did a step is on the step's output (`worker`, `pid`, `host`, `device`) and in Dagster's own
 "Executing steps ... in celery worker" engine event (tests/test_celery.py).
+
+Resources: the ops take the deployment's `store` and `gpu` (resources.resources_for), like the assets, so a
+Celery sweep writes to the store a `cluster` deployment names (not a file path found again here) and each
+step compresses and evaluates on the device the *worker's* `GpuResource` names: the job carries the
+resources itself because each worker rebuilds the job from this module (`reconstructable`), and resolves
+`auto` on its own machine. On a worker with several GPUs the step runs through `GpuResource.run`, which
+claims one GPU no other step holds (core.gpu_claim) for the whole candidate.
+
+Why not the engine (core/engine.py `next_action`/`apply`): the engine is a serial state machine. It answers
+one action at a time, `wait` as soon as any candidate is in flight, and once the registered candidates are
+done it asks the coordinator for a new strategy (a write, and an LLM call for the llm coordinator). A sweep
+fans out every candidate that is already registered (pipeline.experiment_with_chosen_candidates, the
+benchmarks) at once and decides nothing, so it reads the pending set from the store directly; the
+compress/benchmark step itself is the same pipeline pair the engine's `candidate` action runs.
 """
 
 
@@ -25,40 +39,51 @@ from dagster import DynamicOut, DynamicOutput, OpExecutionContext, job, op
 from dagster_celery import celery_executor
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.resources import GpuResource, ResultsStoreResource, resources_for
 
 
 @op(out=DynamicOut(str), config_schema={"experiment": str})
-def pending_candidates(context: OpExecutionContext):
+def pending_candidates(context: OpExecutionContext, store: ResultsStoreResource):
     """One output per candidate of the experiment not yet done (a rerun resumes the rest)."""
     name = context.op_config["experiment"]
-    for record in ResultsStore(duckdb_path()).strategies(name):
+    for record in store.get().strategies(name):
         if record["status"] != "done":
             key = record["candidate_key"]
             yield DynamicOutput(key, mapping_key=re.sub(r"[^A-Za-z0-9_]", "_", key))
 
 
+def compress_then_benchmark(store: ResultsStore, key: str, device: str) -> dict:
+    """The candidate's two pipeline steps on one device: called through `GpuResource.run`, so on a machine
+    with several GPUs both run on the one GPU claimed for this call (a single claim for the whole candidate,
+    rather than one per step as the two assets take, since a sweep step is one unit of work)."""
+    pipeline.compress_candidate(store, key, device=device)
+    return pipeline.benchmark_candidate(store, key, device=device)
+
+
 @op
-def compress_and_benchmark(context: OpExecutionContext, key: str) -> dict:
-    """Compress and evaluate one candidate wherever this step runs; returns where that was."""
-    store = ResultsStore(duckdb_path())
-    pipeline.compress_candidate(store, key)
-    row = pipeline.benchmark_candidate(store, key)
+def compress_and_benchmark(context: OpExecutionContext, key: str, store: ResultsStoreResource,
+                           gpu: GpuResource) -> dict:
+    """Compress and evaluate one candidate wherever this step runs, on the device this worker's `gpu`
+    resource names; returns where that was."""
+    row = gpu.run(compress_then_benchmark, store.get(), key)
     where = {"candidate_key": key, "host": socket.gethostname(), "pid": os.getpid(),
-             "worker": os.environ.get("GREENAI_WORKER_NAME", ""), "latency_ms": row["latency_ms"],
+             "worker": os.environ.get("GREENAI_WORKER_NAME", ""), "device": row["conditions"].get("device"),
+             "latency_ms": row["latency_ms"],
              "probe_slot_wait_s": (row["conditions"].get("device_slot_wait_s") or {}).get("probe")}
-    context.log.info(f"{key} done by {where['worker'] or where['host']} (pid {where['pid']})")
+    context.log.info(f"{key} done by {where['worker'] or where['host']} (pid {where['pid']}) on {where['device']}")
     return where
 
 
 @op(config_schema={"experiment": str})
-def sweep_frontier(context: OpExecutionContext, done: list[dict]) -> dict:
+def sweep_frontier(context: OpExecutionContext, done: list[dict], store: ResultsStoreResource) -> dict:
     """The experiment's frontier over every result, once all candidates are in."""
-    summary = pipeline.update_frontier(ResultsStore(duckdb_path()), context.op_config["experiment"])
+    summary = pipeline.update_frontier(store.get(), context.op_config["experiment"])
     return {"candidates": len(done), "frontier": [m["candidate_key"] for m in summary.members]}
 
 
-@job(executor_def=celery_executor)
+# resources on the job itself (Definitions keeps a job's own): a Celery worker rebuilds this job from the
+# module, and its steps need the deployment's store and this worker's device there too
+@job(executor_def=celery_executor, resource_defs=resources_for())
 def candidate_sweep():
     sweep_frontier(pending_candidates().map(compress_and_benchmark).collect())
