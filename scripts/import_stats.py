@@ -151,7 +151,7 @@ def stats() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--verbose", action="store_true", help="list each SCC's modules and the files with inner imports")
+    parser.add_argument("--verbose", action="store_true", help="list SCC modules, files with inner imports")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     result = stats()
