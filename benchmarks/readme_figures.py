@@ -71,7 +71,8 @@ GRID = "grid_smollm2_bigbench_above_chance.json"        # regenerated in this se
 def g(sid: str) -> str:
     return f"rows[strategy_id={sid}]"
 
-MP = "mixed_precision.json"                              # regenerated in this session
+MP = "mixed_precision.json"                              # GPTQ levels, H100 (issue 26)
+MPR = "mixed_precision_rtn.json"                         # RTN levels, on the held-out text before the disjoint split
 def mp(model: str, label: str) -> str:
     return f"[model={model},label={label}]"
 
@@ -520,8 +521,8 @@ def _quality_stale() -> list:
         F(r"ASVD 0\.8 and 0\.5 \(KL\s+(9\.8) and 16\.4", GRID, g("asvd_r80") + ".kl_divergence"),
         F(r"ASVD 0\.8 and 0\.5 \(KL\s+9\.8 and (16\.4)", GRID, g("asvd_r50") + ".kl_divergence"),
         F(r"Evaluation of the baseline: ([\d.]+) s", GRID, g("baseline") + ".eval_time_s"),
-        F(r"held-out KL \*\*1\.283\*\*, ([\d.]+) % below uniform", MP, "100 * (1 - {" + mp("smollm2", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("smollm2", "uniform_w3") + ".kl_divergence})"),
-        F(r"held-out KL \*\*(1\.283)\*\*, 32\.7 % below", MP, mp("smollm2", "evolutionary_linear_3") + ".kl_divergence"),
+        F(r"held-out KL \*\*1\.283\*\*, ([\d.]+) % below uniform", MPR, "100 * (1 - {" + mp("smollm2", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("smollm2", "uniform_w3") + ".kl_divergence})"),
+        F(r"held-out KL \*\*(1\.283)\*\*, 32\.7 % below", MPR, mp("smollm2", "evolutionary_linear_3") + ".kl_divergence"),
         # search_summary.txt
         F(r"on all (31) strategies of the grid as committed", SS, "{/grid: (\\d+) measured strategies/}"),
         F(r"reaches 0\.95 of the grid's hypervolume at k = (8) \(1\.000\)", SS, "{/planner >= 0.95 at k = (\\d+)/}"),
@@ -539,34 +540,34 @@ def _quality_stale() -> list:
             for c in cols:
                 header, label = MIX_COLS[c]
                 r = mp(model, label.format(b=bits))
-                out += [T(table, bits, header, MP, r + ".kl_divergence", 0), T(table, bits, header, MP, r + ".kl_stderr", 1),
-                        T(table, bits, header, MP, r + ".perplexity", 2)]
-            out.append(T(table, bits, "size GB", MP, mp(model, MIX_COLS[cols[0]][1].format(b=bits)) + ".size_gb"))
+                out += [T(table, bits, header, MPR, r + ".kl_divergence", 0), T(table, bits, header, MPR, r + ".kl_stderr", 1),
+                        T(table, bits, header, MPR, r + ".perplexity", 2)]
+            out.append(T(table, bits, "size GB", MPR, mp(model, MIX_COLS[cols[0]][1].format(b=bits)) + ".size_gb"))
     for bits, labels in PAIRED_CELLS.items():
         for header, label in zip(PAIRED_HEADERS, labels):
             if label:
                 r = mp("smollm2", label) + ".kl_vs_uniform"
-                out += [T(PAIRED_TABLE, bits, header, MP, r + ".ratio", 0), T(PAIRED_TABLE, bits, header, MP, r + ".ratio_low", 1),
-                        T(PAIRED_TABLE, bits, header, MP, r + ".ratio_high", 2)]
+                out += [T(PAIRED_TABLE, bits, header, MPR, r + ".ratio", 0), T(PAIRED_TABLE, bits, header, MPR, r + ".ratio_low", 1),
+                        T(PAIRED_TABLE, bits, header, MPR, r + ".ratio_high", 2)]
     out += [
-        F(r"baseline perplexity (13\.33)\)", MP, "{" + mp("smollm2", "uniform_w8") + ".perplexity} / {" + mp("smollm2", "uniform_w8") + ".ppl_ratio}"),
-        F(r"SmolLM2: (35) % lower KL at 4 bits", MP, "100 * (1 - {" + mp("smollm2", "knapsack_linear_4") + ".kl_divergence} / {" + mp("smollm2", "uniform_w4") + ".kl_divergence})"),
-        F(r"lower KL at 4 bits, (54) % at 5", MP, "100 * (1 - {" + mp("smollm2", "knapsack_linear_5") + ".kl_divergence} / {" + mp("smollm2", "uniform_w5") + ".kl_divergence})"),
-        F(r"54 % at 5, (43) % at 6", MP, "100 * (1 - {" + mp("smollm2", "knapsack_linear_6") + ".kl_divergence} / {" + mp("smollm2", "uniform_w6") + ".kl_divergence})"),
-        F(r"ratios are not paired: (0\.685) \(evolution\)", MP, "{" + mp("gemma3-270m", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence}"),
-        F(r"and (0\.699) \(knapsack\) at 3 bits", MP, "{" + mp("gemma3-270m", "knapsack_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence}"),
-        F(r"Gemma: the knapsack is (30) % lower", MP, "100 * (1 - {" + mp("gemma3-270m", "knapsack_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence})"),
-        F(r"and the evolution (31\.5) % \(2\.101 against 3\.067", MP, "100 * (1 - {" + mp("gemma3-270m", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence})"),
-        F(r"SmolLM2: the knapsack is (14) % lower", MP, "100 * (1 - {" + mp("smollm2", "knapsack_linear_3") + ".kl_divergence} / {" + mp("smollm2", "uniform_w3") + ".kl_divergence})"),
-        F(r"the evolution \*\*([\d.]+) %\*\* \(1\.283", MP, "100 * (1 - {" + mp("smollm2", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("smollm2", "uniform_w3") + ".kl_divergence})"),
-        F(r"\(1\.283 against (1\.906); perplexity 53", MP, mp("smollm2", "uniform_w3") + ".kl_divergence"),
-        F(r"the evolution's KL is (0\.674) of uniform's", MP, mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio"),
-        F(r"95 % interval (0\.642)-0\.706: certainly", MP, mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio_low"),
-        F(r"95 % interval 0\.642-(0\.706): certainly", MP, mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio_high"),
-        F(r"interval's upper end reaches (29\.4) %", MP, "100 * (1 - {" + mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio_high})"),
-        F(r"w2, is catastrophic in every layer \(KL (11\.5) uniform\)", MP, mp("smollm2", "uniform_w2") + ".kl_divergence"),
-        F(r"ends worse than its knapsack start on held-out text \((0\.243) against 0\.212\)", MP, mp("gemma3-270m", "evolutionary_linear_4.25") + ".kl_divergence"),
-        F(r"on held-out text \(0\.243 against (0\.212)\)", MP, mp("gemma3-270m", "knapsack_linear_4.25") + ".kl_divergence"),
+        F(r"baseline perplexity (13\.33)\)", MPR, "{" + mp("smollm2", "uniform_w8") + ".perplexity} / {" + mp("smollm2", "uniform_w8") + ".ppl_ratio}"),
+        F(r"SmolLM2: (35) % lower KL at 4 bits", MPR, "100 * (1 - {" + mp("smollm2", "knapsack_linear_4") + ".kl_divergence} / {" + mp("smollm2", "uniform_w4") + ".kl_divergence})"),
+        F(r"lower KL at 4 bits, (54) % at 5", MPR, "100 * (1 - {" + mp("smollm2", "knapsack_linear_5") + ".kl_divergence} / {" + mp("smollm2", "uniform_w5") + ".kl_divergence})"),
+        F(r"54 % at 5, (43) % at 6", MPR, "100 * (1 - {" + mp("smollm2", "knapsack_linear_6") + ".kl_divergence} / {" + mp("smollm2", "uniform_w6") + ".kl_divergence})"),
+        F(r"ratios are not paired: (0\.685) \(evolution\)", MPR, "{" + mp("gemma3-270m", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence}"),
+        F(r"and (0\.699) \(knapsack\) at 3 bits", MPR, "{" + mp("gemma3-270m", "knapsack_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence}"),
+        F(r"Gemma: the knapsack is (30) % lower", MPR, "100 * (1 - {" + mp("gemma3-270m", "knapsack_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence})"),
+        F(r"and the evolution (31\.5) % \(2\.101 against 3\.067", MPR, "100 * (1 - {" + mp("gemma3-270m", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("gemma3-270m", "uniform_w3") + ".kl_divergence})"),
+        F(r"SmolLM2: the knapsack is (14) % lower", MPR, "100 * (1 - {" + mp("smollm2", "knapsack_linear_3") + ".kl_divergence} / {" + mp("smollm2", "uniform_w3") + ".kl_divergence})"),
+        F(r"the evolution \*\*([\d.]+) %\*\* \(1\.283", MPR, "100 * (1 - {" + mp("smollm2", "evolutionary_linear_3") + ".kl_divergence} / {" + mp("smollm2", "uniform_w3") + ".kl_divergence})"),
+        F(r"\(1\.283 against (1\.906); perplexity 53", MPR, mp("smollm2", "uniform_w3") + ".kl_divergence"),
+        F(r"the evolution's KL is (0\.674) of uniform's", MPR, mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio"),
+        F(r"95 % interval (0\.642)-0\.706: certainly", MPR, mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio_low"),
+        F(r"95 % interval 0\.642-(0\.706): certainly", MPR, mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio_high"),
+        F(r"interval's upper end reaches (29\.4) %", MPR, "100 * (1 - {" + mp("smollm2", "evolutionary_linear_3") + ".kl_vs_uniform.ratio_high})"),
+        F(r"w2, is catastrophic in every layer \(KL (11\.5) uniform\)", MPR, mp("smollm2", "uniform_w2") + ".kl_divergence"),
+        F(r"ends worse than its knapsack start on held-out text \((0\.243) against 0\.212\)", MPR, mp("gemma3-270m", "evolutionary_linear_4.25") + ".kl_divergence"),
+        F(r"on held-out text \(0\.243 against (0\.212)\)", MPR, mp("gemma3-270m", "knapsack_linear_4.25") + ".kl_divergence"),
     ]
     # mixed_llama_cpp.json
     for label in ML_ROWS:
@@ -584,7 +585,7 @@ def _quality_stale() -> list:
         ]
     out += [
         F(r"uniform Q8_0 reads (0\.0032) here against 0\.0014 in PyTorch", ML, ml("uniform_w8") + ".kl_divergence"),
-        F(r"uniform Q8_0 reads 0\.0032 here against (0\.0014) in PyTorch", MP, mp("smollm2", "uniform_w8") + ".kl_divergence"),
+        F(r"uniform Q8_0 reads 0\.0032 here against (0\.0014) in PyTorch", MPR, mp("smollm2", "uniform_w8") + ".kl_divergence"),
         F(r"halves Q5_0's KL at the same file size\*\* \((0\.0585) against", ML, ml("knapsack_458_5") + ".kl_divergence"),
         F(r"\(0\.0585 against (0\.1134), 0\.131 GB", ML, ml("uniform_w5") + ".kl_divergence"),
         F(r"0\.1134, (0\.131) GB\s+both\)", ML, ml("knapsack_458_5") + ".gguf_size_gb"),
@@ -600,7 +601,57 @@ def _quality_stale() -> list:
     return out
 
 
-FIGURES: list = (_first_command() + _runtimes_cpu() + _llama_cpp_builds() + _runtimes_gpu() + _generated_and_eval()
+def _mixed_gptq() -> list:
+    """The GPTQ-level mixed-precision table (issue 26) and its bullets: mixed_precision.json, search files."""
+    table = r"^\| model \| avg bits \| GPTQ uniform \|"
+    out = []
+    for model, name in (("SmolLM2-135M", "smollm2"), ("Gemma 3 270M", "gemma3-270m")):
+        for bits in ("3", "4"):
+            row = (model, bits)
+            out += [T(table, row, "GPTQ uniform", MP, mp(name, f"uniform_w{bits}") + ".kl_divergence"),
+                    T(table, row, "AutoRound uniform", MP, mp(name, f"uniform_autoround_w{bits}") + ".kl_divergence"),
+                    T(table, row, "knapsack", MP, mp(name, f"knapsack_linear_{bits}") + ".kl_divergence"),
+                    T(table, row, "size GB", MP, mp(name, f"knapsack_linear_{bits}") + ".size_gb")]
+            if (name, bits) != ("smollm2", "4"):
+                out.append(T(table, row, "evolution", MP, mp(name, f"evolutionary_linear_{bits}") + ".kl_divergence"))
+    best = {("SmolLM2-135M", "3"): ("smollm2", "evolutionary_linear_3"), ("SmolLM2-135M", "4"): ("smollm2", "knapsack_linear_4"),
+            ("Gemma 3 270M", "3"): ("gemma3-270m", "evolutionary_linear_3"), ("Gemma 3 270M", "4"): ("gemma3-270m", "knapsack_linear_4")}
+    for row, (name, label) in best.items():
+        out.append(T(table, row, "best mixed / best uniform", MP, mp(name, label) + ".kl_vs_best_uniform.ratio"))
+        if name == "gemma3-270m":
+            out += [T(table, row, "best mixed / best uniform", MP, mp(name, label) + ".kl_vs_best_uniform.low", 1),
+                    T(table, row, "best mixed / best uniform", MP, mp(name, label) + ".kl_vs_best_uniform.high", 2)]
+    sm = "mixed_precision_search.smollm2.gptq.linear.json"
+    gm = "mixed_precision_search.gemma3-270m.gptq.linear.json"
+    out += [
+        F(r"Gemma (0\.657), paired interval", MP, mp("gemma3-270m", "knapsack_linear_4") + ".kl_vs_best_uniform.ratio"),
+        F(r"paired interval\s+\[(0\.633), 0\.680\]; SmolLM2", MP, mp("gemma3-270m", "knapsack_linear_4") + ".kl_vs_best_uniform.low"),
+        F(r"paired interval\s+\[0\.633, (0\.680)\]; SmolLM2", MP, mp("gemma3-270m", "knapsack_linear_4") + ".kl_vs_best_uniform.high"),
+        F(r"SmolLM2 (0\.76) of AutoRound W4", MP, mp("smollm2", "knapsack_linear_4") + ".kl_vs_best_uniform.ratio"),
+        F(r"evolution reaches (0\.814)\s+\[", MP, mp("gemma3-270m", "evolutionary_linear_3") + ".kl_vs_best_uniform.ratio"),
+        F(r"reaches 0\.814\s+\[(0\.789), 0\.839\]", MP, mp("gemma3-270m", "evolutionary_linear_3") + ".kl_vs_best_uniform.low"),
+        F(r"reaches 0\.814\s+\[0\.789, (0\.839)\]", MP, mp("gemma3-270m", "evolutionary_linear_3") + ".kl_vs_best_uniform.high"),
+        F(r"\(KL (0\.304), 3\.8x below uniform GPTQ W3\)", MP, mp("smollm2", "uniform_autoround_w3") + ".kl_divergence"),
+        F(r"\(KL 0\.304, (3\.8)x below uniform GPTQ W3\)", MP, "{" + mp("smollm2", "uniform_w3") + ".kl_divergence} / {"
+          + mp("smollm2", "uniform_autoround_w3") + ".kl_divergence}"),
+        F(r"the best GPTQ-level allocation is (1\.41)x", MP, mp("smollm2", "evolutionary_linear_3") + ".kl_vs_best_uniform.ratio"),
+        F(r"worse than GPTQ at both widths \((0\.805) and", MP, mp("gemma3-270m", "uniform_autoround_w3") + ".kl_divergence"),
+        F(r"at both widths \(0\.805 and (0\.305)\)", MP, mp("gemma3-270m", "uniform_autoround_w4") + ".kl_divergence"),
+        F(r"calibration KL by (3\.4) %", sm, "100 * (1 - {budget_evolution.per_budget.3.kl} / {budget_evolution.per_budget.3.start_kl})"),
+        F(r"SmolLM2 3 bits: (0\.364) -> 0\.352", sm, "budget_evolution.per_budget.3.start_kl"),
+        F(r"SmolLM2 3 bits: 0\.364 -> (0\.352)", sm, "budget_evolution.per_budget.3.kl"),
+        F(r"to (6\.6) %\s+\(Gemma 4 bits", gm, "100 * (1 - {budget_evolution.per_budget.4.kl} / {budget_evolution.per_budget.4.start_kl})"),
+        F(r"Gemma 4 bits: (0\.082) -> 0\.076", gm, "budget_evolution.per_budget.4.start_kl"),
+        F(r"Gemma 4 bits: 0\.082 -> (0\.076)", gm, "budget_evolution.per_budget.4.kl"),
+        F(r"worse at Gemma's 4 bits \((0\.108) against", MP, mp("gemma3-270m", "evolutionary_linear_4") + ".kl_divergence"),
+        F(r"worse at Gemma's 4 bits \(0\.108 against (0\.096)\)", MP, mp("gemma3-270m", "knapsack_linear_4") + ".kl_divergence"),
+        F(r"then (40) generations of the", sm, "budget_evolution.per_budget.3.generations"),
+        F(r"held-out prose \((8,176) positions", MP, mp("smollm2", "uniform_w4") + ".eval_tokens"),
+    ]
+    return out
+
+
+FIGURES: list = (_mixed_gptq() + _first_command() + _runtimes_cpu() + _llama_cpp_builds() + _runtimes_gpu() + _generated_and_eval()
                  + _serving_other() + _celery_steps()
                  + _quality_stale())
 
