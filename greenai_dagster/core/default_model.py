@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -43,20 +44,39 @@ def default_checkpoint_dir() -> Path:
     return models_dir() / CHECKPOINT_NAME
 
 
+def _converted(target: Path) -> bool:
+    """A finished conversion of the current version is in place."""
+    provenance = target / "greenai_provenance.json"
+    return ((target / "model.safetensors").exists() and (target / "config.json").exists() and provenance.exists()
+            and json.loads(provenance.read_text()).get("version", 1) >= CONVERSION_VERSION)
+
+
 def ensure_default_checkpoint() -> Path:
-    """Return the converted checkpoint folder, converting from the GGUF on first use."""
+    """Return the converted checkpoint folder, converting from the GGUF on first use.
+
+    Conversion holds an exclusive lock (`<folder>.lock`): on a fresh data root two processes asking at
+    once (the sensor's parallel runs, a benchmark beside a run) convert once, where both used to write the
+    same `.partial` folder and one failed on the files the other had just removed."""
+    import fcntl
+
     target = default_checkpoint_dir()
-    if (target / "model.safetensors").exists() and (target / "config.json").exists():
-        provenance = target / "greenai_provenance.json"
-        if provenance.exists() and json.loads(provenance.read_text()).get("version", 1) >= CONVERSION_VERSION:
+    if _converted(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.with_name(target.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)     # released when the descriptor closes, also by a killed process
+        if _converted(target):             # the other process converted it while this one waited
             return target
-    gguf = find_packaged_gguf()
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    convert_gguf_to_checkpoint(gguf, tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # atomic: a killed conversion never leaves a half checkpoint in place
-    return target
+        gguf = find_packaged_gguf()
+        tmp = target.with_name(target.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        convert_gguf_to_checkpoint(gguf, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)  # atomic: a killed conversion never leaves a half checkpoint in place
+        return target
+    finally:
+        os.close(fd)
 
 
 def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
