@@ -94,3 +94,48 @@ def test_a_cancel_that_comes_before_the_experiment_exists_wins(data_root, tiny_m
     assert "cancelled_early" not in service.store().active_experiments()
     assert service.store().experiment("cancelled_early")["termination_reason"] == "cancelled"
     assert service.job(result.run_id)["status"] == "cancelled"
+
+
+def test_a_users_session_through_the_api_never_answers_500(data_root, tiny_model_dir, tiny_benchmark):
+    """Issue 28's stateful walk, as a user's own sequence over HTTP (TestClient on the real app): a failed launch
+    in the history, a working one, then list -> read -> episodes/logs/pareto -> a /compress with no webserver
+    -> cancel -> cancel again -> list -> an unknown job. Every response is counted; none may be a 500."""
+    from fastapi.testclient import TestClient
+
+    from greenai_dagster.api import service
+    from greenai_dagster.api.app import ApiSettings, create_app
+
+    failed = _launch({"ops": {"create_experiment": {"config": {"episodes": -1, "name": "walk_bad"}}}},
+                     raise_on_error=False, tags={service.EXPERIMENT_TAG: "walk_bad"})
+    good = _launch({"ops": {"create_experiment": {"config": {"name": "walk_good", "model": str(tiny_model_dir),
+                                                             "dataset": str(tiny_benchmark), "episodes": 1}}}})
+    client = TestClient(create_app(ApiSettings(api_key=None, dagster_url="http://127.0.0.1:9")),
+                        raise_server_exceptions=False)
+    answers: list[tuple[str, str, int]] = []
+
+    def call(method: str, path: str, **kwargs):
+        response = client.request(method, path, **kwargs)
+        answers.append((method, path, response.status_code))
+        return response
+
+    listed = {j["job_id"]: j for j in call("GET", "/jobs").json()["jobs"]}
+    assert listed[failed.run_id]["status"] == "failed" and listed[failed.run_id]["error"].startswith("E004")
+    assert call("GET", f"/jobs/{failed.run_id}").json()["status"] == "failed"
+    assert call("GET", f"/jobs/{good.run_id}").json()["experiment"] == "walk_good"
+    episodes = call("GET", f"/episodes/{good.run_id}")
+    assert episodes.status_code == 200 and episodes.json()["episodes"] == [], episodes.text   # none run yet
+    for path in (f"/jobs/{good.run_id}/logs", f"/pareto/{good.run_id}",
+                 f"/episodes/{failed.run_id}", f"/pareto/{failed.run_id}", "/experiments",
+                 "/experiments/walk_good", "/experiments/walk_good/chart"):
+        call("GET", path)
+    body = {"model_name": str(tiny_model_dir), "dataset": str(tiny_benchmark), "max_episodes": 1}
+    assert call("POST", "/compress", json=body).status_code == 503          # no webserver: said, not a 500
+    assert call("DELETE", f"/jobs/{good.run_id}").json()["status"] == "cancelled"
+    call("DELETE", f"/jobs/{good.run_id}")                                  # a second cancel
+    after = {j["job_id"]: j for j in call("GET", "/jobs").json()["jobs"]}
+    assert after[good.run_id]["status"] == "cancelled" and after[failed.run_id]["status"] == "failed"
+    assert call("GET", "/jobs/no-such-job").status_code == 404
+    server_errors = [a for a in answers if a[2] >= 500 and a[2] != 503]
+    print(f"\nstateful API walk: {len(answers)} requests, {len(server_errors)} server errors (500): {answers}")
+    assert not server_errors, server_errors
+    assert len(answers) == 16
