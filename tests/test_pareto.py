@@ -74,3 +74,18 @@ def test_a_degraded_candidate_never_reaches_the_frontier():
     assert [m["candidate_key"] for m in summary.members] == ["fine"]
     assert summary.excluded == [{"candidate_key": "broken", "strategy_id": None, "reason": "kl_divergence 3 > 0.5"}]
     assert all(v["candidate_key"] != "broken" for v in summary.best_per_objective.values())
+
+
+def test_a_hypervolume_of_zero_names_the_member_and_the_axis_that_reach_the_reference():
+    """Issue 28: a frontier of one member served by a slow fallback (2.5x the baseline's latency) has hypervolume
+    0; the summary and its text name that member and `latency_ms`, so the 0 is not a mystery."""
+    from greenai_dagster.core.frontier_text import hypervolume_text
+
+    baseline = point("base", 0.5, 10, 1, 1)
+    slow = {**point("exp/slow_w4", 0.5, 25, 0.5, 0.5), "strategy_id": "slow_w4"}
+    summary = summarise([slow], baseline, FOUR)
+    assert summary.hypervolume == 0.0 and summary.at_reference == {"slow_w4": ["latency_ms"]}
+    assert "(slow_w4: latency_ms)" in hypervolume_text(summary)
+    fast = {**point("exp/fast_w4", 0.5, 5, 0.5, 0.5), "strategy_id": "fast_w4"}
+    summary = summarise([fast], baseline, FOUR)
+    assert summary.hypervolume > 0 and summary.at_reference == {} and "It is 0" not in hypervolume_text(summary)

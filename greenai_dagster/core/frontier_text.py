@@ -71,10 +71,11 @@ def hypervolume_text(summary) -> str:
             scales.append(f"{name} / baseline (reference: {'0' if objective.maximise else '2x the baseline'})")
     why_zero = ""
     if summary.members and not summary.hypervolume:
+        which = "; ".join(f"{sid}: {', '.join(axes)}" for sid, axes in getattr(summary, "at_reference", {}).items())
         why_zero = (" It is 0 because every member reaches the reference point on at least one axis (a figure at "
                     "the quality gate's bound, an accuracy of 0, or 2x the baseline's latency, memory or size), so "
-                    "the members dominate no volume: read their figures below, e.g. a variant served by a slow "
-                    "fallback runtime (conditions.runtime_fallback says why).")
+                    "the members dominate no volume" + (f" ({which})" if which else "") + ": read their figures "
+                    "below, e.g. a variant served by a slow fallback runtime (conditions.runtime_fallback says why).")
     return (f"Hypervolume = {num(summary.hypervolume)}: the volume of objective space the {len(summary.members)} "
             f"frontier member(s) dominate, up to a reference point worse than any acceptable model. Larger is "
             f"better; it grows when a new member improves on the frontier anywhere. Axes: {'; '.join(scales)}. "

@@ -84,6 +84,21 @@ def hypervolume(rows: list[dict], baseline: dict, objectives: dict[str, bool] = 
     return float(moocore.hypervolume(points[keep], ref=ref, maximise=maximise))
 
 
+def at_reference(rows: list[dict], baseline: dict, objectives: dict[str, bool],
+                 constraints: dict | None = None) -> dict[str, list[str]]:
+    """{strategy_id: [objectives]} for rows that reach the reference point on those objectives: such a row adds
+    no hypervolume, so a frontier of them has hypervolume 0 and this says which member and axis made it so."""
+    if not rows:
+        return {}
+    points, ref = _scaled(rows, baseline, objectives, constraints)
+    out = {}
+    for row, point in zip(rows, points):
+        axes = [n for n, p, r in zip(objectives, point, ref) if (p <= r if objectives[n] else p >= r)]
+        if axes:
+            out[row.get("strategy_id") or row.get("candidate_key", "?")] = axes
+    return out
+
+
 def feasible(row: dict, constraints: dict | None) -> bool:
     return not row.get("degraded") and satisfies(row, constraints or {})
 
@@ -95,6 +110,8 @@ class FrontierSummary:
     best_per_objective: dict
     objectives: dict[str, bool] = field(default_factory=lambda: dict(DEFAULT_OBJECTIVES))
     excluded: list[dict] = field(default_factory=list)   # rows kept off: degraded or infeasible, with reasons
+    # member strategy_id -> the objectives on which it reaches the hypervolume's reference point (adds no volume)
+    at_reference: dict[str, list[str]] = field(default_factory=dict)
 
 
 def summarise(rows: list[dict], baseline: dict, objectives: dict[str, bool] | None = None,
@@ -121,4 +138,4 @@ def summarise(rows: list[dict], baseline: dict, objectives: dict[str, bool] | No
             pick = max if maximise else min
             best[name] = pick(ok, key=lambda r: r[name])
     return FrontierSummary(members, hypervolume(members, baseline, objectives, constraints), best, dict(objectives),
-                           excluded)
+                           excluded, at_reference(members, baseline, objectives, constraints))
