@@ -32,6 +32,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_EVAL = {"limit_per_task": 4, "full_set_for_frontier": False, "batch_size": 4, "fidelity_tokens": 512,
+             "sampled_tokens": 512,
              "prompt_len": 16, "new_tokens": 4, "latency_repeats": 1, "throughput_batch_size": 2}
 NAME = "killed"
 

@@ -71,3 +71,23 @@ def test_make_sampled_reference_is_drawn_once_and_can_be_turned_off(sampled, tmp
 
     with safe_open(str(path), "pt") as f:
         assert "sampled from the baseline" in f.metadata()["source"]
+
+
+def test_a_reference_that_does_not_fit_the_disk_is_e007(sampled, tmp_path):
+    """safetensors reports a full disk as its own SafetensorError; a user gets E007 and no half file."""
+    import subprocess
+
+    from greenai_dagster.core.errors import DiskFull
+
+    model, _, windows = sampled
+    folder = tmp_path / "tiny_disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root)")
+    try:
+        reference = fidelity.build_reference(model, windows, top_k=64)      # 4 x 127 positions x 64: > 64 KiB
+        with pytest.raises(DiskFull, match="disk full while writing the fidelity reference"):
+            fidelity.save_reference(reference, folder / "ref.safetensors", "test")
+        assert list(folder.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)

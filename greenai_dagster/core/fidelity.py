@@ -121,13 +121,23 @@ def build_reference(model, windows: torch.Tensor, top_k: int = TOP_K) -> dict[st
 
 
 def save_reference(reference: dict[str, torch.Tensor], path: Path, source: str) -> None:
-    """safetensors (no pickle), written to a temporary name and renamed."""
+    """safetensors (no pickle), written to a temporary name and renamed. A full disk is E007, not the
+    library's own error (safetensors reports ENOSPC as a SafetensorError, which is no OSError)."""
     from safetensors.torch import save_file
+
+    from greenai_dagster.core.errors import DiskFull
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in reference.items()}, str(tmp),
-              metadata={"source": source, "top_k": str(reference["top_ids"].size(1))})
+    try:
+        save_file({k: v.contiguous() for k, v in reference.items()}, str(tmp),
+                  metadata={"source": source, "top_k": str(reference["top_ids"].size(1))})
+    except Exception as exc:  # noqa: BLE001 - only a full disk is translated; anything else is raised as is
+        tmp.unlink(missing_ok=True)
+        if "No space left on device" in str(exc) or getattr(exc, "errno", None) == 28:
+            raise DiskFull(f"disk full while writing the fidelity reference {path}.",
+                           "Free disk space and run again; results written before are kept.") from None
+        raise
     tmp.replace(path)
 
 
