@@ -452,6 +452,14 @@ def _quality_stale() -> list:
         F(r"proxy 0\.87-(0\.96), KL 0\.85-0\.87", FTB, "max({tau.proxy_vs_full_accuracy.*})"),
         F(r"proxy 0\.87-0\.96, KL (0\.85)-0\.87", FTB, "min({tau.neg_kl_vs_full_accuracy.*})"),
         F(r"proxy 0\.87-0\.96, KL 0\.85-(0\.87)", FTB, "max({tau.neg_kl_vs_full_accuracy.*})"),
+        # grid_smollm2_generated_mc.json (in progress)
+        F(r"generated_mc\.json`: (11) of the 31 strategies so far", "grid_smollm2_generated_mc.json", "len({rows[*strategy_id!=baseline]})"),
+        F(r"GPTQ W4 g64 reads KL (0\.145) on the prose", "grid_smollm2_generated_mc.json", "rows[strategy_id=gptq_w4g64_act].kl_divergence"),
+        F(r"on the prose and (0\.503) on the baseline's samples, AWQ", "grid_smollm2_generated_mc.json", "rows[strategy_id=gptq_w4g64_act].kl_sampled"),
+        F(r"AWQ\s+W4 (0\.116) and 0\.168\.", "grid_smollm2_generated_mc.json", "rows[strategy_id=awq_w4g64].kl_divergence"),
+        F(r"AWQ\s+W4 0\.116 and (0\.168)\.", "grid_smollm2_generated_mc.json", "rows[strategy_id=awq_w4g64].kl_sampled"),
+        F(r"probed at load (1\.7)-4\.0", "grid_smollm2_generated_mc.json", "min({rows[*].conditions.load_average_1m})"),
+        F(r"probed at load 1\.7-(4\.0)", "grid_smollm2_generated_mc.json", "max({rows[*].conditions.load_average_1m})"),
         # grid_smollm2_bigbench_above_chance.json
         F(r"\*\*all (31) strategies are measured\*\*", GRID, "len({rows[*strategy_id!=baseline]})"),
         F(r"all 31 strategies are measured\*\*, (16) of them degraded", GRID, "len({rows[*degraded=True]})"),
