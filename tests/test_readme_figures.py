@@ -21,7 +21,7 @@ def test_every_registered_readme_figure_agrees_with_its_results_file():
 
 def test_an_altered_figure_fails_the_check_and_is_named(tmp_path):
     text = (ROOT / "README.md").read_text()
-    old = "**482 s for the 3 episodes"
+    old = "**495 s for the 3 episodes"
     assert text.count(old) == 1
     readme = tmp_path / "README.md"
     readme.write_text(text.replace(old, "**431 s for the 3 episodes"))
@@ -29,20 +29,20 @@ def test_an_altered_figure_fails_the_check_and_is_named(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "431 s for the 3 episodes" in done.stdout            # the README text
     assert "first_command.json" in done.stdout and "split_s.total" in done.stdout   # file and JSON path
-    assert "file's value: 482" in done.stdout
+    assert "file's value: 495" in done.stdout
     assert "1 disagree" in done.stdout
 
 
 def test_a_table_cell_and_a_derived_ratio_are_checked(tmp_path):
     text = (ROOT / "README.md").read_text()
-    old = "| 10.7 | 1.61 | 0.147 |"                                  # the first command's GPTQ W4 row
+    old = "| 10.7 | 1.57 | 0.147 |"                                  # the first command's GPTQ W4 row
     assert text.count(old) == 1
     readme = tmp_path / "README.md"
     readme.write_text(text.replace(old, "| 10.7 | 1.8 | 0.147 |"))
     done = run("--check", "--readme", str(readme))
     assert done.returncode == 1
     assert "x faster" in done.stdout or "{baseline.latency_ms} / {" in done.stdout
-    assert "file's value: 1.606" in done.stdout
+    assert "file's value: 1.572" in done.stdout
 
 
 def test_list_prints_every_figure_with_its_source():
