@@ -1,4 +1,4 @@
-"""AutoRound W2/W3/W4/W8: sign-gradient tuning of rounding and clipping, block by block.
+"""AutoRound W2-W8: sign-gradient tuning of rounding and clipping, block by block.
 
 The algorithm is Intel's auto-round library, driven through llm-compressor's AutoRoundModifier so
 the result saves in the same compressed-tensors format as GPTQ and reloads with
@@ -20,7 +20,7 @@ from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, 
 
 
 class AutoRoundParams(MethodParams):
-    bits: Literal[2, 3, 4, 8] = 4
+    bits: Literal[2, 3, 4, 5, 6, 8] = 4
     group_size: int = 64
     symmetric: bool = True
     iters: int = Field(50, ge=1, le=1000)

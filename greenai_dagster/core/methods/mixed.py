@@ -6,9 +6,11 @@ and a solver, and the method measures the model's sensitivity on calibration tok
 config group per level. With `algorithm: rtn` (the default) that is the same RTN scheme `rtn` uses, so
 every figure the simulation predicted is what the checkpoint holds (a test checks the weights are
 identical). With `algorithm: gptq` llm-compressor's GPTQModifier quantizes each config group at its own
-bits on calibration text (as the `gptq` method does uniformly), so the allocation starts from the
-strongest uniform quantizer rather than round-to-nearest; its budget solve still ranks units by RTN
-sensitivity (benchmarks/mixed_precision.py searches on GPTQ's own weights instead).
+bits on calibration text (as the `gptq` method does uniformly); with `algorithm: autoround` llm-compressor's
+AutoRoundModifier tunes each block's rounding with every linear at its own bits (auto-round's per-layer
+config). Either way the allocation starts from a strong uniform quantizer rather than round-to-nearest;
+the budget solve still ranks units by RTN sensitivity (benchmarks/mixed_precision.py searches on the
+quantizer's own weights instead).
 
 Sensitivity tables are cached per model and settings under data/mixed/, so a second budget on the
 same model costs only the solve and the quantization.
@@ -39,10 +41,12 @@ class MixedParams(MethodParams):
     granularity: Literal["block", "linear"] = "block"
     levels: list[Level] = Field(default_factory=lambda: ["w3", "w4", "w5", "w6", "w8"], min_length=1)
     group_size: int = 64
-    algorithm: Literal["rtn", "gptq"] = Field("rtn", description="how each level's integers are found: "
-                                              "round-to-nearest, or GPTQ on calibration text")
-    num_calibration_samples: int = Field(64, ge=1, le=1024, description="GPTQ only")
-    calibration_seq_len: int = Field(128, ge=16, le=4096, description="GPTQ only")
+    algorithm: Literal["rtn", "gptq", "autoround"] = Field(
+        "rtn", description="how each level's integers are found: round-to-nearest, GPTQ on calibration text, or "
+                           "AutoRound's tuned rounding on calibration text")
+    num_calibration_samples: int = Field(64, ge=1, le=1024, description="GPTQ and AutoRound only")
+    calibration_seq_len: int = Field(128, ge=16, le=4096, description="GPTQ and AutoRound only")
+    iters: int = Field(50, ge=1, le=1000, description="AutoRound only: tuning steps per block (as the autoround method)")
     sensitivity_windows: int = Field(2, ge=1, description="calibration windows of 256 tokens for sensitivity")
     evolutionary_trials: int = Field(96, ge=4)
 
@@ -70,6 +74,10 @@ class MixedPrecision(CompressionMethod):
 
     def check(self, params, spec):
         check_group_size(params.group_size, spec)
+        if params.algorithm == "autoround" and "f16" in (set((params.allocation or {}).values()) | set(params.levels)):
+            raise CompressionFailed("mixed precision with AutoRound quantizes every linear of a tuned block; "
+                                    "level 'f16' (a linear left in float) is not offered with it.",
+                                    "Drop 'f16' from the levels and the allocation, or use algorithm 'gptq'.")
         if params.budget_bits is not None:
             from greenai_dagster.core.mixed.levels import level_bits
 
@@ -82,8 +90,9 @@ class MixedPrecision(CompressionMethod):
         if params.get("allocation") is not None:
             digest = hashlib.sha256(json.dumps(params["allocation"], sort_keys=True).encode()).hexdigest()[:6]
             return f"mixed_custom_{digest}"
-        gptq = "_gptq" if params.get("algorithm") == "gptq" else ""
-        return f"mixed_{params['budget_bits']:g}b_{params.get('solver', 'knapsack')}{gptq}"
+        algorithm = params.get("algorithm", "rtn")
+        suffix = "" if algorithm == "rtn" else f"_{algorithm}"
+        return f"mixed_{params['budget_bits']:g}b_{params.get('solver', 'knapsack')}{suffix}"
 
     def features(self, params):
         bits = params.get("budget_bits") or 16.0
@@ -109,6 +118,7 @@ class MixedPrecision(CompressionMethod):
             report.update(solved)
         groups = {}
         gptq = params.algorithm == "gptq"
+        engines = {"rtn": "QuantizationModifier", "gptq": "GPTQModifier", "autoround": "AutoRoundModifier"}
         for level in sorted(set(allocation.values()) - {"f16"}):
             members = [u for u in unit_list if allocation[u.name] == level]
             weights = lv.quant_args(lv.level_bits(level), params.group_size)
@@ -118,6 +128,12 @@ class MixedPrecision(CompressionMethod):
         if groups and gptq:
             run_oneshot(model, ctx, [GPTQModifier(config_groups=groups, ignore=ignore, actorder="static")],
                         params.num_calibration_samples, params.calibration_seq_len, "mixed-precision GPTQ")
+        elif groups and params.algorithm == "autoround":   # as the autoround method, one bits setting per group
+            modifier = _per_layer_autoround()(config_groups=groups, ignore=ignore, iters=params.iters,
+                                         batch_size=min(8, params.num_calibration_samples),
+                                         enable_torch_compile=ctx.device != "cpu")
+            run_oneshot(model, ctx, [modifier], params.num_calibration_samples, params.calibration_seq_len,
+                        "mixed-precision AutoRound")
         elif groups:
             run_oneshot(model, ctx, [QuantizationModifier(config_groups=groups, ignore=ignore)], 4, 64,
                         "mixed-precision RTN", calibrate=False)
@@ -126,8 +142,7 @@ class MixedPrecision(CompressionMethod):
                        "avg_bits": round(lv.average_bits(allocation, unit_list), 4),
                        "quantized_linear_layers": count_quantized(model),
                        "algorithm": params.algorithm,
-                       "engine": f"llmcompressor {'GPTQModifier' if gptq else 'QuantizationModifier'}, one config "
-                                 "group per level"})
+                       "engine": f"llmcompressor {engines[params.algorithm]}, one config group per level"})
         return MethodResult(model, report)
 
     def _solve(self, model, params: MixedParams, ctx: CompressionContext, unit_list) -> tuple[dict, dict]:
@@ -156,6 +171,46 @@ class MixedPrecision(CompressionMethod):
             out.update({"measured_kl": round(best["kl"], 6), "trials": len(trials)})
         quantizer.clear()
         return allocation, out
+
+
+def _per_layer_autoround():
+    """llm-compressor's AutoRoundModifier with each linear tuned at its own config group's bits.
+
+    llm-compressor 0.14.0.1 matches the modifier's targets against the names inside one decoding layer
+    ("self_attn.q_proj"), so targets that name a linear by its path in the model
+    ("model.layers.3.self_attn.q_proj", the only way to give two blocks different bits) match nothing,
+    and auto-round tunes every linear at the first group's bits while the checkpoint packs it at its own
+    (tests/test_mixed_precision.py found it: 5-bit linears holding 3-bit integers). Here the targets are
+    matched once on the whole model and then recognised by module identity, as the modifier itself
+    does for wrapped layers."""
+    import torch
+    from compressed_tensors.utils import match_named_modules
+    from llmcompressor.modifiers.autoround import AutoRoundModifier
+    from pydantic import PrivateAttr
+
+    class PerLayerAutoRound(AutoRoundModifier):
+        _whole_model_targets: set = PrivateAttr(default_factory=set)
+        _float_dtype: torch.dtype = PrivateAttr(default=torch.float32)
+
+        def on_initialize(self, state, **kwargs) -> bool:
+            started = super().on_initialize(state, **kwargs)
+            self._whole_model_targets = {m for _, m in match_named_modules(state.model, self.resolved_targets,
+                                                                           self.ignore)}
+            self._float_dtype = next(state.model.parameters()).dtype
+            return started
+
+        def _match_autoround_targets(self, model):
+            return {m for m in model.modules() if m in self._whole_model_targets}
+
+        def _postprocess_qparams(self, model, registered):
+            # auto-round hands the tuned block back with its weights in bfloat16; the next block's calibration
+            # pass runs it on float32 activations, so they go back to the model's dtype (exact: bf16 -> fp32)
+            super()._postprocess_qparams(model, registered)
+            for module in model.modules():
+                if module in self._whole_model_targets and module.weight.dtype != self._float_dtype:
+                    module.weight.data = module.weight.data.to(self._float_dtype)
+
+    return PerLayerAutoRound
 
 
 def _table_path(key: dict):
