@@ -120,7 +120,7 @@ def test_an_int8_checkpoint_is_served_by_llama_cpp_as_q8_0_holding_its_integers(
     from greenai_dagster.core.compress import compress_to_checkpoint
     from greenai_dagster.core.loading import load_model_and_tokenizer
     from greenai_dagster.core.runtimes import pick
-    from greenai_dagster.core.runtimes.cuda_int8 import dequantize_int8_dynamic
+    from greenai_dagster.core.formats.int8_dynamic import dequantize_int8_dynamic
     from greenai_dagster.core.runtimes.llama_cpp import LlamaCppSession
     from greenai_dagster.core.spec import build_spec
     from greenai_dagster.core.strategy import Step, Strategy

@@ -34,6 +34,8 @@ import torch
 
 from greenai_dagster.core import process_failure
 from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.formats import int8_dynamic
+from greenai_dagster.core.formats.int8_dynamic import dequantize_int8_dynamic, dynamic_linears, int8_dynamic_record
 
 # llama.cpp quantization types by the names its tools use (llama_ftype values of llama.h)
 FTYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10,
@@ -271,11 +273,10 @@ def _int8_dynamic_model(folder: Path):
     weights read from its dynamic-quantized Linears (one scale per row: a Q8_0 block of 32 per row segment
     holds them exactly, up to the float16 scale), and the model with those Linears expanded to q * scale."""
     from greenai_dagster.core.checkpoints import load_variant
-    from greenai_dagster.core.runtimes.cuda_int8 import _dynamic_linears, dequantize_int8_dynamic, int8_dynamic_record
 
     model, _ = load_variant(folder, device="cpu")
     linears = {}
-    for name, module in _dynamic_linears(model).items():
+    for name, module in dynamic_linears(model).items():
         record = int8_dynamic_record(module)
         linears[name] = {"q": record["q"], "scale": record["scale"], "zero_point": None, "bits": 8}
     model = dequantize_int8_dynamic(model)
@@ -312,9 +313,7 @@ def repack(ct_folder: Path, out: Path) -> dict:
 
     from transformers import AutoTokenizer
 
-    from greenai_dagster.core.checkpoints import checkpoint_format
-
-    int8_weights = checkpoint_format(ct_folder) == "torch_int8_dynamic"
+    int8_weights = int8_dynamic.detect(ct_folder)
     if int8_weights:
         linears, model = _int8_dynamic_model(ct_folder)
     else:

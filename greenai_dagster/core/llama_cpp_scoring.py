@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from greenai_dagster.core.formats import int8_dynamic, name_of as format_of
+
 LIBRARY = "llama-cpp-python"
 
 
@@ -161,12 +163,10 @@ def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScor
     scoring runs in this process, where a crash would take the run down)."""
     if device != "cpu":
         return None
-    from greenai_dagster.core.checkpoints import checkpoint_format
     from greenai_dagster.core.runtimes.llama_cpp import gguf_in, serving_file
 
     path = gguf_in(Path(checkpoint))
-    int8 = path is None and Path(checkpoint).is_dir() and (Path(checkpoint) / "config.json").exists() \
-        and checkpoint_format(Path(checkpoint)) == "torch_int8_dynamic"
+    int8 = path is None and format_of(checkpoint) == int8_dynamic.NAME
     if path is None and not int8:
         return None
     try:

@@ -16,6 +16,8 @@ from pydantic import Field
 
 from greenai_dagster.core import arch
 from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.formats import lowrank
+from greenai_dagster.core.formats.lowrank import LowRankLinear, replace_module
 from greenai_dagster.core.methods.base import (CompressionContext, CompressionMethod, MethodParams, MethodResult,
                                                needs_linears)
 from greenai_dagster.core.methods.structured import input_activation_means
@@ -29,15 +31,6 @@ class AsvdParams(MethodParams):
     calibration_seq_len: int = Field(128, ge=16, le=4096)
 
 
-class LowRankLinear(torch.nn.Sequential):
-    """x -> B(A(x)); a drop-in for nn.Linear with `in_features` / `out_features`."""
-
-    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool, dtype=None):
-        super().__init__(torch.nn.Linear(in_features, rank, bias=False, dtype=dtype),
-                         torch.nn.Linear(rank, out_features, bias=bias, dtype=dtype))
-        self.in_features, self.out_features, self.rank = in_features, out_features, rank
-
-
 def target_rank(in_features: int, out_features: int, ratio: float, align: int) -> int:
     return max(int(ratio * in_features * out_features / (in_features + out_features)) // align * align, align)
 
@@ -48,25 +41,12 @@ def decoder_linears(model) -> dict[str, torch.nn.Linear]:
     return dict(arch.quantizable_linears(model))
 
 
-def replace_module(model, name: str, new: torch.nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-
-
-def install_low_rank(model, ranks: dict[str, int]) -> None:
-    """Swap the named linears for empty LowRankLinear shells of the recorded ranks (used when loading)."""
-    for name, rank in ranks.items():
-        old = model.get_submodule(name)   # an nn.Linear, or a Conv1D where the architecture builds one
-        n_in, n_out = arch.linear_shape(old)
-        replace_module(model, name, LowRankLinear(n_in, n_out, rank, old.bias is not None, dtype=old.weight.dtype))
-
-
 class Asvd(CompressionMethod):
     name = "asvd"
     family = "low_rank"
     Params = AsvdParams
     must_be_last = True  # the thin layers are not nn.Linear, which the quantizers and pruners expect
-    checkpoint_format = "lowrank"
+    checkpoint_format = lowrank.MARKER
 
     def unsupported(self, model, spec):
         return needs_linears(spec)

@@ -3,7 +3,9 @@
 A method is a small class registered by name. It declares its parameters as a pydantic model
 (validated at the edge), checks them against the model spec, and `apply`s itself to a model in
 memory, returning the model and what it has to report. How the result is saved is named by
-`checkpoint_format` (see `core.checkpoints`), so chains compose without special cases.
+`checkpoint_format`: the marker of a `core.formats` module (default `hf`: transformers' `save_pretrained`,
+which writes float and compressed-tensors folders, with LoRA adapters beside them), so chains compose
+without special cases and a method that writes an existing format needs no other file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.formats import hf
 from greenai_dagster.core.spec import ModelSpec
 
 
@@ -61,7 +64,7 @@ class CompressionMethod(ABC):
     Params: ClassVar[type[MethodParams]] = MethodParams
     must_be_last: ClassVar[bool] = False
     must_be_first: ClassVar[bool] = False
-    checkpoint_format: ClassVar[str] = "hf"
+    checkpoint_format: ClassVar[str] = hf.MARKER   # how `core.formats.save` writes the last step's model
 
     def parse(self, params: dict) -> MethodParams:
         try:

@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from greenai_dagster.core.checkpoints import GGUF_FILE
+from greenai_dagster.core.formats import gguf as gguf_format
+from greenai_dagster.core.formats.gguf import FILE as GGUF_FILE
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
 
 
@@ -54,7 +55,7 @@ class GgufQuant(CompressionMethod):
     family = "quantization"
     Params = GgufParams
     must_be_last = True       # the result is a llama.cpp file, not a model other methods can read
-    checkpoint_format = "gguf"
+    checkpoint_format = gguf_format.MARKER
 
     def unsupported(self, model, spec):
         known = converter_architectures()

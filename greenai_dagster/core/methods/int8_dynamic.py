@@ -2,15 +2,14 @@
 
 Runs real int8 GEMMs on CPU (fbgemm/x86 engines), so it changes size, memory and latency here.
 The result is a torch-quantized module tree that `save_pretrained` cannot write; it is saved
-as a state dict and reloaded by rebuilding and re-quantizing the architecture (core.checkpoints).
+as a state dict and reloaded by rebuilding and re-quantizing the architecture (core.formats.int8_dynamic, which
+holds `quantize_linears_int8` so that saving and loading quantize the same way).
 """
 
 from __future__ import annotations
 
-import torch
-from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-from greenai_dagster.core import arch
+from greenai_dagster.core.formats import int8_dynamic
+from greenai_dagster.core.formats.int8_dynamic import quantize_linears_int8
 from greenai_dagster.core.methods.base import (PER_CHANNEL_LOG2, CompressionContext, CompressionMethod, MethodParams,
                                                MethodResult, needs_linears)
 
@@ -19,25 +18,12 @@ class Int8DynamicParams(MethodParams):
     bits: int = 8
 
 
-def quantize_linears_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Quantize every quantizable linear (`core.arch`: not the output head, which may be tied to the
-    embeddings, and not a MoE router); Conv1D layers (GPT-2) become nn.Linear first. The same steps
-    rebuild the module tree when the checkpoint is loaded.
-
-    Weights per output channel (int8), activations per tensor at run time (uint8).
-    """
-    arch.conv1d_to_linear(model)
-    targets = {name: per_channel_dynamic_qconfig for name in arch.quantizable_linears(model)}
-    model = model.to("cpu").float()
-    return quantize_dynamic(model, qconfig_spec=targets, dtype=torch.qint8, inplace=True)
-
-
 class Int8Dynamic(CompressionMethod):
     name = "int8"
     family = "quantization"
     Params = Int8DynamicParams
     must_be_last = True  # its packed int8 modules are not a float model other methods can read
-    checkpoint_format = "torch_int8_dynamic"
+    checkpoint_format = int8_dynamic.MARKER
 
     def unsupported(self, model, spec):
         return needs_linears(spec)

@@ -1,6 +1,7 @@
 """The one interface every serving runtime implements.
 
-A runtime says which checkpoints it serves on which device (`serves`), and opens one as a
+A runtime says which checkpoint formats it serves (`formats`, names of `core.formats` modules), which
+checkpoints of those on which device (`serves`), and opens one as a
 `Session`: the model loaded in that runtime's own representation (packed low-bit weights stay
 packed), able to run a prompt into its cache and then decode one token at a time. The latency
 probe (`core.runtime_probe`) times every runtime through this same interface, so figures from
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import ClassVar
+
+from greenai_dagster.core.formats import name_of as format_of
 
 
 class Session(ABC):
@@ -37,6 +41,7 @@ class Runtime(ABC):
     name: str        # e.g. "torch-cpu-int4"
     kernel: str      # what does the matrix work, for the results row (`conditions.kernel`)
     devices: tuple[str, ...] = ("cpu",)
+    formats: ClassVar[tuple[str, ...]] = ()   # the `core.formats` it serves (`serves` says which checkpoints of them)
 
     def available(self, device: str) -> bool:
         """This runtime's libraries and kernels exist here, for this device."""
@@ -51,6 +56,10 @@ class Runtime(ABC):
         """Import what `open` needs, so the probe can leave library memory out of the model's."""
         import transformers  # noqa: F401
         from transformers import AutoModelForCausalLM  # noqa: F401
+
+    def serves_format(self, folder: Path) -> bool:
+        """`folder` is a checkpoint folder of a format this runtime serves."""
+        return format_of(folder) in self.formats
 
     @abstractmethod
     def serves(self, folder: Path, device: str) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from greenai_dagster.core.formats import compressed_tensors
 from greenai_dagster.core.runtimes.base import Runtime, Session
 from greenai_dagster.core.runtimes.torch_session import TorchSession
 
@@ -65,13 +66,14 @@ class CpuInt4(Runtime):
     name = "torch-cpu-int4"
     kernel = "aten._weight_int4pack_mm_for_cpu (bf16 activations, int4 weights)"
     devices = ("cpu",)
+    formats = (compressed_tensors.NAME,)
 
     def available(self, device: str) -> bool:
         return super().available(device) and hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
 
     def serves(self, folder: Path, device: str) -> bool:
         quant = _quant_config(Path(folder))
-        if not quant or quant.get("format") != "pack-quantized" or (Path(folder) / "lora_adapter").exists():
+        if not self.serves_format(folder) or not quant or quant.get("format") != "pack-quantized":
             return False
         groups = _w4_groups(quant)
         return bool(groups) and all(

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from greenai_dagster.core.formats import hf
 from greenai_dagster.core.runtimes.base import Runtime, Session
 from greenai_dagster.core.runtimes.cuda_static import (DEFAULT_MAX_LEN, CompiledSession, Record, StaticDecoder,
                                                        install_linears, supported_config)
@@ -43,15 +44,6 @@ def weight_args(quant: dict) -> list[dict]:
 
 def activation_args(quant: dict) -> list[dict]:
     return [g["input_activations"] for g in quant.get("config_groups", {}).values() if g.get("input_activations")]
-
-
-def plain_checkpoint(folder: Path) -> bool:
-    """A folder this runtime family can read at all: config + safetensors, no adapter, not a special format."""
-    from greenai_dagster.core.checkpoints import ADAPTER_DIR, checkpoint_format
-
-    folder = Path(folder)
-    return ((folder / "config.json").exists() and any(folder.glob("*.safetensors"))
-            and not (folder / ADAPTER_DIR).exists() and checkpoint_format(folder) == "hf")
 
 
 def supported_folder(folder: Path) -> bool:
@@ -123,6 +115,11 @@ class CudaRuntime(Runtime):
     def available(self, device: str) -> bool:
         return super().available(device) and torch.cuda.is_available()
 
+    def reads(self, folder: Path) -> bool:
+        """A folder this runtime can read at all: of a format it serves (never one with adapters), with its
+        tensors in safetensors files."""
+        return self.serves_format(folder) and any(Path(folder).glob("*.safetensors"))
+
     def build(self, record: Record) -> torch.nn.Module:
         raise NotImplementedError
 
@@ -167,9 +164,10 @@ class CudaCompiled(CudaRuntime):
     name = "torch-cuda-compiled"
     kernel = ("bf16: Triton GEMV + fused decode attention in one CUDA graph (cuda_kernels) for decode, cuBLAS + "
               "flash attention for prefill (a CUDA graph per recurring prompt length); static KV cache")
+    formats = (hf.NAME,)
 
     def serves(self, folder: Path, device: str) -> bool:
-        return plain_checkpoint(folder) and quant_config(folder) is None and supported_folder(folder)
+        return self.reads(folder) and quant_config(folder) is None and supported_folder(folder)
 
     def build(self, record: Record) -> torch.nn.Module:
         return DenseLinear(record["weight"], record.get("bias"))

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, activation_args, load_state, plain_checkpoint,
+from greenai_dagster.core.formats import compressed_tensors
+from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, activation_args, load_state,
                                                          quant_config, skeleton, supported_folder, weight_args)
 from greenai_dagster.core.runtimes.cuda_static import Record
 
@@ -56,6 +57,7 @@ class CudaFp8(CudaRuntime):
     name = "torch-cuda-fp8"
     kernel = ("torch._scaled_mm (FP8 e4m3 weights per channel, activations per token, bf16 out); bf16 lm_head; "
               "torch.compile decode step in a CUDA graph")
+    formats = (compressed_tensors.NAME,)
 
     def available(self, device: str) -> bool:
         """FP8 tensor cores: compute capability 8.9 (Ada) or 9.0 (Hopper) and later."""
@@ -64,7 +66,7 @@ class CudaFp8(CudaRuntime):
 
     def serves(self, folder: Path, device: str) -> bool:
         quant = quant_config(Path(folder))
-        if not plain_checkpoint(folder) or not quant or quant.get("format") != "float-quantized":
+        if not self.reads(folder) or not quant or quant.get("format") != "float-quantized":
             return False
         weights, acts = weight_args(quant), activation_args(quant)
         return bool(weights) and supported_folder(folder) and all(

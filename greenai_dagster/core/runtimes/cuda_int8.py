@@ -9,8 +9,8 @@ weight to bf16 and runs a bf16 matmul. Activations stay bf16 (weight-only).
 Serves the `int8` method's checkpoints (`torch_int8_dynamic`: per-channel int8 weights, saved as
 torch quantized modules; on CPU their activations are also quantized per tensor at run time, here
 they are not) and compressed-tensors 8-bit symmetric weight-only checkpoints (`pack-quantized` or
-`int-quantized`, per channel or per group, e.g. GPTQ W8). `dequantize_int8_dynamic` is the float
-fallback `checkpoints.load_variant` uses for int8 checkpoints on an accelerator.
+`int-quantized`, per channel or per group, e.g. GPTQ W8). `dequantize_int8_dynamic` (in
+`core.formats.int8_dynamic`) is the float fallback an int8 checkpoint is loaded with on an accelerator.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from greenai_dagster.core.formats import compressed_tensors, int8_dynamic
+from greenai_dagster.core.formats.int8_dynamic import dynamic_linears, int8_dynamic_record
 from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, activation_args, load_state, quant_config,
                                                          skeleton, supported_folder, weight_args)
 from greenai_dagster.core.runtimes.cuda_static import Record
@@ -58,53 +60,20 @@ def dequantize_record(record: Record) -> torch.Tensor:
     return (q.view(n, scale.shape[1], -1) * scale.unsqueeze(-1)).view(n, k).to(torch.bfloat16)
 
 
-def _dynamic_linears(model) -> dict:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    return {name: m for name, m in model.named_modules() if isinstance(m, DynamicLinear)}
-
-
-def int8_dynamic_record(module) -> Record:
-    """A torch dynamic-quantized Linear's int8 weight and per-channel scales, as saved."""
-    weight, bias = module._packed_params._weight_bias()
-    if weight.qscheme() != torch.per_channel_affine or bool(weight.q_per_channel_zero_points().ne(0).any()):
-        raise ValueError("expected symmetric per-channel int8 weights")
-    record = {"q": weight.int_repr(), "scale": weight.q_per_channel_scales().float().view(-1, 1)}
-    if bias is not None:
-        record["bias"] = bias.detach()
-    return record
-
-
-def dequantize_int8_dynamic(model):
-    """Replace torch's CPU-only dynamic int8 Linears by float Linears holding the same weights (q * scale),
-    so the model runs on any device; the weights stay on the int8 grid."""
-    for name, module in _dynamic_linears(model).items():
-        record = int8_dynamic_record(module)
-        dense = torch.nn.Linear(module.in_features, module.out_features, bias="bias" in record)
-        dense.weight.data = record["q"].float() * record["scale"]
-        if "bias" in record:
-            dense.bias.data = record["bias"].float()
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, dense)
-    return model
-
-
 class CudaInt8(CudaRuntime):
     name = "torch-cuda-int8-wo"
     kernel = ("int8 weight-only: cast-and-matmul fused by inductor (coordinate-descent-tuned Triton reduction) in "
               "decode, cast + bf16 matmul in prefill; bf16 activations and lm_head; CUDA graph")
+    formats = (int8_dynamic.NAME, compressed_tensors.NAME)
 
     def serves(self, folder: Path, device: str) -> bool:
-        from greenai_dagster.core.checkpoints import ADAPTER_DIR, checkpoint_format
-
         folder = Path(folder)
-        if not (folder / "config.json").exists() or (folder / ADAPTER_DIR).exists() or not supported_folder(folder):
+        if not self.serves_format(folder) or not supported_folder(folder):
             return False
-        if checkpoint_format(folder) == "torch_int8_dynamic":
+        if int8_dynamic.detect(folder):
             return True
         quant = quant_config(folder)
-        if checkpoint_format(folder) != "hf" or not quant or quant.get("format") not in ("pack-quantized",
-                                                                                        "int-quantized"):
+        if not quant or quant.get("format") not in ("pack-quantized", "int-quantized"):
             return False
         weights = weight_args(quant)
         return bool(weights) and not activation_args(quant) and all(
@@ -123,9 +92,7 @@ class CudaInt8(CudaRuntime):
         return record
 
     def record_reader(self, folder: Path, device: str):
-        from greenai_dagster.core.checkpoints import checkpoint_format
-
-        if checkpoint_format(folder) == "torch_int8_dynamic":
+        if int8_dynamic.detect(folder):
             return self._int8_dynamic_reader(folder, device)
         from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
 
@@ -151,7 +118,7 @@ class CudaInt8(CudaRuntime):
         from greenai_dagster.core.checkpoints import load_variant
 
         model = load_variant(folder, device="cpu")[0]
-        linears = _dynamic_linears(model)
+        linears = dynamic_linears(model)
         for module in model.modules():   # everything but the int8 linears goes to the GPU in bf16
             if module not in linears.values():
                 module._apply(lambda t: t.to(device=device, dtype=torch.bfloat16) if t.is_floating_point()

@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, load_state, plain_checkpoint, quant_config,
+from greenai_dagster.core.formats import compressed_tensors
+from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, load_state, quant_config,
                                                          skeleton, supported_folder, weight_args, activation_args,
                                                          read_config)
 from greenai_dagster.core.runtimes.cuda_static import Record
@@ -151,13 +152,14 @@ class CudaW4(CudaRuntime):
     kernel = ("aten._weight_int4pack_mm (tinygemm, inner_k_tiles=8) for decode, dequantize + bf16 matmul for "
               "prefill; bf16 lm_head; torch.compile decode step in a CUDA graph")
     group_size = 128   # for in-memory quantization (`quantize`)
+    formats = (compressed_tensors.NAME,)
 
     def available(self, device: str) -> bool:
         return super().available(device) and hasattr(torch.ops.aten, "_weight_int4pack_mm")
 
     def serves(self, folder: Path, device: str) -> bool:
         quant = quant_config(Path(folder))
-        if not plain_checkpoint(folder) or not quant or quant.get("format") != "pack-quantized":
+        if not self.reads(folder) or not quant or quant.get("format") != "pack-quantized":
             return False
         config = read_config(Path(folder))
         if config.get("hidden_size", 1) % 32 or config.get("intermediate_size", 1) % 32:

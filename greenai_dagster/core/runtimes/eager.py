@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from greenai_dagster.core.formats import NAMES as ALL_FORMATS, int8_dynamic
 from greenai_dagster.core.runtimes.base import Runtime, Session
 from greenai_dagster.core.runtimes.torch_session import TorchSession
 
@@ -14,16 +15,15 @@ class EagerTorch(Runtime):
     name = "torch-eager"
     kernel = "dense float matmul (low-bit weights expanded)"
     devices = ("cpu", "cuda")
+    formats = ALL_FORMATS
 
     def serves(self, folder: Path, device: str) -> bool:
         """Every checkpoint folder, except a dynamic-int8 checkpoint on CPU: loading it here would build the very same
         torch int8 modules `torch-int8-dynamic` serves, not an eager baseline."""
-        from greenai_dagster.core.checkpoints import checkpoint_format
-
         folder = Path(folder)
         if folder.is_file():   # a bare .gguf file: transformers needs a folder (the `gguf` method writes one)
             return False
-        return not (device == "cpu" and folder.is_dir() and checkpoint_format(folder) == "torch_int8_dynamic")
+        return not (device == "cpu" and int8_dynamic.detect(folder))
 
     def load(self, folder: Path, device: str):
         from greenai_dagster.core.checkpoints import load_variant

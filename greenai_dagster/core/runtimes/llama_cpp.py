@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from greenai_dagster.core import gguf_files
+from greenai_dagster.core.formats import compressed_tensors, gguf, hf, int8_dynamic, name_of as format_of
 from greenai_dagster.core.paths import data_root
 from greenai_dagster.core.runtimes.base import Runtime, Session
 
@@ -40,22 +41,17 @@ def _config(folder: Path) -> dict:
 
 def _route(folder: Path) -> str | None:
     """How this runtime would serve `folder`: "gguf", "convert", "repack", or None."""
-    from greenai_dagster.core.checkpoints import ADAPTER_DIR, checkpoint_format
-
     folder = Path(folder)
-    if gguf_in(folder):
+    if gguf_in(folder):          # a GGUF file, or a folder holding one (the `gguf` method's)
         return "gguf"
-    if not (folder / "config.json").exists() or (folder / ADAPTER_DIR).exists():
-        return None
-    if checkpoint_format(folder) == "torch_int8_dynamic":
+    fmt = format_of(folder)
+    if fmt == int8_dynamic.NAME:
         return "repack"          # per-channel int8 weights: Q8_0 blocks hold the same integers
-    if checkpoint_format(folder) != "hf":
+    if fmt == hf.NAME:           # float; a folder quantized some other way (bitsandbytes) is not served
+        return None if _config(folder).get("quantization_config") else "convert"
+    if fmt != compressed_tensors.NAME:
         return None
-    quant = _config(folder).get("quantization_config")
-    if not quant:
-        return "convert"
-    if quant.get("quant_method") != "compressed-tensors":
-        return None
+    quant = _config(folder)["quantization_config"]
     groups = list(quant.get("config_groups", {}).values())
     weights = [g.get("weights") or {} for g in groups]
     if groups and all(not g.get("input_activations") for g in groups) and all(
@@ -139,6 +135,7 @@ class LlamaCpp(Runtime):
     name = "llama.cpp"
     kernel = "llama.cpp CPU kernels (ggml)"
     devices = ("cpu",)
+    formats = (gguf.NAME, int8_dynamic.NAME, compressed_tensors.NAME, hf.NAME)
 
     def available(self, device: str) -> bool:
         if not super().available(device):

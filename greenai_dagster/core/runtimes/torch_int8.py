@@ -1,10 +1,12 @@
 """Dynamic INT8 checkpoints (`int8` method) on CPU: torch's quantized linear (fbgemm / x86 int8
-GEMM with per-tensor dynamic activation scales), loaded by `core.checkpoints` as saved."""
+GEMM with per-tensor dynamic activation scales), loaded by `core.checkpoints` as saved
+(`core.formats.int8_dynamic`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from greenai_dagster.core.formats import int8_dynamic
 from greenai_dagster.core.runtimes.base import Runtime, Session
 from greenai_dagster.core.runtimes.torch_session import TorchSession
 
@@ -13,11 +15,10 @@ class TorchInt8Dynamic(Runtime):
     name = "torch-int8-dynamic"
     kernel = "torch.ao dynamic quantized Linear (int8 weights and activations)"
     devices = ("cpu",)
+    formats = (int8_dynamic.NAME,)
 
     def serves(self, folder: Path, device: str) -> bool:
-        from greenai_dagster.core.checkpoints import checkpoint_format
-
-        return (Path(folder) / "config.json").exists() and checkpoint_format(Path(folder)) == "torch_int8_dynamic"
+        return self.serves_format(folder)
 
     def load(self, folder: Path, device: str = "cpu"):
         from greenai_dagster.core.checkpoints import load_variant
