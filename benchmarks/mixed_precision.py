@@ -22,6 +22,12 @@ row carries `kl_vs_best_uniform`: its KL against the uniform row of the lowest h
 paired on the same positions. The held-out text is measured once, after the search, which sees only
 calibration tokens.
 
+With `--algorithm autoround` every level is AutoRound's (auto-round through llm-compressor, 50 tuning steps
+per block as the `autoround` method): each level's weights are those uniform AutoRound leaves in each linear
+(its checkpoint is the uniform row too), the search stitches them, and every proposal is saved by the
+`mixed` method with `algorithm: autoround` (one AutoRound pass, each linear tuned at its own bits). The
+rivals then are uniform GPTQ at the budgets' bits (`--gptq-uniform`).
+
 Rows are appended to <out>.rows.jsonl as they finish, so a rerun resumes; the table is written to
 benchmarks/results/mixed_precision.json.
 """
@@ -62,6 +68,23 @@ def write_table(name: str, done: dict[str, dict], tag: str | None = None) -> lis
     tmp.write_text(json.dumps(others + rows, indent=1))
     tmp.replace(table_file)
     return rows
+
+
+def stored_weights(folder: Path, unit_list, bits: int, device: str) -> dict[str, torch.Tensor]:
+    """Each linear's weight exactly as a compressed-tensors checkpoint stores it: its packed integers times its
+    group scales (float32), read from the safetensors files rather than from a loaded model."""
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+    stored: dict[str, torch.Tensor] = {}
+    for shard in folder.glob("*.safetensors"):
+        stored.update(load_file(str(shard)))
+    weights = {}
+    for name in (n for u in unit_list for n in u.linears):
+        ints = unpack_from_int32(stored[f"{name}.weight_packed"], bits, torch.Size(stored[f"{name}.weight_shape"].tolist()))
+        scale = stored[f"{name}.weight_scale"]   # multiplied in the scale's dtype, as decompression does
+        scale = scale.repeat_interleave(ints.shape[1] // scale.shape[1], dim=1)
+        weights[name] = (ints.to(scale.dtype) * scale).float().to(device)
+    return weights
 
 
 def log(msg: str) -> None:
@@ -107,15 +130,20 @@ def main() -> None:
                              "search windows first (0: no screen)")
     parser.add_argument("--screen-keep", type=int, default=4, help="children the screen passes to the full fitness")
     parser.add_argument("--device", default="cpu", help="where forward passes run (float32 either way)")
-    parser.add_argument("--algorithm", default="rtn", choices=["rtn", "gptq"], help="how each level's integers are found")
+    parser.add_argument("--algorithm", default="rtn", choices=["rtn", "gptq", "autoround"],
+                        help="how each level's integers are found")
     parser.add_argument("--autoround-uniform", default="w3,w4", help="with gptq: uniform AutoRound rows to compare")
+    parser.add_argument("--gptq-uniform", default="w3,w4", help="with autoround: uniform GPTQ rows to compare")
+    parser.add_argument("--uniform-rows", default="", help="levels whose uniform row is measured (default: all)")
+    parser.add_argument("--proposals", default="knapsack,evolutionary", help="which solvers' allocations are measured")
     args = parser.parse_args()
     torch.set_float32_matmul_precision("highest")   # no TF32 on a GPU: float32 figures on any device
     levels = args.levels.split(",")
     budgets = [float(b) for b in args.budgets.split(",")]
     checkpoint = args.model or str(ensure_default_checkpoint())
     gptq = args.algorithm == "gptq"
-    tag = f"{args.name}.gptq" if gptq else args.name      # rows, state and search files of the GPTQ levels apart
+    autoround = args.algorithm == "autoround"
+    tag = args.name if args.algorithm == "rtn" else f"{args.name}.{args.algorithm}"   # each algorithm's files apart
     work = data_root() / "mixed_bench" / tag / args.granularity
     work.mkdir(parents=True, exist_ok=True)
     rows_file = RESULTS / f"mixed_precision.{tag}.rows.jsonl"
@@ -165,6 +193,16 @@ def main() -> None:
                                   for name, m in lv.quantizable_linears(copy).items()})
             del copy
             log(f"GPTQ level {level}: {time.perf_counter() - started:.0f} s")
+    if autoround:   # each level as uniform AutoRound leaves each linear; its checkpoint is also the uniform row
+        for level in levels:
+            started = time.perf_counter()
+            folder = work / f"uniform_{level}"
+            if not (folder / "config.json").exists():
+                compress_to_checkpoint(checkpoint, Strategy(f"uniform_{level}", [Step("mixed", {
+                    "allocation": lv.uniform(unit_list, level), "granularity": args.granularity,
+                    "algorithm": "autoround"})]), spec, folder)
+            quantizer.use(level, stored_weights(folder, unit_list, lv.level_bits(level), args.device))
+            log(f"AutoRound level {level}: {time.perf_counter() - started:.0f} s")
     state_file = work / "search_state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     if "table" not in state:
@@ -279,17 +317,24 @@ def main() -> None:
         return {"label": label, "kind": kind, "budget": budget, "allocation": allocation, "granularity": granularity,
                 "forward_passes": passes.get(kind) if forward_passes is None else forward_passes}
 
+    uniform_levels = [lv_ for lv_ in levels if not args.uniform_rows or lv_ in args.uniform_rows.split(",")]
     proposals = [proposal(f"uniform_{level}", "uniform", lv.level_bits(level), lv.uniform(unit_list, level))
-                 for level in levels]
-    if gptq:
-        proposals += [proposal(f"uniform_autoround_{level}", "uniform", lv.level_bits(level), lv.uniform(unit_list, level))
-                      for level in filter(None, args.autoround_uniform.split(","))]
+                 for level in uniform_levels]
+    rival = "autoround" if gptq else "gptq" if autoround else None   # the other strong uniform quantizer
+    rival_levels = args.autoround_uniform if gptq else args.gptq_uniform
+    if rival:
+        proposals += [proposal(f"uniform_{rival}_{level}", "uniform", lv.level_bits(level), lv.uniform(unit_list, level))
+                      for level in filter(None, rival_levels.split(","))]
+    solvers_wanted = args.proposals.split(",")
     for budget in budgets:
         evolved = refined[f"{budget:g}"]
-        proposals.append(proposal(f"knapsack_{g}_{budget:g}", "knapsack", budget,
-                                  solvers.knapsack(table, unit_list, levels, budget)))
-        proposals.append(proposal(f"evolutionary_{g}_{budget:g}", "evolutionary", budget, evolved["allocation"],
-                                  forward_passes=len(unit_list) * len(levels) + len(trials) + 1 + evolved["evaluations"]))
+        if "knapsack" in solvers_wanted:
+            proposals.append(proposal(f"knapsack_{g}_{budget:g}", "knapsack", budget,
+                                      solvers.knapsack(table, unit_list, levels, budget)))
+        if "evolutionary" in solvers_wanted:
+            proposals.append(proposal(f"evolutionary_{g}_{budget:g}", "evolutionary", budget, evolved["allocation"],
+                                      forward_passes=len(unit_list) * len(levels) + len(trials) + 1
+                                      + evolved["evaluations"]))
 
     def fresh(row: dict | None, allocation: dict) -> bool:
         """Measured from a checkpoint stored as every machine stores it now, with this allocation."""
@@ -324,12 +369,16 @@ def main() -> None:
             continue   # measured already; a changed allocation (a longer search) is measured again
         folder = work / label
         started = time.perf_counter()
-        if label.startswith("uniform_autoround_"):
-            step = Step("autoround", {"bits": lv.level_bits(label.rsplit("_", 1)[1]), "group_size": lv.GROUP_SIZE})
+        if label.startswith(("uniform_autoround_", "uniform_gptq_")):
+            step = Step(label.split("_")[1], {"bits": lv.level_bits(label.rsplit("_", 1)[1]), "group_size": lv.GROUP_SIZE})
         else:
             step = Step("mixed", {"allocation": allocation, "granularity": p["granularity"],
-                                  **({"algorithm": "gptq"} if gptq else {})})
-        info = compress_to_checkpoint(checkpoint, Strategy(label, [step]), spec, folder)
+                                  **({"algorithm": args.algorithm} if args.algorithm != "rtn" else {})})
+        if autoround and kind == "uniform" and step.method == "mixed" and (folder / "config.json").exists():
+            # the level's own checkpoint (built for the search): the uniform row, not tuned twice
+            info = {"step_reports": [{"level_counts": {allocation[unit_list[0].name]: len(unit_list)}}]}
+        else:
+            info = compress_to_checkpoint(checkpoint, Strategy(label, [step]), spec, folder)
         values = measure_and_keep(folder)
         fid = fidelity.summarise(values, eval_reference["nll"])   # = fidelity.measure
         row = {"label": label, "model": args.name, "allocation_kind": kind, "budget_bits": p["budget"],
@@ -343,7 +392,7 @@ def main() -> None:
                "predicted_kl_on_calibration": (sensitivity.predicted_kl(table, allocation) if p["granularity"] == g
                                                else done.get(label, {}).get("predicted_kl_on_calibration")),
                "level_counts": info["step_reports"][0].get("level_counts"), "allocation": allocation,
-               "algorithm": ("autoround" if step.method == "autoround" else args.algorithm),
+               "algorithm": (step.method if step.method != "mixed" else args.algorithm),
                "seconds": round(time.perf_counter() - started, 1), "measured_on": f"{where}, float32 (no TF32)",
                "stored_as": STORED_AS}
         with rows_file.open("a") as fh:
@@ -362,7 +411,8 @@ def main() -> None:
         return load_file(str(folder / KL_FILE))["kl"]
 
     uniform_at = {r["avg_bits"]: r["label"] for r in done.values()   # the same algorithm's uniform row
-                  if r["allocation_kind"] == "uniform" and not r["label"].startswith("uniform_autoround_")}
+                  if r["allocation_kind"] == "uniform" and not r["label"].startswith(("uniform_autoround_",
+                                                                                      "uniform_gptq_"))}
     for row in done.values():
         base_label = uniform_at.get(row["avg_bits"])
         if row["allocation_kind"] == "uniform" or base_label is None:

