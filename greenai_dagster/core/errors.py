@@ -23,6 +23,12 @@ class GreenAIError(Exception):
         self.remedy = redact(remedy or self.default_remedy)
         super().__init__(f"{self.code}: {self.message} Remedy: {self.remedy}")
 
+    def record(self) -> dict[str, str]:
+        """The error as plain data (code, class, message, remedy): how it leaves a Dagster step as the
+        failure's metadata (assets/_errors.py) and comes back as this class (`from_record`)."""
+        return {"code": self.code, "error_class": type(self).__name__, "message": self.message,
+                "remedy": self.remedy}
+
 
 class UnexpectedError(GreenAIError):
     """E000: a step failed in a way none of E001-E008 describes (its first line is the message)."""
@@ -76,3 +82,18 @@ class DiskFull(GreenAIError):
 class QuotaExceeded(GreenAIError):
     code = "E008"
     default_remedy = "Wait for the quota to reset (the client backs off), or use the offline planner."
+
+
+def from_record(record: dict) -> GreenAIError:
+    """The error `GreenAIError.record()` described: its own class when that class is loaded (subclasses such
+    as gguf_files.GGUFUnavailable included), else the class of its code, else E000 with its message."""
+    classes, todo = [], [GreenAIError]
+    while todo:
+        cls = todo.pop(0)
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    code, name = record.get("code"), record.get("error_class")
+    same_name = [cls for cls in classes if cls.__name__ == name and cls.code == code]
+    same_code = [cls for cls in GreenAIError.__subclasses__() if cls.code == code]   # E001-E008, E000
+    cls = (same_name or same_code or [UnexpectedError])[0]
+    return cls(str(record.get("message") or "a step failed without a message."), record.get("remedy"))
