@@ -13,6 +13,7 @@ EXPERIMENT_TAG = "greenai/experiment"   # every run of an experiment (launch, se
 CANDIDATE_TAG = "greenai/candidate"     # candidate runs: the candidate key `<experiment>/<strategy_id>`
 SOURCE_TAG = "greenai/source"           # cli | api | sensor | launchpad
 RUN_KEY_TAG = "greenai/run"             # the engine's run key (core/engine.py): `<exp>:setup`, `<exp>/<strategy>`, ...
+LOG_FILE_TAG = "greenai/log_file"       # `greenai run`'s runs: the file the libraries' output went to (runner.py)
 
 
 def dagster_instance() -> DagsterInstance:

@@ -9,6 +9,7 @@ from dagster import (
     MetadataValue, asset, asset_check,
 )
 
+from greenai_dagster.assets._errors import core_step
 from greenai_dagster.assets.experiment import _metrics_metadata, baseline
 from greenai_dagster.core import pipeline
 from greenai_dagster.partitions import SAME_EXPERIMENT, candidate_key_of, candidate_key_of_run, candidates_partitions
@@ -19,7 +20,8 @@ from greenai_dagster.resources import GpuResource, ResultsStoreResource
        deps=[AssetDep(baseline, partition_mapping=SAME_EXPERIMENT)])
 def compressed_variant(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
     """The compressed checkpoint on disk, the strategy that made it, compression time and energy."""
-    info = gpu.run(pipeline.compress_candidate, store.get(), candidate_key_of(context.partition_key))
+    with core_step(context):
+        info = gpu.run(pipeline.compress_candidate, store.get(), candidate_key_of(context.partition_key))
     strategy = info["strategy"]
     return MaterializeResult(metadata={
         "strategy_id": strategy["strategy_id"], "methods": MetadataValue.json(strategy["steps"]),
@@ -33,7 +35,8 @@ def compressed_variant(context: AssetExecutionContext, store: ResultsStoreResour
 def benchmark_result(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
     """Fidelity to the baseline (KL, top-1, perplexity ratio), accuracy with its interval and flips, latency,
     memory, size, compression ratio, energy and CO2, and the quality gate's verdict; one DuckDB row."""
-    row = gpu.run(pipeline.benchmark_candidate, store.get(), candidate_key_of(context.partition_key))
+    with core_step(context):
+        row = gpu.run(pipeline.benchmark_candidate, store.get(), candidate_key_of(context.partition_key))
     return MaterializeResult(metadata=_metrics_metadata(row))
 
 
@@ -75,6 +78,7 @@ def benchmark_result_is_plausible(context, store: ResultsStoreResource) -> Asset
     candidate_key = candidate_key_of_run(context.run.tags)
     if not candidate_key:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"problem": "no partition"})
-    problems = plausibility_problems(store.get(), candidate_key)
+    with core_step(context):
+        problems = plausibility_problems(store.get(), candidate_key)
     return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
                             metadata={"problems": MetadataValue.json(problems)})
