@@ -8,8 +8,12 @@ in-process (not `instance.submit_run`) so that `greenai run` needs no daemon or 
 (sensors.py) is the queued, daemon-run driver of the same engine.
 
 Library output during a run (per-layer GPTQ metrics from loguru, tqdm bars, loader warnings) is written
-to `<experiment>/logs/<job>-<run id>.log`, recorded on the run (tag `greenai/log_file` and an engine event
-in its Dagster log); the terminal shows only the progress lines below.
+to `<experiment>/logs/<job>-<run id>.log`, recorded on the run (tag `greenai/log_file`; each step names it
+in its Dagster log, and a failed step in its failure's metadata: assets/_errors.py); the terminal shows only
+the progress lines below.
+A step that fails with the project's error raises Dagster's `Failure` with the error as metadata
+(assets/_errors.py); the run's failure event gives it back here as the same class (`step_error`).
+Only Dagster's public API is used.
 Re-running with the same --name resumes: finished episodes are kept, unfinished ones re-run.
 """
 
@@ -23,23 +27,22 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
-from dagster import DagsterInstance, Definitions, MetadataValue
+from dagster import DagsterInstance, ExecuteInProcessResult
 
 from greenai_dagster.core import engine, gate, pipeline
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.engine import RunState
-from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError, UnexpectedError
+from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError, UnexpectedError, from_record
 from greenai_dagster.core.flips import interval_text
 from greenai_dagster.core.store import ResultsStore
-from greenai_dagster.definitions import ALL_ASSETS, ALL_CHECKS
+from greenai_dagster.definitions import defs
 from greenai_dagster.gpu_pool import ensure_gpu_pool
-from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG, SOURCE_TAG, dagster_instance
-from greenai_dagster.jobs import STAGE_JOBS
+from greenai_dagster.instance import (
+    CANDIDATE_TAG, EXPERIMENT_TAG, LOG_FILE_TAG, RUN_KEY_TAG, SOURCE_TAG, dagster_instance,
+)
 from greenai_dagster.observations import record_finish
 from greenai_dagster.partitions import add_candidate_partitions, candidate_partition, experiments_partitions
 from greenai_dagster.resources import open_store, resources_for
-
-LOG_FILE_TAG = "greenai/log_file"
 
 
 @contextlib.contextmanager
@@ -84,8 +87,9 @@ def terminal_echo() -> tuple[Callable[[str], None], TextIO | None]:
 
 
 # The CLI prints its own progress; Dagster's per-event console log stays in the UI's run view.
-# A failed step's error comes back as the project's E00N line (`_error_from_message`); Dagster's own console
-# line for it would add a stack trace, so the console shows nothing below CRITICAL (the UI keeps everything).
+# A failed step's error comes back as the project's error (`step_error`), printed by the CLI as its E00N line;
+# Dagster's own console line for it would add a stack trace, so the console shows nothing below CRITICAL (the
+# UI keeps everything).
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -93,10 +97,10 @@ def _run_stage(job_name: str, partition_key: str, instance: DagsterInstance, res
                run_key: str | None = None, logs: Path | None = None) -> float:
     """Run one stage's named job for one partition (an experiment name, or a candidate key `<exp>/<strategy>`,
     run as the (experiment, strategy) partition after registering both keys); re-raise the project's own error
-    if a step failed. With `logs`, the libraries' output goes to `<logs>/<job>-<run id>.log`, named on the run."""
+    if a step failed. With `logs`, the libraries' output goes to `<logs>/<job>-<run id>.log`, named on the run.
+    The job is the project's own (definitions.py `defs`); `resources` (the deployment's set resolved now by
+    `resources_for()`, or a test's) replace the ones `defs` bound when it was imported."""
     started = time.perf_counter()
-    stage_defs = Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=list(STAGE_JOBS.values()),
-                             resources=resources)
     experiment = pipeline.experiment_of(partition_key)
     tags = {SOURCE_TAG: "cli", EXPERIMENT_TAG: experiment}
     if run_key:
@@ -111,48 +115,38 @@ def _run_stage(job_name: str, partition_key: str, instance: DagsterInstance, res
     if log_file is not None:
         tags[LOG_FILE_TAG] = str(log_file)
     with library_output_to(log_file):
-        result = stage_defs.resolve_job_def(job_name).execute_in_process(
+        result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, partition_key=dagster_partition, raise_on_error=False, tags=tags,
-            run_config=QUIET_RUN_CONFIG, run_id=run_id)
-    if log_file is not None:
-        from dagster._core.events import EngineEventData
-
-        instance.report_engine_event(
-            f"library output of this run (loguru, tqdm, warnings): {log_file}", dagster_run=result.dagster_run,
-            engine_event_data=EngineEventData(metadata={"library_log": MetadataValue.path(str(log_file))}))
+            run_config=QUIET_RUN_CONFIG, run_id=run_id, resources=resources)
     if not result.success:
-        for event in result.all_events:   # a blocking check that failed: say what it found
-            if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
-                evaluation = event.event_specific_data
-                found = evaluation.metadata.get("problems")
-                problems = found.value if found is not None else []
-                raise EvaluationError(
-                    f"the result of {partition_key} failed the check {evaluation.check_name}: "
-                    f"{'; '.join(map(str, problems)) or 'see the Dagster UI'}.",
-                    "The figures are impossible (NaN/inf or out of range), so the candidate is recorded as failed and "
-                    "kept off the frontier; check the method and the evaluation settings.")
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data.user_failure_data is None:
-                error = event.step_failure_data.error
-                cause = error.cause if error and error.cause else error
-                message = cause.message.strip() if cause else "step failed"
-                raise _error_from_message(message)
-        raise UnexpectedError(f"the Dagster run for {partition_key} failed without an error message.")
+        raise step_error(result, partition_key)
     return time.perf_counter() - started
 
 
-def _error_from_message(message: str) -> GreenAIError:
-    """Rebuild the project's error from the failure text Dagster recorded (`E00N: ... Remedy: ...`)."""
-    from greenai_dagster.core import errors
-
-    text = message.split(": ", 1)[-1] if message.startswith(("greenai", "Greenai")) else message
-    for cls in errors.GreenAIError.__subclasses__():
-        marker = f"{cls.code}: "
-        if marker in text:
-            body = text.split(marker, 1)[1]
-            what, _, remedy = body.partition(" Remedy: ")
-            return cls(what.strip(), remedy.strip().splitlines()[0] if remedy else None)
-    return errors.UnexpectedError(text.splitlines()[0] if text.strip() else "a step failed without a message.")
+def step_error(result: ExecuteInProcessResult, partition_key: str) -> GreenAIError:
+    """The project's error a failed run ended with: a blocking check that failed (what it found, E004), else
+    the first failed step's error, rebuilt as its own class from the failure's metadata (assets/_errors.py),
+    else E000 with the first line of what a step raised (a bug: the traceback is in the UI)."""
+    for event in result.all_events:   # a blocking check that failed: say what it found
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+            evaluation = event.event_specific_data
+            found = evaluation.metadata.get("problems")
+            problems = found.value if found is not None else []
+            return EvaluationError(
+                f"the result of {partition_key} failed the check {evaluation.check_name}: "
+                f"{'; '.join(map(str, problems)) or 'see the Dagster UI'}.",
+                "The figures are impossible (NaN/inf or out of range), so the candidate is recorded as failed and "
+                "kept off the frontier; check the method and the evaluation settings.")
+    for event in result.get_step_failure_events():
+        failure = event.step_failure_data
+        metadata = failure.user_failure_data.metadata if failure.user_failure_data is not None else {}
+        if "code" in metadata:
+            return from_record({key: value.value for key, value in metadata.items()})
+        error = (failure.error.cause or failure.error) if failure.error is not None else None
+        message = error.message.strip() if error is not None else ""
+        return UnexpectedError(message.splitlines()[0] if message else
+                               f"a step of {partition_key} failed without a message.")
+    return UnexpectedError(f"the Dagster run for {partition_key} failed without an error message.")
 
 
 def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] | None = None) -> dict:
