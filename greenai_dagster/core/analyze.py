@@ -164,17 +164,19 @@ def _better(objective, a: dict, b: dict) -> bool:
 
 def experiment_wins(store, name: str) -> dict:
     """One experiment's frontier, best member per objective and lowest-KL candidate per size bucket
-    (degraded candidates never win: they are beyond the quality gate)."""
+    (degraded candidates never win: they are beyond the quality gate). The objectives are the experiment's
+    resolved ones (core/experiment.py): no "best accuracy" where the benchmark could not tell the baseline
+    from chance."""
     from greenai_dagster.core import objectives as registry
+    from greenai_dagster.core.experiment import open_experiment
 
     record = store.experiment(name)
     rows = [dict(r, family=method_family(r.get("methods"))) for r in store.results(name)]
     baseline = store.baseline(name)
     usable = [r for r in rows if not r.get("degraded")]
     frontier = [r for r in usable if r.get("is_pareto")]
-    names = (record["config"].get("objectives") if record else None) or registry.DEFAULT_FRONTIER
     best = {}
-    for objective in (registry.get(n) for n in names):
+    for objective in (registry.get(n) for n in open_experiment(store, name).objectives):
         scored = [r for r in frontier if r.get(objective.name) is not None]
         for r in scored:
             if objective.name not in best or _better(objective, r, best[objective.name]):

@@ -38,6 +38,7 @@ from typing import Callable, Optional
 from greenai_dagster.core import pipeline
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_or_fall_back
+from greenai_dagster.core.experiment import resolve_objectives
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy
 
@@ -135,11 +136,9 @@ def next_action(store: ResultsStore, name: str, run_status: RunStatus = never_la
     config = pipeline.experiment_config(store, name)
     priors = None
     if config.family_priors:
-        from greenai_dagster.core import objectives as objective_registry
         from greenai_dagster.core.coordinator.priors import family_priors
 
-        chosen = (store.facts(name) or {}).get("objectives") or config.objectives or objective_registry.DEFAULT_FRONTIER
-        priors = family_priors(store, name, list(chosen))
+        priors = family_priors(store, name, list(resolve_objectives(config, store.facts(name))))
     decision = decide_or_fall_back(store, name, config.make_coordinator(priors))
     if decision.termination_reason:
         if pipeline.wants_full_set(config, device):   # last: the final frontier on the full set

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import torch
 
-from greenai_dagster.core import device_slot, gate, objectives, report
+from greenai_dagster.core import device_slot, gate, report
 from greenai_dagster.core.benchmarks import prepare_benchmark
 from greenai_dagster.core.checkpoints import load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.energy import track_energy
 from greenai_dagster.core.errors import CompressionFailed, DiskFull, ModelLoadError, OutOfMemory
+from greenai_dagster.core.experiment import resolve_objectives
 from greenai_dagster.core.evaluate import (accuracy, evaluate_checkpoint, fidelity_reference_path, load_sampled_reference,
                                            make_reference, make_sampled_reference, sampled_reference_path)
 from greenai_dagster.core.fidelity import load_reference
@@ -198,8 +199,7 @@ def benchmark_facts(item_correct: dict, chance: dict, config: ExperimentConfig) 
     """Can this benchmark tell the baseline from chance at the proxy size? If not, quality is ranked
     by fidelity alone (accuracy stays in the reports, off the frontier objectives)."""
     test = above_chance(item_correct, chance)
-    chosen = config.objectives or objectives.DEFAULT_FRONTIER
-    in_use = chosen if test["above_chance"] else [o for o in chosen if o not in objectives.FIDELITY_ONLY_DROP]
+    in_use = list(resolve_objectives(config, {"benchmark_discriminates": test["above_chance"]}))
     note = (f"baseline accuracy {test['accuracy']:.3f} vs chance {test['chance']:.3f} on {test['items']} items "
             f"(one-sided z-test p = {test['p_value']:.2g})" if test["items"] else "no scored items")
     if not test["above_chance"]:
@@ -210,9 +210,7 @@ def benchmark_facts(item_correct: dict, chance: dict, config: ExperimentConfig) 
 
 def frontier_objectives(store: ResultsStore, name: str) -> dict[str, bool]:
     """{objective: maximise} this experiment's frontier uses (config, minus accuracy if it cannot discriminate)."""
-    facts = store.facts(name)
-    names = facts.get("objectives") or experiment_config(store, name).objectives or objectives.DEFAULT_FRONTIER
-    return objectives.directions(names)
+    return resolve_objectives(experiment_config(store, name), store.facts(name))
 
 
 @under_experiment_opt_ins

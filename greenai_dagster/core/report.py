@@ -253,7 +253,10 @@ def write_final_results(experiment_dir: Path, experiment: dict, rows: list[dict]
         "frontier_summary": {
             "num_solutions": len(members),
             "best_kl_divergence": min((m["kl_divergence"] for m in members), default=None),
-            "best_accuracy": max((m["accuracy"] for m in members), default=None),
+            # none where the benchmark cannot tell the baseline from chance: accuracy left the objectives
+            # (core/experiment.py resolve_objectives), and a "best" of chance-level figures would mislead
+            "best_accuracy": (None if (facts or {}).get("benchmark_discriminates") is False
+                              else max((m["accuracy"] for m in members if m["accuracy"] is not None), default=None)),
             "best_compression": max((m["compression_ratio"] for m in members), default=None),
             "best_latency_ms": min((m["latency_ms"] for m in members), default=None),
             "hypervolume": summary.hypervolume,
