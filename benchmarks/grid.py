@@ -20,6 +20,7 @@ from pathlib import Path
 
 from greenai_dagster.core import pipeline
 from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.core.paths import duckdb_path
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.coordinator.space import search_space
@@ -48,10 +49,11 @@ def main() -> None:
                               **({"model": args.model} if args.model else {}))
     if store.experiment(args.name) is None:
         store.create_experiment(args.name, config.model, config.dataset, config.model_dump(), config.output_dir)
-    pipeline.build_model_spec(store, args.name)
-    pipeline.evaluate_baseline(store, args.name)
+    pipeline.build_model_spec(store, open_experiment(store, args.name))
+    pipeline.evaluate_baseline(store, open_experiment(store, args.name))     # reopened: now with its spec
     carry_forward(store, args.name)
-    spec = pipeline.load_spec(store, args.name)
+    exp = open_experiment(store, args.name)                                  # with its baseline and facts
+    spec = exp.spec
     done = {s["strategy_id"]: s for s in store.strategies(args.name)}
     wanted = set(filter(None, args.only.split(",")))
     # the whole space every coordinator searches; the slowest (AutoRound, adapter training) last, so an
@@ -73,15 +75,15 @@ def main() -> None:
         store.add_strategy(key, args.name, episode, strategy.to_json())
         started = time.perf_counter()
         try:
-            pipeline.compress_candidate(store, key)
-            row = pipeline.benchmark_candidate(store, key)
+            pipeline.compress_candidate(store, exp, key)
+            row = pipeline.benchmark_candidate(store, exp, key)
         except Exception as exc:  # noqa: BLE001 - record and go on with the grid
             print(f"{strategy.strategy_id}: FAILED {exc}", flush=True)
             continue
         print(f"{strategy.strategy_id}: KL {row['kl_divergence']:.4f} acc {row['accuracy']:.3f} ppl x{row['ppl_ratio']:.2f} "
               f"lat {row['latency_ms']:.1f} size {row['model_size_gb']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
         export(store, args.name)
-    pipeline.update_frontier(store, args.name)
+    pipeline.update_frontier(store, exp)
     export(store, args.name)
 
 
@@ -116,7 +118,8 @@ def reprobe(store: ResultsStore, name: str) -> None:
     """Latency and memory of every row again, back to back, so no row carries another job's load."""
     from greenai_dagster.core.evaluate import runtime
 
-    settings = pipeline.experiment_config(store, name).eval.settings()
+    exp = open_experiment(store, name)
+    settings = exp.config.eval.settings()
     for row in store.results(name, include_baseline=True):
         if not isinstance(row.get("checkpoint_path"), str) or not Path(row["checkpoint_path"]).exists():
             print(f"{row['strategy_id']}: no checkpoint here (carried row), not re-probed", flush=True)
@@ -132,7 +135,7 @@ def reprobe(store: ResultsStore, name: str) -> None:
         store.write_result(row)
         print(f"{row['strategy_id']}: decode {row['latency_ms']:.1f} ms/token, prefill {row['prefill_ms']:.0f} ms, "
               f"memory {row['memory_gb']:.3f} GB ({figures.get('runtime')})", flush=True)
-    pipeline.update_frontier(store, name)
+    pipeline.update_frontier(store, exp)
     export(store, name)
 
 
@@ -158,6 +161,7 @@ def export(store: ResultsStore, name: str) -> None:
         rows.append(entry)
     RESULTS.mkdir(parents=True, exist_ok=True)
     experiment = store.experiment(name)
+    exp = open_experiment(store, name)
     (RESULTS / f"{name}.json").write_text(json.dumps({
         "how": "benchmarks/grid.py: each strategy compressed and evaluated by the project's pipeline, CPU float32: "
                "fidelity against the baseline on the first held-out tokens (eval.fidelity_tokens) and on text the "
@@ -165,11 +169,11 @@ def export(store: ResultsStore, name: str) -> None:
                "(eval.limit_per_task items per task, stratified) with flips vs the baseline, latency and memory probed "
                "in a fresh process in the serving runtime each row names (`runtime`, core/runtimes); degraded = "
                "beyond the quality gate (core/gate.py)",
-        "eval": pipeline.experiment_config(store, name).eval.model_dump(),
+        "eval": exp.config.eval.model_dump(),
         "facts": store.facts(name),
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
         "model": experiment["model"], "dataset": experiment["dataset"],
-        "model_spec": json.loads((pipeline.experiment_dir(store, name) / "model_spec.json").read_text()),
+        "model_spec": json.loads((exp.folder / "model_spec.json").read_text()),
         "rows": rows,
     }, indent=2, default=str))
 

@@ -39,6 +39,7 @@ from dagster import DynamicOut, DynamicOutput, OpExecutionContext, job, op
 from dagster_celery import celery_executor
 
 from greenai_dagster.core import pipeline
+from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.resources import GpuResource, ResultsStoreResource, resources_for
 
@@ -57,8 +58,9 @@ def compress_then_benchmark(store: ResultsStore, key: str, device: str) -> dict:
     """The candidate's two pipeline steps on one device: called through `GpuResource.run`, so on a machine
     with several GPUs both run on the one GPU claimed for this call (a single claim for the whole candidate,
     rather than one per step as the two assets take, since a sweep step is one unit of work)."""
-    pipeline.compress_candidate(store, key, device=device)
-    return pipeline.benchmark_candidate(store, key, device=device)
+    exp = open_experiment(store, pipeline.experiment_of(key))
+    pipeline.compress_candidate(store, exp, key, device=device)
+    return pipeline.benchmark_candidate(store, exp, key, device=device)
 
 
 @op
@@ -78,7 +80,8 @@ def compress_and_benchmark(context: OpExecutionContext, key: str, store: Results
 @op(config_schema={"experiment": str})
 def sweep_frontier(context: OpExecutionContext, done: list[dict], store: ResultsStoreResource) -> dict:
     """The experiment's frontier over every result, once all candidates are in."""
-    summary = pipeline.update_frontier(store.get(), context.op_config["experiment"])
+    results_store = store.get()
+    summary = pipeline.update_frontier(results_store, open_experiment(results_store, context.op_config["experiment"]))
     return {"candidates": len(done), "frontier": [m["candidate_key"] for m in summary.members]}
 
 

@@ -30,6 +30,7 @@ from typing import Callable, Iterator, TextIO
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from greenai_dagster.core import engine, gate, pipeline
+from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.engine import RunState
 from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError, UnexpectedError, from_record
@@ -251,7 +252,7 @@ def _drive(config: ExperimentConfig, interactive: bool, echo: Callable[[str], No
 
 def introduce(config: ExperimentConfig, name: str, store: ResultsStore, echo: Callable[[str], None]) -> None:
     """The lines said once the baseline is in: model, spec limits, baseline figures, benchmark, objectives."""
-    spec = pipeline.load_spec(store, name)
+    spec = pipeline.required_spec(open_experiment(store, name))
     baseline = store.baseline(name)
     echo(f"Experiment {name}: model {config.model} ({spec.parameter_count} params), benchmark {config.dataset}")
     for line in spec_notes(spec):

@@ -20,6 +20,7 @@ from dagster import (
 )
 
 from greenai_dagster.core import engine, pipeline
+from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.core.engine import RunState
 from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG, SOURCE_TAG
 from greenai_dagster.gpu_pool import ensure_gpu_pool
@@ -57,7 +58,7 @@ def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu
     final = engine.apply(store, action)
     if action.kind == "finish":
         if final is not None:
-            config = pipeline.experiment_config(store, name)
+            config = open_experiment(store, name).config
             record_finish(context.instance, name, final, pipeline.wants_full_set(config, device))
         return [], [], action.note
     if action.kind == "fail":
@@ -79,7 +80,7 @@ def coordinator_sensor(context: SensorEvaluationContext, store: ResultsStoreReso
     ensure_gpu_pool(context.instance, gpu.gpu_count())   # one GPU step per GPU (pool `gpu`)
     requests, experiment_keys, candidate_keys, notes = [], [], [], []
     for name in results_store.active_experiments():
-        if pipeline.experiment_config(results_store, name).driver != "sensor":
+        if open_experiment(results_store, name).config.driver != "sensor":
             continue  # `greenai run` drives its own experiments in-process
         runs, new_experiments, note = _step(context, results_store, name, gpu.device_name())
         requests += runs

@@ -262,6 +262,7 @@ def test_config_asking_for_an_unusable_method_fails_in_the_model_spec_step(famil
     """Before the baseline or any compression: the run's model_spec step raises E005 with the reason."""
     from greenai_dagster.core import pipeline
     from greenai_dagster.core.config import ExperimentConfig
+    from greenai_dagster.core.experiment import open_experiment
     from greenai_dagster.core.store import ResultsStore
 
     store = ResultsStore(tmp_path / "results.duckdb")
@@ -269,7 +270,7 @@ def test_config_asking_for_an_unusable_method_fails_in_the_model_spec_step(famil
                               output_dir=str(tmp_path), compression_methods=["gptq", "structured"])
     store.create_experiment(config.name, config.model, config.dataset, config.model_dump(), config.output_dir)
     with pytest.raises(CompressionFailed, match=r"E005: .*'structured': it slices Llama-style decoders") as err:
-        pipeline.build_model_spec(store, config.name)
+        pipeline.build_model_spec(store, open_experiment(store, config.name))
     assert "Remove structured from compression_methods (left: gptq)" in str(err.value)
     written = json.loads((tmp_path / config.name / "model_spec.json").read_text())
     assert written["linear_layer_types"] == {"Conv1D": 8} and "structured" in written["unsupported_methods"]

@@ -67,11 +67,12 @@ def _experiment(tmp_path, tiny_spec, url, fallback):
 @pytest.mark.parametrize("failure", ["500s", "garbage"])
 def test_a_failed_coordinator_falls_back_to_the_planner_where_allowed(tmp_path, tiny_spec, failure):
     from greenai_dagster.core.decide import decide_or_fall_back
+    from greenai_dagster.core.experiment import open_experiment
 
     answers = [SERVER_ERROR] if failure == "500s" else [chat("{not json")] * 3
     with FakeChatServer(answers) as url:
         store = _experiment(tmp_path, tiny_spec, url, "planner")
-        decision = decide_or_fall_back(store, "exp", coordinator(url))
+        decision = decide_or_fall_back(store, open_experiment(store, "exp"), coordinator(url))
     assert decision.termination_reason is None and decision.episode == 1
     assert decision.proposal.strategy.label() == "gptq_w4g64_act"           # the planner's first prior
     assert decision.proposal.strategy.reasoning.startswith("[planner fallback: E00")
@@ -83,12 +84,13 @@ def test_a_failed_coordinator_falls_back_to_the_planner_where_allowed(tmp_path, 
 def test_a_failed_coordinator_without_fallback_ends_the_experiment_recorded(tmp_path, tiny_spec):
     from greenai_dagster.core import pipeline
     from greenai_dagster.core.decide import decide_or_fall_back
+    from greenai_dagster.core.experiment import open_experiment
 
     with FakeChatServer([SERVER_ERROR]) as url:
         store = _experiment(tmp_path, tiny_spec, url, None)
-        decision = decide_or_fall_back(store, "exp", coordinator(url))
+        decision = decide_or_fall_back(store, open_experiment(store, "exp"), coordinator(url))
     assert decision.termination_reason == "error" and decision.proposal is None
     assert store.facts("exp")["coordinator_error"].startswith("E006: ") and "HTTP 500" in decision.note
-    final = pipeline.finish_experiment(store, "exp", decision.termination_reason)
+    final = pipeline.finish_experiment(store, open_experiment(store, "exp"), decision.termination_reason)
     assert final["termination_reason"] == "error"
     assert store.experiment("exp")["termination_reason"] == "error"

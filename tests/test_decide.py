@@ -8,6 +8,7 @@ from greenai_dagster.core import report
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.coordinator import Planner
 from greenai_dagster.core.decide import decide_next, frontier_unchanged_for
+from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
 from greenai_dagster.core.strategy import Step, Strategy
 
@@ -18,6 +19,11 @@ def row(key, episode, acc, lat, size, experiment="exp"):
              is_baseline=episode == 0, accuracy=acc, latency_ms=lat, memory_gb=0.5, model_size_gb=size,
              perplexity=12.0, compression_ratio=0.25 / size, task_accuracy={}, conditions={}, kl_divergence=0.01, ppl_ratio=1.01)
     return r
+
+
+def opened(store):
+    """(store, record): the record opened now, as the engine opens it before each decision."""
+    return store, open_experiment(store, "exp")
 
 
 @pytest.fixture()
@@ -42,7 +48,7 @@ def add_done(store, episode, label, steps, acc, lat, size, status="done"):
 
 
 def test_first_decision_is_a_valid_new_strategy(experiment):
-    decision = decide_next(experiment(episodes=3), "exp", Planner())
+    decision = decide_next(*opened(experiment(episodes=3)), Planner())
     assert decision.termination_reason is None
     assert decision.proposal.strategy.strategy_id == "ep001_gptq_w4g64_act" and decision.episode == 1
     assert decision.proposal.strategy.reasoning
@@ -51,12 +57,12 @@ def test_first_decision_is_a_valid_new_strategy(experiment):
 def test_max_episodes_reached(experiment):
     store = experiment(episodes=1)
     add_done(store, 1, "gptq_w4g64", [("gptq", {"bits": 4, "group_size": 64})], 0.5, 30, 0.1)
-    assert decide_next(store, "exp", Planner()).termination_reason == "max_episodes_reached"
+    assert decide_next(*opened(store), Planner()).termination_reason == "max_episodes_reached"
 
 
 def test_budget_exhausted(experiment):
     store = experiment(episodes=5, budget=1e-9)
-    assert decide_next(store, "exp", Planner()).termination_reason == "budget_exhausted"
+    assert decide_next(*opened(store), Planner()).termination_reason == "budget_exhausted"
 
 
 def test_three_failures_in_a_row_is_error(experiment):
@@ -64,13 +70,13 @@ def test_three_failures_in_a_row_is_error(experiment):
     for i, bits in enumerate((4, 8), start=1):
         add_done(store, i, f"gptq_w{bits}", [("gptq", {"bits": bits, "group_size": 64})], 0, 0, 0, status="failed")
     add_done(store, 3, "int8", [("int8", {})], 0, 0, 0, status="failed")
-    assert decide_next(store, "exp", Planner()).termination_reason == "error"
+    assert decide_next(*opened(store), Planner()).termination_reason == "error"
 
 
 def test_constraints_met_when_asked(experiment):
     store = experiment(episodes=5, constraints={"min_accuracy": 0.4}, stop_when_constraints_met=True)
     add_done(store, 1, "gptq_w4g64", [("gptq", {"bits": 4, "group_size": 64})], 0.45, 30, 0.1)
-    assert decide_next(store, "exp", Planner()).termination_reason == "constraints_met"
+    assert decide_next(*opened(store), Planner()).termination_reason == "constraints_met"
 
 
 def test_converged_when_frontier_stops_changing(experiment):
@@ -79,7 +85,7 @@ def test_converged_when_frontier_stops_changing(experiment):
     add_done(store, 2, "gptq_w8g64", [("gptq", {"bits": 8, "group_size": 64})], 0.4, 20, 0.2)
     add_done(store, 3, "rtn_w4g64", [("rtn", {"bits": 4, "group_size": 64})], 0.3, 30, 0.3)
     assert frontier_unchanged_for(store.results("exp")) == 2
-    assert decide_next(store, "exp", Planner()).termination_reason == "converged"
+    assert decide_next(*opened(store), Planner()).termination_reason == "converged"
 
 
 def test_config_file_allowed_methods_and_constraints_are_obeyed(experiment, tmp_path):
@@ -93,7 +99,7 @@ def test_config_file_allowed_methods_and_constraints_are_obeyed(experiment, tmp_
     store = experiment(**{k: getattr(config, k) for k in ("compression_methods", "constraints", "episodes")})
     planner = Planner()
     for episode in range(1, 5):
-        decision = decide_next(store, "exp", planner)
+        decision = decide_next(*opened(store), planner)
         strategy = decision.proposal.strategy
         assert set(strategy.methods) <= {"rtn", "awq"}
         add_done(store, episode, strategy.label(), [(s.method, s.params) for s in strategy.steps], 0.4, 40 + episode, 0.1)

@@ -127,8 +127,9 @@ DROPPED = {"benchmark_discriminates": False, "benchmark_note": "at chance",
 @pytest.mark.parametrize("facts", [DROPPED, {"benchmark_discriminates": False}], ids=["stored", "fact-only"])
 def test_no_best_accuracy_is_reported_after_accuracy_was_dropped(tmp_path, tiny_spec, facts):
     store = _experiment(tmp_path, tiny_spec, facts=facts)
-    pipeline.update_frontier(store, "sw-exp")
-    final = pipeline.finish_experiment(store, "sw-exp", "max_episodes_reached")
+    exp = open_experiment(store, "sw-exp")
+    pipeline.update_frontier(store, exp)
+    final = pipeline.finish_experiment(store, exp, "max_episodes_reached")
     written = json.loads((tmp_path / "sw-exp" / "final_results.json").read_text())
     for report in (final, written):
         assert "accuracy" not in report["objectives"] and "accuracy" not in report["best_solutions"]
@@ -143,7 +144,23 @@ def test_no_best_accuracy_is_reported_after_accuracy_was_dropped(tmp_path, tiny_
 
 def test_best_accuracy_is_reported_while_the_benchmark_discriminates(tmp_path, tiny_spec):
     store = _experiment(tmp_path, tiny_spec, facts={"benchmark_discriminates": True})
-    pipeline.update_frontier(store, "sw-exp")
-    final = pipeline.finish_experiment(store, "sw-exp", "max_episodes_reached")
+    exp = open_experiment(store, "sw-exp")
+    pipeline.update_frontier(store, exp)
+    final = pipeline.finish_experiment(store, exp, "max_episodes_reached")
     assert final["frontier_summary"]["best_accuracy"] == 0.34 and "accuracy" in final["best_solutions"]
     assert analyze.experiment_wins(store, "sw-exp")["best"]["accuracy"]["strategy_id"] == "ep001_a"
+
+
+def test_the_steps_take_the_record_and_never_look_their_settings_up_by_key():
+    """The issue's 14 `experiment_config(store, name)` lookups: gone, and with them the function."""
+    import inspect
+
+    from greenai_dagster.core import decide, engine
+
+    assert not hasattr(pipeline, "experiment_config")
+    for module in (pipeline, decide, engine, analyze):
+        assert "experiment_config(" not in inspect.getsource(module), module.__name__
+    for step in (pipeline.build_model_spec, pipeline.evaluate_baseline, pipeline.compress_candidate,
+                 pipeline.benchmark_candidate, pipeline.update_frontier, pipeline.finish_experiment,
+                 decide.decide_next, decide.decide_or_fall_back):
+        assert list(inspect.signature(step).parameters)[1] == "exp", step.__name__

@@ -172,10 +172,11 @@ def test_sigkill_in_each_phase_then_disk_full_then_resume_loses_nothing(tmp_path
 
     # the stored frontier is the one recomputed from scratch over the stored rows
     from greenai_dagster.core import pipeline
+    from greenai_dagster.core.experiment import open_experiment
     from greenai_dagster.core.store import ResultsStore
 
     store = ResultsStore(root / "greenai.duckdb")
-    recomputed = sorted(m["candidate_key"] for m in pipeline.frontier_summary(store, NAME).members)
+    recomputed = sorted(m["candidate_key"] for m in pipeline.frontier_summary(store, open_experiment(store, NAME)).members)
     stored = store.frontier(NAME)
     assert sorted(stored["members"]) == recomputed and stored["episodes_seen"] == 1
     assert sorted(r["candidate_key"] for r in store.results(NAME) if r["is_pareto"]) == recomputed

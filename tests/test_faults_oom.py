@@ -74,6 +74,7 @@ import json, resource, sys
 import psutil
 from greenai_dagster.core import pipeline
 from greenai_dagster.core.errors import GreenAIError
+from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.core.loading import load_model_and_tokenizer
 from greenai_dagster.core.store import ResultsStore
 import llmcompressor  # noqa: F401  (imported before the limit: imports are not what is measured)
@@ -81,10 +82,11 @@ import llmcompressor  # noqa: F401  (imported before the limit: imports are not 
 store = ResultsStore(sys.argv[1])
 load_model_and_tokenizer(sys.argv[2])     # warm every library once ...
 store.strategy(sys.argv[3])               # ... and DuckDB (its first connection reserves ~600 MiB of address space)
+exp = open_experiment(store, "oom")
 limit = psutil.Process().memory_info().vms + 512 * 2**20
 resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
 try:
-    pipeline.compress_candidate(store, sys.argv[3])
+    pipeline.compress_candidate(store, exp, sys.argv[3])
     print(json.dumps({"raised": None}))
 except GreenAIError as exc:
     print(json.dumps({"raised": exc.code, "message": str(exc)}))
@@ -98,6 +100,7 @@ def test_a_real_oom_inside_a_method_is_e003_recorded_and_the_sweep_goes_on(tmp_p
     from greenai_dagster.core.config import ExperimentConfig
     from greenai_dagster.core.coordinator import make_coordinator
     from greenai_dagster.core.decide import decide_next, termination_reason
+    from greenai_dagster.core.experiment import open_experiment
     from greenai_dagster.core.loading import load_model_and_tokenizer
     from greenai_dagster.core.report import write_json
     from greenai_dagster.core.spec import build_spec
@@ -138,7 +141,7 @@ def test_a_real_oom_inside_a_method_is_e003_recorded_and_the_sweep_goes_on(tmp_p
     assert not (pipeline.experiment_dir(store, "oom") / "episode_001" / "model").exists()
     assert store.results("oom") == []
     # the sweep goes on: one failure does not end it, and the next proposal is another strategy
-    assert termination_reason(store, "oom") is None
-    decision = decide_next(store, "oom", make_coordinator("planner", seed=0))
+    assert termination_reason(store, open_experiment(store, "oom")) is None
+    decision = decide_next(store, open_experiment(store, "oom"), make_coordinator("planner", seed=0))
     assert decision.termination_reason is None and decision.episode == 2
     assert decision.proposal.strategy.label() != strategy.label()

@@ -362,17 +362,18 @@ def test_a_result_failing_the_blocking_check_stops_its_run_with_a_clear_error(da
     from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
     store = ResultsStore(tmp_path / "r.duckdb")
+    store.create_experiment("nan_exp", "m", "d", {}, str(tmp_path))     # the steps open its record first
     key = "nan_exp/ep001_int8_dynamic"
     row = {"candidate_key": key, "experiment": "nan_exp", "episode": 1, "strategy_id": "ep001_int8_dynamic",
            "accuracy": 0.5, "kl_divergence": 0.1, "top1_agreement": 0.9, "ppl_ratio": 1.1, "model_size_gb": 0.1,
            "latency_ms": 5.0, "memory_gb": 0.2, "perplexity": 12.0, "compression_ratio": math.inf,
            "checkpoint_path": str(tmp_path)}
 
-    def fake_benchmark(results_store, candidate_key, device="cpu"):
+    def fake_benchmark(results_store, exp, candidate_key, device="cpu"):
         results_store.write_result(row)
         return results_store.result(candidate_key)
 
-    def fake_compress(results_store, candidate_key, device="cpu"):   # the check under test follows the benchmark
+    def fake_compress(results_store, exp, candidate_key, device="cpu"):   # the check under test follows the benchmark
         return {"strategy": {"strategy_id": "ep001_int8_dynamic", "steps": []}, "compression_time_s": 0.0,
                 "compression_energy_kwh": 0.0, "size_gb": 0.1, "checkpoint_path": str(tmp_path)}
 

@@ -68,15 +68,17 @@ def test_a_project_error_in_a_step_reaches_the_caller_as_its_class_from_the_fail
 def test_a_bug_in_a_step_is_e000_with_its_message(data_root, tmp_path, monkeypatch):
     from greenai_dagster import runner
     from greenai_dagster.core import pipeline
+    from greenai_dagster.core.store import ResultsStore
     from greenai_dagster.partitions import experiments_partitions
     from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
-    def broken_spec(store, name, device="cpu"):
+    def broken_spec(store, exp, device="cpu"):
         return 1 / 0
 
     monkeypatch.setattr(pipeline, "build_model_spec", broken_spec)
     instance = runner.dagster_instance()
     instance.add_dynamic_partitions(experiments_partitions.name, ["buggy"])
+    ResultsStore(tmp_path / "r.duckdb").create_experiment("buggy", "m", "d", {}, str(tmp_path))   # its record opens
     resources = {"store": ResultsStoreResource(path=str(tmp_path / "r.duckdb")), "gpu": GpuResource(device="cpu")}
     with pytest.raises(UnexpectedError) as err:
         runner._run_stage("setup", "buggy", instance, resources)

@@ -12,6 +12,8 @@ from dagster import (
 from greenai_dagster.assets._errors import core_step
 from greenai_dagster.assets.experiment import _metrics_metadata, baseline
 from greenai_dagster.core import pipeline
+from greenai_dagster.core.experiment import open_experiment
+from greenai_dagster.core.pipeline import experiment_of
 from greenai_dagster.partitions import SAME_EXPERIMENT, candidate_key_of, candidate_key_of_run, candidates_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
@@ -21,7 +23,9 @@ from greenai_dagster.resources import GpuResource, ResultsStoreResource
 def compressed_variant(context: AssetExecutionContext, store: ResultsStoreResource, gpu: GpuResource) -> MaterializeResult:
     """The compressed checkpoint on disk, the strategy that made it, compression time and energy."""
     with core_step(context):
-        info = gpu.run(pipeline.compress_candidate, store.get(), candidate_key_of(context.partition_key))
+        results_store, key = store.get(), candidate_key_of(context.partition_key)
+        exp = open_experiment(results_store, experiment_of(key))
+        info = gpu.run(pipeline.compress_candidate, results_store, exp, key)
     strategy = info["strategy"]
     return MaterializeResult(metadata={
         "strategy_id": strategy["strategy_id"], "methods": MetadataValue.json(strategy["steps"]),
@@ -36,7 +40,9 @@ def benchmark_result(context: AssetExecutionContext, store: ResultsStoreResource
     """Fidelity to the baseline (KL, top-1, perplexity ratio), accuracy with its interval and flips, latency,
     memory, size, compression ratio, energy and CO2, and the quality gate's verdict; one DuckDB row."""
     with core_step(context):
-        row = gpu.run(pipeline.benchmark_candidate, store.get(), candidate_key_of(context.partition_key))
+        results_store, key = store.get(), candidate_key_of(context.partition_key)
+        exp = open_experiment(results_store, experiment_of(key))
+        row = gpu.run(pipeline.benchmark_candidate, results_store, exp, key)
     return MaterializeResult(metadata=_metrics_metadata(row))
 
 

@@ -4,6 +4,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from greenai_dagster.assets._errors import core_step
 from greenai_dagster.core import pipeline, report
+from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.partitions import experiments_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
@@ -13,7 +14,9 @@ def model_spec(context: AssetExecutionContext, store: ResultsStoreResource, gpu:
     """Family, size, layer widths, memory needs and valid group sizes of the experiment's model, and the
     methods its architecture cannot take (with the reason; a config asking for one fails here, E005)."""
     with core_step(context):
-        spec = pipeline.build_model_spec(store.get(), context.partition_key, device=gpu.device_name())
+        results_store = store.get()
+        spec = pipeline.build_model_spec(results_store, open_experiment(results_store, context.partition_key),
+                                         device=gpu.device_name())
     return MaterializeResult(metadata={
         "model": spec.model_name, "family": spec.model_family, "parameters": spec.parameter_count_exact,
         "size_gb": spec.model_size_gb, "min_vram_gb": spec.min_vram_gb, "recommended_vram_gb": spec.recommended_vram_gb,
@@ -29,8 +32,8 @@ def baseline(context: AssetExecutionContext, store: ResultsStoreResource, gpu: G
     """The uncompressed model's metrics (computed once per experiment, then reused)."""
     with core_step(context):
         results_store = store.get()
-        row = gpu.run(pipeline.evaluate_baseline, results_store, context.partition_key)
-        facts = results_store.facts(context.partition_key)
+        row = gpu.run(pipeline.evaluate_baseline, results_store, open_experiment(results_store, context.partition_key))
+        facts = results_store.facts(context.partition_key)      # written by the step just run
     return MaterializeResult(metadata={**_metrics_metadata(row), "benchmark": facts.get("benchmark_note", ""),
                                        "frontier_objectives": MetadataValue.json(facts.get("objectives", []))})
 

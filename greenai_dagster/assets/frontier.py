@@ -7,6 +7,7 @@ from greenai_dagster.api import links
 from greenai_dagster.assets._errors import core_step
 from greenai_dagster.assets.candidates import benchmark_result
 from greenai_dagster.core import frontier_text, pipeline
+from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.partitions import SAME_EXPERIMENT, experiments_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
@@ -20,9 +21,10 @@ def pareto_frontier(context: AssetExecutionContext, store: ResultsStoreResource)
     with core_step(context):
         results_store = store.get()
         name = context.partition_key
-        summary = pipeline.update_frontier(results_store, name)
+        exp = open_experiment(results_store, name)
+        summary = pipeline.update_frontier(results_store, exp)
         experiment = results_store.experiment(name) or {}
-        folder = pipeline.experiment_dir(results_store, name)
+        folder = exp.folder
         chart_file = MetadataValue.path(str(folder / "pareto_visualization.html"))
         chart_url = links.chart_url(name)      # with GREENAI_API_URL: served by `greenai serve`, one click opens it
         served = {"pareto_api": MetadataValue.url(links.pareto_url(name))} if chart_url else {}
@@ -31,7 +33,7 @@ def pareto_frontier(context: AssetExecutionContext, store: ResultsStoreResource)
             "hypervolume_explained": frontier_text.hypervolume_text(summary),
             "termination_reason": experiment_status(experiment, len(results_store.results(name))),
             "objectives": MetadataValue.json({k: ("max" if v else "min") for k, v in summary.objectives.items()}),
-            "benchmark": results_store.facts(name).get("benchmark_note", ""),
+            "benchmark": exp.facts.get("benchmark_note", ""),
             "best_per_objective": MetadataValue.json(frontier_text.best_per_objective(summary)),
             "frontier": MetadataValue.md(frontier_text.frontier_markdown(summary, results_store.baseline(name))),
             "chart": MetadataValue.url(chart_url) if chart_url else chart_file,
@@ -57,7 +59,9 @@ def experiment_status(experiment: dict, episodes_done: int) -> str:
 def frontier_full_evaluation(context: AssetExecutionContext, store: ResultsStoreResource,
                              gpu: GpuResource) -> MaterializeResult:
     with core_step(context):
-        rows = gpu.run(pipeline.evaluate_frontier_full_set, store.get(), context.partition_key)
+        results_store = store.get()
+        rows = gpu.run(pipeline.evaluate_frontier_full_set, results_store,
+                       open_experiment(results_store, context.partition_key))
     table = "| strategy | proxy accuracy | full-set accuracy | full-set time s |\n|---|---|---|---|\n" + "".join(
         f"| {r['strategy_id']} | {r['accuracy']:.3f} | {r['accuracy_full']:.3f} | {r['full_eval_time_s'] or 0:.0f} |\n"
         for r in rows)

@@ -14,6 +14,7 @@ from greenai_dagster.core import pipeline
 from greenai_dagster.core.coordinator import CoordinatorState, Proposal
 from greenai_dagster.core.coordinator.space import search_space
 from greenai_dagster.core.errors import CompressionFailed, CoordinatorKeyMissing, NetworkError, QuotaExceeded
+from greenai_dagster.core.experiment import Experiment
 from greenai_dagster.core.pareto import DEFAULT_OBJECTIVES, feasible, pareto_front
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy, validate_strategy
@@ -29,9 +30,8 @@ class Decision:
     note: str | None = None       # what happened on the way (a coordinator failure and its fallback)
 
 
-def build_state(store: ResultsStore, name: str) -> CoordinatorState:
-    config = pipeline.experiment_config(store, name)
-    spec = pipeline.load_spec(store, name)
+def build_state(store: ResultsStore, exp: Experiment) -> CoordinatorState:
+    name, config, spec = exp.name, exp.config, pipeline.required_spec(exp)
     strategies = store.strategies(name)
     by_key = {s["candidate_key"]: s["strategy"] for s in strategies}
     results = [dict(r, strategy=by_key[r["candidate_key"]]) for r in store.results(name) if r["candidate_key"] in by_key]
@@ -43,8 +43,8 @@ def build_state(store: ResultsStore, name: str) -> CoordinatorState:
         tried_labels={Strategy.from_json(s["strategy"]).label() for s in strategies},
         constraints=config.constraints, allowed_methods=config.compression_methods,
         episode=len(strategies) + 1, episodes_left=config.episodes - len(strategies),
-        budget_hours_left=config.budget - pipeline.elapsed_hours(store, name),
-        objectives=pipeline.frontier_objectives(store, name),
+        budget_hours_left=config.budget - pipeline.elapsed_hours(exp),
+        objectives=exp.objectives,
     )
 
 
@@ -63,8 +63,8 @@ def frontier_unchanged_for(results: list[dict], objectives: dict[str, bool] | No
     return streak
 
 
-def termination_reason(store: ResultsStore, name: str) -> str | None:
-    config = pipeline.experiment_config(store, name)
+def termination_reason(store: ResultsStore, exp: Experiment) -> str | None:
+    name, config = exp.name, exp.config
     strategies = store.strategies(name)
     failures = 0
     for s in reversed(strategies):
@@ -75,22 +75,22 @@ def termination_reason(store: ResultsStore, name: str) -> str | None:
         return "error"
     if len(strategies) >= config.episodes:
         return "max_episodes_reached"
-    if pipeline.elapsed_hours(store, name) >= config.budget:
+    if pipeline.elapsed_hours(exp) >= config.budget:
         return "budget_exhausted"
     results = store.results(name)
     if config.constraints and config.stop_when_constraints_met and any(feasible(r, config.constraints) for r in results):
         return "constraints_met"
-    unchanged = frontier_unchanged_for(results, pipeline.frontier_objectives(store, name), config.constraints)
+    unchanged = frontier_unchanged_for(results, exp.objectives, config.constraints)
     if len(results) > config.convergence_patience and unchanged >= config.convergence_patience:
         return "converged"
     return None
 
 
-def decide_next(store: ResultsStore, name: str, coordinator) -> Decision:
-    reason = termination_reason(store, name)
+def decide_next(store: ResultsStore, exp: Experiment, coordinator) -> Decision:
+    reason = termination_reason(store, exp)
     if reason:
         return Decision(termination_reason=reason)
-    state = build_state(store, name)
+    state = build_state(store, exp)
     proposal = coordinator.propose(state)
     if proposal is None:
         return Decision(termination_reason="converged")  # the search space holds nothing untried
@@ -109,21 +109,21 @@ def decide_next(store: ResultsStore, name: str, coordinator) -> Decision:
 COORDINATOR_FAILURES = (CompressionFailed, NetworkError, QuotaExceeded, CoordinatorKeyMissing)
 
 
-def decide_or_fall_back(store: ResultsStore, name: str, coordinator) -> Decision:
+def decide_or_fall_back(store: ResultsStore, exp: Experiment, coordinator) -> Decision:
     """`decide_next`, where a failing coordinator never ends in a traceback: the planner decides this
     episode if the config allows it (`coordinator_fallback: "planner"`), else the experiment ends with
     termination `error` and the failure recorded in its facts (`coordinator_error`)."""
+    name, config = exp.name, exp.config
     try:
-        return decide_next(store, name, coordinator)
+        return decide_next(store, exp, coordinator)
     except COORDINATOR_FAILURES as exc:
         if getattr(coordinator, "name", "") == "planner":
             raise
         error = exc
-    config = pipeline.experiment_config(store, name)
     if config.coordinator_fallback == "planner":
         from greenai_dagster.core.coordinator import make_coordinator
 
-        decision = decide_next(store, name, make_coordinator("planner", seed=config.seed))
+        decision = decide_next(store, exp, make_coordinator("planner", seed=config.seed))
         decision.note = f"the {coordinator.name} coordinator failed ({error}); the planner decided this episode"
         if decision.proposal is not None:
             decision.proposal.strategy.reasoning = f"[planner fallback: {error.code}] {decision.proposal.reasoning}"

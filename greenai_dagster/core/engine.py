@@ -38,7 +38,7 @@ from typing import Callable, Optional
 from greenai_dagster.core import pipeline
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.decide import decide_or_fall_back
-from greenai_dagster.core.experiment import resolve_objectives
+from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy
 
@@ -133,13 +133,14 @@ def next_action(store: ResultsStore, name: str, run_status: RunStatus = never_la
         return Action("wait", name, note=f"{name}: waiting for the frontier"
                       + (" (its run failed; see the Dagster UI)" if status.state == "failed" else ""))
 
-    config = pipeline.experiment_config(store, name)
+    exp = open_experiment(store, name)      # opened now: the setup has written its spec, baseline and facts
+    config = exp.config
     priors = None
     if config.family_priors:
         from greenai_dagster.core.coordinator.priors import family_priors
 
-        priors = family_priors(store, name, list(resolve_objectives(config, store.facts(name))))
-    decision = decide_or_fall_back(store, name, config.make_coordinator(priors))
+        priors = family_priors(store, name, list(exp.objectives))
+    decision = decide_or_fall_back(store, exp, config.make_coordinator(priors))
     if decision.termination_reason:
         if pipeline.wants_full_set(config, device):   # last: the final frontier on the full set
             key = full_set_run_key(name)
@@ -168,7 +169,7 @@ def apply(store: ResultsStore, action: Action) -> dict | None:
         if store.baseline(action.experiment) is None:   # nothing to summarise: the setup never finished
             store.finish_experiment(action.experiment, action.termination_reason)
             return None
-        return pipeline.finish_experiment(store, action.experiment, action.termination_reason)
+        return pipeline.finish_experiment(store, open_experiment(store, action.experiment), action.termination_reason)
     return None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from greenai_dagster.core import objectives as objective_registry
@@ -41,6 +42,7 @@ class Experiment:
     baseline: dict | None                 # the baseline's results row; None until it is evaluated
     facts: dict                           # what the steps found out (benchmark_discriminates, notes, ...)
     objectives: dict[str, bool]           # the frontier's objectives in use, {name: maximise} (see below)
+    created_at: datetime                  # when it was recorded: the start of its --budget clock
     trust_remote_code: bool = False       # the user's opt-in: transformers may run a model's own code
     allow_code_execution: bool = False    # the user's opt-in: model-written code runs in the sandbox
 
@@ -76,6 +78,7 @@ def open_experiment(store: ResultsStore, name: str) -> Experiment:
     facts = store.facts(name)
     return Experiment(name=name, config=config, folder=folder, spec=_read_spec(folder),
                       baseline=store.baseline(name), facts=facts, objectives=resolve_objectives(config, facts),
+                      created_at=stored["created_at"],
                       trust_remote_code=config.trust_remote_code, allow_code_execution=config.allow_code_execution)
 
 

@@ -1,8 +1,9 @@
 """The steps of an experiment as plain functions; the Dagster assets are thin wrappers of these.
 
-Each step reads what it needs from the ResultsStore and the experiment folder, does its work,
-and writes its outputs (DuckDB rows, JSON files, checkpoints) before returning, so a rerun
-resumes from what is already written and a failure loses nothing earlier.
+Each step takes the results store (where it writes) and the experiment's record (core/experiment.py: its
+settings, folder, spec, baseline, facts and objectives, opened once by the driver), does its work, and
+writes its outputs (DuckDB rows, JSON files, checkpoints) before returning, so a rerun resumes from what is
+already written and a failure loses nothing earlier. No step looks its settings up by key.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from greenai_dagster.core.compress import compress_to_checkpoint
 from greenai_dagster.core.config import ExperimentConfig
 from greenai_dagster.core.energy import track_energy
 from greenai_dagster.core.errors import CompressionFailed, DiskFull, ModelLoadError, OutOfMemory
-from greenai_dagster.core.experiment import resolve_objectives
 from greenai_dagster.core.evaluate import (accuracy, evaluate_checkpoint, fidelity_reference_path, load_sampled_reference,
                                            make_reference, make_sampled_reference, sampled_reference_path)
+from greenai_dagster.core.experiment import Experiment, open_experiment, resolve_objectives, unknown_experiment
 from greenai_dagster.core.fidelity import load_reference
 from greenai_dagster.core.flips import above_chance, compare
 from greenai_dagster.core.loading import load_model_and_tokenizer, remote_code_allowed, resolve_model_path
@@ -46,14 +47,12 @@ def candidate_key(experiment: str, strategy_id: str) -> str:
 
 
 def experiment_dir(store: ResultsStore, name: str) -> Path:
+    """The folder of experiment `name`, for callers that hold a name only (a driver's log folder, the
+    family priors reading other experiments' specs); the steps use their record's `folder`."""
     record = store.experiment(name)
     if record is None:
-        raise ModelLoadError(f"experiment '{name}' is not in the results store.", "Create it with `greenai run`.")
+        raise unknown_experiment(name)
     return Path(record["output_dir"]) / name
-
-
-def experiment_config(store: ResultsStore, name: str) -> ExperimentConfig:
-    return ExperimentConfig(**store.experiment(name)["config"])
 
 
 def ensure_writable(folder: Path) -> None:
@@ -86,30 +85,33 @@ def validate_inputs(config: ExperimentConfig) -> None:
 
 
 def under_experiment_opt_ins(step):
-    """Run a step (`step(store, name_or_candidate_key, ...)`) under its experiment's
-    `trust_remote_code` choice: off unless the user passed --trust-remote-code."""
+    """Run a step (`step(store, exp, ...)`) under its experiment's `trust_remote_code` choice: off unless
+    the user passed --trust-remote-code."""
     @functools.wraps(step)
-    def wrapped(store: ResultsStore, key: str, *args, **kwargs):
-        record = store.experiment(experiment_of(key))
-        allowed = bool(record and record["config"].get("trust_remote_code"))
-        with remote_code_allowed(allowed):
-            return step(store, key, *args, **kwargs)
+    def wrapped(store: ResultsStore, exp: Experiment, *args, **kwargs):
+        with remote_code_allowed(exp.trust_remote_code):
+            return step(store, exp, *args, **kwargs)
     return wrapped
 
 
-def load_spec(store: ResultsStore, name: str) -> ModelSpec:
-    return ModelSpec.from_json(json.loads((experiment_dir(store, name) / "model_spec.json").read_text()))
+def required_spec(exp: Experiment) -> ModelSpec:
+    """The experiment's model spec; a step after setup needs it (E002 if the setup never wrote it)."""
+    if exp.spec is None:
+        raise ModelLoadError(f"experiment '{exp.name}' has no model spec yet.",
+                             "Run its setup first (`greenai run` does; in Dagster, the model_spec asset).")
+    return exp.spec
 
 
 @under_experiment_opt_ins
-def build_model_spec(store: ResultsStore, name: str, device: str = "cpu") -> ModelSpec:
-    config = experiment_config(store, name)
+def build_model_spec(store: ResultsStore, exp: Experiment, device: str = "cpu") -> ModelSpec:
+    """Write the experiment's model_spec.json (the record opened before this step has no spec: reopen it)."""
+    config = exp.config
     path = resolve_model_path(config.model)
     model, _ = load_model_and_tokenizer(path, device="cpu")
     spec = build_spec(config.model, model, checkpoint_path=path if Path(path).is_dir() else None)
     from greenai_dagster.core.coordinator.space import require_usable
 
-    report.write_json(experiment_dir(store, name) / "model_spec.json", spec.to_json())
+    report.write_json(exp.folder / "model_spec.json", spec.to_json())
     check_methods_fit(spec, config.compression_methods)   # E005 naming what this architecture cannot take
     require_usable(spec, config.compression_methods)      # E005 now, not "converged" after 0 episodes
     return spec
@@ -163,13 +165,14 @@ def _result_row(key: str, experiment: str, episode: int, strategy_id: str, metho
 
 
 @under_experiment_opt_ins
-def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> dict:
-    """Evaluate the uncompressed model once per experiment; later calls reuse the stored row."""
+def evaluate_baseline(store: ResultsStore, exp: Experiment, device: str = "cpu") -> dict:
+    """Evaluate the uncompressed model once per experiment; later calls reuse the stored row. Writes the
+    baseline row and the benchmark's facts (so the resolved objectives): reopen the record to see them."""
+    name, config = exp.name, exp.config
     existing = store.baseline(name)
     if existing is not None:
         return existing
-    config = experiment_config(store, name)
-    spec = load_spec(store, name)
+    spec = required_spec(exp)
     path = resolve_model_path(config.model)
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     load_started = time.perf_counter()
@@ -179,9 +182,8 @@ def evaluate_baseline(store: ResultsStore, name: str, device: str = "cpu") -> di
     with track_energy(config.country_iso_code) as energy:
         with device_slot.shared(device):   # a forward pass: may overlap compression, never a probe
             reference = make_reference(model, tokenizer, settings,
-                                       fidelity_reference_path(experiment_dir(store, name)))
-            sampled = make_sampled_reference(model, tokenizer, settings,
-                                             sampled_reference_path(experiment_dir(store, name)))
+                                       fidelity_reference_path(exp.folder))
+            sampled = make_sampled_reference(model, tokenizer, settings, sampled_reference_path(exp.folder))
         metrics = evaluate_checkpoint(Path(path), model, tokenizer, benchmark, settings, reference, device,
                                       sampled_reference=sampled)
     if not Path(path).is_dir():
@@ -208,25 +210,19 @@ def benchmark_facts(item_correct: dict, chance: dict, config: ExperimentConfig) 
             "objectives": in_use}
 
 
-def frontier_objectives(store: ResultsStore, name: str) -> dict[str, bool]:
-    """{objective: maximise} this experiment's frontier uses (config, minus accuracy if it cannot discriminate)."""
-    return resolve_objectives(experiment_config(store, name), store.facts(name))
-
-
 @under_experiment_opt_ins
-def compress_candidate(store: ResultsStore, key: str, device: str = "cpu") -> dict:
+def compress_candidate(store: ResultsStore, exp: Experiment, key: str, device: str = "cpu") -> dict:
     """Apply the candidate's strategy to the base model; the checkpoint lands in its episode folder."""
-    name = experiment_of(key)
     record = store.strategy(key)
-    config = experiment_config(store, name)
+    config = exp.config
     strategy = Strategy.from_json(record["strategy"])
-    out_dir = report.episode_dir(experiment_dir(store, name), record["episode"]) / VARIANT_DIR
+    out_dir = report.episode_dir(exp.folder, record["episode"]) / VARIANT_DIR
     report.write_json(out_dir.parent / "strategy.json", strategy.to_json())
     store.set_strategy_status(key, "compressing")
     try:
         # compression may overlap other compressions and scoring, never a latency probe (core.device_slot)
         with device_slot.shared(device) as slot:
-            info = compress_to_checkpoint(resolve_model_path(config.model), strategy, load_spec(store, name),
+            info = compress_to_checkpoint(resolve_model_path(config.model), strategy, required_spec(exp),
                                           out_dir, device=device, country_iso_code=config.country_iso_code)
         info["slot_wait_s"] = round(slot.wait_s, 3)
     except Exception as exc:
@@ -237,22 +233,25 @@ def compress_candidate(store: ResultsStore, key: str, device: str = "cpu") -> di
 
 
 @under_experiment_opt_ins
-def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> dict:
-    name = experiment_of(key)
+def benchmark_candidate(store: ResultsStore, exp: Experiment, key: str, device: str = "cpu") -> dict:
+    """Evaluate a compressed candidate against the experiment's baseline (the record must have been opened
+    after the baseline was scored: its baseline row and facts decide the ratios and the quality gate)."""
+    name, config, baseline = exp.name, exp.config, exp.baseline
+    if baseline is None:
+        raise ModelLoadError(f"experiment '{name}' has no baseline yet, so {key} has nothing to be compared with.",
+                             "Run its setup first (`greenai run` does; in Dagster, the baseline asset).")
     record = store.strategy(key)
-    config = experiment_config(store, name)
-    baseline = store.baseline(name)
-    folder = report.episode_dir(experiment_dir(store, name), record["episode"]) / VARIANT_DIR
+    folder = report.episode_dir(exp.folder, record["episode"]) / VARIANT_DIR
     compression = json.loads((folder / "greenai_variant.json").read_text())
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
-    reference = load_reference(fidelity_reference_path(experiment_dir(store, name)))
+    reference = load_reference(fidelity_reference_path(exp.folder))
     load_started = time.perf_counter()
     model, tokenizer = load_variant(folder, device=device)
     load_time = time.perf_counter() - load_started
     try:
         with track_energy(config.country_iso_code) as energy:
             metrics = evaluate_checkpoint(folder, model, tokenizer, benchmark, config.eval.settings(), reference,
-                                          device, sampled_reference=load_sampled_reference(experiment_dir(store, name)))
+                                          device, sampled_reference=load_sampled_reference(exp.folder))
     except Exception as exc:
         if is_out_of_memory(exc) and not isinstance(exc, OutOfMemory):   # E003 for this candidate, recorded
             exc = OutOfMemory(f"evaluating {key} ran out of memory ({str(exc).strip()[:200]}).")
@@ -265,29 +264,30 @@ def benchmark_candidate(store: ResultsStore, key: str, device: str = "cpu") -> d
     flips = compare(baseline.get("item_correct") or {}, metrics.item_correct)
     row["flips"] = flips.to_json() if flips else None
     row["degraded_reason"] = gate.degraded_reason(
-        row, config.constraints, benchmark_discriminates=bool(store.facts(name).get("benchmark_discriminates")),
+        row, config.constraints, benchmark_discriminates=bool(exp.facts.get("benchmark_discriminates")),
         comparisons=config.episodes)
     row["degraded"] = row["degraded_reason"] is not None
     store.write_result(row)
     store.set_strategy_status(key, "done")
-    report.write_episode(experiment_dir(store, name), record["episode"], strategy, row)
+    report.write_episode(exp.folder, record["episode"], strategy, row)
     return store.result(key)
 
 
-def frontier_summary(store: ResultsStore, name: str):
-    config = experiment_config(store, name)
-    return summarise(store.results(name), store.baseline(name), frontier_objectives(store, name),
-                     constraints=config.constraints)
+def frontier_summary(store: ResultsStore, exp: Experiment):
+    """The frontier over the experiment's current results, on its resolved objectives and constraints."""
+    return summarise(store.results(exp.name), store.baseline(exp.name), exp.objectives,
+                     constraints=exp.config.constraints)
 
 
-def update_frontier(store: ResultsStore, name: str):
-    summary = frontier_summary(store, name)
+def update_frontier(store: ResultsStore, exp: Experiment):
+    name = exp.name
+    summary = frontier_summary(store, exp)
     members = [m["candidate_key"] for m in summary.members]
     store.write_frontier(name, members, summary.hypervolume, len(store.results(name)))
-    summary = frontier_summary(store, name)          # rows now carry is_pareto
+    summary = frontier_summary(store, exp)           # rows now carry is_pareto
     strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
-    report.write_frontier_files(experiment_dir(store, name), name, store.results(name), strategies,
-                                store.baseline(name), summary, store.facts(name))
+    report.write_frontier_files(exp.folder, name, store.results(name), strategies,
+                                store.baseline(name), summary, exp.facts)
     return summary
 
 
@@ -299,10 +299,10 @@ def wants_full_set(config: ExperimentConfig, device: str) -> bool:
 
 
 @under_experiment_opt_ins
-def evaluate_full_set(store: ResultsStore, key: str, device: str = "cpu") -> dict:
-    """Score one stored result (baseline or candidate) on every item of the benchmark."""
+def evaluate_full_set(store: ResultsStore, exp: Experiment, key: str, device: str = "cpu") -> dict:
+    """Score one stored result (baseline or candidate) of the experiment on every item of the benchmark."""
     row = store.result(key)
-    config = experiment_config(store, row["experiment"])
+    config = exp.config
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     model, tokenizer = load_variant(row["checkpoint_path"], device=device)
     settings = config.eval.settings()
@@ -314,40 +314,41 @@ def evaluate_full_set(store: ResultsStore, key: str, device: str = "cpu") -> dic
     return store.result(key)
 
 
-def evaluate_frontier_full_set(store: ResultsStore, name: str, device: str = "cpu") -> list[dict]:
+def evaluate_frontier_full_set(store: ResultsStore, exp: Experiment, device: str = "cpu") -> list[dict]:
     """The baseline and every frontier member not yet scored on the full set (resumable)."""
-    keys = [candidate_key(name, BASELINE_SUFFIX), *(store.frontier(name) or {}).get("members", [])]
+    keys = [candidate_key(exp.name, BASELINE_SUFFIX), *(store.frontier(exp.name) or {}).get("members", [])]
     done = []
     for key in keys:
         row = store.result(key)
         if row is not None and row.get("accuracy_full") is None:
-            row = evaluate_full_set(store, key, device)
+            row = evaluate_full_set(store, exp, key, device)
         if row is not None:
             done.append(row)
-    update_frontier(store, name)   # rewrite the frontier files with the full-set figures
+    update_frontier(store, exp)   # rewrite the frontier files with the full-set figures
     return done
 
 
-def finish_experiment(store: ResultsStore, name: str, reason: str) -> dict:
+def finish_experiment(store: ResultsStore, exp: Experiment, reason: str) -> dict:
+    name = exp.name
     rows = store.results(name)
     baseline = store.baseline(name)
     strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
-    summary = frontier_summary(store, name)
+    summary = frontier_summary(store, exp)
     # the frontier files again: a run stopped by a full disk after the frontier's DuckDB update, before its
     # files, would otherwise finish without pareto_frontier.json / the chart (tests/test_faults_kill.py)
-    report.write_frontier_files(experiment_dir(store, name), name, rows, strategies, baseline, summary,
-                                store.facts(name))
-    final = report.write_final_results(experiment_dir(store, name), store.experiment(name), rows, strategies,
-                                       baseline, summary, reason, store.facts(name))
+    report.write_frontier_files(exp.folder, name, rows, strategies, baseline, summary, exp.facts)
+    final = report.write_final_results(exp.folder, {"name": name, "model": exp.config.model,
+                                                    "dataset": exp.config.dataset},
+                                       rows, strategies, baseline, summary, reason, exp.facts)
     store.finish_experiment(name, reason)
     return final
 
 
-def elapsed_hours(store: ResultsStore, name: str) -> float:
+def elapsed_hours(exp: Experiment) -> float:
     """Wall hours since the experiment was created (the --budget clock)."""
     from greenai_dagster.core.store import now
 
-    created = store.experiment(name)["created_at"]
+    created = exp.created_at
     if hasattr(created, "to_pydatetime"):  # pandas Timestamp from DuckDB's dataframe
         created = created.to_pydatetime()
     return (now() - created.replace(tzinfo=None)).total_seconds() / 3600.0
@@ -366,8 +367,8 @@ def experiment_with_chosen_candidates(store: ResultsStore, config: ExperimentCon
 
     config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
     store.create_experiment(config.name, config.model, config.dataset, config.model_dump(), config.output_dir)
-    build_model_spec(store, config.name)
-    evaluate_baseline(store, config.name)
+    build_model_spec(store, open_experiment(store, config.name))
+    evaluate_baseline(store, open_experiment(store, config.name))     # reopened: now with its spec
     keys = []
     for episode, (method, overrides) in enumerate(choices, start=1):
         step = Step(method, {**get_method(method).Params().model_dump(), **overrides})
