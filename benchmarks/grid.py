@@ -124,7 +124,7 @@ def reprobe(store: ResultsStore, name: str) -> None:
         if not isinstance(row.get("checkpoint_path"), str) or not Path(row["checkpoint_path"]).exists():
             print(f"{row['strategy_id']}: no checkpoint here (carried row), not re-probed", flush=True)
             continue
-        figures = runtime(Path(row["checkpoint_path"]), "cpu", settings)
+        figures = runtime(Path(row["checkpoint_path"]), "cpu", settings, exp.trust_remote_code)
         row.update(latency_ms=figures["decode_ms_per_token"], prefill_ms=figures["prefill_ms"],
                    throughput_tokens_per_s=figures["throughput_tokens_per_s"], memory_gb=figures["peak_memory_gb"],
                    energy_j_per_token=figures.get("energy_j_per_token"))

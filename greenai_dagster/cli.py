@@ -193,24 +193,21 @@ def config_from_args(args):
 def cmd_run(args) -> int:
     config = config_from_args(args)
     if args.show_spec:
-        from greenai_dagster.core.loading import remote_code_allowed
-
-        with remote_code_allowed(config.trust_remote_code):
-            return show_spec(config.model)
+        return show_spec(config.model, config.trust_remote_code)
     from greenai_dagster.runner import run_experiment
 
     run_experiment(config, interactive=args.interactive)
     return 0
 
 
-def show_spec(model_ref: str) -> int:
+def show_spec(model_ref: str, trust_remote_code: bool = False) -> int:
     from pathlib import Path as _Path
 
     from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
     from greenai_dagster.core.spec import build_spec
 
     path = resolve_model_path(model_ref)
-    model, _ = load_model_and_tokenizer(path)
+    model, _ = load_model_and_tokenizer(path, trust_remote_code=trust_remote_code)
     spec = build_spec(model_ref, model, checkpoint_path=path if _Path(path).is_dir() else None)
     data = spec.to_json()
     width = max(len(k) for k in data)

@@ -164,3 +164,61 @@ def test_the_steps_take_the_record_and_never_look_their_settings_up_by_key():
                  pipeline.benchmark_candidate, pipeline.update_frontier, pipeline.finish_experiment,
                  decide.decide_next, decide.decide_or_fall_back):
         assert list(inspect.signature(step).parameters)[1] == "exp", step.__name__
+
+
+def test_the_remote_code_opt_in_is_an_argument_and_no_environment_variable_opens_it(tiny_model_dir, tmp_path,
+                                                                                     monkeypatch):
+    """The opt-in used to be a process-wide variable set around each step; now it is the record's field, passed
+    to whatever loads, and the old variable (or any) opens nothing."""
+    from test_security import _remote_code_folder
+
+    from greenai_dagster.core import loading
+    from greenai_dagster.core.checkpoints import load_variant
+
+    marker = tmp_path / "remote_code_ran"
+    folder = _remote_code_folder(tiny_model_dir, tmp_path / "remote", marker)
+    monkeypatch.setenv("GREENAI_INTERNAL_TRUST_REMOTE_CODE", "1")
+    for load in (loading.load_config, load_variant):
+        with pytest.raises(ModelLoadError) as err:
+            load(str(folder))
+        assert err.value.code == "E002" and "--trust-remote-code" in str(err.value)
+    assert not marker.exists()
+    assert not hasattr(loading, "remote_code_allowed") and not hasattr(loading, "trust_remote_code")
+    assert loading.load_config(str(folder), trust_remote_code=True).model_type == "tiny_remote"
+    assert marker.exists()
+
+
+def test_no_module_reads_an_opt_in_from_the_environment():
+    from pathlib import Path
+
+    import greenai_dagster
+
+    package = Path(greenai_dagster.__file__).parent
+    readers = [str(p.relative_to(package)) for p in package.rglob("*.py") if "TRUST_REMOTE_CODE" in p.read_text()]
+    assert readers == []
+
+
+def test_the_latency_probe_is_handed_the_opt_in_on_its_command_line(monkeypatch, tmp_path):
+    """The probe is a fresh process: it once inherited the opt-in through the environment; now its command says."""
+    import subprocess
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from greenai_dagster.core import evaluate
+    from greenai_dagster.core.eval_settings import EvalSettings
+
+    commands = []
+
+    def fake_run(cmd, **_):
+        commands.append(cmd)
+        return SimpleNamespace(returncode=0, stdout='{"decode_ms_per_token": 1.0}\n', stderr="")
+
+    @contextmanager
+    def free_slot(_device):      # the real slot waits for whatever else measures on this machine
+        yield SimpleNamespace(fd=-1, wait_s=0.0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(evaluate.device_slot, "exclusive", free_slot)
+    for allowed in (False, True):
+        evaluate._probe(tmp_path, "cpu", EvalSettings(), "torch-eager", trust_remote_code=allowed)
+    assert "--trust-remote-code" not in commands[0] and "--trust-remote-code" in commands[1]

@@ -249,7 +249,7 @@ def _remote_code_folder(tiny_model_dir: Path, folder: Path, marker: Path) -> Pat
 def test_a_model_shipping_its_own_code_is_refused_unless_the_user_opts_in(tiny_model_dir, tmp_path, capsys):
     from greenai_dagster.cli import main
     from greenai_dagster.core.checkpoints import load_variant
-    from greenai_dagster.core.loading import load_config, load_model_and_tokenizer, remote_code_allowed
+    from greenai_dagster.core.loading import load_config, load_model_and_tokenizer
 
     marker = tmp_path / "remote_code_ran"
     folder = _remote_code_folder(tiny_model_dir, tmp_path / "remote", marker)
@@ -261,26 +261,22 @@ def test_a_model_shipping_its_own_code_is_refused_unless_the_user_opts_in(tiny_m
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("E002:") and "--trust-remote-code" in err
     assert not marker.exists(), "the model's code ran without the opt-in"
-    with remote_code_allowed(True):             # what --trust-remote-code does around each step
-        assert load_config(str(folder)).model_type == "tiny_remote"
+    # what --trust-remote-code does: the experiment record's field, passed to the loader
+    assert load_config(str(folder), trust_remote_code=True).model_type == "tiny_remote"
     assert marker.exists()
 
 
 def test_trust_remote_code_is_a_flag_and_a_config_key_off_by_default(tmp_path):
     from greenai_dagster.cli import build_parser
     from greenai_dagster.core.config import ExperimentConfig, load_config
-    from greenai_dagster.core.loading import remote_code_allowed, trust_remote_code
 
-    assert ExperimentConfig().trust_remote_code is False and not trust_remote_code()
+    assert ExperimentConfig().trust_remote_code is False
     args = build_parser().parse_args(["run", "--trust-remote-code", "--allow-code-execution"])
     assert args.trust_remote_code is True and args.allow_code_execution is True
     assert build_parser().parse_args(["run"]).trust_remote_code is None
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"trust_remote_code": True}))
     assert load_config({}, str(path)).trust_remote_code is True
-    with remote_code_allowed(True):
-        assert trust_remote_code()
-    assert not trust_remote_code()
 
 
 @pytest.mark.parametrize("ref", ["", "   ", "../../etc", "/etc", "/nonexistent/model", "~/nope", "a/b/c",

@@ -51,12 +51,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def compress_to_checkpoint(base_checkpoint: str, strategy: Strategy, spec: ModelSpec, out_dir: Path,
-                           device: str = "cpu", country_iso_code: str = "TWN") -> dict:
-    """Load the base model, apply the strategy, save it; returns timing, energy and reports."""
+                           device: str = "cpu", country_iso_code: str = "TWN", trust_remote_code: bool = False) -> dict:
+    """Load the base model (its own code only with the user's `trust_remote_code` opt-in), apply the strategy,
+    save it; returns timing, energy and reports."""
     from greenai_dagster.core.loading import load_model_and_tokenizer
 
     load_started = time.perf_counter()
-    model, tokenizer = load_model_and_tokenizer(base_checkpoint, device=device)
+    model, tokenizer = load_model_and_tokenizer(base_checkpoint, device=device, trust_remote_code=trust_remote_code)
     load_time = time.perf_counter() - load_started
     started = time.perf_counter()
     with track_energy(country_iso_code) as energy:

@@ -184,10 +184,11 @@ def load_sampled_reference(experiment_dir: Path) -> dict | None:
     return fidelity.load_reference(path) if path.exists() else None
 
 
-def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
+def runtime(checkpoint: Path, device: str, settings: EvalSettings, trust_remote_code: bool = False) -> dict:
     """Latency and memory of `checkpoint` in the fastest runtime that serves it here (`core.runtimes`),
     measured in a fresh process. A runtime that fails (a conversion it cannot do) hands over to the
-    next, and the row says why (`runtime_fallback`); eager PyTorch serves everything last."""
+    next, and the row says why (`runtime_fallback`); eager PyTorch serves everything last. The user's
+    `trust_remote_code` opt-in is handed to the measuring process on its command line."""
     from greenai_dagster.core import runtimes
 
     candidates, failures = runtimes.serving_candidates(Path(checkpoint), device)
@@ -195,7 +196,7 @@ def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
         try:
             with device_slot.shared(device):      # conversions happen here, outside the measuring process
                 candidate.prepare(Path(checkpoint))
-            run = _probe(checkpoint, device, settings, candidate.name)
+            run = _probe(checkpoint, device, settings, candidate.name, trust_remote_code)
         except OutOfMemory:
             raise
         except (EvaluationError, CompressionFailed) as exc:
@@ -207,14 +208,16 @@ def runtime(checkpoint: Path, device: str, settings: EvalSettings) -> dict:
     raise EvaluationError(f"no runtime could serve {checkpoint}: {'; '.join(failures) or 'none serves it'}")
 
 
-def _probe(checkpoint: Path, device: str, settings: EvalSettings, runtime_name: str) -> dict:
+def _probe(checkpoint: Path, device: str, settings: EvalSettings, runtime_name: str,
+           trust_remote_code: bool = False) -> dict:
     """One measuring process, run while this device's slot is held alone (`core.device_slot`): no
     compression, scoring or other probe shares the device meanwhile. The process is handed the lock's
     descriptor, so the slot stays held while it measures even if this process is killed."""
     cmd = [sys.executable, "-m", "greenai_dagster.core.runtime_probe", str(checkpoint), "--device", device,
            "--runtime", runtime_name,
            "--prompt-len", str(settings.prompt_len), "--new-tokens", str(settings.new_tokens),
-           "--repeats", str(settings.latency_repeats), "--batch-size", str(settings.throughput_batch_size)]
+           "--repeats", str(settings.latency_repeats), "--batch-size", str(settings.throughput_batch_size),
+           *(["--trust-remote-code"] if trust_remote_code else [])]
     with device_slot.exclusive(device) as slot:
         load_before = os.getloadavg()[0]     # the machine's load as the probe starts: a row taken under load says so
         try:
@@ -252,7 +255,7 @@ def quality_model(checkpoint: Path, model, tokenizer, device: str):
 
 def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedBenchmark,
                         settings: EvalSettings, reference: dict, device: str = "cpu",
-                        sampled_reference: dict | None = None) -> Metrics:
+                        sampled_reference: dict | None = None, trust_remote_code: bool = False) -> Metrics:
     """All figures for one checkpoint; `model` is that checkpoint loaded (compute dtype), `reference`
     the baseline's stored distributions on the held-out prose (`make_reference`), `sampled_reference` on
     the baseline's own samples (`make_sampled_reference`; None: not measured)."""
@@ -269,7 +272,7 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
         else:
             acc = accuracy(model, tokenizer, benchmark, settings)
     accuracy_s = time.perf_counter() - started - fidelity_s
-    run = runtime(checkpoint, device, settings)
+    run = runtime(checkpoint, device, settings, trust_remote_code)
     probe_s = time.perf_counter() - started - fidelity_s - accuracy_s
     conditions = {k: run.get(k) for k in ("device", "dtype", "runtime", "kernel", "runtime_fallback", "prompt_len",
                                           "new_tokens", "repeats", "batch_size", "threads", "memory_source",

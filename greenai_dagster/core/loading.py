@@ -7,15 +7,15 @@ Model references are validated before anything is fetched or opened (`validate_m
 existing folder must hold a `config.json`; anything else must be a well-formed hub id
 (`name` or `org/name`). A model that ships its own Python code (`auto_map` in its config) is
 never run: `trust_remote_code` is passed as False to transformers unless the user opted in
-(`--trust-remote-code`, config `trust_remote_code`), which the pipeline applies around each step
-with `remote_code_allowed(...)`; the loader then says E002 and names the flag.
+(`--trust-remote-code`, config `trust_remote_code`); the loader then says E002 and names the flag.
+The opt-in is an argument (the experiment record's field, core/experiment.py), passed down by whoever
+loads, never a process-wide switch: two experiments in one process cannot leak it to each other.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -23,32 +23,8 @@ import torch
 from greenai_dagster.core.errors import ModelLoadError, NetworkError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-# the opt-in, inherited by child processes (the latency probe) started inside `remote_code_allowed(True)`
-_REMOTE_CODE_ENV = "GREENAI_INTERNAL_TRUST_REMOTE_CODE"
 _HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 HUB_ID = re.compile(rf"^(?:{_HUB_PART}/)?{_HUB_PART}$")
-
-
-def trust_remote_code() -> bool:
-    """Whether transformers may run a model's own Python code: only inside the user's opt-in."""
-    return os.environ.get(_REMOTE_CODE_ENV) == "1"
-
-
-@contextmanager
-def remote_code_allowed(allowed: bool):
-    """Apply the experiment's `trust_remote_code` for the block (and child processes it starts)."""
-    before = os.environ.get(_REMOTE_CODE_ENV)
-    if allowed:
-        os.environ[_REMOTE_CODE_ENV] = "1"
-    else:
-        os.environ.pop(_REMOTE_CODE_ENV, None)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(_REMOTE_CODE_ENV, None)
-        else:
-            os.environ[_REMOTE_CODE_ENV] = before
 
 
 def validate_model_ref(model_ref) -> None:
@@ -100,7 +76,8 @@ def _is_network_failure(exc: BaseException) -> bool:
     return any(m in text for m in markers)
 
 
-def load_config(model_ref: str):
+def load_config(model_ref: str, trust_remote_code: bool = False):
+    """The model's transformers config; `trust_remote_code`: the user's opt-in (see the module's note)."""
     from transformers import AutoConfig
 
     path = resolve_model_path(model_ref)
@@ -108,7 +85,7 @@ def load_config(model_ref: str):
     # huggingface_hub's retries (about 30 s).
     cache_only = not _exists(path) and not _hub_up()
     try:
-        return AutoConfig.from_pretrained(path, local_files_only=cache_only, trust_remote_code=trust_remote_code())
+        return AutoConfig.from_pretrained(path, local_files_only=cache_only, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - translated into the seed's codes
         raise _translate(model_ref, exc) from exc
 
@@ -150,8 +127,10 @@ def _translate(model_ref: str, exc: BaseException) -> Exception:
     )
 
 
-def load_model_and_tokenizer(model_ref: str, device: str = "cpu", dtype: torch.dtype | None = None):
-    """Return (model, tokenizer) in eval mode on `device`, float32 on CPU unless told otherwise."""
+def load_model_and_tokenizer(model_ref: str, device: str = "cpu", dtype: torch.dtype | None = None,
+                             trust_remote_code: bool = False):
+    """Return (model, tokenizer) in eval mode on `device`, float32 on CPU unless told otherwise; a model
+    shipping its own code loads only with `trust_remote_code` (the user's opt-in), else E002."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(model_ref)
@@ -159,10 +138,11 @@ def load_model_and_tokenizer(model_ref: str, device: str = "cpu", dtype: torch.d
         dtype = torch.float32 if device == "cpu" else torch.bfloat16
     from greenai_dagster.core.memory import check_fits
 
-    check_fits(model_ref, load_config(model_ref), device, dtype)   # E003 before loading what cannot fit
+    config = load_config(model_ref, trust_remote_code)
+    check_fits(model_ref, config, device, dtype, trust_remote_code)   # E003 before loading what cannot fit
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code())
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code())
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001
         raise _translate(model_ref, exc) from exc
     if tokenizer.pad_token is None:

@@ -33,16 +33,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in OOM_MARKERS)
 
 
-def parameter_count(config) -> int | None:
-    """Parameters of the model `config` describes, counted on the meta device (no memory used)."""
+def parameter_count(config, trust_remote_code: bool = False) -> int | None:
+    """Parameters of the model `config` describes, counted on the meta device (no memory used). A model
+    with its own code is built only under the user's opt-in (`trust_remote_code`); else no estimate."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from greenai_dagster.core.loading import trust_remote_code
-
     try:
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code())
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except Exception:   # noqa: BLE001 - an architecture that cannot be built this way: no estimate, no refusal
         return None
     return sum(p.numel() for p in model.parameters())
@@ -88,10 +87,10 @@ def needed_bytes(params: int, dtype) -> int:
     return int(params * torch.empty((), dtype=dtype).element_size() * (1 + BUFFER))
 
 
-def check_fits(model_ref: str, config, device: str, dtype) -> None:
+def check_fits(model_ref: str, config, device: str, dtype, trust_remote_code: bool = False) -> None:
     """E003 (needed vs available) before loading a model that cannot fit; silent when it fits or when
     no estimate can be made."""
-    params = parameter_count(config)
+    params = parameter_count(config, trust_remote_code)
     if params is None:
         return
     needed, available = needed_bytes(params, dtype), available_bytes(device)

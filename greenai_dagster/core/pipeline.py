@@ -8,7 +8,6 @@ already written and a failure loses nothing earlier. No step looks its settings 
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from greenai_dagster.core.evaluate import (accuracy, evaluate_checkpoint, fideli
 from greenai_dagster.core.experiment import Experiment, open_experiment, resolve_objectives, unknown_experiment
 from greenai_dagster.core.fidelity import load_reference
 from greenai_dagster.core.flips import above_chance, compare
-from greenai_dagster.core.loading import load_model_and_tokenizer, remote_code_allowed, resolve_model_path
+from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
 from greenai_dagster.core.memory import check_fits, is_out_of_memory
 from greenai_dagster.core.pareto import summarise
 from greenai_dagster.core.spec import GIB, ModelSpec, build_spec, weights_size_bytes
@@ -76,22 +75,12 @@ def validate_inputs(config: ExperimentConfig) -> None:
 
     check_method_names(config.compression_methods)
     ensure_writable(Path(config.output_dir))
-    with remote_code_allowed(config.trust_remote_code):
-        model_config = load_model_config(config.model)
-        check_fits(config.model, model_config, "cpu", torch.float32)   # E003 before loading: the spec loads on CPU
+    model_config = load_model_config(config.model, config.trust_remote_code)
+    # E003 before loading: the spec loads on CPU
+    check_fits(config.model, model_config, "cpu", torch.float32, config.trust_remote_code)
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     if not benchmark.offline and not hub_available():
         raise hub_unreachable(benchmark)
-
-
-def under_experiment_opt_ins(step):
-    """Run a step (`step(store, exp, ...)`) under its experiment's `trust_remote_code` choice: off unless
-    the user passed --trust-remote-code."""
-    @functools.wraps(step)
-    def wrapped(store: ResultsStore, exp: Experiment, *args, **kwargs):
-        with remote_code_allowed(exp.trust_remote_code):
-            return step(store, exp, *args, **kwargs)
-    return wrapped
 
 
 def required_spec(exp: Experiment) -> ModelSpec:
@@ -102,12 +91,11 @@ def required_spec(exp: Experiment) -> ModelSpec:
     return exp.spec
 
 
-@under_experiment_opt_ins
 def build_model_spec(store: ResultsStore, exp: Experiment, device: str = "cpu") -> ModelSpec:
     """Write the experiment's model_spec.json (the record opened before this step has no spec: reopen it)."""
     config = exp.config
     path = resolve_model_path(config.model)
-    model, _ = load_model_and_tokenizer(path, device="cpu")
+    model, _ = load_model_and_tokenizer(path, device="cpu", trust_remote_code=exp.trust_remote_code)
     spec = build_spec(config.model, model, checkpoint_path=path if Path(path).is_dir() else None)
     from greenai_dagster.core.coordinator.space import require_usable
 
@@ -164,7 +152,6 @@ def _result_row(key: str, experiment: str, episode: int, strategy_id: str, metho
     }
 
 
-@under_experiment_opt_ins
 def evaluate_baseline(store: ResultsStore, exp: Experiment, device: str = "cpu") -> dict:
     """Evaluate the uncompressed model once per experiment; later calls reuse the stored row. Writes the
     baseline row and the benchmark's facts (so the resolved objectives): reopen the record to see them."""
@@ -176,7 +163,7 @@ def evaluate_baseline(store: ResultsStore, exp: Experiment, device: str = "cpu")
     path = resolve_model_path(config.model)
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     load_started = time.perf_counter()
-    model, tokenizer = load_variant(path, device=device)
+    model, tokenizer = load_variant(path, device=device, trust_remote_code=exp.trust_remote_code)
     load_time = time.perf_counter() - load_started
     settings = config.eval.settings()
     with track_energy(config.country_iso_code) as energy:
@@ -185,7 +172,7 @@ def evaluate_baseline(store: ResultsStore, exp: Experiment, device: str = "cpu")
                                        fidelity_reference_path(exp.folder))
             sampled = make_sampled_reference(model, tokenizer, settings, sampled_reference_path(exp.folder))
         metrics = evaluate_checkpoint(Path(path), model, tokenizer, benchmark, settings, reference, device,
-                                      sampled_reference=sampled)
+                                      sampled_reference=sampled, trust_remote_code=exp.trust_remote_code)
     if not Path(path).is_dir():
         metrics.model_size_gb = spec.model_size_gb
     row = _result_row(candidate_key(name, BASELINE_SUFFIX), name, 0, BASELINE_SUFFIX, [], metrics, energy,
@@ -210,7 +197,6 @@ def benchmark_facts(item_correct: dict, chance: dict, config: ExperimentConfig) 
             "objectives": in_use}
 
 
-@under_experiment_opt_ins
 def compress_candidate(store: ResultsStore, exp: Experiment, key: str, device: str = "cpu") -> dict:
     """Apply the candidate's strategy to the base model; the checkpoint lands in its episode folder."""
     record = store.strategy(key)
@@ -223,7 +209,8 @@ def compress_candidate(store: ResultsStore, exp: Experiment, key: str, device: s
         # compression may overlap other compressions and scoring, never a latency probe (core.device_slot)
         with device_slot.shared(device) as slot:
             info = compress_to_checkpoint(resolve_model_path(config.model), strategy, required_spec(exp),
-                                          out_dir, device=device, country_iso_code=config.country_iso_code)
+                                          out_dir, device=device, country_iso_code=config.country_iso_code,
+                                          trust_remote_code=exp.trust_remote_code)
         info["slot_wait_s"] = round(slot.wait_s, 3)
     except Exception as exc:
         store.set_strategy_status(key, "failed", str(exc))
@@ -232,7 +219,6 @@ def compress_candidate(store: ResultsStore, exp: Experiment, key: str, device: s
     return {**info, "checkpoint_path": str(out_dir), "size_gb": weights_size_bytes(out_dir) / GIB}
 
 
-@under_experiment_opt_ins
 def benchmark_candidate(store: ResultsStore, exp: Experiment, key: str, device: str = "cpu") -> dict:
     """Evaluate a compressed candidate against the experiment's baseline (the record must have been opened
     after the baseline was scored: its baseline row and facts decide the ratios and the quality gate)."""
@@ -246,12 +232,13 @@ def benchmark_candidate(store: ResultsStore, exp: Experiment, key: str, device: 
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     reference = load_reference(fidelity_reference_path(exp.folder))
     load_started = time.perf_counter()
-    model, tokenizer = load_variant(folder, device=device)
+    model, tokenizer = load_variant(folder, device=device, trust_remote_code=exp.trust_remote_code)
     load_time = time.perf_counter() - load_started
     try:
         with track_energy(config.country_iso_code) as energy:
             metrics = evaluate_checkpoint(folder, model, tokenizer, benchmark, config.eval.settings(), reference,
-                                          device, sampled_reference=load_sampled_reference(exp.folder))
+                                          device, sampled_reference=load_sampled_reference(exp.folder),
+                                          trust_remote_code=exp.trust_remote_code)
     except Exception as exc:
         if is_out_of_memory(exc) and not isinstance(exc, OutOfMemory):   # E003 for this candidate, recorded
             exc = OutOfMemory(f"evaluating {key} ran out of memory ({str(exc).strip()[:200]}).")
@@ -298,13 +285,12 @@ def wants_full_set(config: ExperimentConfig, device: str) -> bool:
     return device != "cpu" if setting is None else setting
 
 
-@under_experiment_opt_ins
 def evaluate_full_set(store: ResultsStore, exp: Experiment, key: str, device: str = "cpu") -> dict:
     """Score one stored result (baseline or candidate) of the experiment on every item of the benchmark."""
     row = store.result(key)
     config = exp.config
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
-    model, tokenizer = load_variant(row["checkpoint_path"], device=device)
+    model, tokenizer = load_variant(row["checkpoint_path"], device=device, trust_remote_code=exp.trust_remote_code)
     settings = config.eval.settings()
     settings.limit_per_task = None
     started = time.perf_counter()

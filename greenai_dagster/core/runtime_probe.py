@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="the user's opt-in: the checkpoint's own Python code may run (never on by default)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     session = runtime.open_for_request(folder, args.device, args.threads or torch.get_num_threads(),
-                                       args.prompt_len + args.new_tokens)
+                                       args.prompt_len + args.new_tokens, trust_remote_code=args.trust_remote_code)
     gc.collect()
     release_freed_memory()
     loaded_bytes = psutil.Process().memory_info().rss - rss_before

@@ -70,14 +70,17 @@ class Runtime(ABC):
         memory, so conversion transients never count as serving memory."""
 
     @abstractmethod
-    def open(self, folder: Path, device: str, threads: int = 0) -> Session:
-        """The checkpoint loaded in this runtime, ready to time."""
+    def open(self, folder: Path, device: str, threads: int = 0, trust_remote_code: bool = False) -> Session:
+        """The checkpoint loaded in this runtime, ready to time. `trust_remote_code` is the user's opt-in for a
+        model that ships its own code; only runtimes that load through transformers' auto classes (eager,
+        int8 dynamic) can serve such a model, the others rebuild known architectures and never run it."""
 
-    def open_for_request(self, folder: Path, device: str, threads: int, context_tokens: int) -> Session:
+    def open_for_request(self, folder: Path, device: str, threads: int, context_tokens: int,
+                         trust_remote_code: bool = False) -> Session:
         """`open`, sized for requests of `context_tokens` tokens where the runtime allocates its KV cache up
         front (llama.cpp); runtimes whose cache grows with the request ignore it. The latency probe opens
         sessions this way, so every runtime holds the cache of the request it serves, and memory compares."""
-        return self.open(folder, device, threads)
+        return self.open(folder, device, threads, trust_remote_code=trust_remote_code)
 
     def kernel_for(self, folder: Path) -> str:
         """The kernel that serves this particular checkpoint (a runtime may serve several formats)."""

@@ -117,5 +117,5 @@ class CpuInt4(Runtime):
             tokenizer.pad_token = tokenizer.eos_token
         return model.eval(), tokenizer
 
-    def open(self, folder: Path, device: str, threads: int = 0) -> Session:
-        return TorchSession(self.load(folder, "cpu")[0], "cpu")
+    def open(self, folder: Path, device: str, threads: int = 0, trust_remote_code: bool = False) -> Session:
+        return TorchSession(self.load(folder, "cpu")[0], "cpu")    # a Llama-style skeleton: no model code runs

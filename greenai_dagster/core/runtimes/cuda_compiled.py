@@ -155,8 +155,10 @@ class CudaRuntime(Runtime):
         install_linears(model, record_of, self.build)
         return model
 
-    def open(self, folder: Path, device: str, threads: int = 0, max_len: int | None = None,
-             compile_step: bool = True, graph: bool = True, kernel_step: bool = True) -> Session:
+    def open(self, folder: Path, device: str, threads: int = 0, trust_remote_code: bool = False,
+             max_len: int | None = None, compile_step: bool = True, graph: bool = True,
+             kernel_step: bool = True) -> Session:
+        """Serves supported decoders only (`supported_folder`), rebuilt here: a model's own code never runs."""
         return self.session_for(self.load(folder, device), device, max_len, compile_step, graph, kernel_step)
 
 

@@ -25,10 +25,10 @@ class EagerTorch(Runtime):
             return False
         return not (device == "cpu" and int8_dynamic.detect(folder))
 
-    def load(self, folder: Path, device: str):
+    def load(self, folder: Path, device: str, trust_remote_code: bool = False):
         from greenai_dagster.core.checkpoints import load_variant
 
-        return load_variant(folder, device=device)
+        return load_variant(folder, device=device, trust_remote_code=trust_remote_code)
 
-    def open(self, folder: Path, device: str, threads: int = 0) -> Session:
-        return TorchSession(self.load(folder, device)[0], device)
+    def open(self, folder: Path, device: str, threads: int = 0, trust_remote_code: bool = False) -> Session:
+        return TorchSession(self.load(folder, device, trust_remote_code)[0], device)

@@ -158,12 +158,13 @@ class LlamaCpp(Runtime):
     def prepare(self, folder: Path) -> None:
         serving_file(Path(folder))
 
-    def open(self, folder: Path, device: str, threads: int = 0) -> Session:
+    def open(self, folder: Path, device: str, threads: int = 0, trust_remote_code: bool = False) -> Session:
         import os
 
         return LlamaCppSession(serving_file(Path(folder)), threads or os.cpu_count() or 1)
 
-    def open_for_request(self, folder: Path, device: str, threads: int, context_tokens: int) -> Session:
+    def open_for_request(self, folder: Path, device: str, threads: int, context_tokens: int,
+                         trust_remote_code: bool = False) -> Session:
         """A context of the request's length, rounded up to llama.cpp's KV padding of 256 (a 1024-token
         context held 18 MB more KV cache than the 144-token probe request uses, which torch's runtimes,
         growing their cache per token, never allocate)."""

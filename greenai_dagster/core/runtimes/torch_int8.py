@@ -20,10 +20,10 @@ class TorchInt8Dynamic(Runtime):
     def serves(self, folder: Path, device: str) -> bool:
         return self.serves_format(folder)
 
-    def load(self, folder: Path, device: str = "cpu"):
+    def load(self, folder: Path, device: str = "cpu", trust_remote_code: bool = False):
         from greenai_dagster.core.checkpoints import load_variant
 
-        return load_variant(folder, device="cpu")
+        return load_variant(folder, device="cpu", trust_remote_code=trust_remote_code)
 
-    def open(self, folder: Path, device: str, threads: int = 0) -> Session:
-        return TorchSession(self.load(folder, "cpu")[0], "cpu")
+    def open(self, folder: Path, device: str, threads: int = 0, trust_remote_code: bool = False) -> Session:
+        return TorchSession(self.load(folder, "cpu", trust_remote_code)[0], "cpu")
