@@ -629,6 +629,30 @@ def _mixed_gptq() -> list:
         if name == "gemma3-270m":
             out += [T(table, row, "best mixed / best uniform", MP, mp(name, label) + ".kl_vs_best_uniform.low", 1),
                     T(table, row, "best mixed / best uniform", MP, mp(name, label) + ".kl_vs_best_uniform.high", 2)]
+    row = ("Gemma 3 270M, second search", "3")
+    g2 = "gemma3-270m.search2"
+    out += [T(table, row, "GPTQ uniform", MP, mp(g2, "uniform_w3") + ".kl_divergence"),
+            T(table, row, "AutoRound uniform", MP, mp(g2, "uniform_autoround_w3") + ".kl_divergence"),
+            T(table, row, "evolution", MP, mp(g2, "evolutionary_linear_3") + ".kl_divergence"),
+            T(table, row, "size GB", MP, mp(g2, "evolutionary_linear_3") + ".size_gb"),
+            T(table, row, "best mixed / best uniform", MP, mp(g2, "evolutionary_linear_3") + ".kl_vs_best_uniform.ratio"),
+            T(table, row, "best mixed / best uniform", MP, mp(g2, "evolutionary_linear_3") + ".kl_vs_best_uniform.low", 1),
+            T(table, row, "best mixed / best uniform", MP, mp(g2, "evolutionary_linear_3") + ".kl_vs_best_uniform.high", 2)]
+    g2s = "mixed_precision_search.gemma3-270m.search2.gptq.linear.json"
+    out += [
+        F(r"knapsack's (0\.519) to 0\.486", g2s, "budget_evolution.per_budget.3.start_kl"),
+        F(r"knapsack's 0\.519 to (0\.486)", g2s, "budget_evolution.per_budget.3.kl"),
+        F(r"settings fixed before it ran: (150) generations", g2s, "budget_evolution.per_budget.3.generations"),
+        F(r"NSGA-II with (96)\s+trials", g2s, "evolutionary.trials"),
+        F(r"allocation reads \*\*(0\.515), 0\.758", MP, mp(g2, "evolutionary_linear_3") + ".kl_divergence"),
+        F(r"allocation reads \*\*0\.515, (0\.758) \[", MP, mp(g2, "evolutionary_linear_3") + ".kl_vs_best_uniform.ratio"),
+        F(r"0\.758 \[(0\.737), 0\.779\] of uniform GPTQ", MP, mp(g2, "evolutionary_linear_3") + ".kl_vs_best_uniform.low"),
+        F(r"0\.758 \[0\.737, (0\.779)\] of uniform GPTQ", MP, mp(g2, "evolutionary_linear_3") + ".kl_vs_best_uniform.high"),
+        F(r"W3 itself read (0\.679) here", MP, mp(g2, "uniform_w3") + ".kl_divergence"),
+        F(r"here and (0\.653) in the first run", MP, mp("gemma3-270m", "uniform_w3") + ".kl_divergence"),
+        F(r"the new allocation is (0\.789), still", MP, "{" + mp(g2, "evolutionary_linear_3") + ".kl_divergence} / {"
+          + mp("gemma3-270m", "uniform_w3") + ".kl_divergence}"),
+    ]
     sm = "mixed_precision_search.smollm2.gptq.linear.json"
     gm = "mixed_precision_search.gemma3-270m.gptq.linear.json"
     out += [
