@@ -130,8 +130,8 @@ def reprobe(store: ResultsStore, name: str) -> None:
                    energy_j_per_token=figures.get("energy_j_per_token"))
         row["conditions"].update({k: figures.get(k) for k in (
             "runtime", "kernel", "runtime_fallback", "dtype", "threads", "memory_source", "loaded_memory_gb",
-            "prefill_tokens_per_s", "decode_ms_spread", "energy_source", "latency_path")})
-        row["conditions"]["remeasured"] = "benchmarks/grid.py --reprobe"
+            "prefill_tokens_per_s", "decode_ms_spread", "energy_source", "latency_path", "load_average_1m")})
+        row["conditions"]["remeasured"] = "benchmarks/grid.py --reprobe"   # the load above is this probe's own
         store.write_result(row)
         print(f"{row['strategy_id']}: decode {row['latency_ms']:.1f} ms/token, prefill {row['prefill_ms']:.0f} ms, "
               f"memory {row['memory_gb']:.3f} GB ({figures.get('runtime')})", flush=True)
