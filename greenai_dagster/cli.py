@@ -224,7 +224,7 @@ def cmd_analyze(args) -> int:
         from greenai_dagster.core.paths import data_root
 
         page = Path(args.html) if args.html else data_root() / "reports" / f"sweep_{args.sweep}.html"
-        print(analyze_sweep(args.sweep, page))
+        print(analyze_sweep(args.sweep, page, deployment_store()))
         return 0
     if not args.directory:
         raise EvaluationError("analyze needs an experiment folder or --sweep NAME.",
@@ -275,13 +275,20 @@ def cmd_sweep(args) -> int:
     return 1 if any(how.startswith("failed") for _, how in outcomes) else 0
 
 
+def deployment_store():
+    """The results store of this deployment (`local`, or `cluster` with its shared file), through the same
+    resources the Dagster runs use, so a command never reads a different file than the runs wrote."""
+    from greenai_dagster.resources import open_store, resources_for
+
+    return open_store(resources_for())
+
+
 def cmd_query(args) -> int:
     import duckdb
 
-    from greenai_dagster.core.paths import duckdb_path
     from greenai_dagster.core.store import ResultsStore
 
-    path = Path(args.db) if args.db else duckdb_path()
+    path = Path(args.db) if args.db else deployment_store().path
     if not path.exists() and not ResultsStore(path).results_dir.is_dir():    # row files alone are results too
         raise EvaluationError(f"no results database at {path}.", "Run `greenai run` first, or pass --db.")
     try:
@@ -296,10 +303,9 @@ def cmd_query(args) -> int:
 
 
 def cmd_compact(args) -> int:
-    from greenai_dagster.core.paths import duckdb_path
     from greenai_dagster.core.store import ResultsStore
 
-    path = Path(args.db) if args.db else duckdb_path()
+    path = Path(args.db) if args.db else deployment_store().path
     if not path.exists() and not ResultsStore(path).results_dir.is_dir():
         raise EvaluationError(f"no results database at {path}.", "Run `greenai run` first, or pass --db.")
     done = ResultsStore(path).compact()
@@ -350,10 +356,7 @@ def cmd_doctor(args) -> int:
 def cmd_export(args) -> int:
     import tarfile
 
-    from greenai_dagster.core.paths import duckdb_path
-    from greenai_dagster.core.store import ResultsStore
-
-    store = ResultsStore(duckdb_path())
+    store = deployment_store()
     row = store.result(f"{args.experiment}/{args.strategy_id}")
     if row is None or not row.get("checkpoint_path") or not Path(row["checkpoint_path"]).is_dir():
         raise EvaluationError(f"no checkpoint for {args.experiment}/{args.strategy_id}.",

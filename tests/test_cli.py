@@ -113,3 +113,20 @@ def test_scores_are_read_from_any_lm_eval_filter():
     assert task_score({"pass@1,create_test": 0.25, "pass@1_stderr,create_test": 0.05}) == ("pass@1", 0.25, 0.05)
     assert task_score({"exact_match,strict-match": 0.3, "exact_match_stderr,strict-match": 0.02,
                        "exact_match,flexible-extract": 0.4})[1] == 0.4
+
+
+def test_query_export_and_the_api_read_the_deployments_store_not_a_local_path(data_root, tmp_path, monkeypatch,
+                                                                              capsys):
+    """`cluster`: the shared file the runs write (resources.resources_for), not the local default under
+    GREENAI_DATA, which these commands once opened by path."""
+    from greenai_dagster.api import service
+
+    shared = tmp_path / "shared.duckdb"
+    monkeypatch.setenv("GREENAI_DEPLOYMENT", "cluster")
+    monkeypatch.setenv("GREENAI_SHARED_DUCKDB", str(shared))
+    ResultsStore(shared).create_experiment("on_the_shared_store", "m", "d", {}, str(tmp_path))
+    code, out = run_cli(["query", "SELECT name FROM experiments"], capsys)
+    assert code == 0 and "on_the_shared_store" in out.out
+    assert service.store().path == shared and "on_the_shared_store" in service.store().active_experiments()
+    code, out = run_cli(["export", "on_the_shared_store", "baseline", "-o", str(tmp_path / "m.tar.gz")], capsys)
+    assert code == 1 and out.err.startswith("E004: no checkpoint for on_the_shared_store/baseline")

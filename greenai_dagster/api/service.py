@@ -46,7 +46,10 @@ class Unavailable(Exception):
 
 
 def store() -> ResultsStore:
-    return ResultsStore(duckdb_path())
+    """The deployment's results store, through the resources the Dagster runs use (`cluster`: the shared file)."""
+    from greenai_dagster.resources import open_store, resources_for
+
+    return open_store(resources_for())
 
 
 def plain(value):

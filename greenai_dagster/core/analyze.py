@@ -267,17 +267,14 @@ def sweep_figure(sweep: str, wins: list[dict]):
     return fig
 
 
-def analyze_sweep(sweep: str, html_path: Path, store=None) -> str:
+def analyze_sweep(sweep: str, html_path: Path, store) -> str:
     """`greenai analyze --sweep NAME`: the text report; the comparison page is written to `html_path`
-    (plotly.js embedded once, so it opens offline, like each experiment's chart)."""
-    from greenai_dagster.core.paths import duckdb_path
+    (plotly.js embedded once, so it opens offline, like each experiment's chart). `store` is the
+    deployment's (the CLI opens it through the resources), never a file path guessed here."""
     from greenai_dagster.core.report import write_text_atomic
-    from greenai_dagster.core.store import ResultsStore
 
-    if store is None:
-        if not duckdb_path().exists():
-            raise EvaluationError(f"no results database at {duckdb_path()}.", "Run `greenai sweep FILE --now` first.")
-        store = ResultsStore(duckdb_path())
+    if not store.path.exists() and not store.results_dir.is_dir():    # row files alone are results too
+        raise EvaluationError(f"no results database at {store.path}.", "Run `greenai sweep FILE --now` first.")
     members = sweep_experiments(store, sweep)
     if not members:
         raise EvaluationError(f"no experiment of sweep '{sweep}' in the results store.",
