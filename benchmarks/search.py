@@ -1,6 +1,6 @@
 """Replay coordinators against the measured grid: how fast does each find the Pareto frontier?
 
-    python benchmarks/search.py [--table benchmarks/results/grid_smollm2_bigbench_above_chance.json] [--seeds 10]
+    python benchmarks/search.py [--table benchmarks/results/grid_smollm2_generated_mc.json] [--seeds 10]
 
 Each "episode" looks the chosen strategy's real result up in the table (no model runs). For
 k = 1..max_k: hypervolume of the frontier of the first k results, divided by the hypervolume of
@@ -82,7 +82,7 @@ def shuffled(rows: dict, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--table", default=str(RESULTS / "grid_smollm2_bigbench_above_chance.json"))
+    parser.add_argument("--table", default=str(RESULTS / "grid_smollm2_generated_mc.json"))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--max-k", type=int, default=12)
     parser.add_argument("--priors", default=None,
