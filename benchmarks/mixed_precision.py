@@ -87,6 +87,12 @@ def stored_weights(folder: Path, unit_list, bits: int, device: str) -> dict[str,
     return weights
 
 
+def best_uniform_at(done: dict[str, dict], avg_bits: float) -> dict | None:
+    """The uniform row (any quantizer) of lowest held-out KL at these average bits: what a mixed row must beat."""
+    rivals = [u for u in done.values() if u["allocation_kind"] == "uniform" and u["avg_bits"] == avg_bits]
+    return min(rivals, key=lambda u: u["kl_divergence"]) if rivals else None
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -157,9 +163,8 @@ def main() -> None:
     if args.table_only:
         for row in done.values():   # rows whose pairing step never ran (a lease that ended first): means only
             if row["allocation_kind"] != "uniform" and "kl_vs_best_uniform" not in row:
-                rivals = [u for u in done.values() if u["allocation_kind"] == "uniform" and u["avg_bits"] == row["avg_bits"]]
-                if rivals:
-                    best = min(rivals, key=lambda u: u["kl_divergence"])
+                best = best_uniform_at(done, row["avg_bits"])
+                if best is not None:
                     row["kl_vs_best_uniform"] = {
                         "ratio": row["kl_divergence"] / best["kl_divergence"], "low": None, "high": None,
                         "uniform": best["label"], "uniform_kl": best["kl_divergence"], "uniform_size_gb": best["size_gb"],
@@ -428,8 +433,7 @@ def main() -> None:
         r = row["kl_vs_uniform"]
         log(f"{row['label']}: KL x{r['ratio']:.3f} [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}] of {base_label}")
         # against the strongest uniform quantizer at the same bits (GPTQ or AutoRound): the figure the bar is about
-        rivals = [u for u in done.values() if u["allocation_kind"] == "uniform" and u["avg_bits"] == row["avg_bits"]]
-        best = min(rivals, key=lambda u: u["kl_divergence"])
+        best = best_uniform_at(done, row["avg_bits"])
         best_kl = kl_per_position(best["label"])
         if best_kl is not None:
             paired = fidelity.paired_ratio(best_kl, kl)
