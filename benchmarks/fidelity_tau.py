@@ -96,7 +96,7 @@ def main() -> None:
     from greenai_dagster.core.flips import compare
     from greenai_dagster.core.loading import load_model_and_tokenizer
     from greenai_dagster.core.paths import data_root
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
     parser = argparse.ArgumentParser()

@@ -48,7 +48,7 @@ def main() -> None:
     from greenai_dagster.core.evaluate import EvalSettings, accuracy
     from greenai_dagster.core.llama_cpp_scoring import LlamaCppLM, LlamaCppScorer
     from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.runtimes.llama_cpp import describe
+    from greenai_dagster.core.formats.gguf import describe
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="bigbench_above_chance")

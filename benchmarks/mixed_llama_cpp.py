@@ -46,8 +46,9 @@ def main() -> None:
     from greenai_dagster.core.mixed import levels as lv
     from greenai_dagster.core.mixed import sensitivity, solvers
     from greenai_dagster.core.paths import data_root
-    from greenai_dagster.core.runtimes.llama_cpp import describe, serving_file
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.formats.gguf import describe
+    from greenai_dagster.core.runtimes.llama_cpp import serving_file
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
     parser = argparse.ArgumentParser()

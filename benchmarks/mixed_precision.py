@@ -108,7 +108,8 @@ def main() -> None:
     from greenai_dagster.core.mixed import levels as lv
     from greenai_dagster.core.mixed import sensitivity, solvers
     from greenai_dagster.core.paths import data_root
-    from greenai_dagster.core.spec import build_spec, weights_size_bytes
+    from greenai_dagster.core.spec import weights_size_bytes
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
     parser = argparse.ArgumentParser()

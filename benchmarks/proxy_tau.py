@@ -31,7 +31,7 @@ from greenai_dagster.core.compress import compress_to_checkpoint
 from greenai_dagster.core.evaluate import macro_score, run_lm_eval
 from greenai_dagster.core.loading import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
 from greenai_dagster.core.paths import checkpoints_dir
-from greenai_dagster.core.spec import build_spec
+from greenai_dagster.core.methods.assess import build_spec
 from greenai_dagster.core.strategy import Step, Strategy
 from greenai_dagster.core.task_files import SCORE_METRICS
 

@@ -204,7 +204,7 @@ def show_spec(model_ref: str, trust_remote_code: bool = False) -> int:
     from pathlib import Path as _Path
 
     from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.methods.assess import build_spec
 
     path = resolve_model_path(model_ref)
     model, _ = load_model_and_tokenizer(path, trust_remote_code=trust_remote_code)

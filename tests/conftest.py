@@ -85,7 +85,7 @@ def tiny_model(tiny_model_dir):
 
 @pytest.fixture()
 def tiny_spec(tiny_model, tiny_model_dir):
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.methods.assess import build_spec
 
     return build_spec("tiny", tiny_model[0], str(tiny_model_dir))
 

@@ -34,7 +34,7 @@ from greenai_dagster.core.benchmarks import prepare_benchmark
 from greenai_dagster.core.evaluate import EvalSettings, accuracy, make_reference
 from greenai_dagster.core.loading import load_model_and_tokenizer
 from greenai_dagster.core.methods.sparsity import linear_sparsity
-from greenai_dagster.core.spec import build_spec
+from greenai_dagster.core.methods.assess import build_spec
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
 CAL = {"num_calibration_samples": 4, "calibration_seq_len": 32}

@@ -103,7 +103,7 @@ def test_a_real_oom_inside_a_method_is_e003_recorded_and_the_sweep_goes_on(tmp_p
     from greenai_dagster.core.experiment import open_experiment
     from greenai_dagster.core.loading import load_model_and_tokenizer
     from greenai_dagster.core.report import write_json
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.store import ResultsStore
     from greenai_dagster.core.strategy import Strategy
 

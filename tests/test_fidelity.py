@@ -37,7 +37,7 @@ def rtn_kl(tiny_model_dir, reference, tmp_path_factory):
     from greenai_dagster.core.checkpoints import load_variant
     from greenai_dagster.core.compress import compress_to_checkpoint
     from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
     spec = build_spec("tiny", load_model_and_tokenizer(str(tiny_model_dir))[0], str(tiny_model_dir))

@@ -21,7 +21,7 @@ from greenai_dagster.core.formats import adapters, compressed_tensors, gguf, hf,
 from greenai_dagster.core.loading import load_model_and_tokenizer
 from greenai_dagster.core.methods import REGISTRY
 from greenai_dagster.core.runtimes import RUNTIMES
-from greenai_dagster.core.spec import build_spec
+from greenai_dagster.core.methods.assess import build_spec
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
 TEXT = "The assert statement is a convenient way"

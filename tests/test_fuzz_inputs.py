@@ -94,7 +94,7 @@ def state(tiny_model_dir):
     from test_coordinator import state_for
 
     from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.methods.assess import build_spec
 
     model, _ = load_model_and_tokenizer(str(tiny_model_dir))
     return state_for(build_spec("tiny", model, str(tiny_model_dir)))

@@ -52,8 +52,8 @@ def test_a_mixed_allocation_of_4_5_8_bits_is_served_by_llama_cpp_as_its_own_inte
     from greenai_dagster.core.compress import compress_to_checkpoint
     from greenai_dagster.core.loading import load_model_and_tokenizer
     from greenai_dagster.core.runtimes import pick
-    from greenai_dagster.core.runtimes.llama_cpp import describe
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.formats.gguf import describe
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
     model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
@@ -87,8 +87,8 @@ def test_repacked_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_llama
     from greenai_dagster.core.compress import compress_to_checkpoint
     from greenai_dagster.core.loading import load_model_and_tokenizer
     from greenai_dagster.core.runtimes import pick
-    from greenai_dagster.core.runtimes.llama_cpp import describe
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.formats.gguf import describe
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
     model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
@@ -122,7 +122,7 @@ def test_an_int8_checkpoint_is_served_by_llama_cpp_as_q8_0_holding_its_integers(
     from greenai_dagster.core.runtimes import pick
     from greenai_dagster.core.formats.int8_dynamic import dequantize_int8_dynamic
     from greenai_dagster.core.runtimes.llama_cpp import LlamaCppSession
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
     model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
@@ -152,8 +152,9 @@ def test_gguf_method_writes_a_llama_cpp_file_that_reloads_and_serves(smol_tokeni
     from greenai_dagster.core.compress import apply_strategy
     from greenai_dagster.core.loading import load_model_and_tokenizer
     from greenai_dagster.core.runtimes import pick
-    from greenai_dagster.core.runtimes.llama_cpp import describe
-    from greenai_dagster.core.spec import build_spec, weights_size_bytes
+    from greenai_dagster.core.formats.gguf import describe
+    from greenai_dagster.core.spec import weights_size_bytes
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
     model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))

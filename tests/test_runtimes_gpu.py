@@ -188,7 +188,7 @@ def _checkpoint(base, folder, method: str, params: dict):
     from greenai_dagster.core.checkpoints import save_variant
     from greenai_dagster.core.compress import apply_strategy
     from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
     model, tokenizer = load_model_and_tokenizer(str(base))

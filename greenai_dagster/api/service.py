@@ -442,7 +442,7 @@ def benchmarks() -> dict:
 def spec_infer(model_name: str) -> dict:
     """The seed's model_spec.json for a model (loaded on the CPU to measure its shapes)."""
     from greenai_dagster.core.loading import load_config, load_model_and_tokenizer, resolve_model_path
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.methods.assess import build_spec
 
     load_config(model_name)                      # E002 / E006 before any weights are read
     path = resolve_model_path(model_name)

@@ -109,7 +109,7 @@ def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     plain.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    from greenai_dagster.core.runtimes.llama_cpp import describe
+    from greenai_dagster.core.formats.gguf import describe
 
     packaged = name == GGUF_FILE
     provenance = {

@@ -62,7 +62,7 @@ class LlamaCppScorer:
         return torch.from_numpy(np.array(self.logits(ids[0].tolist()), copy=True))[None]
 
     def describe(self) -> str:
-        from greenai_dagster.core.runtimes.llama_cpp import describe
+        from greenai_dagster.core.formats.gguf import describe
 
         return f"llama.cpp ({LIBRARY}, CPU, logits of every position) on {self.path.name}: {describe(self.path)}"
 

@@ -29,7 +29,8 @@ from greenai_dagster.core.flips import above_chance, compare
 from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
 from greenai_dagster.core.memory import check_fits, is_out_of_memory
 from greenai_dagster.core.pareto import summarise
-from greenai_dagster.core.spec import GIB, ModelSpec, build_spec, weights_size_bytes
+from greenai_dagster.core.spec import GIB, ModelSpec, weights_size_bytes
+from greenai_dagster.core.methods.assess import build_spec
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy
 

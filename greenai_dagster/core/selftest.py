@@ -231,7 +231,7 @@ def build_targets(root: Path) -> tuple[dict[str, Path], list[Check]]:
                                                     find_packaged_gguf)
     from greenai_dagster.core.gguf_files import baseline_ggufs
     from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.spec import build_spec
+    from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
     base = ensure_default_checkpoint()

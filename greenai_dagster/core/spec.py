@@ -150,21 +150,26 @@ def weights_size_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and p.name.endswith(suffixes))
 
 
-def build_spec(model_name: str, model, checkpoint_path: str | None = None) -> ModelSpec:
+def measure_spec(model_name: str, model, checkpoint_path: str | None = None) -> ModelSpec:
     """Read shapes from a loaded model (any HF causal LM) and apply the formulas.
 
     Layers are found generically (`core.arch`): every nn.Linear / Conv1D except the output head and
-    mixture-of-experts routers, plus the experts of fused MoE blocks. Every registered method is
-    asked whether it can compress this model; those that cannot are recorded with the reason and are
-    left out of the search space (a strategy naming one is refused with E005 before any work)."""
-    from greenai_dagster.core.errors import ModelLoadError
-
+    mixture-of-experts routers, plus the experts of fused MoE blocks. Which compression methods can
+    compress the model is each method's verdict, added above this module
+    (`core.methods.assess.build_spec`): the spec knows shapes, not methods."""
     try:
         return _build_spec(model_name, model, checkpoint_path)
     except (AttributeError, TypeError, ValueError, ZeroDivisionError) as exc:
-        raise ModelLoadError(
-            f"cannot read the shapes of model '{model_name}' ({type(model).__name__}): {type(exc).__name__}: {exc}"
-            .splitlines()[0], "This architecture is not supported; please report it with its config.json.") from exc
+        raise unreadable(model_name, model, exc) from exc
+
+
+def unreadable(model_name: str, model, exc: BaseException):
+    """E002 for a model whose shapes (or a method's reading of them) cannot be made out."""
+    from greenai_dagster.core.errors import ModelLoadError
+
+    return ModelLoadError(
+        f"cannot read the shapes of model '{model_name}' ({type(model).__name__}): {type(exc).__name__}: {exc}"
+        .splitlines()[0], "This architecture is not supported; please report it with its config.json.")
 
 
 def _count(text_cfg, *names, default=None):
@@ -248,15 +253,4 @@ def _build_spec(model_name: str, model, checkpoint_path: str | None) -> ModelSpe
         width_examples={str(w): n for w, n in sorted(examples.items())},
         group_size_note=group_note,
     )
-    from greenai_dagster.core.methods import REGISTRY
-
-    for name, method in REGISTRY.items():
-        reason = method.unsupported(model, spec)
-        if reason:
-            spec.unsupported_methods[name] = reason
-        else:
-            note = method.note(model, spec)
-            if note:
-                spec.method_notes[name] = note
-    spec.preferred_methods = [m for m in spec.preferred_methods if m not in spec.unsupported_methods]
     return spec

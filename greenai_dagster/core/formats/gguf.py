@@ -35,3 +35,13 @@ def load(folder: Path, device: str = "cpu", dtype: torch.dtype | None = None, tr
 
     return AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=FILE, dtype=compute_dtype(device, dtype),
                                                 **remote_kwargs(trust_remote_code)).to(device).eval()
+
+
+def describe(path: Path) -> str:
+    """'Q4_0 (210 tensors), F16 (1), F32 (61)': the tensor types of a GGUF, most common first."""
+    import gguf as gguf_py   # the `gguf` library, read lazily: only describing a file needs it
+
+    counts: dict[str, int] = {}
+    for tensor in gguf_py.GGUFReader(path).tensors:
+        counts[tensor.tensor_type.name] = counts.get(tensor.tensor_type.name, 0) + 1
+    return ", ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))

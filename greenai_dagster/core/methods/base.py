@@ -25,10 +25,9 @@ from greenai_dagster.core.spec import ModelSpec
 PER_CHANNEL_LOG2 = 10.0   # the group_log2 feature of per-channel scales (coarser than any group)
 
 
-def _registered() -> list[str]:
-    from greenai_dagster.core.methods import REGISTRY
-
-    return list(REGISTRY)
+# every concrete method's name, recorded as its class is defined: what an error may offer instead of a method
+# this model cannot take (the registry in `core.methods` imports every method module, so base never imports it)
+METHOD_NAMES: list[str] = []
 
 
 def needs_linears(spec: ModelSpec) -> str | None:
@@ -66,6 +65,11 @@ class CompressionMethod(ABC):
     must_be_first: ClassVar[bool] = False
     checkpoint_format: ClassVar[str] = hf.MARKER   # how `core.formats.save` writes the last step's model
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and cls.name not in METHOD_NAMES:
+            METHOD_NAMES.append(cls.name)
+
     def parse(self, params: dict) -> MethodParams:
         try:
             return self.Params(**params)
@@ -80,7 +84,7 @@ class CompressionMethod(ABC):
     def validate(self, params: dict, spec: ModelSpec) -> dict:
         reason = spec.unsupported_methods.get(self.name)
         if reason:
-            usable = sorted(m for m in _registered() if m not in spec.unsupported_methods)
+            usable = sorted(m for m in METHOD_NAMES if m not in spec.unsupported_methods)
             raise CompressionFailed(
                 f"'{self.name}' cannot compress {spec.model_name} ({spec.architecture or spec.model_family}): {reason}.",
                 f"Use a method this model supports: {', '.join(usable) or 'none'} (listed in model_spec.json).")

@@ -75,7 +75,7 @@ class GgufQuant(CompressionMethod):
         from transformers import AutoModelForCausalLM
 
         from greenai_dagster.core import gguf_files
-        from greenai_dagster.core.runtimes.llama_cpp import describe
+        from greenai_dagster.core.formats.gguf import describe
 
         work = Path(tempfile.mkdtemp(prefix="greenai_gguf_"))
         dense = work / "dense"

@@ -94,16 +94,6 @@ def serving_file(folder: Path) -> Path:
     return out
 
 
-def describe(path: Path) -> str:
-    """'Q4_0 (210 tensors), F16 (1), F32 (61)': the tensor types of a GGUF, most common first."""
-    import gguf
-
-    counts: dict[str, int] = {}
-    for tensor in gguf.GGUFReader(path).tensors:
-        counts[tensor.tensor_type.name] = counts.get(tensor.tensor_type.name, 0) + 1
-    return ", ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-
-
 class LlamaCppSession(Session):
     def __init__(self, path: Path, threads: int, n_ctx: int = 1024):
         from llama_cpp import Llama
@@ -128,7 +118,7 @@ class LlamaCppSession(Session):
         self.llm.eval([int(self.last_logits().argmax())])
 
     def dtype(self) -> str:
-        return describe(self.path)
+        return gguf.describe(self.path)
 
 
 class LlamaCpp(Runtime):
