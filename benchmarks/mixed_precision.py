@@ -143,6 +143,9 @@ def main() -> None:
     parser.add_argument("--gptq-uniform", default="w3,w4", help="with autoround: uniform GPTQ rows to compare")
     parser.add_argument("--uniform-rows", default="", help="levels whose uniform row is measured (default: all)")
     parser.add_argument("--proposals", default="knapsack,evolutionary", help="which solvers' allocations are measured")
+    parser.add_argument("--levels-only", action="store_true",
+                        help="with autoround: write the levels' uniform checkpoints and stop (one process per level "
+                             "can run beside the others on one GPU; the search run then finds them written)")
     args = parser.parse_args()
     torch.set_float32_matmul_precision("highest")   # no TF32 on a GPU: float32 figures on any device
     levels = args.levels.split(",")
@@ -207,8 +210,11 @@ def main() -> None:
                 compress_to_checkpoint(checkpoint, Strategy(f"uniform_{level}", [Step("mixed", {
                     "allocation": lv.uniform(unit_list, level), "granularity": args.granularity,
                     "algorithm": "autoround"})]), spec, folder)
-            quantizer.use(level, stored_weights(folder, unit_list, lv.level_bits(level), args.device))
+            if not args.levels_only:
+                quantizer.use(level, stored_weights(folder, unit_list, lv.level_bits(level), args.device))
             log(f"AutoRound level {level}: {time.perf_counter() - started:.0f} s")
+        if args.levels_only:
+            return
     state_file = work / "search_state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     if "table" not in state:

@@ -65,21 +65,30 @@ case "$1" in
       touch $G/$f; ln -sf $G/$f benchmarks/results/$f; done
     common="--granularity linear --validate 0 --population 16 --offspring 8 --eval-tokens 8192 --device cuda
             --proposals evolutionary"
-    job mixed_ar_smollm2 8 python3 benchmarks/mixed_precision.py --name smollm2 --algorithm autoround \
-      --levels ${AR_LEVELS:-w2,w3,w4,w5,w6} --budgets 3,4 --trials 48 --generations 40 --search-windows 4 \
-      --uniform-rows w3,w4 --gptq-uniform w3,w4 $common &
     [ -n "${SKIP_GEMMA:-}" ] || job mixed_gemma_long 7 python3 benchmarks/mixed_precision.py --model $G/gemma3-270m --name gemma3-270m.search2 \
       --algorithm gptq --levels w2,w3,w4,w5,w6,w8 --budgets 3 --trials 96 --generations 150 --search-windows 8 \
       --uniform-rows w3 --autoround-uniform w3 $common &
+    # the AutoRound levels first, one process per level side by side (each ~130 s alone on an H100: one after
+    # another they took a whole call); the search run then finds their checkpoints written
+    levels=()
+    for level in $(echo ${AR_LEVELS:-w2,w3,w4,w5,w6} | tr , ' '); do
+      job ar_level_$level 3 python3 benchmarks/mixed_precision.py --name smollm2 --algorithm autoround \
+        --levels $level --granularity linear --device cuda --levels-only &
+      levels+=($!)
+    done
+    wait "${levels[@]}"
+    job mixed_ar_smollm2 8 python3 benchmarks/mixed_precision.py --name smollm2 --algorithm autoround \
+      --levels ${AR_LEVELS:-w2,w3,w4,w5,w6} --budgets 3,4 --trials 48 --generations ${GEN:-40} \
+      --search-windows ${SW:-4} --uniform-rows w3,w4 --gptq-uniform w3,w4 $common
     wait
-    for n in mixed_ar_smollm2 mixed_gemma_long; do echo "== $n"; grep -v -i -E "warn|it/s\]|s/it\]" $G/$n.log | grep "^\[" | tail -n 8; done
+    for n in $(cd $G && ls ar_level_*.log 2>/dev/null | sed 's/.log$//') mixed_ar_smollm2 mixed_gemma_long; do echo "== $n"; grep -v -i -E "warn|it/s\]|s/it\]" $G/$n.log | grep "^\[" | tail -n 8; done
     echo "finished: $(cd $G && ls done.* 2>/dev/null | tr '\n' ' ')"
     cp $G/mixed_precision.smollm2.autoround.rows.jsonl $G/mixed_precision.gemma3-270m.search2.gptq.rows.jsonl "$OUT/"
     cp benchmarks/results/mixed_precision_search.smollm2.autoround.linear.json \
        benchmarks/results/mixed_precision_search.gemma3-270m.search2.gptq.linear.json "$OUT/" 2>/dev/null
     # the table with each mixed row's paired ratios (the pairing reads per-position KL files that stay here)
     cp benchmarks/results/mixed_precision.json "$OUT/mixed_precision.device.json"
-    tar czf "$OUT/logs_and_state2.tgz" -C $G mixed_ar_smollm2.log mixed_gemma_long.log \
+    tar czf "$OUT/logs_and_state2.tgz" -C $G $(cd $G && ls ar_level_*.log mixed_ar_smollm2.log mixed_gemma_long.log 2>/dev/null) \
       $(cd $G && ls mixed_bench/*/*/search_state.json 2>/dev/null) 2>/dev/null
     ls -la "$OUT" ;;
 esac
