@@ -271,16 +271,36 @@ def cancel(job_id: str, dagster_url: str) -> dict:
             instance.report_run_canceled(run, message="canceled through the REST API (DELETE /jobs)")
         elif run.status in (S.STARTING, S.STARTED):
             started.append(run.run_id)
-    if started:
+    _terminate(instance, started, name, dagster_url)
+    return job(job_id)
+
+
+def _terminate(instance, run_ids: list[str], name: str, dagster_url: str, patience_s: float = 30.0) -> None:
+    """Terminate started runs through the webserver, again until each is stopped or `patience_s` passes.
+    Why again: between our read of a run's status and the webserver's, a run can still be STARTING (Dagster
+    refuses to terminate those) or finish on its own (then there is nothing to terminate); either makes
+    `terminate_runs` raise for the whole list. Each retry reads the statuses afresh and asks only for runs
+    that are still running."""
+    from dagster import DagsterRunStatus as S
+
+    deadline, failure = time.monotonic() + patience_s, None
+    while run_ids:
         try:
-            _graphql_client(dagster_url).terminate_runs(started)
+            _graphql_client(dagster_url).terminate_runs(run_ids)
+            return
         except Unavailable:
             raise
-        except Exception as exc:  # noqa: BLE001 - the experiment is already stopped; say what is still running
-            raise Unavailable(f"experiment {name} is cancelled (no new episode starts), but its running runs "
-                              f"{', '.join(started)} could not be terminated through {dagster_url} "
-                              f"({type(exc).__name__}); they end with their current step.") from None
-    return job(job_id)
+        except Exception as exc:  # noqa: BLE001 - re-read the statuses below; the last failure is reported
+            failure = exc
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+        runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
+        run_ids = [r.run_id for r in runs if r is not None and r.status in (S.STARTING, S.STARTED)]
+    if run_ids:   # the experiment is already stopped; say what is still running
+        raise Unavailable(f"experiment {name} is cancelled (no new episode starts), but its running runs "
+                          f"{', '.join(run_ids)} could not be terminated through {dagster_url} "
+                          f"({type(failure).__name__}: {failure}); they end with their current step.")
 
 
 def jobs(limit: int = 100) -> dict:
