@@ -9,9 +9,9 @@ from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job
 from pydantic import Field, create_model
 
 from greenai_dagster.core.config import LAUNCHPAD_FIELDS, ExperimentConfig, entry_field, field_choices, validated_config
+from greenai_dagster.assets._errors import core_step
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG
 from greenai_dagster.core.eval_settings import OVERRIDABLE, override_fields
-from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import ResultsStoreResource
 
@@ -107,12 +107,10 @@ def register_experiment(store, config: ExperimentConfig) -> str:
 
 @op
 def create_experiment(context: OpExecutionContext, config: NewExperimentConfig, store: ResultsStoreResource) -> str:
-    try:
+    with core_step(context):   # an E00N error leaves as a Failure carrying it as data (GET /jobs reads it)
         settings = validated_config({**config.settings(), "driver": "sensor"},
                                     "Fix that field in the Launchpad's config and launch again.")
         name = register_experiment(store.get(), settings)
-    except GreenAIError as exc:
-        raise RuntimeError(str(exc)) from None
     # one identity whoever launched it: a Launchpad launch carries no tags, so the run is tagged here, as
     # POST /compress tags its own before submitting (GET /jobs/<this run> and /pareto find the experiment)
     tags = {EXPERIMENT_TAG: name}

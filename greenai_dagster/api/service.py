@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import sys
 import tarfile
 import tempfile
@@ -25,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
+from greenai_dagster.core.errors import from_record
 from greenai_dagster.core.paths import dagster_home, duckdb_path
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG, dagster_instance
@@ -182,20 +182,23 @@ def _runs_in_flight(name: str) -> bool:
 
 
 def _failure_message(run_id: str) -> str | None:
+    """Why a run failed: the project's error its failed step carries as data (assets/_errors.py: rebuilt as
+    its class, printed as the CLI prints it), else the first line of what was raised (a bug), else the log."""
     from dagster import DagsterEventType
 
-    for entry in reversed(dagster_instance().all_logs(run_id, of_type={DagsterEventType.STEP_FAILURE,
-                                                                      DagsterEventType.RUN_FAILURE})):
-        event = entry.dagster_event
-        # StepFailureData and JobFailureData both carry `.error` (None where the run failed without one);
-        # the typed accessors (`step_failure_data`) raise for the other event type
-        data = event.event_specific_data if event else None
-        error = getattr(data, "error", None)
+    entries = dagster_instance().all_logs(run_id, of_type={DagsterEventType.STEP_FAILURE,
+                                                            DagsterEventType.RUN_FAILURE})
+    # StepFailureData and JobFailureData both carry `.error` (None where the run failed without one); only a
+    # step's failure carries `user_failure_data` (the typed accessors raise for the other event type)
+    data = [entry.dagster_event.event_specific_data if entry.dagster_event else None for entry in entries]
+    for item in data:
+        failure = getattr(item, "user_failure_data", None)
+        if failure is not None and "code" in failure.metadata:
+            return str(from_record({key: value.value for key, value in failure.metadata.items()}))
+    for entry, item in zip(reversed(entries), reversed(data)):
+        error = getattr(item, "error", None)
         if error is not None:
-            cause = error.cause or error
-            first = cause.message.strip().splitlines()[0]
-            coded = re.search(r"E00\d: .*", first)      # the project's own error, without Python's class name
-            return coded.group(0) if coded else first
+            return (error.cause or error).message.strip().splitlines()[0]
         if entry.message:
             return entry.message
     return None
