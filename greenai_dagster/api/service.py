@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from greenai_dagster.core.errors import from_record
-from greenai_dagster.core.paths import dagster_home, duckdb_path
+from greenai_dagster.core.paths import dagster_home
 from greenai_dagster.core.store import ResultsStore
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG, dagster_instance
 
@@ -504,7 +504,7 @@ def health(dagster_url: str) -> dict:
         pass
     return plain({
         "status": "ok", "time": _iso(time.time()),
-        "database": str(duckdb_path()), "dagster_home": os.environ.get("DAGSTER_HOME", str(dagster_home())),
+        "database": str(store().path), "dagster_home": os.environ.get("DAGSTER_HOME", str(dagster_home())),
         "dagster_webserver": {"url": dagster_url, "reachable": _reachable(dagster_url)},
         "dagster_daemon": {"running": daemon_seen is not None and time.time() - daemon_seen < 120,
                            "last_heartbeat": _iso(daemon_seen)},
