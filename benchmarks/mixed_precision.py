@@ -153,7 +153,10 @@ def main() -> None:
     checkpoint = args.model or str(ensure_default_checkpoint())
     gptq = args.algorithm == "gptq"
     autoround = args.algorithm == "autoround"
-    tag = args.name if args.algorithm == "rtn" else f"{args.name}.{args.algorithm}"   # each algorithm's files apart
+    # each algorithm's files apart; a name that already says its algorithm (smollm2.autoround: a second table of
+    # one model, its rows kept beside the first's under their own `model`) is not suffixed twice
+    tag = args.name if args.algorithm == "rtn" or args.name.endswith(f".{args.algorithm}") \
+        else f"{args.name}.{args.algorithm}"
     work = data_root() / "mixed_bench" / tag / args.granularity
     work.mkdir(parents=True, exist_ok=True)
     rows_file = RESULTS / f"mixed_precision.{tag}.rows.jsonl"

@@ -72,12 +72,12 @@ case "$1" in
     # another they took a whole call); the search run then finds their checkpoints written
     levels=()
     for level in $(echo ${AR_LEVELS:-w2,w3,w4,w5,w6} | tr , ' '); do
-      job ar_level_$level 3 python3 benchmarks/mixed_precision.py --name smollm2 --algorithm autoround \
+      job ar_level_$level 3 python3 benchmarks/mixed_precision.py --name smollm2.autoround --algorithm autoround \
         --levels $level --granularity linear --device cuda --levels-only &
       levels+=($!)
     done
     wait "${levels[@]}"
-    job mixed_ar_smollm2 8 python3 benchmarks/mixed_precision.py --name smollm2 --algorithm autoround \
+    job mixed_ar_smollm2 8 python3 benchmarks/mixed_precision.py --name smollm2.autoround --algorithm autoround \
       --levels ${AR_LEVELS:-w2,w3,w4,w5,w6} --budgets 3,4 --trials 48 --generations ${GEN:-40} \
       --search-windows ${SW:-4} --uniform-rows w3,w4 --gptq-uniform w3,w4 $common
     wait
