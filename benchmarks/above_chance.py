@@ -4,7 +4,7 @@
     python benchmarks/above_chance.py prepare            # every MC JSON task of the BIG-bench sdist -> task files
     python benchmarks/above_chance.py run [--device cuda] [--batch-size 64] --out benchmarks/results/above_chance_bigbench.json
 
-`generated` scores the default model on every item of every family of `core.generated_tasks` and
+`generated` scores the default model on every item of every family of `core.data.generated_tasks` and
 keeps the families above chance (same test as below) as the default benchmark (`generated_mc`);
 it also tests the proxy the search scores (the first `limit_per_task` items of each kept family)
 against chance at PROXY_ALPHA. Writes benchmarks/results/above_chance.json.
@@ -34,9 +34,9 @@ PROXY_ALPHA = 0.01     # the items the search scores must tell the default model
 
 
 def prepare() -> list[str]:
-    from greenai_dagster.core import bigbench
-    from greenai_dagster.core.benchmarks import bigbench_folder
-    from greenai_dagster.core.paths import benchmarks_dir
+    from greenai_dagster.core.data import bigbench
+    from greenai_dagster.core.data.benchmarks import bigbench_folder
+    from greenai_dagster.core.storage.paths import benchmarks_dir
 
     downloads = benchmarks_dir() / "_downloads"
     tasks = bigbench.multiple_choice_tasks(bigbench.fetch_sdist(downloads))
@@ -61,7 +61,7 @@ def screen_tasks(task_ids: dict[str, str], result) -> tuple[list[dict], list[str
     """(a row per task: items, accuracy, chance, z, p, above_chance; the names above chance): each task's
     accuracy against its chance rate, Holm over all of them at ALPHA, and a margin of MIN_MARGIN.
     `task_ids`: name -> lm-eval task id; `result`: `evaluate.accuracy`'s, with per-item correctness."""
-    from greenai_dagster.core.flips import above_chance
+    from greenai_dagster.core.evaluation.flips import above_chance
 
     rows, p_values = [], {}
     for name, tid in task_ids.items():
@@ -88,13 +88,13 @@ def one_per_family(rows: list[dict]) -> list[str]:
 
 def run(device: str, batch_size: int, out: Path, max_options: int | None = None, items: int | None = None,
         dtype: str = "float32") -> dict:
-    from greenai_dagster.core import bigbench
-    from greenai_dagster.core.benchmarks import PreparedBenchmark, bigbench_folder
-    from greenai_dagster.core.default_model import ensure_default_checkpoint
-    from greenai_dagster.core.evaluate import EvalSettings, accuracy
-    from greenai_dagster.core.flips import above_chance
-    from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.task_files import rehome
+    from greenai_dagster.core.data import bigbench
+    from greenai_dagster.core.data.benchmarks import PreparedBenchmark, bigbench_folder
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy
+    from greenai_dagster.core.evaluation.flips import above_chance
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
+    from greenai_dagster.core.data.task_files import rehome
 
     folder = bigbench_folder()
     rehome(folder)
@@ -133,10 +133,10 @@ def score_tasks(task_ids: list[str], folder: Path, device: str, batch_size: int,
     """lm-eval accuracy of the default model on `task_ids` (per-item correctness and chance rates)."""
     import torch
 
-    from greenai_dagster.core.benchmarks import PreparedBenchmark
-    from greenai_dagster.core.default_model import ensure_default_checkpoint
-    from greenai_dagster.core.evaluate import EvalSettings, accuracy
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.data.benchmarks import PreparedBenchmark
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(ensure_default_checkpoint()), device=device,
                                                 dtype=getattr(torch, dtype))
@@ -146,10 +146,10 @@ def score_tasks(task_ids: list[str], folder: Path, device: str, batch_size: int,
 
 def run_generated(device: str, batch_size: int, out: Path, dtype: str = "float32") -> dict:
     """Every item of every generated family; the families above chance become `generated_mc`."""
-    from greenai_dagster.core import generated_tasks
-    from greenai_dagster.core.benchmarks import generated_folder
-    from greenai_dagster.core.eval_settings import EvalSettings
-    from greenai_dagster.core.flips import above_chance
+    from greenai_dagster.core.data import generated_tasks
+    from greenai_dagster.core.data.benchmarks import generated_folder
+    from greenai_dagster.core.evaluation.eval_settings import EvalSettings
+    from greenai_dagster.core.evaluation.flips import above_chance
 
     families = list(generated_tasks.FAMILIES)
     generated_tasks.prepare(families, generated_folder())
@@ -163,7 +163,7 @@ def run_generated(device: str, batch_size: int, out: Path, dtype: str = "float32
                          {f: result.chance[generated_tasks.task_id(f)] for f in chosen})
     report = {
         "how": "benchmarks/above_chance.py generated: default model (SmolLM2-135M-Instruct dequantized from the "
-               f"packaged Q4_1 GGUF, {dtype}) on every item of each family of core/generated_tasks.py (seed "
+               f"packaged Q4_1 GGUF, {dtype}) on every item of each family of core/data/generated_tasks.py (seed "
                f"{generated_tasks.SEED}, <= {generated_tasks.ITEMS_PER_FAMILY} distinct items a family, seeded "
                "stratified order), lm-eval log-likelihood acc, zero-shot; one-sided z-test vs chance (mean "
                f"1/options), Holm-Bonferroni over {len(families)} families at alpha {ALPHA}, and accuracy - chance "

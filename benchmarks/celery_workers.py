@@ -13,7 +13,7 @@ lm-eval, the runtime probe), not compute on a real model.
 
 Where the time goes: per step, Dagster's STEP_START -> STEP_SUCCESS; per candidate, the stored
 compression / load / evaluation seconds and how long its latency probe waited for the device's
-exclusive slot (core/device_slot.py: two workers on one machine must not measure each other).
+exclusive slot (core/machine/device_slot.py: two workers on one machine must not measure each other).
 Written to benchmarks/results/celery_workers.json.
 """
 
@@ -46,9 +46,9 @@ ITEMS = [("2 + 2 =", ["4", "5"], 0), ("The sky is", ["green", "blue"], 1),
 def make_experiment(name: str, model_dir: Path, bench: Path, root: Path) -> list[str]:
     """Experiment, model spec, baseline, and the 8 registered candidates (the coordinator's part, by hand)."""
     from greenai_dagster.core import pipeline
-    from greenai_dagster.core.config import ExperimentConfig
-    from greenai_dagster.core.paths import duckdb_path
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.settings.config import ExperimentConfig
+    from greenai_dagster.core.storage.paths import duckdb_path
+    from greenai_dagster.core.storage.store import ResultsStore
 
     config = ExperimentConfig(model=str(model_dir), dataset=str(bench), episodes=len(STRATEGIES), name=name,
                               output_dir=str(root / "experiments"), eval=EVAL)
@@ -60,8 +60,8 @@ def run_sweep(name: str, broker: str) -> dict:
     from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
     from greenai_dagster.celery_sweep import candidate_sweep
-    from greenai_dagster.core.paths import duckdb_path
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.paths import duckdb_path
+    from greenai_dagster.core.storage.store import ResultsStore
 
     run_config = {"execution": {"config": {"broker": f"{broker}/0", "backend": f"{broker}/1"}},
                   "ops": {"pending_candidates": {"config": {"experiment": name}},

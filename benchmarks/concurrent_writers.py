@@ -1,6 +1,6 @@
 """N experiments writing results at once: is every row there, is any duplicated, how long does it take?
 
-Results rows are one immutable Parquet file per write (core/store.py): a writer of results never opens
+Results rows are one immutable Parquet file per write (core/storage/store.py): a writer of results never opens
 the DuckDB file, so it never waits for the DuckDB lock; experiments, strategies and the frontier row
 stay in DuckDB behind a kernel flock queue (readers share it). This measures both paths with N real OS
 processes, all released at the same instant, in two modes. `results`: each process only writes its
@@ -41,7 +41,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def worker(db: str, experiment: str, episodes: int, start_at: float, mode: str = "episode") -> dict:
     """One experiment's writes, as the pipeline makes them; returns its own counts (JSON on stdout)."""
     from greenai_dagster.core.errors import GreenAIError
-    from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
+    from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 
     store = ResultsStore(db)
     while time.time() < start_at:
@@ -130,7 +130,7 @@ def check(db: str, episodes: int) -> dict:
     """What a fresh process finds: the view read by a plain DuckDB connection, then the same after compact()."""
     import duckdb
 
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     def current(con) -> list:
         return con.execute("SELECT candidate_key, accuracy, latency_ms, is_pareto FROM results ORDER BY 1").fetchall()
@@ -186,7 +186,7 @@ def main() -> None:
     if not args.no_save:
         import duckdb
 
-        from greenai_dagster.core.store import LOCK_TIMEOUT_S
+        from greenai_dagster.core.storage.store import LOCK_TIMEOUT_S
 
         RESULTS.mkdir(exist_ok=True)
         previous = json.loads((RESULTS / "concurrent_writers.json").read_text()) \

@@ -1,4 +1,4 @@
-"""Latency under load, with and without the device slot (core.device_slot), side by side.
+"""Latency under load, with and without the device slot (core.machine.device_slot), side by side.
 
     python benchmarks/device_slot.py [--rounds 2] [--loaders 2] [--model PATH]
 
@@ -36,7 +36,7 @@ LOADER = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM
-    from greenai_dagster.core import device_slot
+    from greenai_dagster.core.machine import device_slot
     model_path, use_slot, counter = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
     model = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=torch.float32).eval()
     ids = torch.randint(0, min(model.config.vocab_size, 1000), (1, 256), generator=torch.Generator().manual_seed(1))
@@ -82,7 +82,7 @@ def stop_loaders(procs: list[tuple[subprocess.Popen, Path]]) -> list[int]:
 
 
 def probe(model: Path) -> dict:
-    from greenai_dagster.core.evaluate import EvalSettings, runtime
+    from greenai_dagster.core.evaluation.evaluate import EvalSettings, runtime
 
     started = time.perf_counter()
     run = runtime(model, "cpu", EvalSettings())
@@ -122,8 +122,8 @@ def main() -> None:
     parser.add_argument("--loaders", type=int, default=2)
     parser.add_argument("--model", type=Path, default=None, help="a checkpoint folder (default: the packaged model)")
     args = parser.parse_args()
-    from greenai_dagster.core.default_model import ensure_default_checkpoint
-    from greenai_dagster.core.paths import data_root
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.storage.paths import data_root
 
     model = args.model or ensure_default_checkpoint()
     folder = data_root() / "bench_device_slot"

@@ -5,7 +5,7 @@
 Over variants of the default model made by the project's own methods (near-lossless to
 destroyed), measures once per variant: every item of the benchmark (per-item correctness), and
 per-position fidelity on two texts: up to 32k tokens of the corpus's held-out prose (disjoint from
-the calibration half, `core.corpus`) and up to 8k tokens the baseline sampled itself (`core.sampled_text`:
+the calibration half, `core.data.corpus`) and up to 8k tokens the baseline sampled itself (`core.evaluation.sampled_text`:
 16 prompts across domains, temperature 1; no method calibrates on it). Every smaller measurement is a
 prefix of those (the proxy is the first N items of each task's stratified order; KL on T tokens is the
 first T positions), so the table compares exactly what a run with those settings would see:
@@ -14,7 +14,7 @@ first T positions), so the table compares exactly what a run with those settings
   (b) Kendall tau of KL divergence (and top-1 agreement, perplexity ratio) on each text vs full-set accuracy;
   (c) Kendall tau of KL on fewer tokens vs KL on the most tokens, per text;
   plus the error of the stored top-k approximation of KL against the exact KL, and each variant's paired
-  full-set verdict against the baseline (McNemar, `core.flips.compare`), which `core.gate` uses.
+  full-set verdict against the baseline (McNemar, `core.evaluation.flips.compare`), which `core.search.gate` uses.
 
 Writes benchmarks/results/fidelity_tau.json.
 """
@@ -75,9 +75,9 @@ def kendall(x: list[float], y: list[float]) -> float:
 
 
 def benchmark_from(args):
-    from greenai_dagster.core import bigbench
-    from greenai_dagster.core.benchmarks import PreparedBenchmark, bigbench_folder, prepare_benchmark
-    from greenai_dagster.core.task_files import rehome
+    from greenai_dagster.core.data import bigbench
+    from greenai_dagster.core.data.benchmarks import PreparedBenchmark, bigbench_folder, prepare_benchmark
+    from greenai_dagster.core.data.task_files import rehome
 
     if args.tasks_from:
         report = json.loads(Path(args.tasks_from).read_text())
@@ -88,14 +88,15 @@ def benchmark_from(args):
 
 
 def main() -> None:
-    from greenai_dagster.core import fidelity, gate, sampled_text
-    from greenai_dagster.core.checkpoints import load_variant, save_variant
+    from greenai_dagster.core.evaluation import fidelity, sampled_text
+    from greenai_dagster.core.search import gate
+    from greenai_dagster.core.models.checkpoints import load_variant, save_variant
     from greenai_dagster.core.compress import apply_strategy
-    from greenai_dagster.core.default_model import ensure_default_checkpoint
-    from greenai_dagster.core.evaluate import EvalSettings, accuracy
-    from greenai_dagster.core.flips import compare
-    from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.paths import data_root
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy
+    from greenai_dagster.core.evaluation.flips import compare
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
+    from greenai_dagster.core.storage.paths import data_root
     from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
@@ -243,7 +244,7 @@ def main() -> None:
         "sampled_positions": int(sampled_reference["nll"].numel()),
         "seconds": {"reference": reference_s, "sampled_reference": sampled_s, "baseline_full_set": full_eval_s},
         "full_set_vs_baseline": verdicts,
-        "gate": {"how": f"core.gate.degraded_reason on KL/perplexity ratio at {gate_tokens} prose tokens and the "
+        "gate": {"how": f"core.search.gate.degraded_reason on KL/perplexity ratio at {gate_tokens} prose tokens and the "
                         "full-set flips; fidelity_only = max_accuracy_drop 1.0 (the rule before issue 26)",
                  "changed_by_accuracy": sorted(v for v, g in gate_rule.items()
                                                if bool(g["fidelity_only"]) != bool(g["with_accuracy"])),

@@ -67,7 +67,7 @@ def main() -> None:
     report = {
         "how": "benchmarks/first_command.py: `" + " ".join(command) + "` on a fresh GREENAI_DATA (nothing cached), "
                "this machine, otherwise idle; figures from the experiment folder the run wrote. Latency: decode "
-               "ms/token, batch 1, 128-token prompt, median of 5 (core/runtime_probe.py) in the runtime named per row; "
+               "ms/token, batch 1, 128-token prompt, median of 5 (core/evaluation/runtime_probe.py) in the runtime named per row; "
                "memory: peak RSS while serving; KL on the held-out text (4,096 tokens); accuracy on the proxy "
                "(10 items a family of generated_mc, 40 items)",
         "machine": {**machine_fingerprint(), "platform": platform.platform(), "cores": os.cpu_count()},

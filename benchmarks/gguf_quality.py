@@ -6,7 +6,7 @@ does serving through llama.cpp change?
 The baseline (float32, transformers) is scored once: per-item correctness on the first `--items`
 items of each task of the default benchmark, and its reference distributions on `--tokens`
 held-out tokens. Then each GGUF file is scored through llama.cpp's own logits
-(`core.llama_cpp_scoring`: fidelity and lm-eval on the same items, tokenised as lm-eval's HFLM does)
+(`core.evaluation.llama_cpp_scoring`: fidelity and lm-eval on the same items, tokenised as lm-eval's HFLM does)
 and, where transformers can load it (dequantized to float32), through transformers too:
 
 - `baseline-F16.gguf` (the baseline converted by llama.cpp's converter): the equivalence check;
@@ -32,9 +32,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def gguf_files_to_score() -> dict[str, Path]:
-    from greenai_dagster.core import gguf_files
-    from greenai_dagster.core.default_model import ensure_default_checkpoint, find_packaged_gguf
-    from greenai_dagster.core.paths import data_root
+    from greenai_dagster.core.models import gguf_files
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint, find_packaged_gguf
+    from greenai_dagster.core.storage.paths import data_root
 
     files = gguf_files.baseline_ggufs(ensure_default_checkpoint(), data_root() / "serving" / "gguf_method")
     files["packaged Q4_1"] = find_packaged_gguf()
@@ -42,12 +42,12 @@ def gguf_files_to_score() -> dict[str, Path]:
 
 
 def main() -> None:
-    from greenai_dagster.core import fidelity, flips
-    from greenai_dagster.core.benchmarks import prepare_benchmark
-    from greenai_dagster.core.default_model import ensure_default_checkpoint
-    from greenai_dagster.core.evaluate import EvalSettings, accuracy
-    from greenai_dagster.core.llama_cpp_scoring import LlamaCppLM, LlamaCppScorer
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.evaluation import fidelity, flips
+    from greenai_dagster.core.data.benchmarks import prepare_benchmark
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy
+    from greenai_dagster.core.evaluation.llama_cpp_scoring import LlamaCppLM, LlamaCppScorer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.formats.gguf import describe
 
     parser = argparse.ArgumentParser()

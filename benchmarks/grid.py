@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.experiment import open_experiment
-from greenai_dagster.core.paths import duckdb_path
-from greenai_dagster.core.store import ResultsStore
-from greenai_dagster.core.coordinator.space import search_space
+from greenai_dagster.core.storage.paths import duckdb_path
+from greenai_dagster.core.storage.store import ResultsStore
+from greenai_dagster.core.search.coordinator.space import search_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -116,7 +116,7 @@ def carry_forward(store: ResultsStore, name: str) -> None:
 
 def reprobe(store: ResultsStore, name: str) -> None:
     """Latency and memory of every row again, back to back, so no row carries another job's load."""
-    from greenai_dagster.core.evaluate import runtime
+    from greenai_dagster.core.evaluation.evaluate import runtime
 
     exp = open_experiment(store, name)
     settings = exp.config.eval.settings()
@@ -168,7 +168,7 @@ def export(store: ResultsStore, name: str) -> None:
                "baseline sampled itself (eval.sampled_tokens, kl_sampled), proxy accuracy "
                "(eval.limit_per_task items per task, stratified) with flips vs the baseline, latency and memory probed "
                "in a fresh process in the serving runtime each row names (`runtime`, core/runtimes); degraded = "
-               "beyond the quality gate (core/gate.py)",
+               "beyond the quality gate (core/search/gate.py)",
         "eval": exp.config.eval.model_dump(),
         "facts": store.facts(name),
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},

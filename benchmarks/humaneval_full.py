@@ -13,9 +13,9 @@ import json
 import time
 from pathlib import Path
 
-from greenai_dagster.core.benchmarks import prepare_benchmark
-from greenai_dagster.core.evaluate import macro_score, run_lm_eval
-from greenai_dagster.core.loading import DEFAULT_MODEL, load_model_and_tokenizer
+from greenai_dagster.core.data.benchmarks import prepare_benchmark
+from greenai_dagster.core.evaluation.evaluate import macro_score, run_lm_eval
+from greenai_dagster.core.models.loading import DEFAULT_MODEL, load_model_and_tokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -56,7 +56,7 @@ def install(name: str, wheel_dir: Path, root: Path) -> Path:
 
 
 def cell(site: Path, gguf: Path, repeats: int) -> dict:
-    from greenai_dagster.core.process_failure import describe
+    from greenai_dagster.core.machine.process_failure import describe
 
     env = dict(os.environ, PYTHONPATH=str(site))
     proc = subprocess.run([sys.executable, "-c", CHILD, str(gguf), str(repeats)], capture_output=True, text=True,
@@ -74,9 +74,9 @@ def main() -> None:
     parser.add_argument("--args", nargs="*", default=[], help="NAME=CMAKE_ARGS to record with each build")
     args = parser.parse_args()
 
-    from greenai_dagster.core.default_model import ensure_default_checkpoint, find_packaged_gguf
-    from greenai_dagster.core.gguf_files import baseline_ggufs
-    from greenai_dagster.core.paths import data_root
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint, find_packaged_gguf
+    from greenai_dagster.core.models.gguf_files import baseline_ggufs
+    from greenai_dagster.core.storage.paths import data_root
     from greenai_dagster.core.selftest import machine_fingerprint
 
     ggufs = {**baseline_ggufs(ensure_default_checkpoint(), data_root() / "selftest" / "gguf"),

@@ -6,10 +6,10 @@ On the default model, per linear: the exact knapsack (scipy milp) on the measure
 restricted to the widths a llama.cpp block holds exactly at group 64 (w4 -> Q4_0, w5 -> Q5_0,
 w8 -> Q8_0), at each budget in average bits; and the three uniform allocations. Each is saved as a
 compressed-tensors checkpoint by the `mixed` method, repacked into a GGUF with per-tensor block types
-(`core.gguf_files.repack`, no requantization), and measured in llama.cpp on this CPU, one after another:
+(`core.models.gguf_files.repack`, no requantization), and measured in llama.cpp on this CPU, one after another:
 - KL divergence, top-1 agreement and perplexity against the float model on the held-out text, scored
-  through llama.cpp's own logits (`core.llama_cpp_scoring`, its 8-bit activation rounding included);
-- decode latency and peak memory by the project's probe (`core.runtime_probe`, a fresh process each,
+  through llama.cpp's own logits (`core.evaluation.llama_cpp_scoring`, its 8-bit activation rounding included);
+- decode latency and peak memory by the project's probe (`core.evaluation.runtime_probe`, a fresh process each,
   batch 1, 128-token prompt, 16 new tokens, median of `repeats`), holding the device slot, in `rounds`
   that each probe every variant once (the median over rounds is reported, with each round's);
 - the GGUF's size on disk.
@@ -37,15 +37,16 @@ def log(msg: str) -> None:
 
 
 def main() -> None:
-    from greenai_dagster.core import corpus, fidelity
+    from greenai_dagster.core.data import corpus
+    from greenai_dagster.core.evaluation import fidelity
     from greenai_dagster.core.compress import compress_to_checkpoint
-    from greenai_dagster.core.default_model import ensure_default_checkpoint
-    from greenai_dagster.core.evaluate import EvalSettings, _probe
-    from greenai_dagster.core.llama_cpp_scoring import LlamaCppScorer
-    from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.mixed import levels as lv
-    from greenai_dagster.core.mixed import sensitivity, solvers
-    from greenai_dagster.core.paths import data_root
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.evaluation.evaluate import EvalSettings, _probe
+    from greenai_dagster.core.evaluation.llama_cpp_scoring import LlamaCppScorer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
+    from greenai_dagster.core.search.mixed import levels as lv
+    from greenai_dagster.core.search.mixed import sensitivity, solvers
+    from greenai_dagster.core.storage.paths import data_root
     from greenai_dagster.core.formats.gguf import describe
     from greenai_dagster.core.runtimes.llama_cpp import serving_file
     from greenai_dagster.core.methods.assess import build_spec

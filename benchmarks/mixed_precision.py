@@ -10,7 +10,7 @@
    (scipy milp), and the best allocation within budget of one NSGA-II run on measured KL (optuna).
 4. Full evaluation of every proposal and of the uniform menu: the allocation saved as a
    compressed-tensors checkpoint by the `mixed` method, reloaded, and measured against the float
-   model on the held-out text (KL, top-1, perplexity; `core.fidelity`), size on disk measured.
+   model on the held-out text (KL, top-1, perplexity; `core.evaluation.fidelity`), size on disk measured.
 5. Each mixed row's KL as a ratio of the uniform format's at the same average bits, paired on the same
    held-out positions (`fidelity.paired_ratio`), with its 95 % interval: the figure the 30 % goal is about.
 
@@ -100,15 +100,16 @@ def log(msg: str) -> None:
 def main() -> None:
     from scipy.stats import kendalltau, spearmanr
 
-    from greenai_dagster.core import corpus, fidelity
-    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.data import corpus
+    from greenai_dagster.core.evaluation import fidelity
+    from greenai_dagster.core.models.checkpoints import load_variant
     from greenai_dagster.core.compress import compress_to_checkpoint
-    from greenai_dagster.core.default_model import ensure_default_checkpoint
-    from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.mixed import levels as lv
-    from greenai_dagster.core.mixed import sensitivity, solvers
-    from greenai_dagster.core.paths import data_root
-    from greenai_dagster.core.spec import weights_size_bytes
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
+    from greenai_dagster.core.search.mixed import levels as lv
+    from greenai_dagster.core.search.mixed import sensitivity, solvers
+    from greenai_dagster.core.storage.paths import data_root
+    from greenai_dagster.core.models.spec import weights_size_bytes
     from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 

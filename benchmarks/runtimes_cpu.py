@@ -7,7 +7,7 @@ Variants: the baseline, the grid's W4 (GPTQ, AWQ, RTN), W8 (GPTQ) and dynamic-in
 (from the grid experiment's folders, where that experiment exists here), every candidate of each
 `--experiment` folder (e.g. the README's first command's), `--extra` checkpoints, the packaged Q4_1
 GGUF, and the `gguf` method's llama.cpp quantizations (F16, Q8_0, Q4_K_M, Q4_0) of the baseline. Each (variant, runtime) pair is measured
-by the project's own probe (`core.runtime_probe`, a fresh process each, batch 1, 128-token prompt,
+by the project's own probe (`core.evaluation.runtime_probe`, a fresh process each, batch 1, 128-token prompt,
 16 decoded tokens, median of `repeats`), one after another in this one run, so the ratios compare
 like with like. Writes benchmarks/results/runtimes_cpu.json (a list of rows) and prints a table.
 """
@@ -20,10 +20,11 @@ import platform
 import time
 from pathlib import Path
 
-from greenai_dagster.core import gguf_files, runtimes
-from greenai_dagster.core.default_model import ensure_default_checkpoint, find_packaged_gguf
-from greenai_dagster.core.evaluate import EvalSettings, _probe
-from greenai_dagster.core.paths import data_root, experiments_dir
+from greenai_dagster.core import runtimes
+from greenai_dagster.core.models import gguf_files
+from greenai_dagster.core.models.default_model import ensure_default_checkpoint, find_packaged_gguf
+from greenai_dagster.core.evaluation.evaluate import EvalSettings, _probe
+from greenai_dagster.core.storage.paths import data_root, experiments_dir
 from greenai_dagster.core.selftest import machine_fingerprint
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -23,7 +23,7 @@ every linear has a GEMV kernel (bf16, W4 Triton), else the step compiled by torc
   torch ops, from the same cache) and against an eager prefill of the prompt plus the decoded token
   (relative L2 error, same top-1), so every kernel of the step is checked at this shape;
 - memory: `torch.cuda.max_memory_allocated` from before the session is built until the end;
-- energy: NVML's total-energy counter (`core.serving_energy`) around `--energy-steps` replays,
+- energy: NVML's total-energy counter (`core.evaluation.serving_energy`) around `--energy-steps` replays,
   median of three windows, divided by the tokens decoded;
 - limit ms/token: bytes one decode step must read (every decoder weight, scale, norm, the lm_head
   and the KV cache positions the timed steps attend to, on average prompt + steps / 2; not the
@@ -138,7 +138,7 @@ def time_prefill_eager(session, prompt: list[int], repeats: int) -> list[float]:
 
 
 def energy_per_token(session, prompt: list[int], steps: int, windows: int = 3) -> tuple[float | None, str]:
-    from greenai_dagster.core.serving_energy import counter
+    from greenai_dagster.core.evaluation.serving_energy import counter
 
     meter = counter("cuda", 1)
     if not meter.source.startswith("NVML"):

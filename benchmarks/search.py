@@ -5,7 +5,7 @@
 Each "episode" looks the chosen strategy's real result up in the table (no model runs). For
 k = 1..max_k: hypervolume of the frontier of the first k results, divided by the hypervolume of
 the whole grid's frontier, on the experiment's frontier objectives (default: KL divergence,
-accuracy, latency, memory, size; `core.objectives`) among rows that pass the quality gate
+accuracy, latency, memory, size; `core.search.objectives`) among rows that pass the quality gate
 (degraded rows can never be members). Median over seeds. Run twice: on the grid as measured and
 on a copy whose rows (and so the candidate order) are shuffled per seed, since a search must not
 depend on the order of its menu. Coordinators: the planner, its TPE variant, random search, and
@@ -23,10 +23,10 @@ import statistics
 from pathlib import Path
 
 from greenai_dagster.core.decide import COORDINATOR_FAILURES
-from greenai_dagster.core.coordinator import CoordinatorState, LlmCoordinator, LlmSettings, Planner, RandomSearch
-from greenai_dagster.core.objectives import directions
-from greenai_dagster.core.pareto import feasible, hypervolume, pareto_front
-from greenai_dagster.core.spec import ModelSpec
+from greenai_dagster.core.search.coordinator import CoordinatorState, LlmCoordinator, LlmSettings, Planner, RandomSearch
+from greenai_dagster.core.search.objectives import directions
+from greenai_dagster.core.search.pareto import feasible, hypervolume, pareto_front
+from greenai_dagster.core.models.spec import ModelSpec
 from greenai_dagster.core.strategy import Step, Strategy
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--max-k", type=int, default=12)
     parser.add_argument("--priors", default=None,
                         help="a grid table of an earlier experiment on the same model family: adds `planner+priors`, "
-                             "the planner with that table's rows as prior data (core/coordinator/priors.py)")
+                             "the planner with that table's rows as prior data (core/search/coordinator/priors.py)")
     parser.add_argument("--only", default="", help="comma-separated coordinators to replay (default: all)")
     parser.add_argument("--out", default="search", help="results file prefix: <out>_summary.txt, <out>_curve.json/.html")
     parser.add_argument("--llm-seeds", type=int, default=2,
@@ -97,7 +97,7 @@ def main() -> None:
     makers = {"planner": lambda seed: Planner(seed=seed), "planner_tpe": lambda seed: Planner(seed=seed, sampler="tpe"),
               "random": lambda seed: RandomSearch(seed=seed)}
     if args.priors:
-        from greenai_dagster.core.coordinator.priors import prior_rows
+        from greenai_dagster.core.search.coordinator.priors import prior_rows
 
         _, prior_baseline, prior_table, _ = load_table(Path(args.priors))
         borrowed = prior_rows(list(prior_table.values()), prior_baseline, list(objectives), Path(args.priors).name)

@@ -2,8 +2,8 @@
 
     python benchmarks/vs_lm_eval.py [--task bb_sports_understanding] [--dataset bigbench_hard] [--repeats 3]
 
-"ours":    the project's path, as an episode runs it: core.checkpoints.load_variant, then
-           core.evaluate.accuracy (lm-eval's HFLM around the loaded model, our task files).
+"ours":    the project's path, as an episode runs it: core.models.checkpoints.load_variant, then
+           core.evaluation.evaluate.accuracy (lm-eval's HFLM around the loaded model, our task files).
 "lm-eval": lm_eval.simple_evaluate(model="hf", model_args="pretrained=<folder>,dtype=float32")
            on the same task file, lm-eval loading the model itself.
 Both score every item of the task (the full set), batch size 8, on the CPU, alternating
@@ -22,11 +22,11 @@ import statistics
 import time
 from pathlib import Path
 
-from greenai_dagster.core.benchmarks import PreparedBenchmark, prepare_benchmark
-from greenai_dagster.core.checkpoints import load_variant
-from greenai_dagster.core.evaluate import EvalSettings, accuracy
-from greenai_dagster.core.loading import DEFAULT_MODEL, resolve_model_path
-from greenai_dagster.core.task_files import task_score
+from greenai_dagster.core.data.benchmarks import PreparedBenchmark, prepare_benchmark
+from greenai_dagster.core.models.checkpoints import load_variant
+from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy
+from greenai_dagster.core.models.loading import DEFAULT_MODEL, resolve_model_path
+from greenai_dagster.core.data.task_files import task_score
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -6,7 +6,7 @@ functions the assets call), and a last step updates the frontier. Run with `cele
 step is a Celery task that any worker listening on the broker's `dagster` queue picks up; the workers
 need the same Dagster instance (Postgres across machines: deploy/dagster.yaml), the same data root
 (`GREENAI_DATA` on shared storage) and this package. The latency probe inside each step still takes
-its device's slot (`core.device_slot`), so two workers on one machine do not measure each other.
+its device's slot (`core.machine.device_slot`), so two workers on one machine do not measure each other.
 
     celery -A dagster_celery.app worker -Q dagster --pool=solo   # per worker, with a dagster_celery_config
     run config: execution: {config: {broker: redis://HOST:6379/0, backend: redis://HOST:6379/1}},
@@ -20,7 +20,7 @@ Celery sweep writes to the store a `cluster` deployment names (not a file path f
 step compresses and evaluates on the device the *worker's* `GpuResource` names: the job carries the
 resources itself because each worker rebuilds the job from this module (`reconstructable`), and resolves
 `auto` on its own machine. On a worker with several GPUs the step runs through `GpuResource.run`, which
-claims one GPU no other step holds (core.gpu_claim) for the whole candidate.
+claims one GPU no other step holds (core.machine.gpu_claim) for the whole candidate.
 
 Why not the engine (core/engine.py `next_action`/`apply`): the engine is a serial state machine. It answers
 one action at a time, `wait` as soon as any candidate is in flight, and once the registered candidates are
@@ -40,7 +40,7 @@ from dagster_celery import celery_executor
 
 from greenai_dagster.core import pipeline
 from greenai_dagster.core.experiment import open_experiment
-from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.resources import GpuResource, ResultsStoreResource, resources_for
 
 

@@ -124,8 +124,8 @@ def _dest(flags: tuple[str, ...]) -> str:
 
 
 def _flag_help(model, name: str) -> str:
-    """The field's description as every entry point shows it (core/config.py `describe`), and its default."""
-    from greenai_dagster.core.config import describe, field_default
+    """The field's description as every entry point shows it (core/settings/config.py `describe`), and its default."""
+    from greenai_dagster.core.settings.config import describe, field_default
 
     default = field_default(model, name)
     shown = "unset" if default is None else ",".join(default) if isinstance(default, list) else default
@@ -141,14 +141,14 @@ def _is_list(model, name: str) -> bool:
 
 
 def add_config_flags(run: argparse.ArgumentParser) -> None:
-    """`greenai run`'s settings flags, generated from ExperimentConfig (core/config.py `CLI_FLAGS`, and
+    """`greenai run`'s settings flags, generated from ExperimentConfig (core/settings/config.py `CLI_FLAGS`, and
     `CLI_EVAL_FLAGS` for the eval block): the help is the field's description and default, a Literal's values
     are the choices. Every flag's argparse default is None, meaning "not given": a --config file's value then
     stands, and what neither sets takes ExperimentConfig's default (named in the help)."""
     from typing import get_args
 
-    from greenai_dagster.core.config import CLI_EVAL_FLAGS, CLI_FLAGS, ExperimentConfig, field_choices
-    from greenai_dagster.core.eval_settings import EvalSettings
+    from greenai_dagster.core.settings.config import CLI_EVAL_FLAGS, CLI_FLAGS, ExperimentConfig, field_choices
+    from greenai_dagster.core.evaluation.eval_settings import EvalSettings
 
     for model, table in ((ExperimentConfig, CLI_FLAGS), (EvalSettings, CLI_EVAL_FLAGS)):
         for name, flags in table.items():
@@ -170,9 +170,9 @@ def add_config_flags(run: argparse.ArgumentParser) -> None:
 
 def config_from_args(args):
     """The validated ExperimentConfig of `greenai run` flags (+ --config file): E00N naming the field. The
-    flags are read by the tables they were generated from, so a new flag needs one line in core/config.py."""
-    from greenai_dagster.core.config import CLI_EVAL_FLAGS, CLI_FLAGS, ExperimentConfig, load_config
-    from greenai_dagster.core.eval_settings import EvalSettings
+    flags are read by the tables they were generated from, so a new flag needs one line in core/settings/config.py."""
+    from greenai_dagster.core.settings.config import CLI_EVAL_FLAGS, CLI_FLAGS, ExperimentConfig, load_config
+    from greenai_dagster.core.evaluation.eval_settings import EvalSettings
 
     def given(model, table) -> dict:
         values = {}
@@ -203,7 +203,7 @@ def cmd_run(args) -> int:
 def show_spec(model_ref: str, trust_remote_code: bool = False) -> int:
     from pathlib import Path as _Path
 
-    from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer, resolve_model_path
     from greenai_dagster.core.methods.assess import build_spec
 
     path = resolve_model_path(model_ref)
@@ -220,8 +220,8 @@ def show_spec(model_ref: str, trust_remote_code: bool = False) -> int:
 
 def cmd_analyze(args) -> int:
     if args.sweep:
-        from greenai_dagster.core.analyze import analyze_sweep
-        from greenai_dagster.core.paths import data_root
+        from greenai_dagster.core.reporting.analyze import analyze_sweep
+        from greenai_dagster.core.storage.paths import data_root
 
         page = Path(args.html) if args.html else data_root() / "reports" / f"sweep_{args.sweep}.html"
         print(analyze_sweep(args.sweep, page, deployment_store()))
@@ -229,7 +229,7 @@ def cmd_analyze(args) -> int:
     if not args.directory:
         raise EvaluationError("analyze needs an experiment folder or --sweep NAME.",
                               "e.g. greenai analyze data/experiments/<name>, or greenai analyze --sweep <sweep name>")
-    from greenai_dagster.core.analyze import analyze_folder
+    from greenai_dagster.core.reporting.analyze import analyze_folder
 
     print(analyze_folder(Path(args.directory), args.format))
     return 0
@@ -238,9 +238,9 @@ def cmd_analyze(args) -> int:
 def cmd_sweep(args) -> int:
     """Every model x benchmark of the file through `greenai run`'s path (runner.run_experiment), one after
     another; all inputs are checked first, so a bad model in the last combination fails before any work."""
-    from greenai_dagster.core.benchmarks import resolve_source
+    from greenai_dagster.core.data.benchmarks import resolve_source
     from greenai_dagster.core.pipeline import validate_inputs
-    from greenai_dagster.core.sweep import load_sweep
+    from greenai_dagster.core.settings.sweep import load_sweep
 
     sweep = load_sweep(args.file)
     if args.episodes is not None and args.episodes < 1:
@@ -286,7 +286,7 @@ def deployment_store():
 def cmd_query(args) -> int:
     import duckdb
 
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     path = Path(args.db) if args.db else deployment_store().path
     if not path.exists() and not ResultsStore(path).results_dir.is_dir():    # row files alone are results too
@@ -303,7 +303,7 @@ def cmd_query(args) -> int:
 
 
 def cmd_compact(args) -> int:
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     path = Path(args.db) if args.db else deployment_store().path
     if not path.exists() and not ResultsStore(path).results_dir.is_dir():
@@ -315,7 +315,7 @@ def cmd_compact(args) -> int:
 
 
 def cmd_benchmarks(args) -> int:
-    from greenai_dagster.core.benchmarks import availability
+    from greenai_dagster.core.data.benchmarks import availability
 
     for row in availability():
         print(f"{row['name']:<22} {row['source']:<18} {row['tasks']:>3} tasks  {row['status']}")
@@ -339,7 +339,7 @@ def cmd_cancel(args) -> int:
 
 def cmd_doctor(args) -> int:
     from greenai_dagster.core import selftest
-    from greenai_dagster.core.paths import data_root
+    from greenai_dagster.core.storage.paths import data_root
 
     machine = selftest.machine_fingerprint()
     print(f"machine: {machine['cpu']} ({os.cpu_count()} cores, AMX {'yes' if machine['amx'] else 'no'}); "
@@ -374,7 +374,7 @@ def cmd_export(args) -> int:
         import tempfile
 
         from greenai_dagster.core.export import export_autoround
-        from greenai_dagster.core.loading import resolve_model_path
+        from greenai_dagster.core.models.loading import resolve_model_path
 
         experiment = store.experiment(args.experiment)
         steps = json.loads((folder / "greenai_variant.json").read_text())["strategy"]["steps"]
@@ -388,7 +388,7 @@ def cmd_export(args) -> int:
 
         raise DiskFull(f"cannot write {args.output}: {exc.strerror}.") from exc
     print(f"wrote {args.output} ({Path(args.output).stat().st_size / 1e6:.1f} MB); load it with "
-          "greenai_dagster.core.checkpoints.load_variant(<unpacked folder>)")
+          "greenai_dagster.core.models.checkpoints.load_variant(<unpacked folder>)")
     return 0
 
 
@@ -406,8 +406,8 @@ def cmd_serve(args) -> int:
 def cmd_llm_server(args) -> int:
     import os
 
-    from greenai_dagster.core.coordinator.local_server import command
-    from greenai_dagster.core.default_model import find_packaged_gguf
+    from greenai_dagster.core.search.coordinator.local_server import command
+    from greenai_dagster.core.models.default_model import find_packaged_gguf
 
     model = Path(args.gguf) if args.gguf else find_packaged_gguf()
     print(f"serving {model.name} at http://127.0.0.1:{args.port}/v1 -- in another shell:\n"

@@ -1,11 +1,11 @@
 """The Dagster pool `gpu` sized to the machine: one GPU step per GPU at a time, CPU steps never held back.
 
 The compression, baseline and benchmark assets sit in the pool `gpu` (see assets/). Its limit is the
-number of GPUs this machine shows (`core.gpu_claim.visible_gpus`), set on the instance the first time the
-sensor or `greenai run` launches work; which GPU each step gets is `core.gpu_claim`'s job. A limit a
+number of GPUs this machine shows (`core.machine.gpu_claim.visible_gpus`), set on the instance the first time the
+sensor or `greenai run` launches work; which GPU each step gets is `core.machine.gpu_claim`'s job. A limit a
 person set (`dagster instance concurrency set gpu N`, or the UI's concurrency page) is kept. On a
 machine without a GPU no limit is set: steps share the CPU, and latency probes still take the device's
-exclusive slot (`core.device_slot`).
+exclusive slot (`core.machine.device_slot`).
 """
 
 from __future__ import annotations

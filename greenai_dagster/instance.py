@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from greenai_dagster.core.paths import dagster_home
+from greenai_dagster.core.storage.paths import dagster_home
 
 EXPERIMENT_TAG = "greenai/experiment"   # every run of an experiment (launch, setup, candidates, frontier)
 CANDIDATE_TAG = "greenai/candidate"     # candidate runs: the candidate key `<experiment>/<strategy_id>`

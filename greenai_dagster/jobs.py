@@ -8,10 +8,10 @@ from enum import Enum
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, in_process_executor, job, op
 from pydantic import Field, create_model
 
-from greenai_dagster.core.config import LAUNCHPAD_FIELDS, ExperimentConfig, entry_field, field_choices, validated_config
+from greenai_dagster.core.settings.config import LAUNCHPAD_FIELDS, ExperimentConfig, entry_field, field_choices, validated_config
 from greenai_dagster.assets._errors import core_step
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG
-from greenai_dagster.core.eval_settings import OVERRIDABLE, override_fields
+from greenai_dagster.core.evaluation.eval_settings import OVERRIDABLE, override_fields
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import ResultsStoreResource
 
@@ -21,12 +21,12 @@ class _EvalOverridesBase(Config):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
-# The Launchpad's `eval` block is generated from the one evaluation settings class (core/eval_settings.py):
+# The Launchpad's `eval` block is generated from the one evaluation settings class (core/evaluation/eval_settings.py):
 # the same names and descriptions, each optional (unset keeps the class's default, named in the description).
 LAUNCHPAD_EVAL_FIELDS = OVERRIDABLE
 EvalOverrides = create_model(
     "EvalOverrides", __base__=_EvalOverridesBase,
-    __doc__="Evaluation settings (core/eval_settings.py `EvalSettings`); a field left unset keeps its default.",
+    __doc__="Evaluation settings (core/evaluation/eval_settings.py `EvalSettings`); a field left unset keeps its default.",
     **override_fields())
 
 
@@ -77,11 +77,11 @@ class _LaunchpadBase(Config):
         return data
 
 
-# The Launchpad's config, generated from ExperimentConfig (core/config.py `LAUNCHPAD_FIELDS`): one name,
+# The Launchpad's config, generated from ExperimentConfig (core/settings/config.py `LAUNCHPAD_FIELDS`): one name,
 # default and description per setting whether it is typed here, sent to POST /compress or given to `greenai run`.
 NewExperimentConfig = create_model(
     "NewExperimentConfig", __base__=_LaunchpadBase,
-    __doc__="The `greenai run` settings, as launchpad config (generated from core/config.py ExperimentConfig).",
+    __doc__="The `greenai run` settings, as launchpad config (generated from core/settings/config.py ExperimentConfig).",
     **{name: _launchpad_field(name) for name in LAUNCHPAD_FIELDS})
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dagster import AssetObservation, DagsterInstance
 
-from greenai_dagster.core import frontier_text
+from greenai_dagster.core.reporting import frontier_text
 
 
 def record_finish(instance: DagsterInstance, name: str, final: dict, full_set_ran: bool) -> None:

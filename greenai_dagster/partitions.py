@@ -14,7 +14,7 @@ tags -> candidate key), `partition_requests` / `add_candidate_partitions` (regis
 
 Dagster's multi-partition key is `<experiment>|<strategy_id>` (dimensions in name order), so neither part may
 hold `|`, `,`, `[` or `]`: strategy ids are `ep<NNN>_<label>` with labels from [a-z0-9_.+] (core/methods), and
-experiment names are checked when the experiment is configured (core/config.py).
+experiment names are checked when the experiment is configured (core/settings/config.py).
 """
 
 from __future__ import annotations

@@ -29,13 +29,14 @@ from typing import Callable, Iterator, TextIO
 
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from greenai_dagster.core import engine, gate, pipeline
+from greenai_dagster.core import engine, pipeline
+from greenai_dagster.core.search import gate
 from greenai_dagster.core.experiment import open_experiment
-from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.engine import RunState
 from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError, UnexpectedError, from_record
-from greenai_dagster.core.flips import interval_text
-from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.evaluation.flips import interval_text
+from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.definitions import defs
 from greenai_dagster.gpu_pool import ensure_gpu_pool
 from greenai_dagster.instance import (

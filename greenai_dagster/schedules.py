@@ -1,4 +1,4 @@
-"""One Dagster schedule per sweep file (core/sweep.py): a tick launches the sweep's experiments.
+"""One Dagster schedule per sweep file (core/settings/sweep.py): a tick launches the sweep's experiments.
 
 A tick asks for one `launch_experiment` run per model x benchmark, with the run config the
 launchpad would send, so each experiment is created and validated exactly as one launched from
@@ -16,7 +16,7 @@ from dagster import (
 from dagster._utils.schedules import is_valid_cron_string
 
 from greenai_dagster.core.errors import EvaluationError
-from greenai_dagster.core.sweep import STAMP_FORMAT, Sweep, load_sweeps
+from greenai_dagster.core.settings.sweep import STAMP_FORMAT, Sweep, load_sweeps
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG
 # one run config for every launch (jobs.py, generated from ExperimentConfig): a tick launches as the Launchpad does
 from greenai_dagster.jobs import launch_experiment, launch_run_config

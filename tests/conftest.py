@@ -27,7 +27,7 @@ def build_tiny_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from greenai_dagster.core.corpus import calibration_text
+    from greenai_dagster.core.data.corpus import calibration_text
 
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -78,7 +78,7 @@ def tiny_benchmark(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def tiny_model(tiny_model_dir):
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     return load_model_and_tokenizer(str(tiny_model_dir))
 
@@ -96,7 +96,7 @@ def smol_tokenizer_llama(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from greenai_dagster.core.default_model import find_packaged_gguf
+    from greenai_dagster.core.models.default_model import find_packaged_gguf
 
     gguf_path = find_packaged_gguf()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)

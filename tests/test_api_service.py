@@ -7,7 +7,7 @@ from __future__ import annotations
 def _launch(run_config: dict, **kwargs):
     """`launch_experiment` in this process, on the session's instance and results store (the job from
     `definitions` holds a store resource bound to whatever data root was set when it was first imported)."""
-    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.core.storage.paths import duckdb_path
     from greenai_dagster.instance import dagster_instance
     from greenai_dagster.jobs import launch_experiment
     from greenai_dagster.resources import ResultsStoreResource
@@ -54,7 +54,7 @@ def test_the_docs_page_needs_no_internet(data_root):
 def test_greenai_cancel_stops_an_active_experiment(data_root, capsys):
     from greenai_dagster.api import service
     from greenai_dagster.cli import main
-    from greenai_dagster.core.config import ExperimentConfig
+    from greenai_dagster.core.settings.config import ExperimentConfig
 
     config = ExperimentConfig(name="cancel_me", driver="sensor")
     service.store().create_experiment("cancel_me", config.model, config.dataset, config.model_dump(),

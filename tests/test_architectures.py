@@ -25,14 +25,14 @@ import math
 import pytest
 import torch
 
-from greenai_dagster.core import fidelity
-from greenai_dagster.core.checkpoints import VARIANT_FILE, load_variant
+from greenai_dagster.core.evaluation import fidelity
+from greenai_dagster.core.models.checkpoints import VARIANT_FILE, load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
-from greenai_dagster.core.coordinator.space import search_space
+from greenai_dagster.core.search.coordinator.space import search_space
 from greenai_dagster.core.errors import CompressionFailed
-from greenai_dagster.core.benchmarks import prepare_benchmark
-from greenai_dagster.core.evaluate import EvalSettings, accuracy, make_reference
-from greenai_dagster.core.loading import load_model_and_tokenizer
+from greenai_dagster.core.data.benchmarks import prepare_benchmark
+from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy, make_reference
+from greenai_dagster.core.models.loading import load_model_and_tokenizer
 from greenai_dagster.core.methods.sparsity import linear_sparsity
 from greenai_dagster.core.methods.assess import build_spec
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
@@ -226,7 +226,7 @@ def test_untied_heads_and_routers_stay_in_float(family_dirs, specs, runs):
 
 
 def test_grouped_query_attention_is_read(specs):
-    from greenai_dagster.core.spec import GIB
+    from greenai_dagster.core.models.spec import GIB
 
     spec, _, _ = specs["qwen2"]
     assert (spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim) == (4, 2, 16)
@@ -261,9 +261,9 @@ def test_an_excluded_method_is_refused_with_e005_naming_it(family, method, specs
 def test_config_asking_for_an_unusable_method_fails_in_the_model_spec_step(family_dirs, data_root, tmp_path):
     """Before the baseline or any compression: the run's model_spec step raises E005 with the reason."""
     from greenai_dagster.core import pipeline
-    from greenai_dagster.core.config import ExperimentConfig
+    from greenai_dagster.core.settings.config import ExperimentConfig
     from greenai_dagster.core.experiment import open_experiment
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     store = ResultsStore(tmp_path / "results.duckdb")
     config = ExperimentConfig(model=str(family_dirs["gpt2"]), dataset="tinymc", name="gpt2_structured",

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from greenai_dagster.core import bigbench, humaneval, task_files
-from greenai_dagster.core.benchmarks import PreparedBenchmark, prepare_benchmark
+from greenai_dagster.core.data import bigbench, humaneval, task_files
+from greenai_dagster.core.data.benchmarks import PreparedBenchmark, prepare_benchmark
 from greenai_dagster.core.errors import NetworkError
-from greenai_dagster.core.evaluate import EvalSettings, accuracy
-from greenai_dagster.core.subsets import stratified_order
+from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy
+from greenai_dagster.core.data.subsets import stratified_order
 
 
 # ---- hand computations -------------------------------------------------------------------------

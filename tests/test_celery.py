@@ -30,9 +30,9 @@ def workers(tmp_path, data_root):
 def _tiny_experiment(name: str, tiny_model_dir, tiny_benchmark, data_root) -> list[str]:
     """Set up, baseline and four registered candidates (the coordinator's part, done here by hand)."""
     from greenai_dagster.core import pipeline
-    from greenai_dagster.core.config import ExperimentConfig
-    from greenai_dagster.core.paths import duckdb_path
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.settings.config import ExperimentConfig
+    from greenai_dagster.core.storage.paths import duckdb_path
+    from greenai_dagster.core.storage.store import ResultsStore
 
     config = ExperimentConfig(model=str(tiny_model_dir), dataset=str(tiny_benchmark), episodes=4, name=name,
                               output_dir=str(data_root / "experiments"), eval=FAST_EVAL)
@@ -44,8 +44,8 @@ def test_four_candidates_spread_over_two_celery_workers(workers, tiny_model_dir,
     from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
     from greenai_dagster.celery_sweep import candidate_sweep
-    from greenai_dagster.core.paths import duckdb_path
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.paths import duckdb_path
+    from greenai_dagster.core.storage.store import ResultsStore
 
     name = "celery_exp"
     keys = _tiny_experiment(name, tiny_model_dir, tiny_benchmark, data_root)

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from greenai_dagster.core import gpu_claim
+from greenai_dagster.core.machine import gpu_claim
 
 FAST_EVAL = {"limit_per_task": 4, "full_set_for_frontier": False, "batch_size": 4, "fidelity_tokens": 512,
              "prompt_len": 16, "new_tokens": 4, "latency_repeats": 2, "throughput_batch_size": 2,
@@ -25,8 +25,8 @@ FAST_EVAL = {"limit_per_task": 4, "full_set_for_frontier": False, "batch_size": 
 def sweep_experiment(tmp_path_factory, tiny_model_dir, tiny_benchmark, data_root):
     """A tiny experiment with its baseline and two registered, pending candidates; (store path, keys)."""
     from greenai_dagster.core import pipeline
-    from greenai_dagster.core.config import ExperimentConfig
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.settings.config import ExperimentConfig
+    from greenai_dagster.core.storage.store import ResultsStore
 
     folder = tmp_path_factory.mktemp("sweep")
     store = ResultsStore(folder / "results.duckdb")
@@ -47,7 +47,7 @@ def _step_context(store_path, device: str):
 
 def test_the_sweep_step_compresses_and_measures_on_the_workers_device(sweep_experiment):
     from greenai_dagster.celery_sweep import compress_and_benchmark
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     store_path, keys = sweep_experiment
     done = compress_and_benchmark(_step_context(store_path, "cpu"), keys[0])
@@ -64,7 +64,7 @@ def test_the_sweep_step_claims_a_free_gpu_and_runs_there(sweep_experiment, data_
     import torch
 
     from greenai_dagster.celery_sweep import compress_and_benchmark
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     store_path, keys = sweep_experiment
     monkeypatch.setattr(gpu_claim, "_pinned", None)

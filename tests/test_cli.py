@@ -3,8 +3,8 @@
 import pytest
 
 from greenai_dagster.cli import main
-from greenai_dagster.core.paths import duckdb_path
-from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
+from greenai_dagster.core.storage.paths import duckdb_path
+from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 
 
 @pytest.fixture()
@@ -89,7 +89,7 @@ def test_hub_source_of_an_offline_benchmark_offline_is_e006_naming_the_local_dat
 
 
 def test_benchmark_source_is_resolved_once_from_hub_reachability(monkeypatch, data_root):
-    from greenai_dagster.core import benchmarks
+    from greenai_dagster.core.data import benchmarks
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert benchmarks.resolve_source("bigbench_hard") == "offline"
@@ -107,7 +107,7 @@ def test_benchmark_source_is_resolved_once_from_hub_reachability(monkeypatch, da
 
 
 def test_scores_are_read_from_any_lm_eval_filter():
-    from greenai_dagster.core.task_files import task_score
+    from greenai_dagster.core.data.task_files import task_score
 
     assert task_score({"acc,none": 0.5, "acc_stderr,none": 0.1, "acc_norm,none": 0.7}) == ("acc", 0.5, 0.1)
     assert task_score({"pass@1,create_test": 0.25, "pass@1_stderr,create_test": 0.05}) == ("pass@1", 0.25, 0.05)

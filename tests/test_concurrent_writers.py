@@ -41,7 +41,7 @@ def test_a_writer_outside_the_queue_is_waited_for_then_e007(tmp_path):
     import pytest
 
     from greenai_dagster.core.errors import DiskFull
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     path = tmp_path / "r.duckdb"
     ResultsStore(path).create_experiment("e", "m", "d", {}, str(tmp_path))

@@ -1,5 +1,5 @@
 """One schema for the experiment settings (issues 27 and 28): the Launchpad's config, the REST request and
-the CLI's flags are generated from core/config.py's ExperimentConfig, so for every field each entry point
+the CLI's flags are generated from core/settings/config.py's ExperimentConfig, so for every field each entry point
 that exposes it shows the same default and description, and a bad value gets the same E004 message
 whoever sent it. These tests read each entry point as its user meets it (Dagster's config schema, the
 OpenAPI JSON schema, argparse's actions and help), not the tables they were generated from."""
@@ -11,12 +11,12 @@ from enum import Enum
 
 import pytest
 
-from greenai_dagster.core.config import (
+from greenai_dagster.core.settings.config import (
     CLI_EVAL_FLAGS, CLI_FLAGS, LAUNCHPAD_FIELDS, REST_FIELDS, ExperimentConfig, describe, field_bounds,
     field_default, validated_config,
 )
 from greenai_dagster.core.errors import EvaluationError
-from greenai_dagster.core.eval_settings import EvalSettings
+from greenai_dagster.core.evaluation.eval_settings import EvalSettings
 
 # set in a --config JSON file only: a decision, so a new field fails here until it is placed somewhere
 CONFIG_FILE_ONLY = {"coordinator_fallback", "llm_model", "llm_base_url", "llm_temperature", "family_priors",
@@ -118,7 +118,7 @@ def _cli_error(tmp_path, config: dict, capsys) -> str:
 
 
 def _launchpad_error(config: dict) -> str:
-    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.core.storage.paths import duckdb_path
     from greenai_dagster.instance import dagster_instance
     from greenai_dagster.jobs import launch_experiment
     from greenai_dagster.resources import ResultsStoreResource
@@ -153,7 +153,7 @@ def test_a_bad_setting_gets_the_same_e004_message_through_every_entry_point(data
 
 
 def test_an_infinite_bound_is_refused_everywhere_not_only_by_the_api():
-    """One constraint check (core/config.py `check_constraints`): the finite-number rule the REST model had
+    """One constraint check (core/settings/config.py `check_constraints`): the finite-number rule the REST model had
     alone now holds for config files and the Launchpad too."""
     with pytest.raises(EvaluationError, match="constraint 'max_kl' must be a finite number"):
         validated_config({"constraints": {"max_kl": float("inf")}}, "remedy")

@@ -7,8 +7,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from greenai_dagster.core.coordinator import CoordinatorState, LlmCoordinator, LlmSettings, Planner, RandomSearch
-from greenai_dagster.core.coordinator.space import search_space
+from greenai_dagster.core.search.coordinator import CoordinatorState, LlmCoordinator, LlmSettings, Planner, RandomSearch
+from greenai_dagster.core.search.coordinator.space import search_space
 from greenai_dagster.core.errors import CoordinatorKeyMissing, NetworkError, QuotaExceeded
 
 BASELINE = {"accuracy": 0.5, "latency_ms": 30.0, "memory_gb": 0.8, "model_size_gb": 0.25, "perplexity": 11.0,
@@ -60,7 +60,7 @@ def test_planner_starts_with_the_seed_priors_then_searches(tiny_spec):
 
 def _priors_favouring(spec, favourite: str, with_kl: bool = True):
     """An earlier experiment (its own baseline twice as slow) where `favourite` beat everything."""
-    from greenai_dagster.core.coordinator.priors import prior_rows
+    from greenai_dagster.core.search.coordinator.priors import prior_rows
 
     earlier_baseline = dict(BASELINE, latency_ms=60.0)
     rows = []
@@ -244,7 +244,7 @@ def test_llm_without_key_is_e001(monkeypatch):
 
 
 def test_every_strategy_of_the_space_has_its_own_feature_point(tiny_spec):
-    from greenai_dagster.core.coordinator.space import FEATURES, features
+    from greenai_dagster.core.search.coordinator.space import FEATURES, features
 
     space = search_space(tiny_spec)
     points = {tuple(features(c)[k] for k in FEATURES): c.label() for c in space}

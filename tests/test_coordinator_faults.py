@@ -51,9 +51,9 @@ def _experiment(tmp_path, tiny_spec, url, fallback):
     from test_store import sample_row
 
     from greenai_dagster.core import pipeline
-    from greenai_dagster.core.config import ExperimentConfig
-    from greenai_dagster.core.report import write_json
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.settings.config import ExperimentConfig
+    from greenai_dagster.core.reporting.report import write_json
+    from greenai_dagster.core.storage.store import ResultsStore
 
     store = ResultsStore(tmp_path / "r.duckdb")
     config = ExperimentConfig(model="m", dataset="d", episodes=3, name="exp", output_dir=str(tmp_path),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from greenai_dagster.core import corpus
+from greenai_dagster.core.data import corpus
 
 
 def _shared_share(text: str, taken: set[str]) -> float:

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from greenai_dagster.core import report
-from greenai_dagster.core.config import ExperimentConfig
-from greenai_dagster.core.coordinator import Planner
+from greenai_dagster.core.reporting import report
+from greenai_dagster.core.settings.config import ExperimentConfig
+from greenai_dagster.core.search.coordinator import Planner
 from greenai_dagster.core.decide import decide_next, frontier_unchanged_for
 from greenai_dagster.core.experiment import open_experiment
-from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
+from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 from greenai_dagster.core.strategy import Step, Strategy
 
 
@@ -89,7 +89,7 @@ def test_converged_when_frontier_stops_changing(experiment):
 
 
 def test_config_file_allowed_methods_and_constraints_are_obeyed(experiment, tmp_path):
-    from greenai_dagster.core.config import load_config
+    from greenai_dagster.core.settings.config import load_config
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"compression_methods": ["rtn", "awq"], "constraints": {"max_latency_ms": 50.0},

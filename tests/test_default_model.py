@@ -6,9 +6,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_default_model_converts_and_has_the_known_shape(data_root):
-    from greenai_dagster.core.default_model import ensure_default_checkpoint
-    from greenai_dagster.core import fidelity
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.evaluation import fidelity
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.methods.assess import build_spec
 
     folder = ensure_default_checkpoint()

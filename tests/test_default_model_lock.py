@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-ASK = ("from greenai_dagster.core.default_model import ensure_default_checkpoint; "
+ASK = ("from greenai_dagster.core.models.default_model import ensure_default_checkpoint; "
        "print(ensure_default_checkpoint())")
 
 

@@ -1,4 +1,4 @@
-"""The per-device slot (core.device_slot): probes alone, scoring together, no starvation, and a killed
+"""The per-device slot (core.machine.device_slot): probes alone, scoring together, no starvation, and a killed
 holder blocks nobody. Lock-level tests use separate processes (flock is per open file, and the
 slot's users are separate processes); each records when it held which side."""
 
@@ -17,7 +17,7 @@ import pytest
 
 HOLDER = textwrap.dedent("""
     import json, sys, time
-    from greenai_dagster.core import device_slot
+    from greenai_dagster.core.machine import device_slot
     side, hold_s, log = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     take = device_slot.exclusive if side == "exclusive" else device_slot.shared
     asked = time.time()
@@ -46,7 +46,7 @@ def _records(log: Path) -> list[dict]:
 
 
 def test_device_key_names_one_slot_per_device():
-    from greenai_dagster.core.device_slot import device_key
+    from greenai_dagster.core.machine.device_slot import device_key
 
     assert device_key("cuda") == device_key("cuda:0") == "cuda-0"
     assert device_key("cuda:1") != device_key("cuda:0")
@@ -55,7 +55,7 @@ def test_device_key_names_one_slot_per_device():
 
 def test_killed_holder_does_not_block(tmp_path):
     """SIGKILL while holding the exclusive side: the kernel drops the lock, the next taker gets it at once."""
-    from greenai_dagster.core import device_slot
+    from greenai_dagster.core.machine import device_slot
 
     holder = _start("exclusive", 600, tmp_path / "log", tmp_path)
     _wait_held(holder)
@@ -120,7 +120,7 @@ def test_waiting_probe_is_not_starved_by_a_stream_of_shared_holders(tmp_path):
 
 
 def test_probe_inside_own_shared_side_is_refused(tmp_path, monkeypatch):
-    from greenai_dagster.core import device_slot
+    from greenai_dagster.core.machine import device_slot
 
     monkeypatch.setenv("GREENAI_DATA", str(tmp_path))
     with device_slot.shared("cpu"):
@@ -149,7 +149,7 @@ def test_latency_under_a_concurrent_scoring_load_matches_alone(tmp_path, monkeyp
     and scoring do in the pipeline) reads the same latency within 15 % as alone, measured side by side.
     The packaged model, served by llama.cpp (~11 ms/token here): a tiny Llama's ~3 ms/token in eager
     PyTorch varied 30 % between two probes alone on this VM, more than the bar."""
-    from greenai_dagster.core.default_model import ensure_default_checkpoint
+    from greenai_dagster.core.models.default_model import ensure_default_checkpoint
 
     monkeypatch.setenv("GREENAI_DATA", str(tmp_path))
     model = ensure_default_checkpoint()

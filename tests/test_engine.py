@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from greenai_dagster.core import engine, report
-from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core import engine
+from greenai_dagster.core.reporting import report
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.engine import RunState
-from greenai_dagster.core.pareto import pareto_front
-from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
+from greenai_dagster.core.search.pareto import pareto_front
+from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_EVAL = {"limit_per_task": 4, "full_set_for_frontier": False, "batch_size": 4, "fidelity_tokens": 512,
@@ -180,7 +181,7 @@ def _quality(store: ResultsStore, name: str) -> dict:
 def test_greenai_run_and_the_sensor_produce_the_same_experiment(data_root, tiny_model_dir, tiny_benchmark):
     from dagster import DagsterInstance, RunsFilter
 
-    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.core.storage.paths import duckdb_path
     from greenai_dagster.jobs import register_experiment
 
     out = _cli_run(data_root, tiny_model_dir, tiny_benchmark, "same_cli", 2)
@@ -225,8 +226,8 @@ def test_greenai_run_and_the_sensor_produce_the_same_experiment(data_root, tiny_
 # ---- one class for evaluation settings ---------------------------------------------------------------------
 
 def test_one_class_for_evaluation_settings_and_stored_configs_still_load():
-    from greenai_dagster.core import config as config_module
-    from greenai_dagster.core import evaluate
+    from greenai_dagster.core.settings import config as config_module
+    from greenai_dagster.core.evaluation import evaluate
     from greenai_dagster.jobs import LAUNCHPAD_EVAL_FIELDS, EvalOverrides
 
     assert evaluate.EvalSettings is config_module.EvalSettings     # what the evaluators take is what is stored

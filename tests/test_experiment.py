@@ -12,12 +12,13 @@ import json
 
 import pytest
 
-from greenai_dagster.core import analyze, pipeline
-from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core import pipeline
+from greenai_dagster.core.reporting import analyze
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.errors import ModelLoadError
 from greenai_dagster.core.experiment import Experiment, open_experiment, resolve_objectives
-from greenai_dagster.core.report import write_json
-from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
+from greenai_dagster.core.reporting.report import write_json
+from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 
 ALL_DEFAULT = ["kl_divergence", "accuracy", "latency_ms", "memory_gb", "model_size_gb"]
 
@@ -172,8 +173,8 @@ def test_the_remote_code_opt_in_is_an_argument_and_no_environment_variable_opens
     to whatever loads, and the old variable (or any) opens nothing."""
     from test_security import _remote_code_folder
 
-    from greenai_dagster.core import loading
-    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.models import loading
+    from greenai_dagster.core.models.checkpoints import load_variant
 
     marker = tmp_path / "remote_code_ran"
     folder = _remote_code_folder(tiny_model_dir, tmp_path / "remote", marker)
@@ -204,8 +205,8 @@ def test_the_latency_probe_is_handed_the_opt_in_on_its_command_line(monkeypatch,
     from contextlib import contextmanager
     from types import SimpleNamespace
 
-    from greenai_dagster.core import evaluate
-    from greenai_dagster.core.eval_settings import EvalSettings
+    from greenai_dagster.core.evaluation import evaluate
+    from greenai_dagster.core.evaluation.eval_settings import EvalSettings
 
     commands = []
 

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from greenai_dagster.core.config import ExperimentConfig
-from greenai_dagster.core.paths import duckdb_path
-from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.settings.config import ExperimentConfig
+from greenai_dagster.core.storage.paths import duckdb_path
+from greenai_dagster.core.storage.store import ResultsStore
 
 FAST_EVAL = {"limit_per_task": 4, "min_items_for_a_file": None, "full_set_for_frontier": True, "batch_size": 4, "fidelity_tokens": 512, "prompt_len": 16,
              "new_tokens": 4, "latency_repeats": 2, "throughput_batch_size": 2}
@@ -144,7 +144,7 @@ def test_export_packs_a_checkpoint_that_reloads(finished_run, tmp_path):
     import tarfile
 
     from greenai_dagster.cli import main
-    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.models.checkpoints import load_variant
 
     out = tmp_path / "model.tar.gz"
     assert main(["export", "tiny_exp", "ep002_int8_dynamic", "-o", str(out)]) == 0

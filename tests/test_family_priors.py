@@ -2,8 +2,8 @@
 
 import json
 
-from greenai_dagster.core.coordinator.priors import family_priors
-from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.search.coordinator.priors import family_priors
+from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.core.strategy import Step, Strategy
 
 

@@ -1,6 +1,6 @@
 """SIGKILL of a real `greenai run` while compressing, while evaluating and while writing results, then
 a full disk; each rerun resumes, and at the end nothing is lost, duplicated or half-written, and the
-stored frontier is the one recomputed from scratch (core/pareto.py).
+stored frontier is the one recomputed from scratch (core/search/pareto.py).
 
 No test hook in the product: the test watches the experiment folder, which the run writes in a fixed
 order, and kills the run's whole process group (the run and its runtime-probe child) the moment the
@@ -173,7 +173,7 @@ def test_sigkill_in_each_phase_then_disk_full_then_resume_loses_nothing(tmp_path
     # the stored frontier is the one recomputed from scratch over the stored rows
     from greenai_dagster.core import pipeline
     from greenai_dagster.core.experiment import open_experiment
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     store = ResultsStore(root / "greenai.duckdb")
     recomputed = sorted(m["candidate_key"] for m in pipeline.frontier_summary(store, open_experiment(store, NAME)).members)
@@ -188,8 +188,8 @@ def test_sigkill_in_each_phase_then_disk_full_then_resume_loses_nothing(tmp_path
 SAVER = """
 import sys
 from pathlib import Path
-from greenai_dagster.core.checkpoints import save_variant
-from greenai_dagster.core.loading import load_model_and_tokenizer
+from greenai_dagster.core.models.checkpoints import save_variant
+from greenai_dagster.core.models.loading import load_model_and_tokenizer
 model, tokenizer = load_model_and_tokenizer(sys.argv[1])
 print("loaded", flush=True)
 while True:
@@ -202,8 +202,8 @@ def test_sigkill_inside_a_checkpoint_write_never_leaves_a_half_checkpoint(tmp_pa
     the final folder is always absent or complete, and the next save replaces the leftover."""
     from conftest import build_tiny_model
 
-    from greenai_dagster.core.checkpoints import load_variant, save_variant
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.checkpoints import load_variant, save_variant
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     model_dir = build_tiny_model(tmp_path / "bigger", hidden=256, layers=4)   # a save long enough to land in
     out = tmp_path / "episode_001" / "model"

@@ -28,9 +28,9 @@ def huge_model_folder(folder: Path) -> Path:
 
 
 def test_the_estimate_refuses_a_model_that_cannot_fit_before_loading(tmp_path, data_root, tiny_benchmark):
-    from greenai_dagster.core.config import ExperimentConfig
-    from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.memory import available_bytes, parameter_count
+    from greenai_dagster.core.settings.config import ExperimentConfig
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.memory import available_bytes, parameter_count
     from greenai_dagster.core.pipeline import validate_inputs
     from transformers import AutoConfig
 
@@ -53,15 +53,15 @@ def test_the_estimate_refuses_a_model_that_cannot_fit_before_loading(tmp_path, d
     from greenai_dagster.cli import main
 
     assert main(["run", "-m", str(folder), "-d", str(tiny_benchmark), "-n", "huge", "-o", str(tmp_path / "exp")]) == 1
-    from greenai_dagster.core.paths import duckdb_path
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.paths import duckdb_path
+    from greenai_dagster.core.storage.store import ResultsStore
 
     assert ResultsStore(duckdb_path()).experiment("huge") is None and not (tmp_path / "exp" / "huge").exists()
 
 
 def test_a_model_that_fits_is_not_refused(tiny_model_dir):
-    from greenai_dagster.core.loading import load_config
-    from greenai_dagster.core.memory import check_fits
+    from greenai_dagster.core.models.loading import load_config
+    from greenai_dagster.core.models.memory import check_fits
 
     check_fits(str(tiny_model_dir), load_config(str(tiny_model_dir)), "cpu", torch.float32)
 
@@ -75,8 +75,8 @@ import psutil
 from greenai_dagster.core import pipeline
 from greenai_dagster.core.errors import GreenAIError
 from greenai_dagster.core.experiment import open_experiment
-from greenai_dagster.core.loading import load_model_and_tokenizer
-from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.models.loading import load_model_and_tokenizer
+from greenai_dagster.core.storage.store import ResultsStore
 import llmcompressor  # noqa: F401  (imported before the limit: imports are not what is measured)
 
 store = ResultsStore(sys.argv[1])
@@ -97,14 +97,14 @@ def test_a_real_oom_inside_a_method_is_e003_recorded_and_the_sweep_goes_on(tmp_p
     from conftest import build_tiny_model
 
     from greenai_dagster.core import pipeline
-    from greenai_dagster.core.config import ExperimentConfig
-    from greenai_dagster.core.coordinator import make_coordinator
+    from greenai_dagster.core.settings.config import ExperimentConfig
+    from greenai_dagster.core.search.coordinator import make_coordinator
     from greenai_dagster.core.decide import decide_next, termination_reason
     from greenai_dagster.core.experiment import open_experiment
-    from greenai_dagster.core.loading import load_model_and_tokenizer
-    from greenai_dagster.core.report import write_json
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
+    from greenai_dagster.core.reporting.report import write_json
     from greenai_dagster.core.methods.assess import build_spec
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
     from greenai_dagster.core.strategy import Strategy
 
     model_dir = tmp_path / "wide"

@@ -9,13 +9,13 @@ import math
 import pytest
 import torch
 
-from greenai_dagster.core import fidelity
-from greenai_dagster.core.flips import above_chance, compare
+from greenai_dagster.core.evaluation import fidelity
+from greenai_dagster.core.evaluation.flips import above_chance, compare
 
 
 @pytest.fixture(scope="module")
 def reference(tiny_model_dir):
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
     windows = fidelity.token_windows(tokenizer, fidelity.held_out_text()[0], 2048, window=256)
@@ -34,9 +34,9 @@ def test_baseline_against_itself_is_exactly_faithful(tiny_model, reference):
 @pytest.fixture(scope="module")
 def rtn_kl(tiny_model_dir, reference, tmp_path_factory):
     """KL of RTN at 8, 4, 3 and 2 bits (group 32), each compressed, saved and reloaded."""
-    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.models.checkpoints import load_variant
     from greenai_dagster.core.compress import compress_to_checkpoint
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 

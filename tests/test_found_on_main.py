@@ -102,7 +102,7 @@ NO_CONTENT = [{"index": 0, "finish_reason": "stop", "message": {"role": "assista
 def test_llm_endpoint_failures_are_clear_codes(name, answers, error, code, tiny_spec, data_root):
     from test_coordinator import FakeChatServer, state_for
 
-    from greenai_dagster.core.coordinator import LlmCoordinator, LlmSettings
+    from greenai_dagster.core.search.coordinator import LlmCoordinator, LlmSettings
 
     with FakeChatServer(answers) as url:
         with pytest.raises(GreenAIError) as err:
@@ -115,7 +115,7 @@ def test_llm_endpoint_failures_are_clear_codes(name, answers, error, code, tiny_
 # ---- DuckDB locked, damaged, or not a file --------------------------------------------------------
 
 def test_a_locked_duckdb_is_e007_naming_the_holder(tmp_path):
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     path = tmp_path / "r.duckdb"
     ResultsStore(path).create_experiment("e", "m", "d", {}, str(tmp_path))
@@ -135,7 +135,7 @@ def test_a_locked_duckdb_is_e007_naming_the_holder(tmp_path):
 
 
 def test_a_damaged_or_misplaced_duckdb_is_e007(tmp_path, capsys):
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     garbage = tmp_path / "g.duckdb"
     garbage.write_bytes(b"\x13" * 8192)
@@ -178,7 +178,7 @@ def test_cluster_mode_without_the_shared_duckdb_is_a_clear_error_not_a_keyerror(
 # ---- compression_methods that leave nothing to search ---------------------------------------------
 
 def test_unknown_method_names_are_e005_at_validation(tmp_path):
-    from greenai_dagster.core.config import load_config
+    from greenai_dagster.core.settings.config import load_config
 
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"compression_methods": ["gptq", "magic"]}))
@@ -188,7 +188,7 @@ def test_unknown_method_names_are_e005_at_validation(tmp_path):
 
 
 def test_unusable_method_lists_are_e005_for_the_spec(tiny_spec):
-    from greenai_dagster.core.coordinator.space import require_usable
+    from greenai_dagster.core.search.coordinator.space import require_usable
 
     require_usable(tiny_spec, ["gptq", "int8"])
     require_usable(tiny_spec, None)
@@ -200,8 +200,8 @@ def test_unusable_method_lists_are_e005_for_the_spec(tiny_spec):
 
 def test_a_run_with_an_unusable_method_list_stops_before_the_baseline(data_root, tiny_model_dir, tiny_benchmark,
                                                                      tmp_path, capsys):
-    from greenai_dagster.core.paths import duckdb_path
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.paths import duckdb_path
+    from greenai_dagster.core.storage.store import ResultsStore
 
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"compression_methods": ["lora"], "eval": {"limit_per_task": 2}}))
@@ -244,7 +244,7 @@ def test_e000_is_only_the_documented_unexpected_error_and_remedies_point_at_real
 # ---- greenai query cannot touch other files -------------------------------------------------------
 
 def test_query_cannot_write_or_read_other_files(tmp_path, capsys):
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     db = tmp_path / "r.duckdb"
     ResultsStore(db).create_experiment("e", "m", "d", {}, str(tmp_path))
@@ -285,7 +285,7 @@ class _NoReading(_BrokenStart):
 def test_a_codecarbon_failure_records_null_and_why_never_zero(tracker, says, monkeypatch):
     import codecarbon
 
-    from greenai_dagster.core.energy import track_energy
+    from greenai_dagster.core.evaluation.energy import track_energy
 
     monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", tracker)
     ran = []
@@ -297,9 +297,9 @@ def test_a_codecarbon_failure_records_null_and_why_never_zero(tracker, says, mon
 def test_unmeasured_energy_is_null_in_the_row_and_keeps_it_off_an_energy_frontier():
     from types import SimpleNamespace
 
-    from greenai_dagster.core.energy import EnergyReading
-    from greenai_dagster.core.fidelity import Fidelity
-    from greenai_dagster.core.pareto import summarise
+    from greenai_dagster.core.evaluation.energy import EnergyReading
+    from greenai_dagster.core.evaluation.fidelity import Fidelity
+    from greenai_dagster.core.search.pareto import summarise
     from greenai_dagster.core.pipeline import _result_row
 
     fid = Fidelity(kl_divergence=0.1, kl_stderr=0.01, top1_agreement=0.9, top1_stderr=0.01, ppl_ratio=1.1,
@@ -320,9 +320,9 @@ def test_unmeasured_energy_is_null_in_the_row_and_keeps_it_off_an_energy_frontie
 
 
 def test_lm_eval_na_stderr_is_null_not_zero():
-    from greenai_dagster.core.evaluate import macro_score
-    from greenai_dagster.core.report import result_json
-    from greenai_dagster.core.task_files import task_score
+    from greenai_dagster.core.evaluation.evaluate import macro_score
+    from greenai_dagster.core.reporting.report import result_json
+    from greenai_dagster.core.data.task_files import task_score
     from greenai_dagster.runner import accuracy_text
 
     assert task_score({"acc,none": 1.0, "acc_stderr,none": "N/A"}) == ("acc", 1.0, None)
@@ -337,7 +337,7 @@ def test_lm_eval_na_stderr_is_null_not_zero():
 
 def test_the_plausibility_check_rejects_nan_and_inf_in_any_column(tmp_path):
     from greenai_dagster.assets.candidates import plausibility_problems
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
 
     store = ResultsStore(tmp_path / "r.duckdb")
     good = {"candidate_key": "e/ok", "experiment": "e", "episode": 1, "strategy_id": "ok", "accuracy": 0.5,
@@ -358,7 +358,7 @@ def test_the_plausibility_check_rejects_nan_and_inf_in_any_column(tmp_path):
 def test_a_result_failing_the_blocking_check_stops_its_run_with_a_clear_error(data_root, tmp_path, monkeypatch):
     from greenai_dagster import runner
     from greenai_dagster.core import pipeline
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
     from greenai_dagster.resources import GpuResource, ResultsStoreResource
 
     store = ResultsStore(tmp_path / "r.duckdb")

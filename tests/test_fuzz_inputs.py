@@ -57,7 +57,7 @@ def _listing(folder: Path) -> set[str]:
 @FUZZ
 @given(field=st.sampled_from(sorted(INVALID_CONFIG)), data=st.data())
 def test_config_file_with_one_invalid_field_names_it(tmp_path_factory, field, data):
-    from greenai_dagster.core.config import load_config
+    from greenai_dagster.core.settings.config import load_config
 
     folder = tmp_path_factory.mktemp("cfg")
     value = data.draw(INVALID_CONFIG[field], label=field)
@@ -75,7 +75,7 @@ def test_config_file_with_one_invalid_field_names_it(tmp_path_factory, field, da
 @FUZZ
 @given(content=json_values | st.binary(max_size=40).map(lambda b: b.decode("latin-1")))
 def test_any_config_file_content_is_a_config_or_one_clear_error(tmp_path_factory, content):
-    from greenai_dagster.core.config import ExperimentConfig, load_config
+    from greenai_dagster.core.settings.config import ExperimentConfig, load_config
 
     folder = tmp_path_factory.mktemp("cfg")
     path = folder / "c.json"
@@ -93,7 +93,7 @@ def test_any_config_file_content_is_a_config_or_one_clear_error(tmp_path_factory
 def state(tiny_model_dir):
     from test_coordinator import state_for
 
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.methods.assess import build_spec
 
     model, _ = load_model_and_tokenizer(str(tiny_model_dir))
@@ -112,7 +112,7 @@ answers = (st.fixed_dictionaries({"steps": steps}, optional={"reasoning": json_s
 @FUZZ
 @given(answer=answers)
 def test_any_strategy_answer_is_a_valid_strategy_or_one_clear_reason(state, answer):
-    from greenai_dagster.core.coordinator.llm import parse_answer
+    from greenai_dagster.core.search.coordinator.llm import parse_answer
     from greenai_dagster.core.strategy import validate_strategy
 
     try:
@@ -154,7 +154,7 @@ FLAGS = {"-e": st.integers(-5, 2000).map(str) | st.text(max_size=4), "-b": st.fl
 @given(flags=st.dictionaries(st.sampled_from(sorted(FLAGS)), st.none(), max_size=4), data=st.data())
 def test_run_arguments_parse_to_a_config_or_one_clear_error(tmp_path_factory, data_root, flags, data, capsys):
     from greenai_dagster.cli import build_parser, config_from_args
-    from greenai_dagster.core.config import ExperimentConfig
+    from greenai_dagster.core.settings.config import ExperimentConfig
 
     argv = ["run"]
     for flag in flags:
@@ -181,7 +181,7 @@ def test_run_arguments_parse_to_a_config_or_one_clear_error(tmp_path_factory, da
                              json_values | st.text(max_size=30), min_size=1, max_size=5),
        fmt=st.sampled_from(["summary", "detailed", "json"]))
 def test_analyze_any_folder_contents_is_a_report_or_one_clear_error(tmp_path_factory, files, fmt):
-    from greenai_dagster.core.analyze import analyze_folder
+    from greenai_dagster.core.reporting.analyze import analyze_folder
 
     folder = tmp_path_factory.mktemp("exp")
     for name, content in files.items():
@@ -225,7 +225,7 @@ def client(data_root):
 @given(field=st.sampled_from(sorted(INVALID_BODY)), data=st.data())
 def test_an_invalid_compress_body_is_422_naming_the_field(client, tiny_model_dir, tiny_benchmark, data_root, field,
                                                           data):
-    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.core.storage.paths import duckdb_path
 
     body = {"model_name": str(tiny_model_dir), "dataset": str(tiny_benchmark), "max_episodes": 1}
     body[field] = data.draw(INVALID_BODY[field], label=field)

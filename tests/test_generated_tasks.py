@@ -8,9 +8,9 @@ import json
 import re
 from pathlib import Path
 
-from greenai_dagster.core import generated_tasks
-from greenai_dagster.core.benchmarks import DEFAULT_BENCHMARK, availability, prepare_benchmark
-from greenai_dagster.core.evaluate import EvalSettings, accuracy
+from greenai_dagster.core.data import generated_tasks
+from greenai_dagster.core.data.benchmarks import DEFAULT_BENCHMARK, availability, prepare_benchmark
+from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy
 
 
 def test_every_family_is_seeded_distinct_and_well_formed():

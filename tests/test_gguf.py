@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from greenai_dagster.core import gguf_files
+from greenai_dagster.core.models import gguf_files
 
 
 @pytest.mark.parametrize("bits,zero", [(4, False), (4, True), (5, False), (5, True), (8, False)])
@@ -50,7 +50,7 @@ def test_a_mixed_allocation_of_4_5_8_bits_is_served_by_llama_cpp_as_its_own_inte
     holds (3 bits) keeps the allocation in eager PyTorch."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from greenai_dagster.core.compress import compress_to_checkpoint
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.runtimes import pick
     from greenai_dagster.core.formats.gguf import describe
     from greenai_dagster.core.methods.assess import build_spec
@@ -85,7 +85,7 @@ def test_a_mixed_allocation_of_4_5_8_bits_is_served_by_llama_cpp_as_its_own_inte
 def test_repacked_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_llama, tmp_path, data_root, bits, block):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from greenai_dagster.core.compress import compress_to_checkpoint
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.runtimes import pick
     from greenai_dagster.core.formats.gguf import describe
     from greenai_dagster.core.methods.assess import build_spec
@@ -116,9 +116,9 @@ def test_repacked_checkpoint_serves_in_llama_cpp_like_eager(smol_tokenizer_llama
 def test_an_int8_checkpoint_is_served_by_llama_cpp_as_q8_0_holding_its_integers(smol_tokenizer_llama, tmp_path,
                                                                                 data_root):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
-    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.models.checkpoints import load_variant
     from greenai_dagster.core.compress import compress_to_checkpoint
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.runtimes import pick
     from greenai_dagster.core.formats.int8_dynamic import dequantize_int8_dynamic
     from greenai_dagster.core.runtimes.llama_cpp import LlamaCppSession
@@ -148,12 +148,12 @@ def test_an_int8_checkpoint_is_served_by_llama_cpp_as_q8_0_holding_its_integers(
 @pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed")
 def test_gguf_method_writes_a_llama_cpp_file_that_reloads_and_serves(smol_tokenizer_llama, tmp_path, data_root):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
-    from greenai_dagster.core.checkpoints import GGUF_FILE, checkpoint_format, load_variant, save_variant
+    from greenai_dagster.core.models.checkpoints import GGUF_FILE, checkpoint_format, load_variant, save_variant
     from greenai_dagster.core.compress import apply_strategy
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.runtimes import pick
     from greenai_dagster.core.formats.gguf import describe
-    from greenai_dagster.core.spec import weights_size_bytes
+    from greenai_dagster.core.models.spec import weights_size_bytes
     from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 

@@ -46,7 +46,7 @@ def _gguf(path: Path, arch: str = "gemma3", add_bos: bool = True, vocab: list | 
 def test_gemma_vocabulary_becomes_bpe_with_rank_merges_and_specials(tmp_path):
     from transformers import AutoTokenizer
 
-    from greenai_dagster.core.gguf_tokenizer import gemma_tokenizer_from_gguf, is_sentencepiece_bpe
+    from greenai_dagster.core.models.gguf_tokenizer import gemma_tokenizer_from_gguf, is_sentencepiece_bpe
 
     path = _gguf(tmp_path / "gemma.gguf")
     assert is_sentencepiece_bpe(path)
@@ -62,7 +62,7 @@ def test_gemma_vocabulary_becomes_bpe_with_rank_merges_and_specials(tmp_path):
 
 
 def test_other_gguf_tokenizers_are_left_to_transformers(tmp_path):
-    from greenai_dagster.core.gguf_tokenizer import gemma_tokenizer_from_gguf, is_sentencepiece_bpe
+    from greenai_dagster.core.models.gguf_tokenizer import gemma_tokenizer_from_gguf, is_sentencepiece_bpe
 
     assert not is_sentencepiece_bpe(_gguf(tmp_path / "llama.gguf", arch="llama"))
     no_bos = gemma_tokenizer_from_gguf(_gguf(tmp_path / "nobos.gguf", add_bos=False))
@@ -73,8 +73,8 @@ def test_other_gguf_tokenizers_are_left_to_transformers(tmp_path):
 def test_add_bos_token_taken_from_gguf_and_kept_on_save(tmp_path, add_bos):
     from transformers import AutoTokenizer
 
-    from greenai_dagster.core.default_model import _special_tokens_from_gguf
-    from greenai_dagster.core.fidelity import bos_prefix, token_windows
+    from greenai_dagster.core.models.default_model import _special_tokens_from_gguf
+    from greenai_dagster.core.evaluation.fidelity import bos_prefix, token_windows
 
     tokenizer = build_tiny_tokenizer()
     plain = tokenizer("a")["input_ids"]

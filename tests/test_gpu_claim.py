@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from greenai_dagster.core import gpu_claim
+from greenai_dagster.core.machine import gpu_claim
 
 
 @pytest.fixture()
@@ -44,7 +44,7 @@ def test_claims_never_share_a_gpu_and_wait_when_all_are_held(fresh_claims):
 
 def test_a_killed_holder_frees_its_gpu(fresh_claims):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom greenai_dagster.core import gpu_claim\n"
+        [sys.executable, "-c", "import sys, time\nfrom greenai_dagster.core.machine import gpu_claim\n"
          "with gpu_claim.claim(['0']) as c:\n    print(c.gpu, flush=True)\n    time.sleep(600)"],
         stdout=subprocess.PIPE, text=True, env={**os.environ})
     assert holder.stdout.readline().strip() == "0"

@@ -115,7 +115,7 @@ def test_one_tick_adds_each_key_once_per_dimension():
 
 
 def test_every_search_space_label_is_a_valid_strategy_partition_key(tiny_spec):
-    from greenai_dagster.core.coordinator.space import search_space
+    from greenai_dagster.core.search.coordinator.space import search_space
 
     labels = [s.label() for s in search_space(tiny_spec)]
     assert len(labels) > 20
@@ -126,7 +126,7 @@ def test_every_search_space_label_is_a_valid_strategy_partition_key(tiny_spec):
 
 @pytest.mark.parametrize("name", ["a|b", "a/b", "x,y", "run[1]", "a...b", "tab\there"])
 def test_an_experiment_name_that_cannot_be_a_partition_key_is_refused(name):
-    from greenai_dagster.core.config import load_config
+    from greenai_dagster.core.settings.config import load_config
     from greenai_dagster.core.errors import EvaluationError
 
     with pytest.raises(EvaluationError, match="E004.*name"):

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from greenai_dagster.core import gguf_files
+from greenai_dagster.core.models import gguf_files
 
 pytestmark = [
     pytest.mark.skipif(not gguf_files.converter_available(), reason="llama.cpp's converter not installed "
@@ -39,9 +39,9 @@ PAIRS = [("The quick brown fox", " jumps"), ("The quick brown fox", " sleeps ove
 
 
 def test_fidelity_through_llama_cpp_f16_is_the_float_model(smol_tokenizer_llama, f16_gguf):
-    from greenai_dagster.core import fidelity
-    from greenai_dagster.core.llama_cpp_scoring import LlamaCppScorer
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.evaluation import fidelity
+    from greenai_dagster.core.evaluation.llama_cpp_scoring import LlamaCppScorer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
     text = "The committee met on Tuesday to review the budget. " * 40
@@ -58,8 +58,8 @@ def test_fidelity_through_llama_cpp_f16_is_the_float_model(smol_tokenizer_llama,
 def test_loglikelihoods_match_hflm_and_cache_reuse_changes_nothing(smol_tokenizer_llama, f16_gguf):
     from lm_eval.models.huggingface import HFLM
 
-    from greenai_dagster.core.llama_cpp_scoring import LlamaCppLM, LlamaCppScorer
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.evaluation.llama_cpp_scoring import LlamaCppLM, LlamaCppScorer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
     want = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1).loglikelihood(_requests(PAIRS))
@@ -77,8 +77,8 @@ def test_loglikelihoods_match_hflm_and_cache_reuse_changes_nothing(smol_tokenize
 def test_greedy_generation_stops_at_the_stop_string(smol_tokenizer_llama, f16_gguf):
     from lm_eval.api.instance import Instance
 
-    from greenai_dagster.core.llama_cpp_scoring import LlamaCppLM, LlamaCppScorer
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.evaluation.llama_cpp_scoring import LlamaCppLM, LlamaCppScorer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(smol_tokenizer_llama))
     lm = LlamaCppLM(LlamaCppScorer(f16_gguf, n_ctx=256), tokenizer)

@@ -7,16 +7,16 @@ with a schema (grammar-constrained), remember it, and return a strategy that pas
 
 import pytest
 
-from greenai_dagster.core.coordinator import LlmCoordinator, LlmSettings
-from greenai_dagster.core.coordinator.space import search_space
-from greenai_dagster.core.coordinator.base import CoordinatorState
+from greenai_dagster.core.search.coordinator import LlmCoordinator, LlmSettings
+from greenai_dagster.core.search.coordinator.space import search_space
+from greenai_dagster.core.search.coordinator.base import CoordinatorState
 
 
 @pytest.fixture(scope="module")
 def llama_server():
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
-    from greenai_dagster.core.coordinator.local_server import start
-    from greenai_dagster.core.default_model import find_packaged_gguf
+    from greenai_dagster.core.search.coordinator.local_server import start
+    from greenai_dagster.core.models.default_model import find_packaged_gguf
 
     proc, url = start(find_packaged_gguf())
     yield url

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from greenai_dagster.core.checkpoints import load_variant, save_variant
+from greenai_dagster.core.models.checkpoints import load_variant, save_variant
 from greenai_dagster.core.compress import apply_strategy
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods import REGISTRY
 from greenai_dagster.core.methods.sparsity import linear_sparsity
-from greenai_dagster.core.spec import weights_size_bytes
+from greenai_dagster.core.models.spec import weights_size_bytes
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
 CAL = {"num_calibration_samples": 8}
@@ -33,7 +33,7 @@ def run(tiny_model, tiny_spec, steps, tmp_path, inspect=None):
 @pytest.fixture()
 def dense_size(tiny_model_dir, tmp_path):
     """Bytes of the untouched tiny model stored like every variant (float tensors in bf16)."""
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
     return weights_size_bytes(save_variant(model, tokenizer, tmp_path / "dense", "hf", {}))

@@ -1,4 +1,4 @@
-"""Per-layer mixed precision (`core.mixed`, the `mixed` method) on the real tiny Llama.
+"""Per-layer mixed precision (`core.search.mixed`, the `mixed` method) on the real tiny Llama.
 
 The simulation must be what the checkpoint holds: fake-quantized weights equal llm-compressor's RTN
 weights after saving and reloading, and a saved allocation's measured KL equals the simulated one.
@@ -13,14 +13,14 @@ import json
 import pytest
 import torch
 
-from greenai_dagster.core import fidelity
-from greenai_dagster.core.mixed import levels as lv
-from greenai_dagster.core.mixed import sensitivity, solvers
+from greenai_dagster.core.evaluation import fidelity
+from greenai_dagster.core.search.mixed import levels as lv
+from greenai_dagster.core.search.mixed import sensitivity, solvers
 
 
 @pytest.fixture(scope="module")
 def float_model(tiny_model_dir):
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     return load_model_and_tokenizer(str(tiny_model_dir))
 
@@ -41,9 +41,9 @@ def block_table(float_model, reference):
 
 
 def _compress(tiny_model_dir, params: dict, folder):
-    from greenai_dagster.core.checkpoints import load_variant
+    from greenai_dagster.core.models.checkpoints import load_variant
     from greenai_dagster.core.compress import compress_to_checkpoint
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 
@@ -200,7 +200,7 @@ def test_saved_float32_tensors_are_narrowed_to_the_storage_dtype(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from greenai_dagster.core.checkpoints import STORAGE_DTYPE, narrow_floats_on_disk
+    from greenai_dagster.core.models.checkpoints import STORAGE_DTYPE, narrow_floats_on_disk
 
     wide = torch.randn(8, 64)
     save_file({"embed.weight": wide, "q.weight_scale": wide[:, :1].clone(), "q.weight_global_scale": torch.ones(1),

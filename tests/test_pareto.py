@@ -2,7 +2,7 @@
 
 import pytest
 
-from greenai_dagster.core.pareto import dominates, hypervolume, pareto_front, satisfies, summarise
+from greenai_dagster.core.search.pareto import dominates, hypervolume, pareto_front, satisfies, summarise
 
 
 def point(name, acc, lat, mem, size, kl=0.1):
@@ -79,7 +79,7 @@ def test_a_degraded_candidate_never_reaches_the_frontier():
 def test_a_hypervolume_of_zero_names_the_member_and_the_axis_that_reach_the_reference():
     """Issue 28: a frontier of one member served by a slow fallback (2.5x the baseline's latency) has hypervolume
     0; the summary and its text name that member and `latency_ms`, so the 0 is not a mystery."""
-    from greenai_dagster.core.frontier_text import hypervolume_text
+    from greenai_dagster.core.reporting.frontier_text import hypervolume_text
 
     baseline = point("base", 0.5, 10, 1, 1)
     slow = {**point("exp/slow_w4", 0.5, 25, 0.5, 0.5), "strategy_id": "slow_w4"}

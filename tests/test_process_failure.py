@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from greenai_dagster.core.process_failure import describe
+from greenai_dagster.core.machine.process_failure import describe
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from greenai_dagster.core.config import ExperimentConfig
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.errors import CompressionFailed, UnexpectedError
 
 RUNNER = Path(__file__).resolve().parents[1] / "greenai_dagster" / "runner.py"
@@ -68,7 +68,7 @@ def test_a_project_error_in_a_step_reaches_the_caller_as_its_class_from_the_fail
 def test_a_bug_in_a_step_is_e000_with_its_message(data_root, tmp_path, monkeypatch):
     from greenai_dagster import runner
     from greenai_dagster.core import pipeline
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.store import ResultsStore
     from greenai_dagster.partitions import experiments_partitions
     from greenai_dagster.resources import GpuResource, ResultsStoreResource
 

@@ -15,7 +15,7 @@ from greenai_dagster.core.runtimes.cpu_int4 import CpuInt4, Int4Linear, repack
 @pytest.fixture(scope="module")
 def w4_checkpoint(tiny_model_dir, tmp_path_factory):
     from greenai_dagster.core.compress import compress_to_checkpoint
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 

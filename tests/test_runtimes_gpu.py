@@ -185,9 +185,9 @@ def test_int8_and_fp8_gemv_kernels_agree_with_the_matmul_they_replace():
 
 
 def _checkpoint(base, folder, method: str, params: dict):
-    from greenai_dagster.core.checkpoints import save_variant
+    from greenai_dagster.core.models.checkpoints import save_variant
     from greenai_dagster.core.compress import apply_strategy
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 

@@ -1,4 +1,4 @@
-"""The second fidelity text: windows the baseline samples itself (core.sampled_text), and its place in an
+"""The second fidelity text: windows the baseline samples itself (core.evaluation.sampled_text), and its place in an
 evaluation (kl_sampled). Models: the real tiny Llama of conftest (random weights, the corpus's BPE tokenizer)."""
 
 import copy
@@ -6,13 +6,13 @@ import copy
 import pytest
 import torch
 
-from greenai_dagster.core import fidelity, sampled_text
-from greenai_dagster.core.eval_settings import EvalSettings
+from greenai_dagster.core.evaluation import fidelity, sampled_text
+from greenai_dagster.core.evaluation.eval_settings import EvalSettings
 
 
 @pytest.fixture(scope="module")
 def sampled(tiny_model_dir):
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
     return model, tokenizer, sampled_text.sample_windows(model, tokenizer, 512, window=128)
@@ -56,7 +56,7 @@ def test_kl_on_the_samples_is_zero_for_the_baseline_and_grows_with_noise(sampled
 
 
 def test_make_sampled_reference_is_drawn_once_and_can_be_turned_off(sampled, tmp_path):
-    from greenai_dagster.core.evaluate import load_sampled_reference, make_sampled_reference, sampled_reference_path
+    from greenai_dagster.core.evaluation.evaluate import load_sampled_reference, make_sampled_reference, sampled_reference_path
 
     model, tokenizer, _ = sampled
     assert make_sampled_reference(model, tokenizer, EvalSettings(sampled_tokens=0), tmp_path / "x") is None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from greenai_dagster.core.checkpoints import INT8_STATE_FILE, VARIANT_FILE, load_variant
+from greenai_dagster.core.models.checkpoints import INT8_STATE_FILE, VARIANT_FILE, load_variant
 from greenai_dagster.core.errors import ModelLoadError
 
 
@@ -58,7 +58,7 @@ def test_the_payload_would_run_under_a_full_unpickler(tmp_path):
 
 
 def test_int8_round_trip_still_loads_with_the_weights_only_unpickler(tiny_model, tiny_spec, tmp_path):
-    from greenai_dagster.core.checkpoints import load_int8_state, save_variant
+    from greenai_dagster.core.models.checkpoints import load_int8_state, save_variant
     from greenai_dagster.core.compress import apply_strategy
     from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
@@ -99,11 +99,11 @@ ADD = {"task_id": "t/0", "prompt": "def add(a, b):\n", "entry_point": "add",
 
 def test_code_benchmarks_are_refused_without_the_opt_in(data_root, tiny_model_dir, capsys):
     from greenai_dagster.cli import main
-    from greenai_dagster.core import humaneval
-    from greenai_dagster.core.benchmarks import PreparedBenchmark, prepare_benchmark
-    from greenai_dagster.core.config import ExperimentConfig
+    from greenai_dagster.core.data import humaneval
+    from greenai_dagster.core.data.benchmarks import PreparedBenchmark, prepare_benchmark
+    from greenai_dagster.core.settings.config import ExperimentConfig
     from greenai_dagster.core.errors import EvaluationError
-    from greenai_dagster.core.evaluate import run_lm_eval
+    from greenai_dagster.core.evaluation.evaluate import run_lm_eval
 
     assert ExperimentConfig().allow_code_execution is False
     for source in ("offline", "hub"):
@@ -122,8 +122,8 @@ def test_code_benchmarks_are_refused_without_the_opt_in(data_root, tiny_model_di
 
 
 def test_with_the_opt_in_correct_and_wrong_completions_are_scored(data_root):
-    from greenai_dagster.core import humaneval
-    from greenai_dagster.core.benchmarks import prepare_benchmark
+    from greenai_dagster.core.data import humaneval
+    from greenai_dagster.core.data.benchmarks import prepare_benchmark
 
     assert prepare_benchmark("humaneval", "offline", allow_code_execution=True).allow_code_execution
     with humaneval.code_execution_allowed():
@@ -136,19 +136,19 @@ def test_with_the_opt_in_correct_and_wrong_completions_are_scored(data_root):
 def test_the_hub_twin_is_scored_in_the_sandbox_not_by_code_eval(data_root, monkeypatch):
     import yaml
 
-    from greenai_dagster.core.benchmarks import prepare_benchmark
+    from greenai_dagster.core.data.benchmarks import prepare_benchmark
 
     monkeypatch.delenv("HF_ALLOW_CODE_EVAL", raising=False)
     bench = prepare_benchmark("humaneval", "hub", allow_code_execution=True)
     task = yaml.safe_load((Path(bench.include_path) / "humaneval.yaml").read_text().replace("!function ", ""))
     assert bench.tasks == ["humaneval"] and not bench.offline and task["dataset_path"] == "openai/openai_humaneval"
     assert task["process_results"] == "utils.process_results" and task["generation_kwargs"]["max_gen_toks"] == 1024
-    assert "core.humaneval import process_results" in (Path(bench.include_path) / "utils.py").read_text()
+    assert "core.data.humaneval import process_results" in (Path(bench.include_path) / "utils.py").read_text()
     assert "HF_ALLOW_CODE_EVAL" not in __import__("os").environ
 
 
 def _run(completion, timeout_s=3.0):
-    from greenai_dagster.core import humaneval
+    from greenai_dagster.core.data import humaneval
 
     with humaneval.code_execution_allowed():
         return humaneval.run(ADD, completion, timeout_s=timeout_s)
@@ -179,7 +179,7 @@ def test_the_sandbox_has_no_network_no_secrets_no_processes_and_small_files(monk
     import socket
     import threading
 
-    from greenai_dagster.core import sandbox
+    from greenai_dagster.core.machine import sandbox
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -248,8 +248,8 @@ def _remote_code_folder(tiny_model_dir: Path, folder: Path, marker: Path) -> Pat
 
 def test_a_model_shipping_its_own_code_is_refused_unless_the_user_opts_in(tiny_model_dir, tmp_path, capsys):
     from greenai_dagster.cli import main
-    from greenai_dagster.core.checkpoints import load_variant
-    from greenai_dagster.core.loading import load_config, load_model_and_tokenizer
+    from greenai_dagster.core.models.checkpoints import load_variant
+    from greenai_dagster.core.models.loading import load_config, load_model_and_tokenizer
 
     marker = tmp_path / "remote_code_ran"
     folder = _remote_code_folder(tiny_model_dir, tmp_path / "remote", marker)
@@ -268,7 +268,7 @@ def test_a_model_shipping_its_own_code_is_refused_unless_the_user_opts_in(tiny_m
 
 def test_trust_remote_code_is_a_flag_and_a_config_key_off_by_default(tmp_path):
     from greenai_dagster.cli import build_parser
-    from greenai_dagster.core.config import ExperimentConfig, load_config
+    from greenai_dagster.core.settings.config import ExperimentConfig, load_config
 
     assert ExperimentConfig().trust_remote_code is False
     args = build_parser().parse_args(["run", "--trust-remote-code", "--allow-code-execution"])
@@ -283,7 +283,7 @@ def test_trust_remote_code_is_a_flag_and_a_config_key_off_by_default(tmp_path):
                                  "org/..", "bad..name", "org/-name", "x" * 200, "model\x00", " gpt2", "C:\\models\\x",
                                  "org/name?x=1", "https://evil.example/model"])
 def test_nonsense_model_references_are_e002_before_anything_is_fetched(ref, monkeypatch):
-    from greenai_dagster.core import loading
+    from greenai_dagster.core.models import loading
 
     def no_fetch(*args, **kwargs):
         raise AssertionError("transformers was asked to load a reference that should have been refused")
@@ -295,7 +295,7 @@ def test_nonsense_model_references_are_e002_before_anything_is_fetched(ref, monk
 
 
 def test_valid_references_pass_validation(tiny_model_dir):
-    from greenai_dagster.core.loading import validate_model_ref
+    from greenai_dagster.core.models.loading import validate_model_ref
 
     for ref in ("gpt2", "HuggingFaceTB/SmolLM2-135M", "org/model.v1_2-x", str(tiny_model_dir)):
         validate_model_ref(ref)
@@ -328,8 +328,8 @@ def test_no_secret_reaches_any_output_of_a_run(data_root, tiny_model_dir, tiny_b
     from test_coordinator import FakeChatServer, chat
     from test_experiment_run import FAST_EVAL
 
-    from greenai_dagster.core.config import ExperimentConfig
-    from greenai_dagster.core.paths import duckdb_path
+    from greenai_dagster.core.settings.config import ExperimentConfig
+    from greenai_dagster.core.storage.paths import duckdb_path
     from greenai_dagster.runner import run_experiment
 
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
@@ -370,8 +370,8 @@ def test_no_secret_reaches_any_output_of_a_run(data_root, tiny_model_dir, tiny_b
 def test_no_secret_in_error_messages(monkeypatch, tiny_spec, data_root):
     from test_coordinator import FakeChatServer, state_for
 
-    from greenai_dagster.core.config import load_config
-    from greenai_dagster.core.coordinator import LlmCoordinator, LlmSettings
+    from greenai_dagster.core.settings.config import load_config
+    from greenai_dagster.core.search.coordinator import LlmCoordinator, LlmSettings
     from greenai_dagster.core.errors import EvaluationError, GreenAIError, NetworkError
 
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)

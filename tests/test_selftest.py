@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from greenai_dagster.core import runtimes, selftest
-from greenai_dagster.core.default_model import find_packaged_gguf
+from greenai_dagster.core.models.default_model import find_packaged_gguf
 
 
 @pytest.fixture

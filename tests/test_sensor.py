@@ -2,9 +2,9 @@
 
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
 
-from greenai_dagster.core import report
-from greenai_dagster.core.config import ExperimentConfig
-from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
+from greenai_dagster.core.reporting import report
+from greenai_dagster.core.settings.config import ExperimentConfig
+from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 from greenai_dagster.sensors import coordinator_sensor
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from greenai_dagster.core.spec import GIB, inference_memory, training_memory, valid_group_sizes
+from greenai_dagster.core.models.spec import GIB, inference_memory, training_memory, valid_group_sizes
 
 
 def test_inference_memory_matches_hand_computation():

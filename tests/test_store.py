@@ -2,7 +2,7 @@
 
 import duckdb
 
-from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
+from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 
 
 def sample_row(key, episode, accuracy):

@@ -9,8 +9,8 @@ import duckdb
 import pytest
 
 from greenai_dagster.core.errors import GreenAIError
-from greenai_dagster.core.schema import SCHEMA_VERSION, file_version
-from greenai_dagster.core.store import RESULT_COLUMNS, ResultsStore
+from greenai_dagster.core.storage.schema import SCHEMA_VERSION, file_version
+from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 
 V1 = """
 CREATE TABLE experiments (

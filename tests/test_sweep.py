@@ -16,9 +16,9 @@ from dagster import DagsterInstance, RunRequest, build_schedule_context
 
 from greenai_dagster.cli import main
 from greenai_dagster.core.errors import CompressionFailed, EvaluationError
-from greenai_dagster.core.paths import duckdb_path
-from greenai_dagster.core.store import ResultsStore
-from greenai_dagster.core.sweep import EVAL_KEYS, experiment_name, is_member, load_sweep, load_sweeps
+from greenai_dagster.core.storage.paths import duckdb_path
+from greenai_dagster.core.storage.store import ResultsStore
+from greenai_dagster.core.settings.sweep import EVAL_KEYS, experiment_name, is_member, load_sweep, load_sweeps
 
 FAST_EVAL = {"limit_per_task": 4, "batch_size": 4, "fidelity_tokens": 512, "prompt_len": 16, "new_tokens": 4,
              "latency_repeats": 2, "throughput_batch_size": 2, "full_set_for_frontier": False}
@@ -234,7 +234,7 @@ def test_sweep_now_goes_through_greenai_runs_path(data_root, tmp_path, capsys, t
 
 
 def result_row(name: str, strategy_id: str, methods: str, **figures) -> dict:
-    from greenai_dagster.core.store import RESULT_COLUMNS
+    from greenai_dagster.core.storage.store import RESULT_COLUMNS
 
     row = {c: None for c in RESULT_COLUMNS}
     row.update(candidate_key=f"{name}/{strategy_id}", experiment=name, strategy_id=strategy_id, methods=methods,
@@ -306,7 +306,7 @@ def test_analyze_sweep_says_which_family_wins_where(hand_sweep, tmp_path, capsys
 
 
 def test_the_comparison_figure_puts_each_frontier_on_a_shared_relative_size_axis(hand_sweep):
-    from greenai_dagster.core.analyze import experiment_wins, sweep_figure
+    from greenai_dagster.core.reporting.analyze import experiment_wins, sweep_figure
 
     figure = sweep_figure("hand", [experiment_wins(hand_sweep, n) for n in ("hand-ma-b1", "hand-mb-b1")])
     traces = {(t.name, t.xaxis): t for t in figure.data}
@@ -456,6 +456,6 @@ def test_the_files_cron_check_agrees_with_dagsters(cron):
     """The core checks cron at load without importing Dagster; it must accept exactly what Dagster does."""
     from dagster._utils.schedules import is_valid_cron_string
 
-    from greenai_dagster.core.sweep import _cron_error
+    from greenai_dagster.core.settings.sweep import _cron_error
 
     assert (_cron_error(cron) is None) == is_valid_cron_string(cron)

@@ -72,7 +72,7 @@ def ui_root(tmp_path_factory):
 def ui(ui_root, tiny_model_dir, tiny_benchmark):
     """dagster dev comes up while the experiment runs in this process; then the REST API for the chart."""
     from greenai_dagster.api.app import ApiSettings
-    from greenai_dagster.core.config import ExperimentConfig
+    from greenai_dagster.core.settings.config import ExperimentConfig
     from greenai_dagster.runner import run_experiment
 
     root, api_port = ui_root

@@ -10,9 +10,9 @@ import re
 
 import pytest
 
-from greenai_dagster.core import frontier_text
-from greenai_dagster.core.objectives import OBJECTIVES
-from greenai_dagster.core.pareto import summarise
+from greenai_dagster.core.reporting import frontier_text
+from greenai_dagster.core.search.objectives import OBJECTIVES
+from greenai_dagster.core.search.pareto import summarise
 
 
 def op_config_fields() -> dict:
@@ -40,7 +40,7 @@ def test_every_launchpad_field_is_documented_and_the_choices_are_enums():
     assert {"limit_per_task", "full_set_for_frontier"} <= set(fields["eval"][1].fields)
     assert {"benchmark_source", "objectives", "constraints", "coordinator"} <= set(fields)
 
-    from greenai_dagster.core.config import ExperimentConfig
+    from greenai_dagster.core.settings.config import ExperimentConfig
 
     coordinator = fields["coordinator"][1]
     values = {v.config_value for v in coordinator.enum_values}
@@ -68,8 +68,8 @@ def test_a_coordinator_outside_the_enum_is_refused_by_the_launchpad_schema(data_
 def test_the_launch_job_creates_the_experiment_with_the_chosen_enums(data_root, tiny_model_dir, tiny_benchmark):
     from dagster import DagsterInstance
 
-    from greenai_dagster.core.paths import duckdb_path
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.paths import duckdb_path
+    from greenai_dagster.core.storage.store import ResultsStore
     from greenai_dagster.jobs import launch_experiment
     from greenai_dagster.resources import resources_for
 
@@ -162,7 +162,7 @@ def test_the_full_set_asset_says_why_it_may_never_be_materialized():
 
 
 def test_the_chart_has_accuracy_error_bars_units_and_says_the_frontier_is_multidimensional():
-    from greenai_dagster.core.report import chart_figure
+    from greenai_dagster.core.reporting.report import chart_figure
 
     summary, baseline = frontier()
     rows = [dict(r, is_pareto=r["candidate_key"] in {m["candidate_key"] for m in summary.members})

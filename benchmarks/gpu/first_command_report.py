@@ -18,8 +18,8 @@ def main() -> None:
     name, out = sys.argv[1], Path(sys.argv[2])
     from dagster import DagsterInstance, RunsFilter
 
-    from greenai_dagster.core.paths import duckdb_path
-    from greenai_dagster.core.store import ResultsStore
+    from greenai_dagster.core.storage.paths import duckdb_path
+    from greenai_dagster.core.storage.store import ResultsStore
 
     store = ResultsStore(duckdb_path())
     rows = []

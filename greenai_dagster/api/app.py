@@ -22,7 +22,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from greenai_dagster.api import models, service
-from greenai_dagster.core.config import config_error
+from greenai_dagster.core.settings.config import config_error
 from greenai_dagster.core.errors import GreenAIError
 
 API_KEY_HEADER = "X-API-Key"

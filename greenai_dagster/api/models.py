@@ -6,9 +6,9 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from greenai_dagster.core import config as config_checks
-from greenai_dagster.core.config import REST_FIELDS, entry_field
-from greenai_dagster.core.eval_settings import override_fields
+from greenai_dagster.core.settings import config as config_checks
+from greenai_dagster.core.settings.config import REST_FIELDS, entry_field
+from greenai_dagster.core.evaluation.eval_settings import override_fields
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # the remedy of an E004 about a POST /compress body (the CLI and the Launchpad name their own place to fix it)
@@ -27,15 +27,15 @@ def _only_known(value: list[str] | None, known: list[str], what: str) -> list[st
 
 
 # Upper bounds a web request may ask for; names, descriptions, defaults and lower bounds come from the one
-# evaluation settings class (core/eval_settings.py), as the Launchpad's do.
+# evaluation settings class (core/evaluation/eval_settings.py), as the Launchpad's do.
 REQUEST_UPPER_BOUNDS = {"limit_per_task": 100000, "fidelity_tokens": 1_000_000, "batch_size": 1024,
                         "prompt_len": 32768, "new_tokens": 4096, "latency_repeats": 100,
                         "throughput_batch_size": 1024, "timeout_s": 7 * 24 * 3600}
-# The request's `eval` block: overrides of core/eval_settings.py's EvalSettings (not a second settings class:
+# The request's `eval` block: overrides of core/evaluation/eval_settings.py's EvalSettings (not a second settings class:
 # each field optional, unset keeping EvalSettings' default), with a web request's upper bounds.
 EvalOverridesRequest = create_model(
     "EvalOverridesRequest", __config__=ConfigDict(extra="forbid"),
-    __doc__="Evaluation settings (core/eval_settings.py EvalSettings); a field left out keeps its default.",
+    __doc__="Evaluation settings (core/evaluation/eval_settings.py EvalSettings); a field left out keeps its default.",
     **override_fields(REQUEST_UPPER_BOUNDS))
 
 # What a web request may ask beyond ExperimentConfig's own rules (whoever runs the server bounds its work and
@@ -46,7 +46,7 @@ REQUEST_LIMITS = {"model": {"min_length": 1, "max_length": 500}, "dataset": {"mi
 
 
 def _request_field(name: str):
-    """ExperimentConfig's field `name` as a POST /compress body field (core/config.py `entry_field`): its
+    """ExperimentConfig's field `name` as a POST /compress body field (core/settings/config.py `entry_field`): its
     default, bounds and description, the request's limits added. `model_name` stays required: the seed's
     body always names the model (`default` for the packaged one)."""
     annotation, info = entry_field(name, **REQUEST_LIMITS.get(name, {}))
@@ -65,7 +65,7 @@ def _known_methods(cls, value):
     return _only_known(value, sorted(REGISTRY), "method")
 
 
-# The checks ExperimentConfig runs on the same settings (core/config.py): one function each, so a bad value
+# The checks ExperimentConfig runs on the same settings (core/settings/config.py): one function each, so a bad value
 # gets the same message (and, in the 422's `error`, the same E004) as through the CLI or the Launchpad.
 _VALIDATORS = {"constraints": lambda cls, v: config_checks.check_constraints(v),
                "objectives": lambda cls, v: config_checks.check_objectives(v),
@@ -74,7 +74,7 @@ _VALIDATORS = {"constraints": lambda cls, v: config_checks.check_constraints(v),
 
 
 def _request_from_config():
-    """POST /compress's body model, generated from ExperimentConfig (core/config.py `REST_FIELDS`: which
+    """POST /compress's body model, generated from ExperimentConfig (core/settings/config.py `REST_FIELDS`: which
     settings a web request may set, under the seed's names)."""
     fields = {rest: _request_field(name) for name, rest in REST_FIELDS.items()}
     validators = {f"_check_{rest}": field_validator(rest)(_VALIDATORS[name])
@@ -83,7 +83,7 @@ def _request_from_config():
         "CompressRequest", __config__=ConfigDict(extra="forbid", json_schema_extra={
             "examples": [{"model_name": "gpt2", "dataset": "gsm8k", "max_episodes": 5}]}),
         __doc__="POST /compress: the seed's body (`model_name`, `dataset`, `max_episodes`) plus the `greenai run` "
-                "settings, generated from core/config.py ExperimentConfig.",
+                "settings, generated from core/settings/config.py ExperimentConfig.",
         __validators__=validators, **fields)
 
 

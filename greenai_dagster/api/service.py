@@ -25,8 +25,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from greenai_dagster.core.errors import from_record
-from greenai_dagster.core.paths import dagster_home
-from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.storage.paths import dagster_home
+from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG, dagster_instance
 
 LAUNCH_JOB = "launch_experiment"
@@ -110,8 +110,8 @@ def submit_launch_run(dagster_url: str, run_config: dict, tags: dict) -> str:
 def compress(request, dagster_url: str) -> dict:
     """POST /compress: check the inputs now (E00x -> 400), then submit the launch run (status pending)."""
     from greenai_dagster.api import models
-    from greenai_dagster.core.benchmarks import resolve_source
-    from greenai_dagster.core.config import validated_config
+    from greenai_dagster.core.data.benchmarks import resolve_source
+    from greenai_dagster.core.settings.config import validated_config
     from greenai_dagster.core.pipeline import validate_inputs
     from greenai_dagster.jobs import launch_run_config
 
@@ -347,7 +347,7 @@ def experiment_dir(name: str) -> Path:
 
 
 def episodes(job_id: str) -> dict:
-    from greenai_dagster.core import report
+    from greenai_dagster.core.reporting import report
 
     _, name = resolve(job_id)
     results = store()
@@ -457,14 +457,14 @@ def methods() -> dict:
 
 
 def benchmarks() -> dict:
-    from greenai_dagster.core.benchmarks import availability
+    from greenai_dagster.core.data.benchmarks import availability
 
     return {"benchmarks": availability()}
 
 
 def spec_infer(model_name: str) -> dict:
     """The seed's model_spec.json for a model (loaded on the CPU to measure its shapes)."""
-    from greenai_dagster.core.loading import load_config, load_model_and_tokenizer, resolve_model_path
+    from greenai_dagster.core.models.loading import load_config, load_model_and_tokenizer, resolve_model_path
     from greenai_dagster.core.methods.assess import build_spec
 
     load_config(model_name)                      # E002 / E006 before any weights are read

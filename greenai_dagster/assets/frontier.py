@@ -6,7 +6,8 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, Metadata
 from greenai_dagster.api import links
 from greenai_dagster.assets._errors import core_step
 from greenai_dagster.assets.candidates import benchmark_result
-from greenai_dagster.core import frontier_text, pipeline
+from greenai_dagster.core import pipeline
+from greenai_dagster.core.reporting import frontier_text
 from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.partitions import SAME_EXPERIMENT, experiments_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
@@ -16,7 +17,7 @@ from greenai_dagster.resources import GpuResource, ResultsStoreResource
        deps=[AssetDep(benchmark_result, partition_mapping=SAME_EXPERIMENT)])
 def pareto_frontier(context: AssetExecutionContext, store: ResultsStoreResource) -> MaterializeResult:
     """Non-dominated set over the experiment's objectives (default: KL divergence, accuracy, latency, memory,
-    size; core/objectives.py) among candidates that pass the quality gate; hypervolume (explained), best per
+    size; core/search/objectives.py) among candidates that pass the quality gate; hypervolume (explained), best per
     objective, the experiment's status (the termination reason once it ends: also recorded as an observation)."""
     with core_step(context):
         results_store = store.get()

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.coordinator import CoordinatorState, Proposal
-from greenai_dagster.core.coordinator.space import search_space
+from greenai_dagster.core.search.coordinator import CoordinatorState, Proposal
+from greenai_dagster.core.search.coordinator.space import search_space
 from greenai_dagster.core.errors import CompressionFailed, CoordinatorKeyMissing, NetworkError, QuotaExceeded
 from greenai_dagster.core.experiment import Experiment
-from greenai_dagster.core.pareto import DEFAULT_OBJECTIVES, feasible, pareto_front
-from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.search.pareto import DEFAULT_OBJECTIVES, feasible, pareto_front
+from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy, validate_strategy
 
 MAX_CONSECUTIVE_FAILURES = 3
@@ -104,7 +104,7 @@ def decide_next(store: ResultsStore, exp: Experiment, coordinator) -> Decision:
     return Decision(Proposal(strategy, proposal.reasoning), episode=state.episode)
 
 
-# how a coordinator fails once its own bounded retries are spent (core/coordinator/llm.py): no valid answer
+# how a coordinator fails once its own bounded retries are spent (core/search/coordinator/llm.py): no valid answer
 # (E005), the endpoint failing or unreachable (E006), rate limits past the retries or quota (E008), key (E001)
 COORDINATOR_FAILURES = (CompressionFailed, NetworkError, QuotaExceeded, CoordinatorKeyMissing)
 
@@ -121,7 +121,7 @@ def decide_or_fall_back(store: ResultsStore, exp: Experiment, coordinator) -> De
             raise
         error = exc
     if config.coordinator_fallback == "planner":
-        from greenai_dagster.core.coordinator import make_coordinator
+        from greenai_dagster.core.search.coordinator import make_coordinator
 
         decision = decide_next(store, exp, make_coordinator("planner", seed=config.seed))
         decision.note = f"the {coordinator.name} coordinator failed ({error}); the planner decided this episode"

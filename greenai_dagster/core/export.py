@@ -26,8 +26,8 @@ def export_autoround(base_checkpoint: str, steps: list[dict], fmt: str, out_dir:
                                 "Export an autoround strategy, or use the compressed-tensors checkpoint.")
     from auto_round import AutoRound
 
-    from greenai_dagster.core.corpus import calibration_chunks
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.data.corpus import calibration_chunks
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     params = steps[0]["params"]
     model, tokenizer = load_model_and_tokenizer(base_checkpoint)
@@ -56,7 +56,7 @@ def export_gguf(folder: Path, out: Path, quant_type: str | None = None) -> Path:
     """One variant as a single llama.cpp file at `out`: a `gguf` variant's own file; a float variant
     converted to F16 (or quantized to `quant_type` by llama.cpp); a W4/W8 compressed-tensors variant
     repacked exactly. A format llama.cpp cannot hold (int8 dynamic, low-rank, an adapter, W8A8) gets E005."""
-    from greenai_dagster.core import gguf_files
+    from greenai_dagster.core.models import gguf_files
     from greenai_dagster.core.runtimes.llama_cpp import serving_file
 
     source = serving_file(Path(folder))

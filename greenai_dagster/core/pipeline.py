@@ -14,24 +14,26 @@ from pathlib import Path
 
 import torch
 
-from greenai_dagster.core import device_slot, gate, report
-from greenai_dagster.core.benchmarks import prepare_benchmark
-from greenai_dagster.core.checkpoints import load_variant
+from greenai_dagster.core.machine import device_slot
+from greenai_dagster.core.reporting import report
+from greenai_dagster.core.search import gate
+from greenai_dagster.core.data.benchmarks import prepare_benchmark
+from greenai_dagster.core.models.checkpoints import load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
-from greenai_dagster.core.config import ExperimentConfig
-from greenai_dagster.core.energy import track_energy
+from greenai_dagster.core.settings.config import ExperimentConfig
+from greenai_dagster.core.evaluation.energy import track_energy
 from greenai_dagster.core.errors import CompressionFailed, DiskFull, ModelLoadError, OutOfMemory
-from greenai_dagster.core.evaluate import (accuracy, evaluate_checkpoint, fidelity_reference_path, load_sampled_reference,
+from greenai_dagster.core.evaluation.evaluate import (accuracy, evaluate_checkpoint, fidelity_reference_path, load_sampled_reference,
                                            make_reference, make_sampled_reference, sampled_reference_path)
 from greenai_dagster.core.experiment import Experiment, open_experiment, resolve_objectives, unknown_experiment
-from greenai_dagster.core.fidelity import load_reference
-from greenai_dagster.core.flips import above_chance, compare
-from greenai_dagster.core.loading import load_model_and_tokenizer, resolve_model_path
-from greenai_dagster.core.memory import check_fits, is_out_of_memory
-from greenai_dagster.core.pareto import summarise
-from greenai_dagster.core.spec import GIB, ModelSpec, weights_size_bytes
+from greenai_dagster.core.evaluation.fidelity import load_reference
+from greenai_dagster.core.evaluation.flips import above_chance, compare
+from greenai_dagster.core.models.loading import load_model_and_tokenizer, resolve_model_path
+from greenai_dagster.core.models.memory import check_fits, is_out_of_memory
+from greenai_dagster.core.search.pareto import summarise
+from greenai_dagster.core.models.spec import GIB, ModelSpec, weights_size_bytes
 from greenai_dagster.core.methods.assess import build_spec
-from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy
 
 BASELINE_SUFFIX = "baseline"
@@ -70,9 +72,9 @@ def ensure_writable(folder: Path) -> None:
 def validate_inputs(config: ExperimentConfig) -> None:
     """Fail fast, before any run: methods known (E005), model resolvable (E002/E006) and able to fit in
     memory (E003), benchmark known (E004/E006), folder writable (E007)."""
-    from greenai_dagster.core.benchmarks import hub_available, hub_unreachable
-    from greenai_dagster.core.coordinator.space import check_method_names
-    from greenai_dagster.core.loading import load_config as load_model_config
+    from greenai_dagster.core.data.benchmarks import hub_available, hub_unreachable
+    from greenai_dagster.core.search.coordinator.space import check_method_names
+    from greenai_dagster.core.models.loading import load_config as load_model_config
 
     check_method_names(config.compression_methods)
     ensure_writable(Path(config.output_dir))
@@ -98,7 +100,7 @@ def build_model_spec(store: ResultsStore, exp: Experiment, device: str = "cpu") 
     path = resolve_model_path(config.model)
     model, _ = load_model_and_tokenizer(path, device="cpu", trust_remote_code=exp.trust_remote_code)
     spec = build_spec(config.model, model, checkpoint_path=path if Path(path).is_dir() else None)
-    from greenai_dagster.core.coordinator.space import require_usable
+    from greenai_dagster.core.search.coordinator.space import require_usable
 
     report.write_json(exp.folder / "model_spec.json", spec.to_json())
     check_methods_fit(spec, config.compression_methods)   # E005 naming what this architecture cannot take
@@ -207,7 +209,7 @@ def compress_candidate(store: ResultsStore, exp: Experiment, key: str, device: s
     report.write_json(out_dir.parent / "strategy.json", strategy.to_json())
     store.set_strategy_status(key, "compressing")
     try:
-        # compression may overlap other compressions and scoring, never a latency probe (core.device_slot)
+        # compression may overlap other compressions and scoring, never a latency probe (core.machine.device_slot)
         with device_slot.shared(device) as slot:
             info = compress_to_checkpoint(resolve_model_path(config.model), strategy, required_spec(exp),
                                           out_dir, device=device, country_iso_code=config.country_iso_code,
@@ -333,7 +335,7 @@ def finish_experiment(store: ResultsStore, exp: Experiment, reason: str) -> dict
 
 def elapsed_hours(exp: Experiment) -> float:
     """Wall hours since the experiment was created (the --budget clock)."""
-    from greenai_dagster.core.store import now
+    from greenai_dagster.core.storage.store import now
 
     created = exp.created_at
     if hasattr(created, "to_pydatetime"):  # pandas Timestamp from DuckDB's dataframe
@@ -348,7 +350,7 @@ def experiment_with_chosen_candidates(store: ResultsStore, config: ExperimentCon
     created, its model spec and baseline done, and one pending strategy registered per (method, parameter
     overrides), its parameters completed from the method's defaults. Returns the candidate keys, which a
     sweep (celery_sweep.candidate_sweep) then compresses and benchmarks."""
-    from greenai_dagster.core.benchmarks import resolve_source
+    from greenai_dagster.core.data.benchmarks import resolve_source
     from greenai_dagster.core.methods import get_method
     from greenai_dagster.core.strategy import Step
 

@@ -1,7 +1,7 @@
 """Keep secrets (API keys, tokens, passwords) out of everything this project writes or prints.
 
 Applied where text leaves the process: every `GreenAIError` message and remedy, every DuckDB write
-(`core.store`), every JSON report (`core.report.write_json`), the CLI's progress lines and log
+(`core.storage.store`), every JSON report (`core.reporting.report.write_json`), the CLI's progress lines and log
 records (`install_log_filter`), and the reasoning an LLM coordinator returns. Two sources:
 - the values of environment variables whose names say they are secret (`*KEY*`, `*TOKEN*`,
   `*SECRET*`, `*PASSWORD*`, `*CREDENTIAL*`; 8 characters or longer), e.g. OPENAI_API_KEY, HF_TOKEN;

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from greenai_dagster.core import process_failure
+from greenai_dagster.core.machine import process_failure
 
 PROMPT_TOKENS = 64
 CHILD_TIMEOUT_S = 300
@@ -124,7 +124,7 @@ def unavailable_reason(runtime_name: str) -> str | None:
 def quick_llama_cpp_check() -> dict:
     """The packaged GGUF through llama.cpp on the 64-token prompt, in a child process; recorded."""
     try:
-        from greenai_dagster.core.default_model import find_packaged_gguf
+        from greenai_dagster.core.models.default_model import find_packaged_gguf
 
         gguf = find_packaged_gguf()
     except Exception:  # noqa: BLE001 - no packaged model: nothing to check against, assume usable
@@ -166,7 +166,7 @@ def _child_logits(runtime_name: str, path: Path, threads: int, ids: list[int]) -
 
     torch.set_num_threads(threads)
     if runtime_name == "llama.cpp":
-        from greenai_dagster.core.llama_cpp_scoring import LlamaCppScorer
+        from greenai_dagster.core.evaluation.llama_cpp_scoring import LlamaCppScorer
         from greenai_dagster.core.runtimes.llama_cpp import serving_file
 
         return np.array(LlamaCppScorer(serving_file(path), n_ctx=256, threads=threads).logits(ids), dtype=np.float32)
@@ -227,10 +227,10 @@ def build_targets(root: Path) -> tuple[dict[str, Path], list[Check]]:
     """The checkpoints the checks run (made once under `root`) and the checks. References: eager
     PyTorch on the same weights where one exists (tight bounds), else on the float model."""
     from greenai_dagster.core.compress import compress_to_checkpoint
-    from greenai_dagster.core.default_model import (convert_gguf_to_checkpoint, ensure_default_checkpoint,
+    from greenai_dagster.core.models.default_model import (convert_gguf_to_checkpoint, ensure_default_checkpoint,
                                                     find_packaged_gguf)
-    from greenai_dagster.core.gguf_files import baseline_ggufs
-    from greenai_dagster.core.loading import load_model_and_tokenizer
+    from greenai_dagster.core.models.gguf_files import baseline_ggufs
+    from greenai_dagster.core.models.loading import load_model_and_tokenizer
     from greenai_dagster.core.methods.assess import build_spec
     from greenai_dagster.core.strategy import Step, Strategy
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from greenai_dagster.core.errors import CompressionFailed
-from greenai_dagster.core.spec import ModelSpec
+from greenai_dagster.core.models.spec import ModelSpec
 
 
 @dataclass

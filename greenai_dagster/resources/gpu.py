@@ -3,7 +3,7 @@
 Device placement, memory reporting and clean-up live here, so assets never touch CUDA directly.
 GPU work is limited by the `gpu` pool on the compression / benchmark assets (limit = GPU count, set by
 `greenai_dagster.gpu_pool`), and each such step's work is pinned to a GPU no other step holds
-(`core.gpu_claim`): one step per GPU. CPU work claims nothing.
+(`core.machine.gpu_claim`): one step per GPU. CPU work claims nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class GpuResource(ConfigurableResource):
             return 0
         if self.device.startswith("cuda:"):
             return 1
-        from greenai_dagster.core.gpu_claim import visible_gpus
+        from greenai_dagster.core.machine.gpu_claim import visible_gpus
 
         return len(visible_gpus())
 
@@ -70,7 +70,7 @@ class GpuResource(ConfigurableResource):
             if device == "cuda":
                 import torch
 
-                from greenai_dagster.core import gpu_claim
+                from greenai_dagster.core.machine import gpu_claim
 
                 with gpu_claim.pinned_device(torch.cuda.is_initialized()) as (pinned, _):
                     return fn(*args, device=pinned, **kwargs)

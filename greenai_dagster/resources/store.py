@@ -3,8 +3,8 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from greenai_dagster.core.paths import duckdb_path
-from greenai_dagster.core.store import ResultsStore
+from greenai_dagster.core.storage.paths import duckdb_path
+from greenai_dagster.core.storage.store import ResultsStore
 
 
 class ResultsStoreResource(ConfigurableResource):

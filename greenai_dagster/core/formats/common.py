@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from greenai_dagster.core import arch
+from greenai_dagster.core.models import arch
 
 VARIANT_FILE = "greenai_variant.json"
 STORAGE_DTYPE = torch.bfloat16
@@ -57,7 +57,7 @@ def remote_kwargs(trust_remote_code: bool) -> dict:
 
 @contextmanager
 def arch_patches(folder: Path, remote: dict):
-    """`core.arch`'s loading patches for this folder's architecture (a GPT-2 saved with its Conv1D layers as
+    """`core.models.arch`'s loading patches for this folder's architecture (a GPT-2 saved with its Conv1D layers as
     nn.Linear says `conv1d_as_linear` in its marker and is rebuilt that way)."""
     from transformers import AutoConfig
 

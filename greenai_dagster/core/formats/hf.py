@@ -3,7 +3,7 @@
 What a pruning step (magnitude, structured, SparseGPT/Wanda without quantization), a merged LoRA or the
 baseline itself leaves. The fallback of detection: any folder with a `config.json` that no other format
 claims. A mixture of experts whose experts a quantizer unfused is saved per expert under the names
-transformers' own checkpoint conversion expects (`core.arch`), so its loader stacks them again.
+transformers' own checkpoint conversion expects (`core.models.arch`), so its loader stacks them again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from greenai_dagster.core import arch
+from greenai_dagster.core.models import arch
 from greenai_dagster.core.formats.common import (arch_patches, compute_dtype, finish_float_save, remote_kwargs,
                                                  to_storage_dtype, unify_float_dtype)
 

@@ -19,7 +19,7 @@ import torch
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-from greenai_dagster.core import arch
+from greenai_dagster.core.models import arch
 from greenai_dagster.core.errors import ModelLoadError
 from greenai_dagster.core.formats.common import (STORAGE_DTYPE, cast_floats, compute_dtype, marker,
                                                  remote_kwargs)
@@ -30,7 +30,7 @@ STATE_FILE = "int8_state_dict.pt"
 
 
 def quantize_linears_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Quantize every quantizable linear (`core.arch`: not the output head, which may be tied to the
+    """Quantize every quantizable linear (`core.models.arch`: not the output head, which may be tied to the
     embeddings, and not a MoE router); Conv1D layers (GPT-2) become nn.Linear first. The same steps
     rebuild the module tree when the checkpoint is loaded.
 

@@ -1,6 +1,6 @@
 """A model's spec with every compression method's verdict on it.
 
-`core.spec.measure_spec` reads shapes and applies the memory formulas; it knows nothing of methods, so
+`core.models.spec.measure_spec` reads shapes and applies the memory formulas; it knows nothing of methods, so
 the spec sits below them. Here every registered method is asked whether it can compress this model:
 those that cannot are recorded with the reason and left out of the search space (a strategy naming one
 is refused with E005 before any work), the others may add a note (e.g. a group size that does not divide
@@ -10,7 +10,7 @@ a width), and the preferred methods keep only those that apply.
 from __future__ import annotations
 
 from greenai_dagster.core.methods import REGISTRY
-from greenai_dagster.core.spec import ModelSpec, measure_spec, unreadable
+from greenai_dagster.core.models.spec import ModelSpec, measure_spec, unreadable
 
 
 def build_spec(model_name: str, model, checkpoint_path: str | None = None) -> ModelSpec:

@@ -5,7 +5,7 @@ factor W diag(s) = U S V^T, keep the top k singular values and store two thin la
 A = V_k^T diag(1/s) (k x in) then B = U_k S_k (out x k). Channels that carry large activations
 are thus approximated more precisely. `param_ratio` sets k so each layer keeps that fraction of
 its parameters: k = ratio * in*out / (in+out), rounded down to a multiple of `align`.
-Saved as a normal safetensors checkpoint plus the rank map; `core.checkpoints` rebuilds the
+Saved as a normal safetensors checkpoint plus the rank map; `core.models.checkpoints` rebuilds the
 thin layers from the map before loading the weights.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from greenai_dagster.core import arch
+from greenai_dagster.core.models import arch
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.formats import lowrank
 from greenai_dagster.core.formats.lowrank import LowRankLinear, replace_module
@@ -36,7 +36,7 @@ def target_rank(in_features: int, out_features: int, ratio: float, align: int) -
 
 
 def decoder_linears(model) -> dict[str, torch.nn.Linear]:
-    """The linears ASVD factorizes: every quantizable one (`core.arch`; Conv1D layers become nn.Linear first)."""
+    """The linears ASVD factorizes: every quantizable one (`core.models.arch`; Conv1D layers become nn.Linear first)."""
     arch.conv1d_to_linear(model)
     return dict(arch.quantizable_linears(model))
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.formats import hf
-from greenai_dagster.core.spec import ModelSpec
+from greenai_dagster.core.models.spec import ModelSpec
 
 
 PER_CHANNEL_LOG2 = 10.0   # the group_log2 feature of per-channel scales (coarser than any group)
@@ -108,7 +108,7 @@ class CompressionMethod(ABC):
         return self.name
 
     def features(self, params: dict) -> dict[str, float]:
-        """Where this step puts a strategy in the search space (`core.coordinator.space.FEATURES`), the
+        """Where this step puts a strategy in the search space (`core.search.coordinator.space.FEATURES`), the
         numbers model-based search generalises over. A step names only what it changes; the method owns
         them, so adding a method touches no other file."""
         return {}

@@ -1,10 +1,10 @@
 """GGUF: llama.cpp's own quantizations (k-quants and the legacy block types) as a compression method.
 
 The model is written as F32 GGUF by llama.cpp's converter and quantized by llama.cpp's quantizer
-(`core.gguf_files`), exactly what a user serving with llama.cpp, Ollama or LM Studio would run. The
+(`core.models.gguf_files`), exactly what a user serving with llama.cpp, Ollama or LM Studio would run. The
 checkpoint is the `.gguf` file (plus config and tokenizer for the evaluation), served by the
 llama.cpp runtime as saved. Quality is measured where it is served: on CPU, fidelity and accuracy
-come from llama.cpp's own logits (`core.llama_cpp_scoring`, 8-bit activation rounding in its dot
+come from llama.cpp's own logits (`core.evaluation.llama_cpp_scoring`, 8-bit activation rounding in its dot
 products included); elsewhere transformers loads the file and expands its blocks to float.
 No importance matrix is used: none of the types offered here needs one (llama.cpp requires it for
 the IQ types and Q2_K only), and llama.cpp's imatrix tool is not part of llama-cpp-python.
@@ -28,7 +28,7 @@ def converter_architectures() -> set[str] | None:
     from its sources without importing them; None when the converter is not installed here."""
     import re
 
-    from greenai_dagster.core.gguf_files import llama_cpp_dir
+    from greenai_dagster.core.models.gguf_files import llama_cpp_dir
 
     root = llama_cpp_dir()
     if not (root / "convert_hf_to_gguf.py").exists():
@@ -74,7 +74,7 @@ class GgufQuant(CompressionMethod):
     def apply(self, model, params: GgufParams, ctx: CompressionContext) -> MethodResult:
         from transformers import AutoModelForCausalLM
 
-        from greenai_dagster.core import gguf_files
+        from greenai_dagster.core.models import gguf_files
         from greenai_dagster.core.formats.gguf import describe
 
         work = Path(tempfile.mkdtemp(prefix="greenai_gguf_"))

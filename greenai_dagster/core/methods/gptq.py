@@ -1,7 +1,7 @@
 """GPTQ weight-only quantization (W4/W8, grouped, optional act order) via llm-compressor.
 
 llm-compressor is the maintained successor of AutoGPTQ. Calibration runs on real text from
-`core.corpus` (distinct token windows). Saved in the compressed-tensors format (packed ints +
+`core.data.corpus` (distinct token windows). Saved in the compressed-tensors format (packed ints +
 scales), which reloads with plain `from_pretrained`.
 """
 

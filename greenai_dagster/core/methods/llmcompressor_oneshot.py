@@ -4,7 +4,7 @@ GPTQ, AWQ, AutoRound, SmoothQuant W8A8, SparseGPT and Wanda are all llm-compress
 each method file only builds its modifier list. The model is changed in place, and its
 `save_pretrained` writes the compressed-tensors format (packed ints, bitmask / 2:4 sparsity).
 
-Any architecture (`core.arch`): Conv1D layers become nn.Linear first (llm-compressor quantizes
+Any architecture (`core.models.arch`): Conv1D layers become nn.Linear first (llm-compressor quantizes
 nn.Linear), the output head and MoE routers are never touched, and fused experts are split into
 per-expert linears by llm-compressor; experts left in float are packed back into the native fused
 layout afterwards, quantized ones stay per expert (transformers stacks them back when loading).
@@ -12,7 +12,7 @@ layout afterwards, quantized ones stay per expert (transformers stacks them back
 
 from __future__ import annotations
 
-from greenai_dagster.core import arch
+from greenai_dagster.core.models import arch
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods.base import CompressionContext
 

@@ -14,13 +14,13 @@ import math
 import torch
 from pydantic import Field
 
-from greenai_dagster.core import arch
+from greenai_dagster.core.models import arch
 from greenai_dagster.core.methods.base import (CompressionContext, CompressionMethod, MethodParams, MethodResult,
                                                needs_linears)
 
 
 def lora_targets(model) -> list[str]:
-    """Full names of the layers adapters go on: every quantizable linear (`core.arch`: Linear or Conv1D,
+    """Full names of the layers adapters go on: every quantizable linear (`core.models.arch`: Linear or Conv1D,
     not the head, not a router), except per-expert linears (transformers packs experts into fused
     tensors, which peft cannot wrap)."""
     return sorted(n for n in arch.quantizable_linears(model) if not arch.is_expert_linear(n))

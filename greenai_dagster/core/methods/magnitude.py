@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import prune
 
-from greenai_dagster.core import arch
+from greenai_dagster.core.models import arch
 from greenai_dagster.core.methods.base import CompressionContext, MethodResult
 from greenai_dagster.core.methods.sparsity import OneShotPruneParams, PruningMethod, linear_sparsity
 

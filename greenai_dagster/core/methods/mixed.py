@@ -2,7 +2,7 @@
 
 Either the strategy names the allocation, or it names a budget (average bits per quantizable weight)
 and a solver, and the method measures the model's sensitivity on calibration tokens and solves
-(`core.mixed`). The result is saved by llm-compressor as one compressed-tensors checkpoint with a
+(`core.search.mixed`). The result is saved by llm-compressor as one compressed-tensors checkpoint with a
 config group per level. With `algorithm: rtn` (the default) that is the same RTN scheme `rtn` uses, so
 every figure the simulation predicted is what the checkpoint holds (a test checks the weights are
 identical). With `algorithm: gptq` llm-compressor's GPTQModifier quantizes each config group at its own
@@ -79,7 +79,7 @@ class MixedPrecision(CompressionMethod):
                                     "level 'f16' (a linear left in float) is not offered with it.",
                                     "Drop 'f16' from the levels and the allocation, or use algorithm 'gptq'.")
         if params.budget_bits is not None:
-            from greenai_dagster.core.mixed.levels import level_bits
+            from greenai_dagster.core.search.mixed.levels import level_bits
 
             cheapest = min(level_bits(lv) for lv in params.levels)
             if params.budget_bits < cheapest:
@@ -102,7 +102,7 @@ class MixedPrecision(CompressionMethod):
         from compressed_tensors.quantization import QuantizationScheme
         from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
-        from greenai_dagster.core.mixed import levels as lv
+        from greenai_dagster.core.search.mixed import levels as lv
 
         ignore = prepare(model)
         unit_list = lv.units(model, params.granularity)
@@ -146,7 +146,7 @@ class MixedPrecision(CompressionMethod):
         return MethodResult(model, report)
 
     def _solve(self, model, params: MixedParams, ctx: CompressionContext, unit_list) -> tuple[dict, dict]:
-        from greenai_dagster.core.mixed import sensitivity, solvers
+        from greenai_dagster.core.search.mixed import sensitivity, solvers
 
         if ctx.calibration is None:
             raise CompressionFailed("mixed precision with a budget needs calibration text for its sensitivity pass.")
@@ -214,7 +214,7 @@ def _per_layer_autoround():
 
 
 def _table_path(key: dict):
-    from greenai_dagster.core.paths import data_root
+    from greenai_dagster.core.storage.paths import data_root
 
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return data_root() / "mixed" / f"sensitivity_{digest}.json"
@@ -223,7 +223,7 @@ def _table_path(key: dict):
 def known_sensitivity(spec) -> dict | None:
     """The block-level sensitivity table measured for this model by an earlier mixed candidate, if any
     (what the LLM coordinator is shown): {"levels": [...], "table": {block: {level: KL}}}."""
-    from greenai_dagster.core.paths import data_root
+    from greenai_dagster.core.storage.paths import data_root
 
     model = spec.checkpoint_path or spec.model_name
     for path in sorted((data_root() / "mixed").glob("sensitivity_*.json")):

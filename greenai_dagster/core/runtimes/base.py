@@ -4,7 +4,7 @@ A runtime says which checkpoint formats it serves (`formats`, names of `core.for
 checkpoints of those on which device (`serves`), and opens one as a
 `Session`: the model loaded in that runtime's own representation (packed low-bit weights stay
 packed), able to run a prompt into its cache and then decode one token at a time. The latency
-probe (`core.runtime_probe`) times every runtime through this same interface, so figures from
+probe (`core.evaluation.runtime_probe`) times every runtime through this same interface, so figures from
 different runtimes are measured the same way.
 """
 

@@ -84,7 +84,7 @@ class CpuInt4(Runtime):
         from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
         from transformers import AutoTokenizer
 
-        from greenai_dagster.core.gguf_files import float_skeleton, load_state, unpacked_zero_point
+        from greenai_dagster.core.models.gguf_files import float_skeleton, load_state, unpacked_zero_point
 
         folder = Path(folder)
         group_size = _w4_groups(_quant_config(folder))[0]["group_size"]

@@ -115,7 +115,7 @@ class CudaInt8(CudaRuntime):
         return model, record_of
 
     def _int8_dynamic_reader(self, folder: Path, device: str):
-        from greenai_dagster.core.checkpoints import load_variant
+        from greenai_dagster.core.models.checkpoints import load_variant
 
         model = load_variant(folder, device="cpu")[0]
         linears = dynamic_linears(model)

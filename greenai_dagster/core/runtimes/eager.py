@@ -26,7 +26,7 @@ class EagerTorch(Runtime):
         return not (device == "cpu" and int8_dynamic.detect(folder))
 
     def load(self, folder: Path, device: str, trust_remote_code: bool = False):
-        from greenai_dagster.core.checkpoints import load_variant
+        from greenai_dagster.core.models.checkpoints import load_variant
 
         return load_variant(folder, device=device, trust_remote_code=trust_remote_code)
 

@@ -6,7 +6,7 @@ Serves three kinds of checkpoint:
   llama.cpp's converter to F16, the format llama.cpp serves float models in;
 * compressed-tensors W4/W8 weight-only checkpoints (GPTQ, AWQ, AutoRound, RTN with group sizes that
   are multiples of 32) and the `int8` method's per-channel int8 checkpoints, repacked without
-  requantizing into Q4_0 / Q4_1 / Q8_0 blocks (`core.gguf_files.repack`): the same integers and
+  requantizing into Q4_0 / Q4_1 / Q8_0 blocks (`core.models.gguf_files.repack`): the same integers and
   scales, served by llama.cpp's own kernels.
 
 Conversions are cached under `data/serving/` keyed by the checkpoint's path and modification time,
@@ -20,9 +20,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from greenai_dagster.core import gguf_files
+from greenai_dagster.core.models import gguf_files
 from greenai_dagster.core.formats import compressed_tensors, gguf, hf, int8_dynamic, name_of as format_of
-from greenai_dagster.core.paths import data_root
+from greenai_dagster.core.storage.paths import data_root
 from greenai_dagster.core.runtimes.base import Runtime, Session
 
 

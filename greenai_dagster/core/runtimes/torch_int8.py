@@ -1,5 +1,5 @@
 """Dynamic INT8 checkpoints (`int8` method) on CPU: torch's quantized linear (fbgemm / x86 int8
-GEMM with per-tensor dynamic activation scales), loaded by `core.checkpoints` as saved
+GEMM with per-tensor dynamic activation scales), loaded by `core.models.checkpoints` as saved
 (`core.formats.int8_dynamic`)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class TorchInt8Dynamic(Runtime):
         return self.serves_format(folder)
 
     def load(self, folder: Path, device: str = "cpu", trust_remote_code: bool = False):
-        from greenai_dagster.core.checkpoints import load_variant
+        from greenai_dagster.core.models.checkpoints import load_variant
 
         return load_variant(folder, device="cpu", trust_remote_code=trust_remote_code)
 

@@ -1,0 +1,174 @@
+"""Latency and memory of one checkpoint in the runtime that would serve it, in a fresh process.
+
+Run as `python -m greenai_dagster.core.evaluation.runtime_probe CHECKPOINT --device cpu [--runtime NAME]`;
+prints one JSON object. The runtime is the fastest that serves the checkpoint's format here
+(`core.runtimes.pick`) unless named. A fresh process makes memory honest: the runtime's libraries
+are imported first, so `loaded_memory_gb` (RSS after loading minus before) holds the model's
+resident weights alone, and `peak_memory_gb` adds what serving takes on top (VmHWM reset after
+loading through /proc/self/clear_refs: activations, KV cache, kernel workspace). On CUDA peak
+memory is `max_memory_allocated`.
+
+Latency, batch 1: prefill = one pass over a fixed-length prompt; decode = one new token against
+the KV cache. Each is the median of `repeats` runs after `warmup` runs, timed the same way for
+every runtime through `runtimes.base.Session`. Throughput = tokens/s of batched greedy decoding
+at `batch_size`, where the runtime offers batched generation (null otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import gc
+from pathlib import Path
+import statistics
+import sys
+import time
+
+import psutil
+import torch
+
+from greenai_dagster.core.evaluation.serving_energy import EnergyCounter, counter
+from greenai_dagster.core.runtimes.base import Session
+
+
+def measure(session: Session, vocab: int, prompt_len: int, new_tokens: int, repeats: int, warmup: int,
+            batch_size: int, meter: EnergyCounter | None = None) -> dict:
+    """Prefill, decode and batched throughput of one session; medians over `repeats` after `warmup`.
+    `meter` is read around each measured decode loop: joules per generated token."""
+    generator = torch.Generator().manual_seed(0)
+    prompt = torch.randint(100, min(vocab, 30000), (prompt_len,), generator=generator).tolist()
+
+    prefill_times, decode_times, decode_joules = [], [], []
+    for run in range(warmup + repeats):
+        start = time.perf_counter()
+        session.prefill(prompt)
+        prefill = time.perf_counter() - start
+        steps = []
+        joules_before = meter.joules() if meter and run >= warmup else None
+        for _ in range(new_tokens):
+            start = time.perf_counter()
+            session.decode()
+            steps.append(time.perf_counter() - start)
+        if run >= warmup:
+            prefill_times.append(prefill)
+            decode_times.append(statistics.median(steps))
+            if joules_before is not None and meter.joules() > joules_before:
+                # a counter that did not move (NVML updates its energy counter every ~20-100 ms, longer than
+                # a 16-token decode of a small model on a GPU) measured nothing: no figure, not 0 J
+                decode_joules.append((meter.joules() - joules_before) / new_tokens)
+
+    # Throughput: whole batched generations after a warm-up one (the first call pays one-time set-up:
+    # on an H100 it read 37 tokens/s cold for a 135M model), median of `repeats`; None where the
+    # runtime has no batched generation.
+    rates = ([session.batched_tokens_per_s(prompt, batch_size, new_tokens) for _ in range(warmup + repeats)][warmup:]
+             if batch_size > 0 else [None])   # batch size 0: latency and memory only
+    prefill_s = statistics.median(prefill_times)
+    return {
+        "prefill_ms": 1000 * prefill_s,
+        "prefill_tokens_per_s": prompt_len / prefill_s,
+        "decode_ms_per_token": 1000 * statistics.median(decode_times),
+        "decode_ms_spread": [1000 * min(decode_times), 1000 * max(decode_times)],
+        "throughput_tokens_per_s": None if None in rates else statistics.median(rates),
+        "energy_j_per_token": statistics.median(decode_joules) if decode_joules else None,
+    }
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by the loader back to the OS (glibc keeps it otherwise, inflating RSS)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's RSS high-water mark for this process (Linux); False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _vocab_size(folder: Path) -> int:
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    return int(config.get("vocab_size") or config.get("text_config", {}).get("vocab_size") or 32000)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checkpoint")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runtime", default="", help="runtime name (core.runtimes); default: the fastest that serves it")
+    parser.add_argument("--prompt-len", type=int, default=128)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="the user's opt-in: the checkpoint's own Python code may run (never on by default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from greenai_dagster.core import runtimes
+
+    folder = Path(args.checkpoint)
+    runtime = runtimes.by_name(args.runtime) if args.runtime else runtimes.pick(folder, args.device)[0]
+    runtime.prepare(folder)   # normally done by the caller already; a no-op when cached
+    runtime.import_libraries()
+    rss_before = psutil.Process().memory_info().rss
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    session = runtime.open_for_request(folder, args.device, args.threads or torch.get_num_threads(),
+                                       args.prompt_len + args.new_tokens, trust_remote_code=args.trust_remote_code)
+    gc.collect()
+    release_freed_memory()
+    loaded_bytes = psutil.Process().memory_info().rss - rss_before
+    peak_reset = reset_peak_rss()
+    threads = args.threads or torch.get_num_threads()
+    meter = counter(args.device, threads)
+    figures = measure(session, _vocab_size(folder), args.prompt_len, args.new_tokens, args.repeats, args.warmup,
+                      args.batch_size, meter)
+    if args.device.startswith("cuda"):
+        peak_bytes = torch.cuda.max_memory_allocated()
+        memory_source = "cuda max_memory_allocated"
+    else:
+        peak_bytes = peak_rss_bytes() - rss_before
+        memory_source = ("peak RSS while serving minus RSS before load (libraries already imported)"
+                         + ("" if peak_reset else " (peak incl. load)"))
+    figures.update({
+        "peak_memory_gb": peak_bytes / 1024**3,
+        "loaded_memory_gb": loaded_bytes / 1024**3,
+        "memory_source": memory_source,
+        "device": args.device,
+        "dtype": session.dtype(),
+        "runtime": runtime.name,
+        "kernel": runtime.kernel_for(folder),
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "batch_size": args.batch_size,
+        "threads": threads,
+        "energy_source": meter.source,
+        "latency_path": f"{runtime.name}: prefill then single-token decode against its KV cache",
+    })
+    json.dump(figures, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

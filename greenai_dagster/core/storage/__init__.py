@@ -1,0 +1,1 @@
+"""Where results live: the DuckDB/Parquet results store, its schema and migrations, and the folders on disk."""
