@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--data", default="/tmp/first_command_data")
     args = parser.parse_args()
-    from greenai_dagster.core.selftest import machine_fingerprint
+    from greenai_dagster.core.runtimes.verdicts import machine_fingerprint
 
     data = Path(args.data)
     shutil.rmtree(data, ignore_errors=True)

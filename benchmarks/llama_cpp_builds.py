@@ -77,7 +77,7 @@ def main() -> None:
     from greenai_dagster.core.models.default_model import ensure_default_checkpoint, find_packaged_gguf
     from greenai_dagster.core.models.gguf_files import baseline_ggufs
     from greenai_dagster.core.storage.paths import data_root
-    from greenai_dagster.core.selftest import machine_fingerprint
+    from greenai_dagster.core.runtimes.verdicts import machine_fingerprint
 
     ggufs = {**baseline_ggufs(ensure_default_checkpoint(), data_root() / "selftest" / "gguf"),
              "Q4_1 (packaged)": find_packaged_gguf()}

@@ -339,9 +339,10 @@ def cmd_cancel(args) -> int:
 
 def cmd_doctor(args) -> int:
     from greenai_dagster.core import selftest
+    from greenai_dagster.core.runtimes import verdicts
     from greenai_dagster.core.storage.paths import data_root
 
-    machine = selftest.machine_fingerprint()
+    machine = verdicts.machine_fingerprint()
     print(f"machine: {machine['cpu']} ({os.cpu_count()} cores, AMX {'yes' if machine['amx'] else 'no'}); "
           f"llama.cpp build {machine['llama_cpp_build'] or 'not installed'}")
     rows = selftest.run_all(data_root() / "selftest", threads=args.threads or None)
@@ -349,7 +350,7 @@ def cmd_doctor(args) -> int:
     relied_on = [r for r in failed if r in selftest.DEFAULT_RUN_RUNTIMES]
     print(f"{len(rows) - sum(not r['passed'] for r in rows)} of {len(rows)} checks passed"
           + (f"; failed here, left out of serving: {', '.join(failed)}" if failed else "")
-          + f" (verdicts in {selftest.cache_file()})")
+          + f" (verdicts in {verdicts.cache_file()})")
     return 1 if relied_on else 0
 
 

@@ -51,7 +51,7 @@ $PY -c "from greenai_dagster.core.data.benchmarks import prepare_benchmark, DEFA
 # Self-test: every serving runtime on the packaged model, logits against PyTorch's (greenai doctor).
 if ! greenai doctor; then
   minimal=$($PY scripts/llama_cpp_cmake_args.py --minimal)
-  if [ "$minimal" != "$want_args" ] && $PY -c 'from greenai_dagster.core.selftest import load_verdicts as v; import sys; sys.exit(0 if not v().get("llama.cpp", {}).get("passed", True) else 1)'; then
+  if [ "$minimal" != "$want_args" ] && $PY -c 'from greenai_dagster.core.runtimes.verdicts import load_verdicts as v; import sys; sys.exit(0 if not v().get("llama.cpp", {}).get("passed", True) else 1)'; then
     echo "llama.cpp failed the self-test with the AVX2 flags; rebuilding with the minimal (SSE4.2) flags"
     build_llama_cpp "$minimal"
     greenai doctor || { echo "setup: a serving runtime fails its self-test here (above); see greenai doctor" >&2; exit 1; }

@@ -8,12 +8,14 @@ the package does make must be reported broken, or a passing run would prove noth
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import pkgutil
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import grimp
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,3 +58,34 @@ def test_every_installed_dagster_package_is_forbidden_in_core():
     installed = {m.name for m in pkgutil.iter_modules() if m.name == "dagster" or m.name.startswith("dagster_")}
     assert "dagster" in installed
     assert installed <= forbidden, f"add to .importlinter's core-no-dagster contract: {sorted(installed - forbidden)}"
+
+
+def _import_stats():
+    """scripts/import_stats.py, the script that reports the figures, loaded as a module (it is not a package)."""
+    spec = importlib.util.spec_from_file_location("import_stats", REPO / "scripts" / "import_stats.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_import_cycles():
+    """No two modules of the package reach each other through imports, at module or function level (grimp
+    reads every import statement, as import-linter does). A circle means neither module can be read, tested
+    or moved without the other; the layers above hold only while there is none (issue 27, item 4)."""
+    graph = grimp.build_graph("greenai_dagster", cache_dir=None)
+    edges = {m: {d for d in graph.find_modules_directly_imported_by(m)} for m in graph.modules}
+    circles = [c for c in _import_stats().strongly_connected(edges) if len(c) > 1]
+    described = []
+    for circle in circles:   # one concrete loop per circle: its first module, out and back
+        out = graph.find_shortest_chain(importer=circle[0], imported=circle[1]) or ()
+        back = graph.find_shortest_chain(importer=circle[1], imported=circle[0]) or ()
+        described.append(f"{len(circle)} modules {circle}; e.g. {' -> '.join(out)} -> {' -> '.join(back[1:])}")
+    assert not circles, "import cycles:\n" + "\n".join(described)
+
+
+def test_import_stats_counts_what_grimp_sees():
+    """scripts/import_stats.py (ast only, for the before/after figures) finds the same circles as the test
+    above: none."""
+    figures = _import_stats().stats()
+    assert figures["module_and_function_level"]["cycles"] == 0, figures["module_and_function_level"]["sccs"]
+    assert figures["module_level"]["cycles"] == 0, figures["module_level"]["sccs"]

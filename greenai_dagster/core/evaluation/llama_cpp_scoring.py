@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from greenai_dagster.core.formats import int8_dynamic, name_of as format_of
+from greenai_dagster.core.runtimes.verdicts import unavailable_reason
 
 LIBRARY = "llama-cpp-python"
 
@@ -159,7 +160,7 @@ class LlamaCppLM(_lm_base()):
 def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScorer | None:
     """A llama.cpp scorer for a GGUF checkpoint, or an `int8` checkpoint (served repacked to Q8_0), on CPU
     (the formats and device llama.cpp serves them in), or None otherwise: not GGUF, another device (its runtime is not llama.cpp here),
-    llama-cpp-python not installed, or llama.cpp failed the self-test on this machine (`core.selftest`:
+    llama-cpp-python not installed, or llama.cpp failed the self-test on this machine (`core.runtimes.verdicts`:
     scoring runs in this process, where a crash would take the run down)."""
     if device != "cpu":
         return None
@@ -173,8 +174,6 @@ def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScor
         import llama_cpp  # noqa: F401
     except ImportError:
         return None
-    from greenai_dagster.core.selftest import unavailable_reason
-
     if unavailable_reason("llama.cpp"):     # it crashed or disagreed here: score through PyTorch instead
         return None
     if int8:    # served repacked to Q8_0 (torch's per-tensor int8 activations are not what the user gets)

@@ -20,6 +20,7 @@ from greenai_dagster.core.runtimes.cuda_w4 import CudaW4
 from greenai_dagster.core.runtimes.eager import EagerTorch
 from greenai_dagster.core.runtimes.llama_cpp import LlamaCpp
 from greenai_dagster.core.runtimes.torch_int8 import TorchInt8Dynamic
+from greenai_dagster.core.runtimes.verdicts import unavailable_reason
 
 # in order of preference: the first that serves a checkpoint is the fastest available for it
 RUNTIMES: list[Runtime] = [LlamaCpp(), CpuInt4(), TorchInt8Dynamic(), CudaW4(), CudaFp8(), CudaInt8(), CudaCompiled(),
@@ -33,8 +34,6 @@ def failed_here(runtime: Runtime, device: str) -> str | None:
     The self-test covers the CPU runtimes, whose native code was compiled for or dispatches on this CPU."""
     if device.split(":")[0] != "cpu":
         return None
-    from greenai_dagster.core.selftest import unavailable_reason
-
     return unavailable_reason(runtime.name)
 
 
