@@ -14,11 +14,21 @@ Errors print as `E00N: what happened. Remedy: what to do.` and exit with status 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import sys
+import tarfile
+import tempfile
+import warnings
 from pathlib import Path
+from typing import get_args, get_origin
 
-from greenai_dagster.core.errors import EvaluationError, GreenAIError
+from greenai_dagster.core.data.benchmarks import availability, resolve_source
+from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError
+from greenai_dagster.core.evaluation.eval_settings import EvalSettings
+from greenai_dagster.core.redact import install_log_filter
+from greenai_dagster.core.storage.paths import data_root
 
 
 def _quiet_libraries() -> None:
@@ -26,8 +36,6 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
-    import logging
-    import warnings
 
     warnings.filterwarnings("ignore")
     # what runs outside a stage (input checks, the spec); inside one, runner.library_output_to sends every
@@ -35,7 +43,6 @@ def _quiet_libraries() -> None:
     for name in ("transformers", "lm-eval", "lm_eval", "codecarbon", "datasets", "llmcompressor", "dagster",
                  "bitsandbytes", "accelerate", "compressed_tensors", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from greenai_dagster.core.redact import install_log_filter
 
     install_log_filter()
     try:
@@ -134,8 +141,6 @@ def _flag_help(model, name: str) -> str:
 
 
 def _is_list(model, name: str) -> bool:
-    from typing import get_args, get_origin
-
     annotation = model.model_fields[name].annotation
     return list in (get_origin(annotation), *map(get_origin, get_args(annotation)))
 
@@ -145,10 +150,7 @@ def add_config_flags(run: argparse.ArgumentParser) -> None:
     `CLI_EVAL_FLAGS` for the eval block): the help is the field's description and default, a Literal's values
     are the choices. Every flag's argparse default is None, meaning "not given": a --config file's value then
     stands, and what neither sets takes ExperimentConfig's default (named in the help)."""
-    from typing import get_args
-
     from greenai_dagster.core.settings.config import CLI_EVAL_FLAGS, CLI_FLAGS, ExperimentConfig, field_choices
-    from greenai_dagster.core.evaluation.eval_settings import EvalSettings
 
     for model, table in ((ExperimentConfig, CLI_FLAGS), (EvalSettings, CLI_EVAL_FLAGS)):
         for name, flags in table.items():
@@ -172,7 +174,6 @@ def config_from_args(args):
     """The validated ExperimentConfig of `greenai run` flags (+ --config file): E00N naming the field. The
     flags are read by the tables they were generated from, so a new flag needs one line in core/settings/config.py."""
     from greenai_dagster.core.settings.config import CLI_EVAL_FLAGS, CLI_FLAGS, ExperimentConfig, load_config
-    from greenai_dagster.core.evaluation.eval_settings import EvalSettings
 
     def given(model, table) -> dict:
         values = {}
@@ -201,14 +202,12 @@ def cmd_run(args) -> int:
 
 
 def show_spec(model_ref: str, trust_remote_code: bool = False) -> int:
-    from pathlib import Path as _Path
-
     from greenai_dagster.core.models.loading import load_model_and_tokenizer, resolve_model_path
     from greenai_dagster.core.methods.assess import build_spec
 
     path = resolve_model_path(model_ref)
     model, _ = load_model_and_tokenizer(path, trust_remote_code=trust_remote_code)
-    spec = build_spec(model_ref, model, checkpoint_path=path if _Path(path).is_dir() else None)
+    spec = build_spec(model_ref, model, checkpoint_path=path if Path(path).is_dir() else None)
     data = spec.to_json()
     width = max(len(k) for k in data)
     for key, value in data.items():
@@ -221,7 +220,6 @@ def show_spec(model_ref: str, trust_remote_code: bool = False) -> int:
 def cmd_analyze(args) -> int:
     if args.sweep:
         from greenai_dagster.core.reporting.analyze import analyze_sweep
-        from greenai_dagster.core.storage.paths import data_root
 
         page = Path(args.html) if args.html else data_root() / "reports" / f"sweep_{args.sweep}.html"
         print(analyze_sweep(args.sweep, page, deployment_store()))
@@ -238,7 +236,6 @@ def cmd_analyze(args) -> int:
 def cmd_sweep(args) -> int:
     """Every model x benchmark of the file through `greenai run`'s path (runner.run_experiment), one after
     another; all inputs are checked first, so a bad model in the last combination fails before any work."""
-    from greenai_dagster.core.data.benchmarks import resolve_source
     from greenai_dagster.core.pipeline import validate_inputs
     from greenai_dagster.core.settings.sweep import load_sweep
 
@@ -315,8 +312,6 @@ def cmd_compact(args) -> int:
 
 
 def cmd_benchmarks(args) -> int:
-    from greenai_dagster.core.data.benchmarks import availability
-
     for row in availability():
         print(f"{row['name']:<22} {row['source']:<18} {row['tasks']:>3} tasks  {row['status']}")
     return 0
@@ -340,7 +335,6 @@ def cmd_cancel(args) -> int:
 def cmd_doctor(args) -> int:
     from greenai_dagster.core import selftest
     from greenai_dagster.core.runtimes import verdicts
-    from greenai_dagster.core.storage.paths import data_root
 
     machine = verdicts.machine_fingerprint()
     print(f"machine: {machine['cpu']} ({os.cpu_count()} cores, AMX {'yes' if machine['amx'] else 'no'}); "
@@ -355,8 +349,6 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_export(args) -> int:
-    import tarfile
-
     store = deployment_store()
     row = store.result(f"{args.experiment}/{args.strategy_id}")
     if row is None or not row.get("checkpoint_path") or not Path(row["checkpoint_path"]).is_dir():
@@ -371,9 +363,6 @@ def cmd_export(args) -> int:
               f"(python -m llama_cpp.server --model {out})")
         return 0
     if args.format != "checkpoint":
-        import json
-        import tempfile
-
         from greenai_dagster.core.export import export_autoround
         from greenai_dagster.core.models.loading import resolve_model_path
 
@@ -385,8 +374,6 @@ def cmd_export(args) -> int:
         with tarfile.open(args.output, "w:gz") as archive:
             archive.add(folder, arcname=args.strategy_id if args.format == "checkpoint" else f"{args.strategy_id}_{args.format}")
     except OSError as exc:
-        from greenai_dagster.core.errors import DiskFull
-
         raise DiskFull(f"cannot write {args.output}: {exc.strerror}.") from exc
     print(f"wrote {args.output} ({Path(args.output).stat().st_size / 1e6:.1f} MB); load it with "
           "greenai_dagster.core.models.checkpoints.load_variant(<unpacked folder>)")
@@ -405,8 +392,6 @@ def cmd_serve(args) -> int:
 
 
 def cmd_llm_server(args) -> int:
-    import os
-
     from greenai_dagster.core.search.coordinator.local_server import command
     from greenai_dagster.core.models.default_model import find_packaged_gguf
 

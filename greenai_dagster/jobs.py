@@ -8,6 +8,7 @@ from enum import Enum
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, in_process_executor, job, op
 from pydantic import Field, create_model
 
+from greenai_dagster.core import engine
 from greenai_dagster.core.settings.config import LAUNCHPAD_FIELDS, ExperimentConfig, entry_field, field_choices, validated_config
 from greenai_dagster.assets._errors import core_step
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG
@@ -99,9 +100,7 @@ def launch_run_config(config: ExperimentConfig) -> dict:
 def register_experiment(store, config: ExperimentConfig) -> str:
     """Record the experiment for the sensor; checks the inputs first (clear E00x errors). The same
     creation and validation as `greenai run` (core/engine.py `create_experiment`)."""
-    from greenai_dagster.core.engine import create_experiment
-
-    name, _, _ = create_experiment(store, config)
+    name, _, _ = engine.create_experiment(store, config)
     return name
 
 

@@ -45,6 +45,7 @@ from greenai_dagster.instance import (
 from greenai_dagster.observations import record_finish
 from greenai_dagster.partitions import add_candidate_partitions, candidate_partition, experiments_partitions
 from greenai_dagster.resources import open_store, resources_for
+from greenai_dagster.core.redact import redact
 
 
 @contextlib.contextmanager
@@ -153,8 +154,6 @@ def step_error(result: ExecuteInProcessResult, partition_key: str) -> GreenAIErr
 
 def run_experiment(config: ExperimentConfig, interactive: bool = False, echo: Callable[[str], None] | None = None) -> dict:
     """Create (or resume) the experiment, then execute the engine's actions until it finishes."""
-    from greenai_dagster.core.redact import redact
-
     terminal = None
     if echo is None:
         echo, terminal = terminal_echo()

@@ -12,6 +12,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -44,8 +45,6 @@ def _offline_docs(app: FastAPI) -> None:
     """/docs with Swagger UI's script and stylesheet served from the `fastapi-offline` package's static folder
     (Swagger UI 5, which reads OpenAPI 3.1): FastAPI's default page loads them from a CDN, which a machine
     without internet cannot reach (a blank page)."""
-    from importlib.resources import files
-
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.staticfiles import StaticFiles
 

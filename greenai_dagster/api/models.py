@@ -6,9 +6,10 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from greenai_dagster.core.evaluation.eval_settings import override_fields
+from greenai_dagster.core.methods import REGISTRY
 from greenai_dagster.core.settings import config as config_checks
 from greenai_dagster.core.settings.config import REST_FIELDS, entry_field
-from greenai_dagster.core.evaluation.eval_settings import override_fields
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # the remedy of an E004 about a POST /compress body (the CLI and the Launchpad name their own place to fix it)
@@ -60,8 +61,6 @@ def _request_field(name: str):
 
 def _known_methods(cls, value):
     """A web request names registered methods (422 here; the CLI answers E005 for the same mistake)."""
-    from greenai_dagster.core.methods import REGISTRY
-
     return _only_known(value, sorted(REGISTRY), "method")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import tarfile
 import tempfile
@@ -24,10 +25,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
+from greenai_dagster.api import models
+from greenai_dagster.core.data.benchmarks import availability, resolve_source
 from greenai_dagster.core.errors import from_record
+from greenai_dagster.core.methods import REGISTRY
+from greenai_dagster.core.methods.assess import build_spec
+from greenai_dagster.core.models.loading import load_config, load_model_and_tokenizer, resolve_model_path
+from greenai_dagster.core.pipeline import validate_inputs
+from greenai_dagster.core.reporting import report
+from greenai_dagster.core.settings.config import validated_config
 from greenai_dagster.core.storage.paths import dagster_home
 from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG, dagster_instance
+from greenai_dagster.jobs import launch_run_config
+from greenai_dagster.resources import GpuResource, open_store, resources_for
 
 LAUNCH_JOB = "launch_experiment"
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
@@ -47,8 +58,6 @@ class Unavailable(Exception):
 
 def store() -> ResultsStore:
     """The deployment's results store, through the resources the Dagster runs use (`cluster`: the shared file)."""
-    from greenai_dagster.resources import open_store, resources_for
-
     return open_store(resources_for())
 
 
@@ -109,12 +118,6 @@ def submit_launch_run(dagster_url: str, run_config: dict, tags: dict) -> str:
 
 def compress(request, dagster_url: str) -> dict:
     """POST /compress: check the inputs now (E00x -> 400), then submit the launch run (status pending)."""
-    from greenai_dagster.api import models
-    from greenai_dagster.core.data.benchmarks import resolve_source
-    from greenai_dagster.core.settings.config import validated_config
-    from greenai_dagster.core.pipeline import validate_inputs
-    from greenai_dagster.jobs import launch_run_config
-
     config = validated_config(models.config_kwargs(request), models.REQUEST_REMEDY)
     config = config.model_copy(update={"driver": "sensor",
                                        "benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
@@ -347,8 +350,6 @@ def experiment_dir(name: str) -> Path:
 
 
 def episodes(job_id: str) -> dict:
-    from greenai_dagster.core.reporting import report
-
     _, name = resolve(job_id)
     results = store()
     rows = {r["candidate_key"]: r for r in results.results(name)}
@@ -444,8 +445,6 @@ def pack_solution(name: str, strategy_id: str) -> Path:
 
 # --- catalogue and status ------------------------------------------------------------------------
 def methods() -> dict:
-    from greenai_dagster.core.methods import REGISTRY
-
     out = []
     for name, method in sorted(REGISTRY.items()):
         schema = method.Params.model_json_schema()
@@ -457,16 +456,11 @@ def methods() -> dict:
 
 
 def benchmarks() -> dict:
-    from greenai_dagster.core.data.benchmarks import availability
-
     return {"benchmarks": availability()}
 
 
 def spec_infer(model_name: str) -> dict:
     """The seed's model_spec.json for a model (loaded on the CPU to measure its shapes)."""
-    from greenai_dagster.core.models.loading import load_config, load_model_and_tokenizer, resolve_model_path
-    from greenai_dagster.core.methods.assess import build_spec
-
     load_config(model_name)                      # E002 / E006 before any weights are read
     path = resolve_model_path(model_name)
     model, _ = load_model_and_tokenizer(path)
@@ -476,8 +470,6 @@ def spec_infer(model_name: str) -> dict:
 
 def gpu() -> dict:
     import torch
-
-    from greenai_dagster.resources import GpuResource
 
     status = GpuResource().status()
     status["cuda_available"] = torch.cuda.is_available()
@@ -494,8 +486,6 @@ def _reachable(url: str, timeout_s: float = 1.0) -> bool:
 
 
 def health(dagster_url: str) -> dict:
-    import os
-
     daemon_seen = None
     try:
         beats = dagster_instance().get_daemon_heartbeats()

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import torch
 
-from greenai_dagster.core.models.checkpoints import save_variant
 from greenai_dagster.core.data.corpus import calibration_chunks
-from greenai_dagster.core.evaluation.energy import track_energy
-from greenai_dagster.core.models.memory import is_out_of_memory
 from greenai_dagster.core.errors import CompressionFailed, GreenAIError, OutOfMemory
+from greenai_dagster.core.evaluation.energy import track_energy
 from greenai_dagster.core.methods import get_method
 from greenai_dagster.core.methods.base import CompressionContext
+from greenai_dagster.core.models.checkpoints import save_variant
+from greenai_dagster.core.models.loading import load_model_and_tokenizer
+from greenai_dagster.core.models.memory import is_out_of_memory
 from greenai_dagster.core.models.spec import ModelSpec
 from greenai_dagster.core.strategy import Strategy
 
@@ -54,8 +55,6 @@ def compress_to_checkpoint(base_checkpoint: str, strategy: Strategy, spec: Model
                            device: str = "cpu", country_iso_code: str = "TWN", trust_remote_code: bool = False) -> dict:
     """Load the base model (its own code only with the user's `trust_remote_code` opt-in), apply the strategy,
     save it; returns timing, energy and reports."""
-    from greenai_dagster.core.models.loading import load_model_and_tokenizer
-
     load_started = time.perf_counter()
     model, tokenizer = load_model_and_tokenizer(base_checkpoint, device=device, trust_remote_code=trust_remote_code)
     load_time = time.perf_counter() - load_started

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.search.coordinator import CoordinatorState, Proposal
-from greenai_dagster.core.search.coordinator.space import search_space
 from greenai_dagster.core.errors import CompressionFailed, CoordinatorKeyMissing, NetworkError, QuotaExceeded
 from greenai_dagster.core.experiment import Experiment
+from greenai_dagster.core.search.coordinator import CoordinatorState, Proposal, make_coordinator
+from greenai_dagster.core.search.coordinator.space import search_space
 from greenai_dagster.core.search.pareto import DEFAULT_OBJECTIVES, feasible, pareto_front
 from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy, validate_strategy
@@ -121,8 +121,6 @@ def decide_or_fall_back(store: ResultsStore, exp: Experiment, coordinator) -> De
             raise
         error = exc
     if config.coordinator_fallback == "planner":
-        from greenai_dagster.core.search.coordinator import make_coordinator
-
         decision = decide_next(store, exp, make_coordinator("planner", seed=config.seed))
         decision.note = f"the {coordinator.name} coordinator failed ({error}); the planner decided this episode"
         if decision.proposal is not None:

@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.settings.config import ExperimentConfig
+from greenai_dagster.core.data.benchmarks import resolve_source
 from greenai_dagster.core.decide import decide_or_fall_back
 from greenai_dagster.core.experiment import open_experiment
+from greenai_dagster.core.search.coordinator.priors import family_priors
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy
 
@@ -137,8 +139,6 @@ def next_action(store: ResultsStore, name: str, run_status: RunStatus = never_la
     config = exp.config
     priors = None
     if config.family_priors:
-        from greenai_dagster.core.search.coordinator.priors import family_priors
-
         priors = family_priors(store, name, list(exp.objectives))
     decision = decide_or_fall_back(store, exp, config.make_coordinator(priors))
     if decision.termination_reason:
@@ -180,8 +180,6 @@ def create_experiment(store: ResultsStore, config: ExperimentConfig) -> tuple[st
     name keeps its stored config (a rerun resumes it); a new one has its benchmark source fixed and its
     inputs checked before anything is written (E00x: methods, model, memory, benchmark, folder, coordinator
     key), then is recorded as active."""
-    from greenai_dagster.core.data.benchmarks import resolve_source
-
     name = config.experiment_name()
     existing = store.experiment(name)
     if existing is not None:

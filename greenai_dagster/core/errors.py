@@ -9,6 +9,8 @@ Dagster step that is none of E001-E008 (a bug or an unhandled library error); th
 
 from __future__ import annotations
 
+from greenai_dagster.core.redact import redact   # no secret ever reaches an error message
+
 
 class GreenAIError(Exception):
     """Base class: `code`, a one-line `message` and a one-line `remedy`."""
@@ -17,8 +19,6 @@ class GreenAIError(Exception):
     default_remedy = "See 'Error codes' in the README."
 
     def __init__(self, message: str, remedy: str | None = None):
-        from greenai_dagster.core.redact import redact   # no secret ever reaches an error message
-
         self.message = redact(message)
         self.remedy = redact(remedy or self.default_remedy)
         super().__init__(f"{self.code}: {self.message} Remedy: {self.remedy}")

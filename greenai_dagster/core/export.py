@@ -12,7 +12,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from greenai_dagster.core.data.corpus import calibration_chunks
 from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.models import gguf_files
+from greenai_dagster.core.models.loading import load_model_and_tokenizer
+from greenai_dagster.core.runtimes.llama_cpp import serving_file
 
 FORMATS = ("auto_gptq", "auto_awq")
 
@@ -25,9 +29,6 @@ def export_autoround(base_checkpoint: str, steps: list[dict], fmt: str, out_dir:
                                 f"(this one is {' -> '.join(s['method'] for s in steps)}).",
                                 "Export an autoround strategy, or use the compressed-tensors checkpoint.")
     from auto_round import AutoRound
-
-    from greenai_dagster.core.data.corpus import calibration_chunks
-    from greenai_dagster.core.models.loading import load_model_and_tokenizer
 
     params = steps[0]["params"]
     model, tokenizer = load_model_and_tokenizer(base_checkpoint)
@@ -56,9 +57,6 @@ def export_gguf(folder: Path, out: Path, quant_type: str | None = None) -> Path:
     """One variant as a single llama.cpp file at `out`: a `gguf` variant's own file; a float variant
     converted to F16 (or quantized to `quant_type` by llama.cpp); a W4/W8 compressed-tensors variant
     repacked exactly. A format llama.cpp cannot hold (int8 dynamic, low-rank, an adapter, W8A8) gets E005."""
-    from greenai_dagster.core.models import gguf_files
-    from greenai_dagster.core.runtimes.llama_cpp import serving_file
-
     source = serving_file(Path(folder))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,12 @@ from greenai_dagster.core.models.spec import GIB, ModelSpec, weights_size_bytes
 from greenai_dagster.core.methods.assess import build_spec
 from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.core.strategy import Strategy
+from greenai_dagster.core.data.benchmarks import hub_available, hub_unreachable, resolve_source
+from greenai_dagster.core.methods import get_method
+from greenai_dagster.core.models.loading import load_config as load_model_config
+from greenai_dagster.core.search.coordinator.space import check_method_names, require_usable
+from greenai_dagster.core.storage.store import now
+from greenai_dagster.core.strategy import Step
 
 BASELINE_SUFFIX = "baseline"
 VARIANT_DIR = "model"
@@ -72,10 +78,6 @@ def ensure_writable(folder: Path) -> None:
 def validate_inputs(config: ExperimentConfig) -> None:
     """Fail fast, before any run: methods known (E005), model resolvable (E002/E006) and able to fit in
     memory (E003), benchmark known (E004/E006), folder writable (E007)."""
-    from greenai_dagster.core.data.benchmarks import hub_available, hub_unreachable
-    from greenai_dagster.core.search.coordinator.space import check_method_names
-    from greenai_dagster.core.models.loading import load_config as load_model_config
-
     check_method_names(config.compression_methods)
     ensure_writable(Path(config.output_dir))
     model_config = load_model_config(config.model, config.trust_remote_code)
@@ -100,7 +102,6 @@ def build_model_spec(store: ResultsStore, exp: Experiment, device: str = "cpu") 
     path = resolve_model_path(config.model)
     model, _ = load_model_and_tokenizer(path, device="cpu", trust_remote_code=exp.trust_remote_code)
     spec = build_spec(config.model, model, checkpoint_path=path if Path(path).is_dir() else None)
-    from greenai_dagster.core.search.coordinator.space import require_usable
 
     report.write_json(exp.folder / "model_spec.json", spec.to_json())
     check_methods_fit(spec, config.compression_methods)   # E005 naming what this architecture cannot take
@@ -335,8 +336,6 @@ def finish_experiment(store: ResultsStore, exp: Experiment, reason: str) -> dict
 
 def elapsed_hours(exp: Experiment) -> float:
     """Wall hours since the experiment was created (the --budget clock)."""
-    from greenai_dagster.core.storage.store import now
-
     created = exp.created_at
     if hasattr(created, "to_pydatetime"):  # pandas Timestamp from DuckDB's dataframe
         created = created.to_pydatetime()
@@ -350,10 +349,6 @@ def experiment_with_chosen_candidates(store: ResultsStore, config: ExperimentCon
     created, its model spec and baseline done, and one pending strategy registered per (method, parameter
     overrides), its parameters completed from the method's defaults. Returns the candidate keys, which a
     sweep (celery_sweep.candidate_sweep) then compresses and benchmarks."""
-    from greenai_dagster.core.data.benchmarks import resolve_source
-    from greenai_dagster.core.methods import get_method
-    from greenai_dagster.core.strategy import Step
-
     config = config.model_copy(update={"benchmark_source": resolve_source(config.dataset, config.benchmark_source)})
     store.create_experiment(config.name, config.model, config.dataset, config.model_dump(), config.output_dir)
     build_model_spec(store, open_experiment(store, config.name))

@@ -25,7 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from greenai_dagster.core import runtimes
+from greenai_dagster.core.compress import compress_to_checkpoint
+from greenai_dagster.core.methods.assess import build_spec
+from greenai_dagster.core.models.default_model import (convert_gguf_to_checkpoint, ensure_default_checkpoint,
+                                                       find_packaged_gguf)
+from greenai_dagster.core.models.gguf_files import baseline_ggufs
+from greenai_dagster.core.models.loading import load_model_and_tokenizer
+from greenai_dagster.core.runtimes.llama_cpp import serving_file
 from greenai_dagster.core.runtimes.verdicts import PROMPT_TOKENS, run_child, save_verdicts
+from greenai_dagster.core.strategy import Step, Strategy
 
 # runtimes the default run on a CPU relies on: setup fails when one of them fails here
 DEFAULT_RUN_RUNTIMES = ("llama.cpp", "torch-cpu-int4", "torch-int8-dynamic", "torch-eager")
@@ -54,10 +63,8 @@ def _child_logits(runtime_name: str, path: Path, threads: int, ids: list[int]) -
     torch.set_num_threads(threads)
     if runtime_name == "llama.cpp":
         from greenai_dagster.core.evaluation.llama_cpp_scoring import LlamaCppScorer
-        from greenai_dagster.core.runtimes.llama_cpp import serving_file
 
         return np.array(LlamaCppScorer(serving_file(path), n_ctx=256, threads=threads).logits(ids), dtype=np.float32)
-    from greenai_dagster.core import runtimes
 
     model = runtimes.by_name(runtime_name).load(path, "cpu")[0]
     with torch.no_grad():
@@ -93,14 +100,6 @@ class Check:
 def build_targets(root: Path) -> tuple[dict[str, Path], list[Check]]:
     """The checkpoints the checks run (made once under `root`) and the checks. References: eager
     PyTorch on the same weights where one exists (tight bounds), else on the float model."""
-    from greenai_dagster.core.compress import compress_to_checkpoint
-    from greenai_dagster.core.models.default_model import (convert_gguf_to_checkpoint, ensure_default_checkpoint,
-                                                    find_packaged_gguf)
-    from greenai_dagster.core.models.gguf_files import baseline_ggufs
-    from greenai_dagster.core.models.loading import load_model_and_tokenizer
-    from greenai_dagster.core.methods.assess import build_spec
-    from greenai_dagster.core.strategy import Step, Strategy
-
     base = ensure_default_checkpoint()
     ggufs = baseline_ggufs(base, root / "gguf")
     made = {"float": base}

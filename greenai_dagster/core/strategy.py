@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.methods import get_method
 from greenai_dagster.core.models.spec import ModelSpec
 
 
@@ -34,8 +35,6 @@ class Strategy:
 
     def label(self) -> str:
         """Short, stable description used in candidate keys, e.g. `gptq_w4g64`."""
-        from greenai_dagster.core.methods import get_method
-
         return "+".join(get_method(s.method).label(s.params) for s in self.steps)
 
     def to_json(self) -> dict:
@@ -61,8 +60,6 @@ class Strategy:
 
 def validate_strategy(strategy: Strategy, spec: ModelSpec) -> Strategy:
     """Return the strategy with every step's params normalised (defaults filled), or raise E005."""
-    from greenai_dagster.core.methods import get_method
-
     if not strategy.steps:
         raise CompressionFailed("strategy has no steps.", "Give at least one compression step.")
     normalised = []

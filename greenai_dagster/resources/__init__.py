@@ -4,6 +4,7 @@ import os
 
 from dagster import EnvVar
 
+from greenai_dagster.core.errors import DiskFull
 from greenai_dagster.resources.gpu import GpuResource
 from greenai_dagster.resources.store import ResultsStoreResource
 
@@ -11,8 +12,6 @@ SHARED_DUCKDB = "GREENAI_SHARED_DUCKDB"
 
 
 def _shared_store_missing():
-    from greenai_dagster.core.errors import DiskFull
-
     return DiskFull(f"GREENAI_DEPLOYMENT=cluster needs {SHARED_DUCKDB} (the DuckDB file every run writes to), and it "
                     "is not set.",
                     f"export {SHARED_DUCKDB}=/shared/path/greenai.duckdb, or unset GREENAI_DEPLOYMENT for the local "
@@ -31,8 +30,6 @@ def resources_for(deployment: str | None = None) -> dict:
     """`local`: DuckDB under the data root, this machine's device. `cluster`: the shared store path from
     GREENAI_SHARED_DUCKDB, read through Dagster's EnvVar (resolved when a run starts, shown as such in the UI),
     and one GPU per run (the pool limit is set in dagster.yaml)."""
-    from greenai_dagster.core.errors import DiskFull
-
     deployment = deployment or os.environ.get("GREENAI_DEPLOYMENT", "local")
     if deployment == "cluster":
         if not os.environ.get(SHARED_DUCKDB, "").strip():

@@ -15,8 +15,13 @@ import os
 # to one GPU (CUDA_VISIBLE_DEVICES) after asking whether there is one
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
+import psutil
 from dagster import ConfigurableResource
 from pydantic import Field
+
+from greenai_dagster.core.errors import OutOfMemory
+from greenai_dagster.core.machine import gpu_claim
+from greenai_dagster.core.machine.gpu_claim import visible_gpus
 
 
 class GpuResource(ConfigurableResource):
@@ -28,8 +33,6 @@ class GpuResource(ConfigurableResource):
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            from greenai_dagster.core.errors import OutOfMemory
-
             raise OutOfMemory("device 'cuda' was asked for but no CUDA GPU is visible.", "Set gpu.device to 'cpu' or 'auto'.")
         return self.device
 
@@ -40,13 +43,11 @@ class GpuResource(ConfigurableResource):
             return 0
         if self.device.startswith("cuda:"):
             return 1
-        from greenai_dagster.core.machine.gpu_claim import visible_gpus
 
         return len(visible_gpus())
 
     def status(self) -> dict:
         """Device, memory and utilisation (the seed's /gpu status)."""
-        import psutil
         import torch
 
         device = self.device_name()
@@ -69,8 +70,6 @@ class GpuResource(ConfigurableResource):
         try:
             if device == "cuda":
                 import torch
-
-                from greenai_dagster.core.machine import gpu_claim
 
                 with gpu_claim.pinned_device(torch.cuda.is_initialized()) as (pinned, _):
                     return fn(*args, device=pinned, **kwargs)

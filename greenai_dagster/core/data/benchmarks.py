@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,8 +158,6 @@ def prepare_benchmark(name: str, source: str = "offline", allow_code_execution: 
 
 
 def hub_reachable(timeout_s: float = 2.0) -> bool:
-    import socket
-
     try:
         socket.create_connection(("huggingface.co", 443), timeout=timeout_s).close()
         return True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import random
+from pydoc_data.topics import topics
 
 DISJOINT_SPAN = 48      # characters (about 10-12 tokens of this prose; a 32-token span is ~130 characters)
 MIN_DISTINCT_CHARS = 10  # fewer distinct characters in a span: markup, not text (`is_text`)
@@ -25,8 +26,6 @@ CORPUS_SOURCE = ("CPython pydoc_data.topics (Python Language Reference), sorted 
 
 
 def _topics() -> list[str]:
-    from pydoc_data.topics import topics
-
     return [topics[key] for key in sorted(topics)]
 
 

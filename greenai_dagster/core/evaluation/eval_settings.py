@@ -7,7 +7,9 @@ core/evaluation/evaluate.py import it without importing each other.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
+import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -68,10 +70,6 @@ def override_fields(upper_bounds: dict[str, float] | None = None) -> dict:
     """`create_model` field definitions for an overrides model generated from EvalSettings: the same names,
     descriptions and lower bounds, each optional (unset keeps the default, named in the description), plus
     upper bounds where a caller wants them (the REST API refuses a request for a million-token probe)."""
-    from typing import Optional
-
-    import annotated_types
-
     fields = {}
     for name in OVERRIDABLE:
         info = EvalSettings.model_fields[name]

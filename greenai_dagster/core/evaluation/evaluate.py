@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from greenai_dagster.core.evaluation.fidelity import Fidelity
 from greenai_dagster.core.evaluation.flips import item_correctness
 from greenai_dagster.core.models.spec import GIB, weights_size_bytes
 from greenai_dagster.core.data.task_files import task_score
+from greenai_dagster.core import runtimes
+from greenai_dagster.core.data import humaneval
+from greenai_dagster.core.machine.sandbox import isolation
 
 
 @dataclass
@@ -82,11 +86,8 @@ def run_lm_eval(model, tokenizer, benchmark: PreparedBenchmark, limit: int | Non
     # saves about 5 s per evaluation (benchmarks/vs_lm_eval.py).
     task_manager = (TaskManager(include_path=benchmark.include_path, include_defaults=False) if benchmark.include_path
                     else TaskManager())
-    from contextlib import nullcontext
 
     from lm_eval.api.model import LM
-
-    from greenai_dagster.core.data import humaneval
 
     if benchmark.executes_code and not benchmark.allow_code_execution:
         raise humaneval.refused(benchmark.name)
@@ -190,8 +191,6 @@ def runtime(checkpoint: Path, device: str, settings: EvalSettings, trust_remote_
     measured in a fresh process. A runtime that fails (a conversion it cannot do) hands over to the
     next, and the row says why (`runtime_fallback`); eager PyTorch serves everything last. The user's
     `trust_remote_code` opt-in is handed to the measuring process on its command line."""
-    from greenai_dagster.core import runtimes
-
     candidates, failures = runtimes.serving_candidates(Path(checkpoint), device)
     for candidate in candidates:
         try:
@@ -280,7 +279,6 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
                                           "loaded_memory_gb", "prefill_tokens_per_s", "decode_ms_spread", "energy_source",
                                           "latency_path", "load_average_1m")}
     if benchmark.executes_code:   # what confined the model-written code (core.machine.sandbox)
-        from greenai_dagster.core.machine.sandbox import isolation
 
         conditions["code_execution"] = isolation()
     # seconds spent waiting for the device slot (core.machine.device_slot): scoring waits for probes, the probe for all

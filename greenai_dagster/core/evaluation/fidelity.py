@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from greenai_dagster.core.data import corpus
+from greenai_dagster.core.errors import DiskFull
 
 TOP_K = 64          # baseline log-probabilities kept per position
 WINDOW = 512        # tokens per forward window (non-overlapping)
@@ -124,8 +125,6 @@ def save_reference(reference: dict[str, torch.Tensor], path: Path, source: str) 
     """safetensors (no pickle), written to a temporary name and renamed. A full disk is E007, not the
     library's own error (safetensors reports ENOSPC as a SafetensorError, which is no OSError)."""
     from safetensors.torch import save_file
-
-    from greenai_dagster.core.errors import DiskFull
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -25,6 +25,9 @@ import numpy as np
 import torch
 
 from greenai_dagster.core.formats import int8_dynamic, name_of as format_of
+from greenai_dagster.core.formats.gguf import describe
+from greenai_dagster.core.models.gguf_files import GGUFUnavailable
+from greenai_dagster.core.runtimes.llama_cpp import gguf_in, serving_file
 from greenai_dagster.core.runtimes.verdicts import unavailable_reason
 
 LIBRARY = "llama-cpp-python"
@@ -63,8 +66,6 @@ class LlamaCppScorer:
         return torch.from_numpy(np.array(self.logits(ids[0].tolist()), copy=True))[None]
 
     def describe(self) -> str:
-        from greenai_dagster.core.formats.gguf import describe
-
         return f"llama.cpp ({LIBRARY}, CPU, logits of every position) on {self.path.name}: {describe(self.path)}"
 
 
@@ -164,7 +165,6 @@ def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScor
     scoring runs in this process, where a crash would take the run down)."""
     if device != "cpu":
         return None
-    from greenai_dagster.core.runtimes.llama_cpp import gguf_in, serving_file
 
     path = gguf_in(Path(checkpoint))
     int8 = path is None and format_of(checkpoint) == int8_dynamic.NAME
@@ -177,7 +177,6 @@ def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScor
     if unavailable_reason("llama.cpp"):     # it crashed or disagreed here: score through PyTorch instead
         return None
     if int8:    # served repacked to Q8_0 (torch's per-tensor int8 activations are not what the user gets)
-        from greenai_dagster.core.models.gguf_files import GGUFUnavailable
 
         try:
             path = serving_file(Path(checkpoint))

@@ -17,16 +17,19 @@ at `batch_size`, where the runtime offers batched generation (null otherwise).
 from __future__ import annotations
 
 import argparse
-import json
+import ctypes
 import gc
-from pathlib import Path
+import json
+import resource
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import torch
 
+from greenai_dagster.core import runtimes
 from greenai_dagster.core.evaluation.serving_energy import EnergyCounter, counter
 from greenai_dagster.core.runtimes.base import Session
 
@@ -76,8 +79,6 @@ def measure(session: Session, vocab: int, prompt_len: int, new_tokens: int, repe
 def release_freed_memory() -> None:
     """Give memory freed by the loader back to the OS (glibc keeps it otherwise, inflating RSS)."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
@@ -98,7 +99,6 @@ def peak_rss_bytes() -> int:
         for line in status.read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
-    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -124,8 +124,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from greenai_dagster.core import runtimes
 
     folder = Path(args.checkpoint)
     runtime = runtimes.by_name(args.runtime) if args.runtime else runtimes.pick(folder, args.device)[0]

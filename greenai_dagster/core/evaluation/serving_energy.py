@@ -9,6 +9,8 @@ constant-power estimate ranks variants by time alone and is labelled as such.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from pathlib import Path
 
@@ -88,12 +90,9 @@ def counter(device: str, threads: int) -> EnergyCounter:
             pass
     elif domains := _rapl_domains():
         return Rapl(domains)
-    import logging
 
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
     from codecarbon.core.cpu import TDP
-
-    import os
 
     tdp = TDP()   # watts for the whole CPU: its TDP from codecarbon's table, else 4 W per hardware thread
     cores = os.cpu_count() or threads

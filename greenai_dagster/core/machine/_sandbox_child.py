@@ -10,6 +10,7 @@ import json
 import os
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -46,8 +47,6 @@ def guard(socket_guard: bool) -> None:
     for module in ("ctypes", "_ctypes", "resource", "multiprocessing", "_posixsubprocess", "pty", "psutil"):
         sys.modules[module] = None
     if socket_guard:
-        import socket
-
         for name in ("socket", "create_connection", "create_server", "socketpair", "fromfd", "getaddrinfo"):
             setattr(socket, name, _refuse(f"network access (socket.{name})"))
         sys.modules["_socket"] = None

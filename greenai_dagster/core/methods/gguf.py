@@ -13,23 +13,22 @@ the IQ types and Q2_K only), and llama.cpp's imatrix tool is not part of llama-c
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Literal
 
 from greenai_dagster.core.formats import gguf as gguf_format
-from greenai_dagster.core.formats.gguf import FILE as GGUF_FILE
+from greenai_dagster.core.formats.gguf import FILE as GGUF_FILE, describe
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
+from greenai_dagster.core.models import gguf_files
+from greenai_dagster.core.models.gguf_files import llama_cpp_dir
 
 
 def converter_architectures() -> set[str] | None:
     """Architectures llama.cpp's converter registers (`@ModelBase.register("LlamaForCausalLM", ...)`), read
     from its sources without importing them; None when the converter is not installed here."""
-    import re
-
-    from greenai_dagster.core.models.gguf_files import llama_cpp_dir
-
     root = llama_cpp_dir()
     if not (root / "convert_hf_to_gguf.py").exists():
         return None
@@ -73,9 +72,6 @@ class GgufQuant(CompressionMethod):
 
     def apply(self, model, params: GgufParams, ctx: CompressionContext) -> MethodResult:
         from transformers import AutoModelForCausalLM
-
-        from greenai_dagster.core.models import gguf_files
-        from greenai_dagster.core.formats.gguf import describe
 
         work = Path(tempfile.mkdtemp(prefix="greenai_gguf_"))
         dense = work / "dense"

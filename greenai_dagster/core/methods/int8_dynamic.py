@@ -12,6 +12,7 @@ from greenai_dagster.core.formats import int8_dynamic
 from greenai_dagster.core.formats.int8_dynamic import quantize_linears_int8
 from greenai_dagster.core.methods.base import (PER_CHANNEL_LOG2, CompressionContext, CompressionMethod, MethodParams,
                                                MethodResult, needs_linears)
+from greenai_dagster.core.errors import CompressionFailed
 
 
 class Int8DynamicParams(MethodParams):
@@ -35,8 +36,6 @@ class Int8Dynamic(CompressionMethod):
 
     def check(self, params, spec):
         if params.bits != 8:
-            from greenai_dagster.core.errors import CompressionFailed
-
             raise CompressionFailed("int8 dynamic quantization supports bits=8 only.", "Use bits=8, or gptq for 4-bit.")
 
     def label(self, params):

@@ -12,9 +12,9 @@ layout afterwards, quantized ones stay per expert (transformers stacks them back
 
 from __future__ import annotations
 
-from greenai_dagster.core.models import arch
 from greenai_dagster.core.errors import CompressionFailed
-from greenai_dagster.core.methods.base import CompressionContext
+from greenai_dagster.core.methods.base import CompressionContext, needs_linears
+from greenai_dagster.core.models import arch
 
 
 def calibration_dataset(ctx: CompressionContext, num_samples: int, seq_len: int):
@@ -67,8 +67,6 @@ def count_quantized(model) -> int:
 
 def group_quant_unsupported(spec) -> str | None:
     """Why group-wise weight quantization cannot run on this model (no linears, no valid group size)."""
-    from greenai_dagster.core.methods.base import needs_linears
-
     if needs_linears(spec):
         return needs_linears(spec)
     if not spec.valid_group_sizes:

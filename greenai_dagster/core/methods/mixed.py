@@ -22,12 +22,16 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
 from greenai_dagster.core.methods.gptq import check_group_size
-from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, group_quant_unsupported, prepare, run_oneshot
+from greenai_dagster.core.methods.llmcompressor_oneshot import (count_quantized, group_quant_unsupported, prepare,
+                                                                run_oneshot)
+from greenai_dagster.core.search.mixed import levels as lv, sensitivity, solvers
+from greenai_dagster.core.search.mixed.levels import level_bits
+from greenai_dagster.core.storage.paths import data_root
 
 DEFAULT_BUDGET = 4.25
 Level = Literal["w2", "w3", "w4", "w5", "w6", "w8", "f16"]
@@ -79,8 +83,6 @@ class MixedPrecision(CompressionMethod):
                                     "level 'f16' (a linear left in float) is not offered with it.",
                                     "Drop 'f16' from the levels and the allocation, or use algorithm 'gptq'.")
         if params.budget_bits is not None:
-            from greenai_dagster.core.search.mixed.levels import level_bits
-
             cheapest = min(level_bits(lv) for lv in params.levels)
             if params.budget_bits < cheapest:
                 raise CompressionFailed(f"budget_bits {params.budget_bits} is below the cheapest level ({cheapest} bits).",
@@ -101,8 +103,6 @@ class MixedPrecision(CompressionMethod):
     def apply(self, model, params: MixedParams, ctx: CompressionContext) -> MethodResult:
         from compressed_tensors.quantization import QuantizationScheme
         from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
-
-        from greenai_dagster.core.search.mixed import levels as lv
 
         ignore = prepare(model)
         unit_list = lv.units(model, params.granularity)
@@ -146,8 +146,6 @@ class MixedPrecision(CompressionMethod):
         return MethodResult(model, report)
 
     def _solve(self, model, params: MixedParams, ctx: CompressionContext, unit_list) -> tuple[dict, dict]:
-        from greenai_dagster.core.search.mixed import sensitivity, solvers
-
         if ctx.calibration is None:
             raise CompressionFailed("mixed precision with a budget needs calibration text for its sensitivity pass.")
         chunks = ctx.calibration(params.sensitivity_windows, SENSITIVITY_WINDOW)
@@ -186,7 +184,6 @@ def _per_layer_autoround():
     import torch
     from compressed_tensors.utils import match_named_modules
     from llmcompressor.modifiers.autoround import AutoRoundModifier
-    from pydantic import PrivateAttr
 
     class PerLayerAutoRound(AutoRoundModifier):
         _whole_model_targets: set = PrivateAttr(default_factory=set)
@@ -214,8 +211,6 @@ def _per_layer_autoround():
 
 
 def _table_path(key: dict):
-    from greenai_dagster.core.storage.paths import data_root
-
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return data_root() / "mixed" / f"sensitivity_{digest}.json"
 
@@ -223,8 +218,6 @@ def _table_path(key: dict):
 def known_sensitivity(spec) -> dict | None:
     """The block-level sensitivity table measured for this model by an earlier mixed candidate, if any
     (what the LLM coordinator is shown): {"levels": [...], "table": {block: {level: KL}}}."""
-    from greenai_dagster.core.storage.paths import data_root
-
     model = spec.checkpoint_path or spec.model_name
     for path in sorted((data_root() / "mixed").glob("sensitivity_*.json")):
         try:

@@ -19,8 +19,10 @@ Conv1D layers are turned into `nn.Linear` (weights transposed) for the methods t
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sys
+from pathlib import Path
 
 import torch
 
@@ -336,9 +338,6 @@ EXPERT_KEY = re.compile(r"(\.experts\.\d+\.)(gate_proj|up_proj|down_proj)(\.)")
 def rename_expert_keys(folder, model_type: str) -> int:
     """Rename a saved checkpoint's per-expert keys to the names transformers expects for this
     architecture, so its loader stacks (and dequantizes) them into the fused experts."""
-    import json
-    from pathlib import Path
-
     from safetensors import safe_open
     from safetensors.torch import save_file
 

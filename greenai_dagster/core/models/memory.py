@@ -16,6 +16,8 @@ import os
 import resource
 from pathlib import Path
 
+import psutil
+
 from greenai_dagster.core.errors import OutOfMemory
 
 GIB = 1024**3
@@ -69,7 +71,6 @@ def available_bytes(device: str = "cpu") -> int:
 
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return int(free)
-    import psutil
 
     room = [psutil.virtual_memory().available]
     cgroup = _cgroup_room()

@@ -16,6 +16,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from greenai_dagster.core.errors import ModelLoadError
+from greenai_dagster.core.models import arch
+
 GIB = 1024**3
 PRECISION_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 GROUP_SIZE_CANDIDATES = (32, 64, 128, 256)
@@ -165,8 +168,6 @@ def measure_spec(model_name: str, model, checkpoint_path: str | None = None) -> 
 
 def unreadable(model_name: str, model, exc: BaseException):
     """E002 for a model whose shapes (or a method's reading of them) cannot be made out."""
-    from greenai_dagster.core.errors import ModelLoadError
-
     return ModelLoadError(
         f"cannot read the shapes of model '{model_name}' ({type(model).__name__}): {type(exc).__name__}: {exc}"
         .splitlines()[0], "This architecture is not supported; please report it with its config.json.")
@@ -183,8 +184,6 @@ def _count(text_cfg, *names, default=None):
 
 
 def _build_spec(model_name: str, model, checkpoint_path: str | None) -> ModelSpec:
-    from greenai_dagster.core.models import arch
-
     cfg = model.config
     text_cfg = arch.text_config(cfg)
     d_model = _count(text_cfg, "hidden_size", "n_embd", "d_model")

@@ -8,6 +8,11 @@ from pathlib import Path
 from greenai_dagster.core.errors import EvaluationError
 
 from greenai_dagster.core.search.objectives import OBJECTIVES
+from greenai_dagster.core.experiment import open_experiment
+from greenai_dagster.core.methods import REGISTRY
+from greenai_dagster.core.reporting.report import hover_text, write_text_atomic
+from greenai_dagster.core.search import objectives as registry
+from greenai_dagster.core.settings.sweep import is_member
 
 # column, header, width: headers come from the objectives registry where the column is an objective
 _WIDTHS = [("strategy_id", 28), ("kl_divergence", 8), ("top1_agreement", 6), ("ppl_ratio", 7), ("accuracy", 19),
@@ -128,8 +133,6 @@ _FAMILY_SYMBOLS = {"quantization": "circle", "pruning": "square", "low_rank": "d
 
 def sweep_experiments(store, sweep: str) -> list[dict]:
     """The newest experiment of each model x benchmark of `sweep` (from `--now` or any schedule tick)."""
-    from greenai_dagster.core.settings.sweep import is_member
-
     with store.connect(read_only=True) as con:
         rows = con.execute("SELECT name, model, dataset, status, termination_reason, created_at FROM experiments "
                            "WHERE starts_with(name, ?) ORDER BY created_at, name", [f"{sweep}-"]).fetchall()
@@ -144,8 +147,6 @@ def sweep_experiments(store, sweep: str) -> list[dict]:
 def method_family(methods: str | None) -> str:
     """`magnitude+gptq` (a results row's `methods`) -> `pruning+quantization`: the families (core/methods)
     of a chain's steps."""
-    from greenai_dagster.core.methods import REGISTRY
-
     names = [m for m in (methods or "").split("+") if m]
     families = [REGISTRY[m].family if m in REGISTRY else m for m in names]
     return "+".join(dict.fromkeys(families)) or "none"
@@ -167,9 +168,6 @@ def experiment_wins(store, name: str) -> dict:
     (degraded candidates never win: they are beyond the quality gate). The objectives are the experiment's
     resolved ones (core/experiment.py): no "best accuracy" where the benchmark could not tell the baseline
     from chance."""
-    from greenai_dagster.core.search import objectives as registry
-    from greenai_dagster.core.experiment import open_experiment
-
     record = store.experiment(name)
     rows = [dict(r, family=method_family(r.get("methods"))) for r in store.results(name)]
     baseline = store.baseline(name)
@@ -239,8 +237,6 @@ def sweep_figure(sweep: str, wins: list[dict]):
     from plotly.colors import qualitative
     from plotly.subplots import make_subplots
 
-    from greenai_dagster.core.reporting.report import hover_text
-
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=("KL divergence from the baseline (lower is better)", "accuracy (higher is better)"))
     for i, w in enumerate(wins):
@@ -271,8 +267,6 @@ def analyze_sweep(sweep: str, html_path: Path, store) -> str:
     """`greenai analyze --sweep NAME`: the text report; the comparison page is written to `html_path`
     (plotly.js embedded once, so it opens offline, like each experiment's chart). `store` is the
     deployment's (the CLI opens it through the resources), never a file path guessed here."""
-    from greenai_dagster.core.reporting.report import write_text_atomic
-
     if not store.path.exists() and not store.results_dir.is_dir():    # row files alone are results too
         raise EvaluationError(f"no results database at {store.path}.", "Run `greenai sweep FILE --now` first.")
     members = sweep_experiments(store, sweep)

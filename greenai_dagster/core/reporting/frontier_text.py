@@ -9,6 +9,7 @@ runtime that measured each row named in a short column and described in full und
 from __future__ import annotations
 
 from greenai_dagster.core.evaluation.flips import interval_text
+from greenai_dagster.core.reporting.report import measured_by
 from greenai_dagster.core.search.objectives import OBJECTIVES, get
 
 FULL_SET_WHEN = ("Scored only when asked for, last in an experiment: on a GPU by default; on CPU off by default "
@@ -50,7 +51,6 @@ def frontier_markdown(summary, baseline: dict | None) -> str:
                      "|---|---|---|---|---|---|\n" + "".join(quality(r, name) for name, r in rows))
     cost_table = ("| strategy | ms/tok | tok/s | J/tok | mem GiB | runtime |\n|---|---|---|---|---|---|\n"
                   + "".join(cost(r, name) for name, r in rows))
-    from greenai_dagster.core.reporting.report import measured_by
 
     runtimes = sorted({f"- {runtime_name(r)}: {measured_by(r)}\n" for _, r in rows if runtime_name(r) != "?"})
     kept_off = "".join(f"- {e['strategy_id']}: {e['reason']}\n" for e in summary.excluded)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from greenai_dagster.core.formats import compressed_tensors
+from greenai_dagster.core.models.gguf_files import float_skeleton, load_state, unpacked_zero_point
 from greenai_dagster.core.runtimes.base import Runtime, Session
 from greenai_dagster.core.runtimes.torch_session import TorchSession
 
@@ -83,8 +84,6 @@ class CpuInt4(Runtime):
     def load(self, folder: Path, device: str = "cpu"):
         from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
         from transformers import AutoTokenizer
-
-        from greenai_dagster.core.models.gguf_files import float_skeleton, load_state, unpacked_zero_point
 
         folder = Path(folder)
         group_size = _w4_groups(_quant_config(folder))[0]["group_size"]

@@ -25,6 +25,7 @@ from greenai_dagster.core.formats.int8_dynamic import dynamic_linears, int8_dyna
 from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, activation_args, load_state, quant_config,
                                                          skeleton, supported_folder, weight_args)
 from greenai_dagster.core.runtimes.cuda_static import Record
+from greenai_dagster.core.models.checkpoints import load_variant
 
 
 class Int8Linear(torch.nn.Module):
@@ -115,8 +116,6 @@ class CudaInt8(CudaRuntime):
         return model, record_of
 
     def _int8_dynamic_reader(self, folder: Path, device: str):
-        from greenai_dagster.core.models.checkpoints import load_variant
-
         model = load_variant(folder, device="cpu")[0]
         linears = dynamic_linears(model)
         for module in model.modules():   # everything but the int8 linears goes to the GPU in bf16

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from greenai_dagster.core.formats import NAMES as ALL_FORMATS, int8_dynamic
+from greenai_dagster.core.models.checkpoints import load_variant
 from greenai_dagster.core.runtimes.base import Runtime, Session
 from greenai_dagster.core.runtimes.torch_session import TorchSession
 
@@ -26,8 +27,6 @@ class EagerTorch(Runtime):
         return not (device == "cpu" and int8_dynamic.detect(folder))
 
     def load(self, folder: Path, device: str, trust_remote_code: bool = False):
-        from greenai_dagster.core.models.checkpoints import load_variant
-
         return load_variant(folder, device=device, trust_remote_code=trust_remote_code)
 
     def open(self, folder: Path, device: str, threads: int = 0, trust_remote_code: bool = False) -> Session:

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
+
+import numpy as np
 
 from greenai_dagster.core.models import gguf_files
 from greenai_dagster.core.formats import compressed_tensors, gguf, hf, int8_dynamic, name_of as format_of
@@ -110,8 +113,6 @@ class LlamaCppSession(Session):
 
     def last_logits(self):
         """The logits of the last evaluated position (a view into llama.cpp's buffer)."""
-        import numpy as np
-
         return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
 
     def decode(self) -> None:
@@ -149,8 +150,6 @@ class LlamaCpp(Runtime):
         serving_file(Path(folder))
 
     def open(self, folder: Path, device: str, threads: int = 0, trust_remote_code: bool = False) -> Session:
-        import os
-
         return LlamaCppSession(serving_file(Path(folder)), threads or os.cpu_count() or 1)
 
     def open_for_request(self, folder: Path, device: str, threads: int, context_tokens: int,
@@ -158,8 +157,6 @@ class LlamaCpp(Runtime):
         """A context of the request's length, rounded up to llama.cpp's KV padding of 256 (a 1024-token
         context held 18 MB more KV cache than the 144-token probe request uses, which torch's runtimes,
         growing their cache per token, never allocate)."""
-        import os
-
         n_ctx = max(256, -(-context_tokens // 256) * 256)
         return LlamaCppSession(serving_file(Path(folder)), threads or os.cpu_count() or 1, n_ctx=n_ctx)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from greenai_dagster.core.formats import int8_dynamic
+from greenai_dagster.core.models.checkpoints import load_variant
 from greenai_dagster.core.runtimes.base import Runtime, Session
 from greenai_dagster.core.runtimes.torch_session import TorchSession
 
@@ -21,8 +22,6 @@ class TorchInt8Dynamic(Runtime):
         return self.serves_format(folder)
 
     def load(self, folder: Path, device: str = "cpu", trust_remote_code: bool = False):
-        from greenai_dagster.core.models.checkpoints import load_variant
-
         return load_variant(folder, device="cpu", trust_remote_code=trust_remote_code)
 
     def open(self, folder: Path, device: str, threads: int = 0, trust_remote_code: bool = False) -> Session:

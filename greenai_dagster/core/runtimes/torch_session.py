@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from greenai_dagster.core.runtimes.base import Session
@@ -33,8 +35,6 @@ class TorchSession(Session):
 
     @torch.no_grad()
     def batched_tokens_per_s(self, prompt: list[int], batch_size: int, new_tokens: int) -> float:
-        import time
-
         batch = torch.tensor([prompt] * batch_size, device=self.device)
         _sync(self.device)
         start = time.perf_counter()

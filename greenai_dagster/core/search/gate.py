@@ -24,6 +24,7 @@ rule marks only large losses.
 from __future__ import annotations
 
 from greenai_dagster.core.evaluation.flips import ALPHA
+from greenai_dagster.core.search.objectives import OBJECTIVES
 
 DEFAULT_MAX_KL = 0.5          # nats/token
 DEFAULT_MAX_PPL_RATIO = 2.0
@@ -41,8 +42,6 @@ def bounds(constraints: dict | None) -> dict[str, float]:
 
 def known_constraints() -> list[str]:
     """Every constraint key a user may set: min_/max_ of an objective (a results column), and the gate's."""
-    from greenai_dagster.core.search.objectives import OBJECTIVES
-
     names = [f"{kind}_{name}" for name in OBJECTIVES for kind in ("min", "max")]
     return names + [key for key in (*GATES, "max_accuracy_drop") if key not in names]
 

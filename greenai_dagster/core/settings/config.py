@@ -17,6 +17,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+from urllib.parse import parse_qsl, urlsplit
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -28,6 +29,9 @@ from greenai_dagster.core.evaluation.eval_settings import EvalSettings
 from greenai_dagster.core.settings.user_files import read_user_text
 from greenai_dagster.core.models.loading import DEFAULT_MODEL
 from greenai_dagster.core.storage.paths import experiments_dir
+from greenai_dagster.core.search.coordinator import LlmSettings, make_coordinator
+from greenai_dagster.core.search.coordinator.space import check_method_names
+from greenai_dagster.core.search.gate import check_constraint_names
 
 
 def check_constraints(value: dict) -> dict:
@@ -35,8 +39,6 @@ def check_constraints(value: dict) -> dict:
     REST model's validator): a known name (core/search/gate.py `check_constraint_names`: a typo such as
     `max_latency` would be stored and silently bound nothing) and a finite bound (NaN compares false with
     everything, so it would bound nothing either)."""
-    from greenai_dagster.core.search.gate import check_constraint_names
-
     check_constraint_names(value)
     for key, bound in value.items():
         if not math.isfinite(bound):
@@ -153,7 +155,6 @@ class ExperimentConfig(BaseModel):
         """A key belongs in OPENAI_API_KEY, never in the config (which is stored in DuckDB and the reports)."""
         if value is None:
             return value
-        from urllib.parse import parse_qsl, urlsplit
 
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -170,8 +171,6 @@ class ExperimentConfig(BaseModel):
         return check_objectives(value)
 
     def make_coordinator(self, priors: list[dict] | None = None):
-        from greenai_dagster.core.search.coordinator import LlmSettings, make_coordinator
-
         settings = LlmSettings(model=self.llm_model, base_url=self.llm_base_url, temperature=self.llm_temperature)
         return make_coordinator(self.coordinator, seed=self.seed, llm=settings, priors=priors)
 
@@ -286,7 +285,6 @@ def load_config(overrides: dict, config_file: str | None = None, eval_overrides:
             raise EvaluationError("invalid configuration: eval: must be an object.", "Fix that field in the config.")
     data.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(data.get("compression_methods"), list):   # E005 before anything runs (types: pydantic below)
-        from greenai_dagster.core.search.coordinator.space import check_method_names
 
         check_method_names([m for m in data["compression_methods"] if isinstance(m, str)])
     if eval_overrides:

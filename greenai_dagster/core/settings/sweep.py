@@ -26,9 +26,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.errors import EvaluationError, GreenAIError
 from greenai_dagster.core.evaluation.eval_settings import EvalSettings
+from greenai_dagster.core.search.coordinator.space import check_method_names
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.settings.user_files import read_user_text
 
 SWEEPS_DIR_ENV = "GREENAI_SWEEPS_DIR"
@@ -174,8 +175,6 @@ def is_member(sweep: str, experiment: str, model: str, benchmark: str) -> bool:
 
 def _validated(path: Path, data: dict) -> ExperimentConfig:
     """ExperimentConfig's own rules (and E005 for unknown methods), errors naming the sweep file's field."""
-    from greenai_dagster.core.search.coordinator.space import check_method_names
-
     try:
         check_method_names(data.get("compression_methods"))
     except GreenAIError as exc:

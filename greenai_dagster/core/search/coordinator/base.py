@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from greenai_dagster.core.search.objectives import directions as default_objectives
 from greenai_dagster.core.models.spec import ModelSpec
+from greenai_dagster.core.search.objectives import directions as default_objectives
+from greenai_dagster.core.search.pareto import feasible
 from greenai_dagster.core.strategy import Strategy
 
 
@@ -33,8 +34,6 @@ class CoordinatorState:
 
     def feasible_results(self) -> list[dict]:
         """Measured rows that may join the frontier: not degraded, within the constraints."""
-        from greenai_dagster.core.search.pareto import feasible
-
         return [r for r in self.results if feasible(r, self.constraints)]
 
     def untried(self) -> list[Strategy]:

@@ -33,6 +33,8 @@ from greenai_dagster.core.errors import (
     CompressionFailed, CoordinatorKeyMissing, GreenAIError, NetworkError, QuotaExceeded,
 )
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
+from greenai_dagster.core.methods.mixed import known_sensitivity
+from greenai_dagster.core.storage.paths import data_root
 
 STRATEGY_SCHEMA = {
     "type": "object",
@@ -109,8 +111,6 @@ def build_messages(state: CoordinatorState) -> list[dict]:
 def mixed_precision_brief(spec) -> dict:
     """What the LLM needs to propose a per-block mixed allocation: how to ask for one and, once measured,
     each block's sensitivity (KL when only that block is quantized at each level)."""
-    from greenai_dagster.core.methods.mixed import known_sensitivity
-
     brief = {"how": "propose {\"method\": \"mixed\", \"params\": {\"budget_bits\": B}} (B = average bits per "
                     "quantized weight, e.g. 3.5): the method measures each block's sensitivity and solves for the "
                     "allocation of w2/w3/w4/w8 (group 64) with the least KL within B; \"solver\": \"evolutionary\" "
@@ -153,8 +153,6 @@ def refuses_response_format(exc) -> bool:
 
 
 def dialects_file() -> Path:
-    from greenai_dagster.core.storage.paths import data_root
-
     return data_root() / "llm_endpoints.json"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -31,8 +32,6 @@ def free_port() -> int:
 
 def start(model: Path, port: int | None = None, timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:
     """(process, base_url) of a server that answers `/v1/models`; the caller terminates the process."""
-    import tempfile
-
     port = port or free_port()
     # its log goes to a file: llama.cpp prints the model's whole metadata, which would fill a pipe and block it
     log = tempfile.NamedTemporaryFile("w+", prefix="llama_server_", suffix=".log", delete=False)

@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
+import numpy as np
+
+from greenai_dagster.core.methods import get_method
 from greenai_dagster.core.search.coordinator.base import CoordinatorState, Proposal
 from greenai_dagster.core.search.coordinator.space import FEATURES, features
 from greenai_dagster.core.search.gate import DEFAULT_MAX_KL
-from greenai_dagster.core.search.pareto import DEFAULT_OBJECTIVES, satisfies
+from greenai_dagster.core.search.objectives import get
+from greenai_dagster.core.search.pareto import DEFAULT_OBJECTIVES, hypervolume, pareto_front, satisfies
+from greenai_dagster.core.strategy import Strategy
 
 FEATURE_RANGES = {name: (0.0, 1.0) for name in FEATURES} | {
     "weight_bits": (2.0, 16.0), "group_log2": (5.0, 10.0), "sparsity": (0.0, 0.9), "rank_ratio": (0.05, 1.0)}
@@ -41,8 +47,6 @@ def _distance(a: dict, b: dict) -> float:
 
 def _non_default_params(strategy) -> int:
     """How many step parameters differ from their method's defaults (0 = the method as its authors ship it)."""
-    from greenai_dagster.core.methods import get_method
-
     count = 0
     for step in strategy.steps:
         defaults = get_method(step.method).Params().model_dump()
@@ -53,10 +57,6 @@ def _non_default_params(strategy) -> int:
 def _target_transform(name: str, baseline: dict):
     """What the GP models for an objective: its ratio to the baseline, or, for objectives used on an
     absolute scale (KL divergence, 0 for the baseline, spanning orders of magnitude), its logarithm."""
-    import numpy as np
-
-    from greenai_dagster.core.search.objectives import get
-
     if get(name).scale == "absolute":
         return (lambda v: np.log(max(float(v), 0.0) + 1e-4)), (lambda t: np.maximum(np.exp(t) - 1e-4, 0.0))
     scale = float(baseline.get(name) or 1.0)
@@ -114,8 +114,6 @@ class Planner:
     def _space_filling(self, state: CoordinatorState, untried) -> Proposal:
         """Initial design: the untried candidate farthest (in feature space) from everything measured,
         so the surrogate sees every corner of the space before it has to extrapolate."""
-        from greenai_dagster.core.strategy import Strategy
-
         measured = [features(Strategy.from_json(r["strategy"])) for r in state.results]
         choice = max(sorted(untried, key=lambda c: c.label()),
                      key=lambda c: min((_distance(features(c), m) for m in measured), default=0.0))
@@ -129,13 +127,9 @@ class Planner:
         the most hypervolume to the current frontier (moocore) runs next. Unexplored regions have
         a large std, so the search explores them early; constraints rule out candidates whose
         optimistic point already violates them."""
-        import numpy as np
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, RBF, WhiteKernel
-
-        from greenai_dagster.core.search.pareto import hypervolume, pareto_front
-        from greenai_dagster.core.strategy import Strategy
 
         def encode(strategy) -> list[float]:
             f = features(strategy)
@@ -149,7 +143,6 @@ class Planner:
         optimistic = np.zeros((len(untried), len(names)))
         spread = np.zeros(len(untried))
         passes_gate = np.ones(len(untried))
-        import warnings
 
         for j, name in enumerate(names):
             forward, inverse = _target_transform(name, state.baseline)
@@ -228,8 +221,6 @@ class Planner:
         study = optuna.create_study(directions=directions, sampler=sampler)
         distributions = _distributions()
         for row in state.results:
-            from greenai_dagster.core.strategy import Strategy
-
             strategy = Strategy.from_json(row["strategy"])
             values = [row[n] / (state.baseline[n] or 1.0) for n in names]
             attrs = {"violation": _constraint_violation(row, constraints) or [0.0]} if constraints else {}

@@ -11,15 +11,17 @@ and a strategy measured in the current experiment replaces its prior row.
 
 from __future__ import annotations
 
+import json
+
+from greenai_dagster.core import pipeline
 from greenai_dagster.core.search.objectives import get as objective
+from greenai_dagster.core.strategy import Strategy
 
 
 def prior_rows(results: list[dict], baseline: dict, objectives: list[str], source: str) -> list[dict]:
     """Transformed prior rows from one earlier experiment: {label, strategy, source, values}. Degraded
     rows are kept (knowing a strategy breaks the model is worth as much as knowing one works); values
     the experiment did not measure (an objective added since) are left out, per objective."""
-    from greenai_dagster.core.strategy import Strategy
-
     out = []
     for row in results:
         if row.get("strategy_id") == "baseline" or not row.get("strategy"):
@@ -64,9 +66,5 @@ def family_priors(store, experiment: str, objectives: list[str]) -> list[dict]:
 
 def _family(store, name: str) -> str | None:
     """The model family an experiment's spec names (None before its spec is written)."""
-    import json
-
-    from greenai_dagster.core import pipeline
-
     spec_file = pipeline.experiment_dir(store, name) / "model_spec.json"
     return json.loads(spec_file.read_text()).get("model_family") if spec_file.exists() else None

@@ -10,6 +10,7 @@ flag any step sets). Every strategy of the space gets a distinct point (a test c
 from __future__ import annotations
 
 from greenai_dagster.core.errors import CompressionFailed, GreenAIError
+from greenai_dagster.core.methods import REGISTRY, get_method
 from greenai_dagster.core.models.spec import ModelSpec
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
@@ -57,8 +58,6 @@ def _templates(group: int, small_group: int, moe: bool = False) -> list[list[tup
 
 
 def features(strategy: Strategy) -> dict[str, float]:
-    from greenai_dagster.core.methods import get_method
-
     f = {name: DEFAULTS.get(name, 0.0) for name in FEATURES}
     for step in strategy.steps:
         for name, value in get_method(step.method).features(step.params).items():
@@ -90,8 +89,6 @@ def search_space(spec: ModelSpec, allowed_methods: list[str] | None = None) -> l
 
 def check_method_names(names: list[str] | None) -> None:
     """E005 for a `compression_methods` entry that names no registered method (before any work)."""
-    from greenai_dagster.core.methods import REGISTRY
-
     unknown = [n for n in names or [] if n not in REGISTRY]
     if unknown:
         raise CompressionFailed(f"compression_methods names unknown method(s) {unknown}.",
