@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.experiment import open_experiment
+from greenai_dagster.core.search.coordinator.space import search_space
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.storage.paths import duckdb_path
 from greenai_dagster.core.storage.store import ResultsStore
-from greenai_dagster.core.search.coordinator.space import search_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -25,15 +25,15 @@ from pathlib import Path
 
 from scipy.stats import kendalltau
 
-from greenai_dagster.core.data.benchmarks import prepare_benchmark
-from greenai_dagster.core.models.checkpoints import load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
+from greenai_dagster.core.data.benchmarks import prepare_benchmark
+from greenai_dagster.core.data.task_files import SCORE_METRICS
 from greenai_dagster.core.evaluation.evaluate import macro_score, run_lm_eval
+from greenai_dagster.core.methods.assess import build_spec
+from greenai_dagster.core.models.checkpoints import load_variant
 from greenai_dagster.core.models.loading import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
 from greenai_dagster.core.storage.paths import checkpoints_dir
-from greenai_dagster.core.methods.assess import build_spec
 from greenai_dagster.core.strategy import Step, Strategy
-from greenai_dagster.core.data.task_files import SCORE_METRICS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {  # a spread from lossless to badly damaged, cheap to make on a CPU

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 from greenai_dagster.core import runtimes
+from greenai_dagster.core.evaluation.evaluate import EvalSettings, _probe
 from greenai_dagster.core.models import gguf_files
 from greenai_dagster.core.models.default_model import ensure_default_checkpoint, find_packaged_gguf
-from greenai_dagster.core.evaluation.evaluate import EvalSettings, _probe
-from greenai_dagster.core.storage.paths import data_root, experiments_dir
 from greenai_dagster.core.runtimes.verdicts import machine_fingerprint
+from greenai_dagster.core.storage.paths import data_root, experiments_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID_VARIANTS = ["gptq_w4g64_act", "awq_w4g64", "rtn_w4g64", "gptq_w8g64_act", "int8_dynamic"]

@@ -23,10 +23,10 @@ import statistics
 from pathlib import Path
 
 from greenai_dagster.core.decide import COORDINATOR_FAILURES
+from greenai_dagster.core.models.spec import ModelSpec
 from greenai_dagster.core.search.coordinator import CoordinatorState, LlmCoordinator, LlmSettings, Planner, RandomSearch
 from greenai_dagster.core.search.objectives import directions
 from greenai_dagster.core.search.pareto import feasible, hypervolume, pareto_front
-from greenai_dagster.core.models.spec import ModelSpec
 from greenai_dagster.core.strategy import Step, Strategy
 
 RESULTS = Path(__file__).resolve().parent / "results"

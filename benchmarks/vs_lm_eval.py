@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 from greenai_dagster.core.data.benchmarks import PreparedBenchmark, prepare_benchmark
-from greenai_dagster.core.models.checkpoints import load_variant
-from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy
-from greenai_dagster.core.models.loading import DEFAULT_MODEL, resolve_model_path
 from greenai_dagster.core.data.task_files import task_score
+from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy
+from greenai_dagster.core.models.checkpoints import load_variant
+from greenai_dagster.core.models.loading import DEFAULT_MODEL, resolve_model_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -8,11 +8,12 @@ from enum import Enum
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, in_process_executor, job, op
 from pydantic import Field, create_model
 
-from greenai_dagster.core import engine
-from greenai_dagster.core.settings.config import LAUNCHPAD_FIELDS, ExperimentConfig, entry_field, field_choices, validated_config
 from greenai_dagster.assets._errors import core_step
-from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG
+from greenai_dagster.core import engine
 from greenai_dagster.core.evaluation.eval_settings import OVERRIDABLE, override_fields
+from greenai_dagster.core.settings.config import (LAUNCHPAD_FIELDS, ExperimentConfig, entry_field, field_choices,
+                                                  validated_config)
+from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG
 from greenai_dagster.partitions import candidates_partitions, experiments_partitions
 from greenai_dagster.resources import ResultsStoreResource
 

@@ -30,22 +30,21 @@ from typing import Callable, Iterator, TextIO
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from greenai_dagster.core import engine, pipeline
-from greenai_dagster.core.search import gate
-from greenai_dagster.core.experiment import open_experiment
-from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.engine import RunState
 from greenai_dagster.core.errors import DiskFull, EvaluationError, GreenAIError, UnexpectedError, from_record
 from greenai_dagster.core.evaluation.flips import interval_text
+from greenai_dagster.core.experiment import open_experiment
+from greenai_dagster.core.redact import redact
+from greenai_dagster.core.search import gate
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.definitions import defs
 from greenai_dagster.gpu_pool import ensure_gpu_pool
-from greenai_dagster.instance import (
-    CANDIDATE_TAG, EXPERIMENT_TAG, LOG_FILE_TAG, RUN_KEY_TAG, SOURCE_TAG, dagster_instance,
-)
+from greenai_dagster.instance import (CANDIDATE_TAG, EXPERIMENT_TAG, LOG_FILE_TAG, RUN_KEY_TAG, SOURCE_TAG,
+                                      dagster_instance)
 from greenai_dagster.observations import record_finish
 from greenai_dagster.partitions import add_candidate_partitions, candidate_partition, experiments_partitions
 from greenai_dagster.resources import open_store, resources_for
-from greenai_dagster.core.redact import redact
 
 
 @contextlib.contextmanager

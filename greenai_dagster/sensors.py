@@ -20,10 +20,10 @@ from dagster import (
 )
 
 from greenai_dagster.core import engine, pipeline
-from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.core.engine import RunState
-from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG, SOURCE_TAG
+from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.gpu_pool import ensure_gpu_pool
+from greenai_dagster.instance import CANDIDATE_TAG, EXPERIMENT_TAG, RUN_KEY_TAG, SOURCE_TAG
 from greenai_dagster.jobs import STAGE_JOBS
 from greenai_dagster.observations import record_finish
 from greenai_dagster.partitions import candidate_partition, partition_requests

@@ -25,16 +25,16 @@ import math
 import pytest
 import torch
 
-from greenai_dagster.core.evaluation import fidelity
-from greenai_dagster.core.models.checkpoints import VARIANT_FILE, load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
-from greenai_dagster.core.search.coordinator.space import search_space
-from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.data.benchmarks import prepare_benchmark
+from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.evaluation import fidelity
 from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy, make_reference
-from greenai_dagster.core.models.loading import load_model_and_tokenizer
-from greenai_dagster.core.methods.sparsity import linear_sparsity
 from greenai_dagster.core.methods.assess import build_spec
+from greenai_dagster.core.methods.sparsity import linear_sparsity
+from greenai_dagster.core.models.checkpoints import VARIANT_FILE, load_variant
+from greenai_dagster.core.models.loading import load_model_and_tokenizer
+from greenai_dagster.core.search.coordinator.space import search_space
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
 CAL = {"num_calibration_samples": 4, "calibration_seq_len": 32}

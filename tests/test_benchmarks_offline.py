@@ -16,9 +16,9 @@ import torch
 
 from greenai_dagster.core.data import bigbench, humaneval, task_files
 from greenai_dagster.core.data.benchmarks import PreparedBenchmark, prepare_benchmark
+from greenai_dagster.core.data.subsets import stratified_order
 from greenai_dagster.core.errors import NetworkError
 from greenai_dagster.core.evaluation.evaluate import EvalSettings, accuracy
-from greenai_dagster.core.data.subsets import stratified_order
 
 
 # ---- hand computations -------------------------------------------------------------------------

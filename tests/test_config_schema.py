@@ -11,12 +11,11 @@ from enum import Enum
 
 import pytest
 
-from greenai_dagster.core.settings.config import (
-    CLI_EVAL_FLAGS, CLI_FLAGS, LAUNCHPAD_FIELDS, REST_FIELDS, ExperimentConfig, describe, field_bounds,
-    field_default, validated_config,
-)
 from greenai_dagster.core.errors import EvaluationError
 from greenai_dagster.core.evaluation.eval_settings import EvalSettings
+from greenai_dagster.core.settings.config import (CLI_EVAL_FLAGS, CLI_FLAGS, LAUNCHPAD_FIELDS, REST_FIELDS,
+                                                  ExperimentConfig, describe, field_bounds, field_default,
+                                                  validated_config)
 
 # set in a --config JSON file only: a decision, so a new field fails here until it is placed somewhere
 CONFIG_FILE_ONLY = {"coordinator_fallback", "llm_model", "llm_base_url", "llm_temperature", "family_priors",

@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from greenai_dagster.core.errors import CoordinatorKeyMissing, NetworkError, QuotaExceeded
 from greenai_dagster.core.search.coordinator import CoordinatorState, LlmCoordinator, LlmSettings, Planner, RandomSearch
 from greenai_dagster.core.search.coordinator.space import search_space
-from greenai_dagster.core.errors import CoordinatorKeyMissing, NetworkError, QuotaExceeded
 
 BASELINE = {"accuracy": 0.5, "latency_ms": 30.0, "memory_gb": 0.8, "model_size_gb": 0.25, "perplexity": 11.0,
             "compression_ratio": 1.0, "strategy_id": "baseline", "kl_divergence": 0.0, "ppl_ratio": 1.0}

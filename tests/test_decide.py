@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from greenai_dagster.core.reporting import report
-from greenai_dagster.core.settings.config import ExperimentConfig
-from greenai_dagster.core.search.coordinator import Planner
 from greenai_dagster.core.decide import decide_next, frontier_unchanged_for
 from greenai_dagster.core.experiment import open_experiment
+from greenai_dagster.core.reporting import report
+from greenai_dagster.core.search.coordinator import Planner
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 from greenai_dagster.core.strategy import Step, Strategy
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from greenai_dagster.core import engine
-from greenai_dagster.core.reporting import report
-from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.engine import RunState
+from greenai_dagster.core.reporting import report
 from greenai_dagster.core.search.pareto import pareto_front
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]

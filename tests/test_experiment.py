@@ -13,11 +13,11 @@ import json
 import pytest
 
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.reporting import analyze
-from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.errors import ModelLoadError
 from greenai_dagster.core.experiment import Experiment, open_experiment, resolve_objectives
+from greenai_dagster.core.reporting import analyze
 from greenai_dagster.core.reporting.report import write_json
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
 
 ALL_DEFAULT = ["kl_divergence", "accuracy", "latency_ms", "memory_gb", "model_size_gb"]

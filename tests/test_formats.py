@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from greenai_dagster.core import formats
-from greenai_dagster.core.models import gguf_files
 from greenai_dagster.core.compress import apply_strategy
 from greenai_dagster.core.errors import ModelLoadError
 from greenai_dagster.core.formats import adapters, compressed_tensors, gguf, hf, int8_dynamic, lowrank
-from greenai_dagster.core.models.loading import load_model_and_tokenizer
 from greenai_dagster.core.methods import REGISTRY
-from greenai_dagster.core.runtimes import RUNTIMES
 from greenai_dagster.core.methods.assess import build_spec
+from greenai_dagster.core.models import gguf_files
+from greenai_dagster.core.models.loading import load_model_and_tokenizer
+from greenai_dagster.core.runtimes import RUNTIMES
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
 TEXT = "The assert statement is a convenient way"

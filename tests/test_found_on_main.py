@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from greenai_dagster.core.errors import (
-    CompressionFailed, CoordinatorKeyMissing, DiskFull, EvaluationError, GreenAIError, NetworkError,
-)
+from greenai_dagster.core.errors import (CompressionFailed, CoordinatorKeyMissing, DiskFull, EvaluationError,
+                                         GreenAIError, NetworkError)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from greenai_dagster.core.search import gate
 from greenai_dagster.core.evaluation.flips import compare
+from greenai_dagster.core.search import gate
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 TAU = RESULTS / "fidelity_tau.json"                    # the default benchmark, generated_mc (333 items)

@@ -6,10 +6,9 @@ import pytest
 from dagster import AssetKey, DagsterInstance, MultiToSingleDimensionPartitionMapping
 
 from greenai_dagster.definitions import defs
-from greenai_dagster.partitions import (
-    add_candidate_partitions, candidate_key_of, candidate_key_of_run, candidate_partition, candidates_partitions,
-    experiments_partitions, partition_requests,
-)
+from greenai_dagster.partitions import (add_candidate_partitions, candidate_key_of, candidate_key_of_run,
+                                        candidate_partition, candidates_partitions, experiments_partitions,
+                                        partition_requests)
 
 CANDIDATES = {"A": ["A/ep001_gptq_w4g64_act", "A/ep002_int8_dynamic"],
               "B": ["B/ep001_gptq_w4g64_act", "B/ep002_awq_w4g64", "B/ep003_mixed_4.25b_knapsack"]}

@@ -8,8 +8,8 @@ with a schema (grammar-constrained), remember it, and return a strategy that pas
 import pytest
 
 from greenai_dagster.core.search.coordinator import LlmCoordinator, LlmSettings
-from greenai_dagster.core.search.coordinator.space import search_space
 from greenai_dagster.core.search.coordinator.base import CoordinatorState
+from greenai_dagster.core.search.coordinator.space import search_space
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from greenai_dagster.core.models.checkpoints import load_variant, save_variant
 from greenai_dagster.core.compress import apply_strategy
 from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.models.checkpoints import load_variant, save_variant
 from greenai_dagster.core.models.spec import weights_size_bytes
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 

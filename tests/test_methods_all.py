@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from greenai_dagster.core.models.checkpoints import load_variant, save_variant
 from greenai_dagster.core.compress import apply_strategy
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods import REGISTRY
 from greenai_dagster.core.methods.sparsity import linear_sparsity
+from greenai_dagster.core.models.checkpoints import load_variant, save_variant
 from greenai_dagster.core.models.spec import weights_size_bytes
 from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 

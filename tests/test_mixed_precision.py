@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from greenai_dagster.core.evaluation import fidelity
-from greenai_dagster.core.search.mixed import levels as lv
-from greenai_dagster.core.search.mixed import sensitivity, solvers
+from greenai_dagster.core.search.mixed import levels as lv, sensitivity, solvers
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.errors import CompressionFailed, UnexpectedError
+from greenai_dagster.core.settings.config import ExperimentConfig
 
 RUNNER = Path(__file__).resolve().parents[1] / "greenai_dagster" / "runner.py"
 RECORD_KEYS = {"code", "error_class", "message", "remedy"}

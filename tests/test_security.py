@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from greenai_dagster.core.models.checkpoints import INT8_STATE_FILE, VARIANT_FILE, load_variant
 from greenai_dagster.core.errors import ModelLoadError
+from greenai_dagster.core.models.checkpoints import INT8_STATE_FILE, VARIANT_FILE, load_variant
 
 
 class _Payload:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from greenai_dagster.core import runtimes, selftest
-from greenai_dagster.core.runtimes import verdicts
 from greenai_dagster.core.models.default_model import find_packaged_gguf
+from greenai_dagster.core.runtimes import verdicts
 
 
 @pytest.fixture

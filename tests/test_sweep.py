@@ -16,9 +16,9 @@ from dagster import DagsterInstance, RunRequest, build_schedule_context
 
 from greenai_dagster.cli import main
 from greenai_dagster.core.errors import CompressionFailed, EvaluationError
+from greenai_dagster.core.settings.sweep import EVAL_KEYS, experiment_name, is_member, load_sweep, load_sweeps
 from greenai_dagster.core.storage.paths import duckdb_path
 from greenai_dagster.core.storage.store import ResultsStore
-from greenai_dagster.core.settings.sweep import EVAL_KEYS, experiment_name, is_member, load_sweep, load_sweeps
 
 FAST_EVAL = {"limit_per_task": 4, "batch_size": 4, "fidelity_tokens": 512, "prompt_len": 16, "new_tokens": 4,
              "latency_repeats": 2, "throughput_batch_size": 2, "full_set_for_frontier": False}

@@ -23,8 +23,8 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from greenai_dagster.api import models, service
-from greenai_dagster.core.settings.config import config_error
 from greenai_dagster.core.errors import GreenAIError
+from greenai_dagster.core.settings.config import config_error
 
 API_KEY_HEADER = "X-API-Key"
 ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$", description="a job id or an experiment name")

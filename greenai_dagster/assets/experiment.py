@@ -4,8 +4,8 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from greenai_dagster.assets._errors import core_step
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.reporting import report
 from greenai_dagster.core.experiment import open_experiment
+from greenai_dagster.core.reporting import report
 from greenai_dagster.partitions import experiments_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 

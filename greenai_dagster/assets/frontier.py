@@ -7,8 +7,8 @@ from greenai_dagster.api import links
 from greenai_dagster.assets._errors import core_step
 from greenai_dagster.assets.candidates import benchmark_result
 from greenai_dagster.core import pipeline
-from greenai_dagster.core.reporting import frontier_text
 from greenai_dagster.core.experiment import open_experiment
+from greenai_dagster.core.reporting import frontier_text
 from greenai_dagster.partitions import SAME_EXPERIMENT, experiments_partitions
 from greenai_dagster.resources import GpuResource, ResultsStoreResource
 

@@ -9,7 +9,7 @@ Dagster step that is none of E001-E008 (a bug or an unhandled library error); th
 
 from __future__ import annotations
 
-from greenai_dagster.core.redact import redact   # no secret ever reaches an error message
+from greenai_dagster.core.redact import redact  # no secret ever reaches an error message
 
 
 class GreenAIError(Exception):

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from greenai_dagster.core.search import objectives as objective_registry
-from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.errors import ModelLoadError
 from greenai_dagster.core.models.spec import ModelSpec
+from greenai_dagster.core.search import objectives as objective_registry
+from greenai_dagster.core.settings.config import ExperimentConfig
 from greenai_dagster.core.storage.store import ResultsStore
 
 SPEC_FILE = "model_spec.json"

@@ -14,33 +14,31 @@ from pathlib import Path
 
 import torch
 
-from greenai_dagster.core.machine import device_slot
-from greenai_dagster.core.reporting import report
-from greenai_dagster.core.search import gate
-from greenai_dagster.core.data.benchmarks import prepare_benchmark
-from greenai_dagster.core.models.checkpoints import load_variant
 from greenai_dagster.core.compress import compress_to_checkpoint
-from greenai_dagster.core.settings.config import ExperimentConfig
-from greenai_dagster.core.evaluation.energy import track_energy
+from greenai_dagster.core.data.benchmarks import hub_available, hub_unreachable, prepare_benchmark, resolve_source
 from greenai_dagster.core.errors import CompressionFailed, DiskFull, ModelLoadError, OutOfMemory
-from greenai_dagster.core.evaluation.evaluate import (accuracy, evaluate_checkpoint, fidelity_reference_path, load_sampled_reference,
-                                           make_reference, make_sampled_reference, sampled_reference_path)
-from greenai_dagster.core.experiment import Experiment, open_experiment, resolve_objectives, unknown_experiment
+from greenai_dagster.core.evaluation.energy import track_energy
+from greenai_dagster.core.evaluation.evaluate import (accuracy, evaluate_checkpoint, fidelity_reference_path,
+                                                      load_sampled_reference, make_reference, make_sampled_reference,
+                                                      sampled_reference_path)
 from greenai_dagster.core.evaluation.fidelity import load_reference
 from greenai_dagster.core.evaluation.flips import above_chance, compare
-from greenai_dagster.core.models.loading import load_model_and_tokenizer, resolve_model_path
-from greenai_dagster.core.models.memory import check_fits, is_out_of_memory
-from greenai_dagster.core.search.pareto import summarise
-from greenai_dagster.core.models.spec import GIB, ModelSpec, weights_size_bytes
-from greenai_dagster.core.methods.assess import build_spec
-from greenai_dagster.core.storage.store import ResultsStore
-from greenai_dagster.core.strategy import Strategy
-from greenai_dagster.core.data.benchmarks import hub_available, hub_unreachable, resolve_source
+from greenai_dagster.core.experiment import Experiment, open_experiment, resolve_objectives, unknown_experiment
+from greenai_dagster.core.machine import device_slot
 from greenai_dagster.core.methods import get_method
-from greenai_dagster.core.models.loading import load_config as load_model_config
+from greenai_dagster.core.methods.assess import build_spec
+from greenai_dagster.core.models.checkpoints import load_variant
+from greenai_dagster.core.models.loading import (load_config as load_model_config, load_model_and_tokenizer,
+                                                 resolve_model_path)
+from greenai_dagster.core.models.memory import check_fits, is_out_of_memory
+from greenai_dagster.core.models.spec import GIB, ModelSpec, weights_size_bytes
+from greenai_dagster.core.reporting import report
+from greenai_dagster.core.search import gate
 from greenai_dagster.core.search.coordinator.space import check_method_names, require_usable
-from greenai_dagster.core.storage.store import now
-from greenai_dagster.core.strategy import Step
+from greenai_dagster.core.search.pareto import summarise
+from greenai_dagster.core.settings.config import ExperimentConfig
+from greenai_dagster.core.storage.store import ResultsStore, now
+from greenai_dagster.core.strategy import Step, Strategy
 
 BASELINE_SUFFIX = "baseline"
 VARIANT_DIR = "model"

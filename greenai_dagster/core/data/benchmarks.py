@@ -20,9 +20,9 @@ from pathlib import Path
 import yaml
 
 from greenai_dagster.core.data import bigbench, generated_tasks, humaneval, task_files
+from greenai_dagster.core.data.subsets import stratified_order
 from greenai_dagster.core.errors import EvaluationError, NetworkError
 from greenai_dagster.core.storage.paths import benchmarks_dir
-from greenai_dagster.core.data.subsets import stratified_order
 
 REGISTRY_FILE = Path(__file__).resolve().parents[2] / "benchmarks.yaml"
 DEFAULT_BENCHMARK = "generated_mc"

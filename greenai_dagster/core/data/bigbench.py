@@ -31,8 +31,8 @@ import tempfile
 from pathlib import Path
 
 from greenai_dagster.core.data import task_files
-from greenai_dagster.core.errors import EvaluationError, NetworkError
 from greenai_dagster.core.data.subsets import stratified_order
+from greenai_dagster.core.errors import EvaluationError, NetworkError
 
 SDIST = "bigbench-1.0.0.tar.gz"
 SDIST_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"

@@ -21,18 +21,18 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from greenai_dagster.core.evaluation import fidelity, sampled_text
-from greenai_dagster.core.machine import device_slot, process_failure
+from greenai_dagster.core import runtimes
+from greenai_dagster.core.data import humaneval
 from greenai_dagster.core.data.benchmarks import PreparedBenchmark, hub_unreachable
+from greenai_dagster.core.data.task_files import task_score
 from greenai_dagster.core.errors import CompressionFailed, EvaluationError, OutOfMemory
+from greenai_dagster.core.evaluation import fidelity, sampled_text
 from greenai_dagster.core.evaluation.eval_settings import EvalSettings  # noqa: F401 - one class, core/evaluation/eval_settings.py
 from greenai_dagster.core.evaluation.fidelity import Fidelity
 from greenai_dagster.core.evaluation.flips import item_correctness
-from greenai_dagster.core.models.spec import GIB, weights_size_bytes
-from greenai_dagster.core.data.task_files import task_score
-from greenai_dagster.core import runtimes
-from greenai_dagster.core.data import humaneval
+from greenai_dagster.core.machine import device_slot, process_failure
 from greenai_dagster.core.machine.sandbox import isolation
+from greenai_dagster.core.models.spec import GIB, weights_size_bytes
 
 
 @dataclass

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from greenai_dagster.core.models import arch
 from greenai_dagster.core.formats.common import (arch_patches, compute_dtype, finish_float_save, remote_kwargs,
                                                  to_storage_dtype, unify_float_dtype)
+from greenai_dagster.core.models import arch
 
 NAME = "hf"
 MARKER = "hf"   # what greenai_variant.json says

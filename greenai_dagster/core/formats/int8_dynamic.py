@@ -19,10 +19,9 @@ import torch
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-from greenai_dagster.core.models import arch
 from greenai_dagster.core.errors import ModelLoadError
-from greenai_dagster.core.formats.common import (STORAGE_DTYPE, cast_floats, compute_dtype, marker,
-                                                 remote_kwargs)
+from greenai_dagster.core.formats.common import STORAGE_DTYPE, cast_floats, compute_dtype, marker, remote_kwargs
+from greenai_dagster.core.models import arch
 
 NAME = "torch_int8_dynamic"
 MARKER = "torch_int8_dynamic"

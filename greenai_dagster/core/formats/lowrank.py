@@ -12,11 +12,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_model
 
-from greenai_dagster.core.models import arch
 from greenai_dagster.core.errors import ModelLoadError
-from greenai_dagster.core.formats.common import (arch_patches, compute_dtype, finish_float_save, marker,
-                                                 remote_kwargs, to_storage_dtype, unify_float_dtype,
-                                                 variant_metadata)
+from greenai_dagster.core.formats.common import (arch_patches, compute_dtype, finish_float_save, marker, remote_kwargs,
+                                                 to_storage_dtype, unify_float_dtype, variant_metadata)
+from greenai_dagster.core.models import arch
 
 NAME = "lowrank"
 MARKER = "lowrank"

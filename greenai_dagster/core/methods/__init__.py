@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from greenai_dagster.core.errors import CompressionFailed
-from greenai_dagster.core.methods.base import CompressionMethod
 from greenai_dagster.core.methods.asvd import Asvd
 from greenai_dagster.core.methods.autoround import AutoRound
 from greenai_dagster.core.methods.awq import Awq
+from greenai_dagster.core.methods.base import CompressionMethod
 from greenai_dagster.core.methods.gguf import GgufQuant
 from greenai_dagster.core.methods.gptq import Gptq
 from greenai_dagster.core.methods.int8_dynamic import Int8Dynamic

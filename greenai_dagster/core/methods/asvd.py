@@ -14,13 +14,13 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from greenai_dagster.core.models import arch
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.formats import lowrank
 from greenai_dagster.core.formats.lowrank import LowRankLinear, replace_module
 from greenai_dagster.core.methods.base import (CompressionContext, CompressionMethod, MethodParams, MethodResult,
                                                needs_linears)
 from greenai_dagster.core.methods.structured import input_activation_means
+from greenai_dagster.core.models import arch
 
 
 class AsvdParams(MethodParams):

@@ -12,8 +12,8 @@ from pydantic import Field
 
 from greenai_dagster.core.methods.base import CompressionContext, MethodParams, MethodResult
 from greenai_dagster.core.methods.gptq import GroupQuantizer
-from greenai_dagster.core.methods.llmcompressor_oneshot import (count_quantized, prepare, run_oneshot, smoothing_problem,
-                                                                 weight_scheme)
+from greenai_dagster.core.methods.llmcompressor_oneshot import (count_quantized, prepare, run_oneshot,
+                                                                smoothing_problem, weight_scheme)
 
 
 @contextmanager

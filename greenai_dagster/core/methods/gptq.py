@@ -16,8 +16,8 @@ from pydantic import Field
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
 from greenai_dagster.core.methods.llmcompressor_oneshot import (check_expert_scheme, count_quantized, expert_note,
-                                                                 group_quant_unsupported, prepare, run_oneshot,
-                                                                 weight_scheme)
+                                                                group_quant_unsupported, prepare, run_oneshot,
+                                                                weight_scheme)
 
 
 class GptqParams(MethodParams):

@@ -8,11 +8,11 @@ holds `quantize_linears_int8` so that saving and loading quantize the same way).
 
 from __future__ import annotations
 
+from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.formats import int8_dynamic
 from greenai_dagster.core.formats.int8_dynamic import quantize_linears_int8
 from greenai_dagster.core.methods.base import (PER_CHANNEL_LOG2, CompressionContext, CompressionMethod, MethodParams,
                                                MethodResult, needs_linears)
-from greenai_dagster.core.errors import CompressionFailed
 
 
 class Int8DynamicParams(MethodParams):

@@ -14,9 +14,9 @@ import math
 import torch
 from pydantic import Field
 
-from greenai_dagster.core.models import arch
 from greenai_dagster.core.methods.base import (CompressionContext, CompressionMethod, MethodParams, MethodResult,
                                                needs_linears)
+from greenai_dagster.core.models import arch
 
 
 def lora_targets(model) -> list[str]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import prune
 
-from greenai_dagster.core.models import arch
 from greenai_dagster.core.methods.base import CompressionContext, MethodResult
 from greenai_dagster.core.methods.sparsity import OneShotPruneParams, PruningMethod, linear_sparsity
+from greenai_dagster.core.models import arch
 
 
 def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:

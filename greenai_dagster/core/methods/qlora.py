@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 
 from greenai_dagster.core.errors import CompressionFailed
-from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodResult
-from greenai_dagster.core.methods.base import needs_linears
+from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodResult, needs_linears
 from greenai_dagster.core.methods.lora import LoraParams, heldout_loss, lora_note, lora_targets, train_adapters
 
 

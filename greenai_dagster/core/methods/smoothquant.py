@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from greenai_dagster.core.methods.base import PER_CHANNEL_LOG2, CompressionContext, CompressionMethod, MethodParams, MethodResult
-from greenai_dagster.core.methods.base import needs_linears
+from greenai_dagster.core.methods.base import (PER_CHANNEL_LOG2, CompressionContext, CompressionMethod, MethodParams,
+                                               MethodResult, needs_linears)
 from greenai_dagster.core.methods.llmcompressor_oneshot import count_quantized, prepare, run_oneshot, smoothing_problem
 
 

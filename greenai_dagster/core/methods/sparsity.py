@@ -9,11 +9,11 @@ import re
 import torch
 from pydantic import Field, field_validator
 
-from greenai_dagster.core.models import arch
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods.base import (CompressionContext, CompressionMethod, MethodParams, MethodResult,
                                                needs_linears)
 from greenai_dagster.core.methods.llmcompressor_oneshot import prepare, run_oneshot
+from greenai_dagster.core.models import arch
 
 
 class OneShotPruneParams(MethodParams):

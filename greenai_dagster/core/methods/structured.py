@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from greenai_dagster.core.models import arch
 from greenai_dagster.core.errors import CompressionFailed
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
+from greenai_dagster.core.models import arch
 
 
 class StructuredParams(MethodParams):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from greenai_dagster.core.errors import EvaluationError
 
-from greenai_dagster.core.search.objectives import OBJECTIVES
 from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.core.methods import REGISTRY
 from greenai_dagster.core.reporting.report import hover_text, write_text_atomic
 from greenai_dagster.core.search import objectives as registry
+from greenai_dagster.core.search.objectives import OBJECTIVES
 from greenai_dagster.core.settings.sweep import is_member
 
 # column, header, width: headers come from the objectives registry where the column is an objective

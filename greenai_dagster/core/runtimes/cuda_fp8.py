@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from greenai_dagster.core.formats import compressed_tensors
-from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, activation_args, load_state,
-                                                         quant_config, skeleton, supported_folder, weight_args)
+from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, activation_args, load_state, quant_config,
+                                                         skeleton, supported_folder, weight_args)
 from greenai_dagster.core.runtimes.cuda_static import Record
 
 FP8 = torch.float8_e4m3fn

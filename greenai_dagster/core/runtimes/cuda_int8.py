@@ -22,10 +22,10 @@ import torch.nn.functional as F
 
 from greenai_dagster.core.formats import compressed_tensors, int8_dynamic
 from greenai_dagster.core.formats.int8_dynamic import dynamic_linears, int8_dynamic_record
+from greenai_dagster.core.models.checkpoints import load_variant
 from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, activation_args, load_state, quant_config,
                                                          skeleton, supported_folder, weight_args)
 from greenai_dagster.core.runtimes.cuda_static import Record
-from greenai_dagster.core.models.checkpoints import load_variant
 
 
 class Int8Linear(torch.nn.Module):

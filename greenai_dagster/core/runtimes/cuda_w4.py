@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from greenai_dagster.core.formats import compressed_tensors
-from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, load_state, quant_config,
-                                                         skeleton, supported_folder, weight_args, activation_args,
-                                                         read_config)
+from greenai_dagster.core.runtimes.cuda_compiled import (CudaRuntime, activation_args, load_state, quant_config,
+                                                         read_config, skeleton, supported_folder, weight_args)
 from greenai_dagster.core.runtimes.cuda_static import Record
 
 SUPPORTED_GROUPS = (32, 64, 128, 256)

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from greenai_dagster.core.models import gguf_files
 from greenai_dagster.core.formats import compressed_tensors, gguf, hf, int8_dynamic, name_of as format_of
-from greenai_dagster.core.storage.paths import data_root
+from greenai_dagster.core.models import gguf_files
 from greenai_dagster.core.runtimes.base import Runtime, Session
+from greenai_dagster.core.storage.paths import data_root
 
 
 def gguf_in(folder: Path) -> Path | None:

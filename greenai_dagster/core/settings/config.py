@@ -26,12 +26,12 @@ from greenai_dagster.core.search import objectives as objective_registry
 
 from greenai_dagster.core.errors import EvaluationError
 from greenai_dagster.core.evaluation.eval_settings import EvalSettings
-from greenai_dagster.core.settings.user_files import read_user_text
 from greenai_dagster.core.models.loading import DEFAULT_MODEL
-from greenai_dagster.core.storage.paths import experiments_dir
 from greenai_dagster.core.search.coordinator import LlmSettings, make_coordinator
 from greenai_dagster.core.search.coordinator.space import check_method_names
 from greenai_dagster.core.search.gate import check_constraint_names
+from greenai_dagster.core.settings.user_files import read_user_text
+from greenai_dagster.core.storage.paths import experiments_dir
 
 
 def check_constraints(value: dict) -> dict:

@@ -26,15 +26,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from greenai_dagster.core.errors import (CompressionFailed, CoordinatorKeyMissing, GreenAIError, NetworkError,
+                                         QuotaExceeded)
+from greenai_dagster.core.methods.mixed import known_sensitivity
+from greenai_dagster.core.redact import redact
 from greenai_dagster.core.search.coordinator.base import CoordinatorState, Proposal
 from greenai_dagster.core.search.objectives import get as get_objective
-from greenai_dagster.core.redact import redact
-from greenai_dagster.core.errors import (
-    CompressionFailed, CoordinatorKeyMissing, GreenAIError, NetworkError, QuotaExceeded,
-)
-from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
-from greenai_dagster.core.methods.mixed import known_sensitivity
 from greenai_dagster.core.storage.paths import data_root
+from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
 STRATEGY_SCHEMA = {
     "type": "object",
