@@ -657,6 +657,30 @@ def _mixed_gptq() -> list:
             T(table, row, "best mixed / best uniform", MP, mp(g2, "evolutionary_linear_3") + ".kl_vs_best_uniform.ratio"),
             T(table, row, "best mixed / best uniform", MP, mp(g2, "evolutionary_linear_3") + ".kl_vs_best_uniform.low", 1),
             T(table, row, "best mixed / best uniform", MP, mp(g2, "evolutionary_linear_3") + ".kl_vs_best_uniform.high", 2)]
+    ar, ars = "smollm2.autoround", "mixed_precision_search.smollm2.autoround.linear.json"   # third round
+    for bits in ("3", "4"):
+        row = ("SmolLM2-135M, AutoRound levels", bits)
+        evo = mp(ar, f"evolutionary_linear_{bits}")
+        out += [T(table, row, "GPTQ uniform", MP, mp(ar, f"uniform_gptq_w{bits}") + ".kl_divergence"),
+                T(table, row, "AutoRound uniform", MP, mp(ar, f"uniform_w{bits}") + ".kl_divergence"),
+                T(table, row, "evolution", MP, evo + ".kl_divergence"),
+                T(table, row, "size GB", MP, evo + ".size_gb"),
+                T(table, row, "best mixed / best uniform", MP, evo + ".kl_vs_best_uniform.ratio"),
+                T(table, row, "best mixed / best uniform", MP, evo + ".kl_vs_best_uniform.low", 1),
+                T(table, row, "best mixed / best uniform", MP, evo + ".kl_vs_best_uniform.high", 2)]
+    out += [
+        F(r"from NSGA-II's (0\.254) to 0\.252", ars, "budget_evolution.per_budget.3.start_kl"),
+        F(r"from NSGA-II's 0\.254 to (0\.252)", ars, "budget_evolution.per_budget.3.kl"),
+        F(r"reads \*\*(0\.350) held out", MP, mp(ar, "evolutionary_linear_3") + ".kl_divergence"),
+        F(r"held out, (1\.121) \[1\.086", MP, mp(ar, "evolutionary_linear_3") + ".kl_vs_best_uniform.ratio"),
+        F(r"held out, 1\.121 \[(1\.086), 1\.157\]", MP, mp(ar, "evolutionary_linear_3") + ".kl_vs_best_uniform.low"),
+        F(r"held out, 1\.121 \[1\.086, (1\.157)\]", MP, mp(ar, "evolutionary_linear_3") + ".kl_vs_best_uniform.high"),
+        F(r"uniform AutoRound W3 \((0\.311)\): worse", MP, mp(ar, "uniform_w3") + ".kl_divergence"),
+        F(r"W4, (0\.906) \[0\.876, 0\.936\]: better", MP, mp(ar, "evolutionary_linear_4") + ".kl_vs_best_uniform.ratio"),
+        F(r"W4, 0\.906 \[(0\.876), 0\.936\]: better", MP, mp(ar, "evolutionary_linear_4") + ".kl_vs_best_uniform.low"),
+        F(r"W4, 0\.906 \[0\.876, (0\.936)\]: better", MP, mp(ar, "evolutionary_linear_4") + ".kl_vs_best_uniform.high"),
+        F(r"settings as the first round \((40) generations", ars, "budget_evolution.per_budget.3.generations"),
+    ]
     g2s = "mixed_precision_search.gemma3-270m.search2.gptq.linear.json"
     out += [
         F(r"knapsack's (0\.519) to 0\.486", g2s, "budget_evolution.per_budget.3.start_kl"),

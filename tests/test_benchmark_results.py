@@ -13,8 +13,9 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 def test_every_mixed_row_is_compared_with_the_best_uniform_row_of_its_size():
     rows = json.loads((RESULTS / "mixed_precision.json").read_text())
-    # gemma3-270m.search2: Gemma's second, longer search at 3 bits (its own uniform rows, measured in the same run)
-    assert {r["model"] for r in rows} == {"smollm2", "gemma3-270m", "gemma3-270m.search2"}
+    # gemma3-270m.search2: Gemma's second, longer search at 3 bits; smollm2.autoround: SmolLM2 with AutoRound
+    # levels (each with its own uniform rows, measured in the same run)
+    assert {r["model"] for r in rows} == {"smollm2", "gemma3-270m", "gemma3-270m.search2", "smollm2.autoround"}
     for row in rows:
         if row["allocation_kind"] == "uniform":
             continue
