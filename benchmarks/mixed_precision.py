@@ -73,14 +73,14 @@ def write_table(name: str, done: dict[str, dict], tag: str | None = None) -> lis
 def stored_weights(folder: Path, unit_list, bits: int, device: str) -> dict[str, torch.Tensor]:
     """Each linear's weight exactly as a compressed-tensors checkpoint stores it: its packed integers times its
     group scales (float32), read from the safetensors files rather than from a loaded model."""
-    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+    from greenai_dagster.core.formats import compressed_tensors
 
     stored: dict[str, torch.Tensor] = {}
     for shard in folder.glob("*.safetensors"):
         stored.update(load_file(str(shard)))
     weights = {}
     for name in (n for u in unit_list for n in u.linears):
-        ints = unpack_from_int32(stored[f"{name}.weight_packed"], bits, torch.Size(stored[f"{name}.weight_shape"].tolist()))
+        ints = compressed_tensors.stored_integers(stored, name, bits)
         scale = stored[f"{name}.weight_scale"]   # multiplied in the scale's dtype, as decompression does
         scale = scale.repeat_interleave(ints.shape[1] // scale.shape[1], dim=1)
         weights[name] = (ints.to(scale.dtype) * scale).float().to(device)

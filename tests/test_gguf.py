@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from greenai_dagster.core.formats import compressed_tensors
 from greenai_dagster.core.models import gguf_files
 
 
@@ -183,8 +184,8 @@ def test_packed_zero_points_are_unpacked_along_the_rows():
     zp = torch.randint(-8, 8, (16, 3), dtype=torch.int8)
     packed = pack_to_int32(zp, 4, packed_dim=0)
     assert packed.shape == (2, 3)
-    assert torch.equal(gguf_files.unpacked_zero_point(packed, 16, 3).to(torch.int8), zp)
-    assert gguf_files.unpacked_zero_point(None, 16, 3) is None
+    assert torch.equal(compressed_tensors.stored_zero_point(packed, 16, 3).to(torch.int8), zp)
+    assert compressed_tensors.stored_zero_point(None, 16, 3) is None
 
 
 def _llama_cpp_vs_eager(folder, gguf_file, tokenizer) -> float:

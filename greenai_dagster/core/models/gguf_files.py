@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from greenai_dagster.core.errors import CompressionFailed
-from greenai_dagster.core.formats import int8_dynamic
+from greenai_dagster.core.formats import compressed_tensors, int8_dynamic
 from greenai_dagster.core.formats.int8_dynamic import dequantize_int8_dynamic, dynamic_linears, int8_dynamic_record
 from greenai_dagster.core.machine import process_failure
 from greenai_dagster.core.models.checkpoints import load_variant
@@ -207,18 +207,15 @@ def _quantized_linears(folder: Path, state: dict[str, torch.Tensor]) -> dict[str
         if not name:
             continue
         scale = state[key]
-        if f"{name}.weight_packed" in state:   # packed into int32s: 8 four-bit or 4 eight-bit values each
-            from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
-
-            shape = torch.Size(int(s) for s in state[f"{name}.weight_shape"])
+        if f"{name}.weight_packed" in state:
             bits = _bits_of(name, schemes)
-            q = unpack_from_int32(state[f"{name}.weight_packed"], bits, shape)
+            q = compressed_tensors.stored_integers(state, name, bits)
         elif state.get(f"{name}.weight") is not None and state[f"{name}.weight"].dtype == torch.int8:
             q, bits = state[f"{name}.weight"], 8
         else:
             continue
         scale = scale.reshape(q.shape[0], -1)
-        zp = unpacked_zero_point(state.get(f"{name}.weight_zero_point"), q.shape[0], scale.shape[1])
+        zp = compressed_tensors.stored_zero_point(state.get(f"{name}.weight_zero_point"), q.shape[0], scale.shape[1])
         out[name] = {"q": q, "scale": scale, "bits": bits, "zero_point": zp}
     return out
 
@@ -231,18 +228,6 @@ def _bits_of(name: str, schemes: list[dict]) -> int:
             if target == "Linear" or target == name or (target.startswith("re:") and re.match(target[3:], name)):
                 return int(scheme["weights"]["num_bits"])
     raise GGUFUnavailable(f"{name} has packed weights but no config group targets it.")
-
-
-def unpacked_zero_point(zp: torch.Tensor | None, rows: int, groups: int) -> torch.Tensor | None:
-    """compressed-tensors packs 4-bit zero points eight to an int32 along the output rows ([rows/8, groups]);
-    returns them as signed integers [rows, groups] (None for a symmetric scheme)."""
-    if zp is None:
-        return None
-    if zp.dtype == torch.int32 and zp.shape[0] != rows:
-        from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
-
-        return unpack_from_int32(zp, 4, torch.Size([rows, groups]), packed_dim=0)
-    return zp.reshape(rows, groups)
 
 
 def _dense_model(folder: Path):

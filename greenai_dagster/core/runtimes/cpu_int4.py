@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from greenai_dagster.core.formats import compressed_tensors
-from greenai_dagster.core.models.gguf_files import float_skeleton, load_state, unpacked_zero_point
+from greenai_dagster.core.models.gguf_files import float_skeleton, load_state
 from greenai_dagster.core.runtimes.base import Runtime, Session
 from greenai_dagster.core.runtimes.torch_session import TorchSession
 
@@ -82,23 +82,23 @@ class CpuInt4(Runtime):
             and w.get("actorder") in (None, "static") and not w.get("dynamic") for w in groups)
 
     def load(self, folder: Path, device: str = "cpu"):
-        from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
         from transformers import AutoTokenizer
 
         folder = Path(folder)
         group_size = _w4_groups(_quant_config(folder))[0]["group_size"]
         model = float_skeleton(folder)
         state = load_state(folder)
-        packed_names = sorted(k[: -len(".weight_packed")] for k in state if k.endswith(".weight_packed"))
+        packed_names = compressed_tensors.packed_linears(state)
         dense = {k: v for k, v in state.items() if not any(k.startswith(p + ".") for p in packed_names)}
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in dense.items()}, strict=False)
         if unexpected:
             raise ValueError(f"unexpected tensors in {folder}: {unexpected[:3]}")
         for name in packed_names:
-            shape = tuple(int(s) for s in state[f"{name}.weight_shape"])
-            q = unpack_from_int32(state[f"{name}.weight_packed"], 4, torch.Size(shape))
+            q = compressed_tensors.stored_integers(state, name, 4)
+            shape = tuple(q.shape)
             scale = state[f"{name}.weight_scale"]
-            zero_point = unpacked_zero_point(state.get(f"{name}.weight_zero_point"), shape[0], scale.shape[-1])
+            zero_point = compressed_tensors.stored_zero_point(state.get(f"{name}.weight_zero_point"), shape[0],
+                                                              scale.shape[-1])
             packed, sz = repack(q, scale, zero_point, group_size)
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name)

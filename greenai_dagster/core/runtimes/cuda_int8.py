@@ -95,16 +95,13 @@ class CudaInt8(CudaRuntime):
     def record_reader(self, folder: Path, device: str):
         if int8_dynamic.detect(folder):
             return self._int8_dynamic_reader(folder, device)
-        from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
-
         state = load_state(folder)
         names = {k[: -len(".weight_scale")] for k in state if k.endswith(".weight_scale")}
         model = skeleton(folder, device, names, state)
 
         def record_of(name: str) -> Record:
             if f"{name}.weight_packed" in state:
-                shape = torch.Size(int(s) for s in state[f"{name}.weight_shape"])
-                q = unpack_from_int32(state[f"{name}.weight_packed"].to(device), 8, shape)
+                q = compressed_tensors.stored_integers(state, name, 8, device)
             else:
                 q = state[f"{name}.weight"].to(device)
             scale = state[f"{name}.weight_scale"].to(device=device, dtype=torch.float32)

@@ -181,18 +181,15 @@ class CudaW4(CudaRuntime):
         return record
 
     def record_reader(self, folder: Path, device: str):
-        from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
-
         state = load_state(folder)
-        names = {k[: -len(".weight_packed")] for k in state if k.endswith(".weight_packed")}
+        names = set(compressed_tensors.packed_linears(state))
         model = skeleton(folder, device, names, state)
         group_size = weight_args(quant_config(folder))[0]["group_size"]
 
         def record_of(name: str) -> Record:
-            shape = torch.Size(int(s) for s in state[f"{name}.weight_shape"])
-            q = unpack_from_int32(state[f"{name}.weight_packed"].to(device), 4, shape).to(torch.int8)
+            q = compressed_tensors.stored_integers(state, name, 4, device).to(torch.int8)
             scale = state[f"{name}.weight_scale"].to(device=device, dtype=torch.float32)
-            zero_point = state.get(f"{name}.weight_zero_point")
+            zero_point = compressed_tensors.stored_zero_point(state.get(f"{name}.weight_zero_point"), *scale.shape)
             record = {"q": q, "scale": scale, "group_size": group_size,
                       "zero_point": torch.zeros_like(scale) if zero_point is None
                       else zero_point.to(device=device, dtype=torch.float32).view_as(scale)}
