@@ -97,10 +97,3 @@ class CudaFp8(CudaRuntime):
             return record
 
         return model, record_of
-
-
-def quantize_model_fp8(model):
-    """An in-memory bf16 transformers model's decoder linears as FP8 (per-channel weights, per-token
-    activations at run time); the lm_head and embeddings stay bf16."""
-    CudaFp8().convert(model)
-    return model

@@ -125,10 +125,3 @@ class CudaInt8(CudaRuntime):
             return {k: v.to(device=device, dtype=torch.bfloat16 if k == "bias" else v.dtype) for k, v in record.items()}
 
         return model, record_of
-
-
-def quantize_model_int8(model):
-    """An in-memory bf16 transformers model's decoder linears as int8 weight-only (per-channel RTN);
-    the lm_head and embeddings stay bf16."""
-    CudaInt8().convert(model)
-    return model

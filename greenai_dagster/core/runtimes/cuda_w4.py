@@ -200,15 +200,6 @@ class CudaW4(CudaRuntime):
         return model, record_of
 
 
-def quantize_model_w4(model, group_size: int = 128):
-    """An in-memory bf16 transformers model's decoder linears as RTN W4 (tinygemm-packed, g`group_size`),
-    through the same repacking as a checkpoint; the lm_head and embeddings stay bf16."""
-    runtime = CudaW4()
-    runtime.group_size = group_size
-    runtime.convert(model)
-    return model
-
-
 # ------------------------------------------------------------------------------------------------------------
 # Opt-in (not in `runtimes.RUNTIMES`): the same checkpoints through the project's Triton kernels
 # (`cuda_kernels.gemv_wq` in the Triton decode step, dequantize + cuBLAS or `w4_matmul` in prefill). Measured
