@@ -39,6 +39,7 @@ import json
 import platform
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -292,9 +293,12 @@ def main() -> None:
             start, origin = (knap, "knapsack") if knap_kl <= nsga_kl else (nsga["allocation"], "NSGA-II")
             start_kl = min(knap_kl, nsga_kl)
 
+        start_counts = prior.get("start_level_counts") if prior else dict(Counter(start.values()))
+
         def save(found: dict, prior: dict | None = prior, started: float = started,
-                 origin: str = origin, start_kl: float = start_kl, key: str = key) -> None:
-            merged = found | {"start": origin, "start_kl": start_kl,
+                 origin: str = origin, start_kl: float = start_kl, key: str = key,
+                 start_counts: dict | None = start_counts) -> None:
+            merged = found | {"start": origin, "start_kl": start_kl, "start_level_counts": start_counts,
                               "seconds": round(time.perf_counter() - started + (prior or {}).get("seconds", 0), 1)}
             fitness = {"from_generation": generations_done, "tokens": int(search_calib.numel()),
                        "screen": (f"best {args.screen_keep} of {args.offspring} on {args.screen_windows} windows"
@@ -475,8 +479,10 @@ def main() -> None:
                              "offspring_in_the_last_run": args.offspring,   # a resumed search may have used others:
                              # per budget, `evaluations` counts every measured child and `generations` every step
                              "fitness_tokens_in_the_last_run": int(search_calib.numel()),
+                             # `level_counts`: how far the allocation found is from uniform (units per level)
                              "per_budget": {b: {"fitness": [LEGACY_FITNESS]} | {k: v for k, v in r.items()
                                                                                  if k != "allocation"}
+                                            | {"level_counts": dict(Counter(r["allocation"].values()))}
                                             for b, r in refined.items()}},
     }
     search["algorithm"] = args.algorithm

@@ -680,6 +680,21 @@ def _mixed_gptq() -> list:
         F(r"W4, 0\.906 \[(0\.876), 0\.936\]: better", MP, mp(ar, "evolutionary_linear_4") + ".kl_vs_best_uniform.low"),
         F(r"W4, 0\.906 \[0\.876, (0\.936)\]: better", MP, mp(ar, "evolutionary_linear_4") + ".kl_vs_best_uniform.high"),
         F(r"settings as the first round \((40) generations", ars, "budget_evolution.per_budget.3.generations"),
+        F(r"\(all (210) linears at w3\)", ars, "budget_evolution.per_budget.3.start_level_counts.w3"),
+        F(r"evolution moved only (6) of them", ars,
+          "{budget_evolution.per_budget.3.level_counts.w4} + {budget_evolution.per_budget.3.level_counts.w2}"),
+        F(r"at 4 bits\s+(8) of 210 moved", ars,
+          "{budget_evolution.per_budget.4.level_counts.w5} + {budget_evolution.per_budget.4.level_counts.w3}"),
+        F(r"at 4 bits\s+8 of (210) moved", ars, "budget_evolution.per_budget.4.start_level_counts.w4"),
+        F(r"\((204) at w3, 4 at w4, 2 at w2", ars, "budget_evolution.per_budget.3.level_counts.w3"),
+        F(r"\(204 at w3, (4) at w4, 2 at w2", ars, "budget_evolution.per_budget.3.level_counts.w4"),
+        F(r"\(204 at w3, 4 at w4, (2) at w2", ars, "budget_evolution.per_budget.3.level_counts.w2"),
+        F(r"for (0\.9) % lower calibration KL", ars,
+          "100 * (1 - {budget_evolution.per_budget.3.kl} / {budget_evolution.per_budget.3.start_kl})"),
+        F(r"for 8 % \((0\.099) -> 0\.091\)", ars, "budget_evolution.per_budget.4.start_kl"),
+        F(r"for 8 % \(0\.099 -> (0\.091)\)", ars, "budget_evolution.per_budget.4.kl"),
+        F(r"for (8) % \(0\.099", ars,
+          "100 * (1 - {budget_evolution.per_budget.4.kl} / {budget_evolution.per_budget.4.start_kl})"),
     ]
     g2s = "mixed_precision_search.gemma3-270m.search2.gptq.linear.json"
     out += [
