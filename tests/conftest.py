@@ -11,6 +11,9 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+REPO = Path(__file__).resolve().parent.parent
+"""The repository root, for tests that read its files (README, benchmarks/, deploy/) or run from it."""
+
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
