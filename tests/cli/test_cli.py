@@ -1,10 +1,14 @@
-"""The CLI: bad input gives the seed's error code, a remedy, a non-zero exit, and loses nothing."""
+"""The CLI: bad input gives the seed's error code, a remedy, a non-zero exit, and loses nothing; a method list
+that leaves nothing to search stops before the baseline; `greenai query` cannot touch other files."""
+
+import json
 
 import pytest
 
 from greenai_dagster.cli import main
 from greenai_dagster.core.storage.paths import duckdb_path
 from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
+from tests.conftest import cli
 
 
 @pytest.fixture()
@@ -130,3 +134,36 @@ def test_query_export_and_the_api_read_the_deployments_store_not_a_local_path(da
     assert service.store().path == shared and "on_the_shared_store" in service.store().active_experiments()
     code, out = run_cli(["export", "on_the_shared_store", "baseline", "-o", str(tmp_path / "m.tar.gz")], capsys)
     assert code == 1 and out.err.startswith("E004: no checkpoint for on_the_shared_store/baseline")
+
+
+def test_a_run_with_an_unusable_method_list_stops_before_the_baseline(data_root, tiny_model_dir, tiny_benchmark,
+                                                                     tmp_path, capsys):
+    from greenai_dagster.core.storage.paths import duckdb_path
+    from greenai_dagster.core.storage.store import ResultsStore
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"compression_methods": ["lora"], "eval": {"limit_per_task": 2}}))
+    code, out = cli(["run", "-m", str(tiny_model_dir), "-d", str(tiny_benchmark), "-e", "3", "-n", "only_lora",
+                     "-c", str(path)], capsys)
+    last = out.err.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("E005:") and "lora" in last
+    assert "converged" not in out.out and "STEP_FAILURE" not in out.err     # no Dagster stack trace either
+    assert ResultsStore(duckdb_path()).baseline("only_lora") is None     # no hour-long baseline for nothing
+
+
+def test_query_cannot_write_or_read_other_files(tmp_path, capsys):
+    from greenai_dagster.core.storage.store import ResultsStore
+
+    db = tmp_path / "r.duckdb"
+    ResultsStore(db).create_experiment("e", "m", "d", {}, str(tmp_path))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    target = tmp_path / "written.csv"
+    for sql in (f"COPY (SELECT * FROM experiments) TO '{target}'", f"SELECT * FROM read_text('{secret}')",
+                f"SELECT * FROM read_csv('{secret}')", f"ATTACH '{tmp_path / 'other.duckdb'}' AS other",
+                "SET enable_external_access = true"):
+        code, out = cli(["query", sql, "--db", str(db)], capsys)
+        assert code == 1 and out.err.startswith("E004:") and "top secret" not in out.out, sql
+    assert not target.exists() and not (tmp_path / "other.duckdb").exists()
+    code, out = cli(["query", "SELECT name FROM experiments", "--db", str(db)], capsys)
+    assert code == 0 and "e" in out.out

@@ -1,8 +1,16 @@
-"""DuckDB round trip: what is written reads back the same, and the frontier flag is set."""
+"""DuckDB round trip: what is written reads back the same, and the frontier flag is set. A locked DuckDB is
+E007 naming the process that holds it; a damaged or misplaced one is E007 too."""
+
+import subprocess
+import sys
+import time
 
 import duckdb
+import pytest
 
+from greenai_dagster.core.errors import DiskFull
 from greenai_dagster.core.storage.store import RESULT_COLUMNS, ResultsStore
+from tests.conftest import cli
 
 
 def sample_row(key, episode, accuracy):
@@ -44,3 +52,36 @@ def test_experiment_strategy_result_round_trip(tmp_path):
     # Any DuckDB client can read the file.
     with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM results").fetchone()[0] == 2
+
+
+def test_a_locked_duckdb_is_e007_naming_the_holder(tmp_path):
+    from greenai_dagster.core.storage.store import ResultsStore
+
+    path = tmp_path / "r.duckdb"
+    ResultsStore(path).create_experiment("e", "m", "d", {}, str(tmp_path))
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(path)!r}); "
+                               "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.perf_counter()
+        with pytest.raises(DiskFull) as err:
+            ResultsStore(path, lock_timeout_s=0.5).create_experiment("e2", "m", "d", {}, str(tmp_path))
+        assert time.perf_counter() - started < 5
+    finally:
+        holder.kill()
+        holder.wait()
+    assert err.value.code == "E007" and "locked" in str(err.value) and f"PID {holder.pid}" in str(err.value)
+    assert ResultsStore(path).experiment("e") is not None            # nothing lost, usable again
+
+
+def test_a_damaged_or_misplaced_duckdb_is_e007(tmp_path, capsys):
+    from greenai_dagster.core.storage.store import ResultsStore
+
+    garbage = tmp_path / "g.duckdb"
+    garbage.write_bytes(b"\x13" * 8192)
+    for path in (garbage, tmp_path):
+        with pytest.raises(DiskFull) as err:
+            ResultsStore(path).experiment("e")
+        assert err.value.code == "E007"
+    code, out = cli(["query", "SELECT 1", "--db", str(garbage)], capsys)
+    assert code == 1 and out.err.startswith("E007:") and "not a DuckDB database" in out.err

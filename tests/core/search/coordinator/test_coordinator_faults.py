@@ -1,6 +1,6 @@
 """Coordinator failures against a real local HTTP server that misbehaves on purpose, the gaps left by
-tests/test_coordinator.py (timeouts, 429 with Retry-After, 500s, garbage JSON, quota) and
-tests/test_found_on_main.py (404/5xx, empty choices): 429 without Retry-After (bounded exponential
+test_coordinator.py (timeouts, 429 with Retry-After, 500s, garbage JSON, quota): every HTTP failure and
+empty answer of the endpoint is one clear code (400-503, empty or null choices, not JSON), 429 without Retry-After (bounded exponential
 backoff, then E008), valid JSON naming an unknown method (asked again, then E005), and what the sweep
 does when the coordinator has failed: the planner decides that episode where the config allows it
 (`coordinator_fallback: "planner"`), else the experiment ends with termination `error`, recorded.
@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from greenai_dagster.core.errors import CompressionFailed, QuotaExceeded
+from greenai_dagster.core.errors import (CompressionFailed, CoordinatorKeyMissing, GreenAIError, NetworkError,
+                                         QuotaExceeded)
 from tests.core.search.coordinator.test_coordinator import GOOD, FakeChatServer, chat, coordinator, state_for
 
 RATE_LIMITED = (429, {"error": {"message": "slow down", "type": "rate_limit", "code": "rate_limit_exceeded"}}, {})
@@ -94,3 +95,36 @@ def test_a_failed_coordinator_without_fallback_ends_the_experiment_recorded(tmp_
     final = pipeline.finish_experiment(store, open_experiment(store, "exp"), decision.termination_reason)
     assert final["termination_reason"] == "error"
     assert store.experiment("exp")["termination_reason"] == "error"
+
+
+def _completion(choices):
+    return (200, {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": choices}, {})
+
+
+NO_CONTENT = [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": None}}]
+
+
+@pytest.mark.parametrize("name, answers, error, code", [
+    ("400", [(400, {"error": {"message": "max_tokens is too large"}}, {})], NetworkError, "E006"),
+    ("401", [(401, {"error": {"message": "bad key"}}, {})], CoordinatorKeyMissing, "E001"),
+    ("403", [(403, {"error": {"message": "forbidden"}}, {})], CoordinatorKeyMissing, "E001"),
+    ("404", [(404, {"error": {"message": "no such model"}}, {})], NetworkError, "E006"),
+    ("500", [(500, "internal error", {})], NetworkError, "E006"),
+    ("502", [(502, {"error": {"message": "bad gateway"}}, {})], NetworkError, "E006"),
+    ("503", [(503, {"error": {"message": "overloaded"}}, {})], NetworkError, "E006"),
+    ("empty choices", [_completion([])] * 3, NetworkError, "E006"),        # not retried as "invalid answers"
+    ("null choices", [_completion(None)] * 3, NetworkError, "E006"),
+    ("not json", [(200, "<html>a proxy login page</html>", {})], NetworkError, "E006"),
+    ("no content x3", [_completion(NO_CONTENT)] * 3, CompressionFailed, "E005"),
+])
+def test_llm_endpoint_failures_are_clear_codes(name, answers, error, code, tiny_spec, data_root):
+    from tests.core.search.coordinator.test_coordinator import FakeChatServer, state_for
+
+    from greenai_dagster.core.search.coordinator import LlmCoordinator, LlmSettings
+
+    with FakeChatServer(answers) as url:
+        with pytest.raises(GreenAIError) as err:
+            LlmCoordinator(LlmSettings(model=f"m-{name}", base_url=url, api_key="k"),
+                           sleep=lambda _: None).propose(state_for(tiny_spec))
+    assert isinstance(err.value, error) and err.value.code == code, str(err.value)
+    assert "Remedy:" in str(err.value) and "coordinator.api_key" not in str(err.value)
