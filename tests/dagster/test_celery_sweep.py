@@ -2,8 +2,8 @@
 
 Before, `compress_and_benchmark` called the pipeline with no device, so a worker on a GPU machine compressed
 and evaluated on its CPU. These run the op's body in this process (Dagster's `build_op_context` with the
-resources a worker would have), without redis or workers: tests/test_celery.py covers the spread over workers.
-The GPU side runs without a GPU as tests/test_gpu_claim.py does: GPUs are named through
+resources a worker would have), without redis or workers: tests/dagster/test_celery.py covers the spread over workers.
+The GPU side runs without a GPU as tests/core/machine/test_gpu_claim.py does: GPUs are named through
 CUDA_VISIBLE_DEVICES and the claims are real kernel locks; torch is told a GPU exists (its CPU build then
 fails at the first tensor moved there, which is where the device is seen to have reached the pipeline).
 """
