@@ -2,7 +2,7 @@
 
     python benchmarks/celery_workers.py [--candidates 8] [--workers 1,2]
 
-The same path as tests/test_celery.py: Debian's redis-server on 127.0.0.1 as broker, `celery -A
+The same path as tests/dagster/test_celery.py: Debian's redis-server on 127.0.0.1 as broker, `celery -A
 dagster_celery.app worker` processes (solo pool, one task at a time each, 1 torch thread each), the
 `candidate_sweep` job (greenai_dagster/celery_sweep.py) on Dagster's Celery executor. Each worker count
 gets its own experiment over the same model, benchmark and 8 strategies (RTN 2/3/4/8 bits, INT8 dynamic,

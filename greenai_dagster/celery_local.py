@@ -1,6 +1,6 @@
 """A redis broker and Celery workers on this machine (127.0.0.1), for the several-workers path without a cluster.
 
-`tests/test_celery.py` and `benchmarks/celery_workers.py` run `candidate_sweep` (celery_sweep.py) through these:
+`tests/dagster/test_celery.py` and `benchmarks/celery_workers.py` run `candidate_sweep` (celery_sweep.py) through these:
 Debian's `redis-server` on a free port with persistence off, and `celery -A dagster_celery.app worker`
 processes (solo pool: one task at a time each; one torch thread each) reading the broker from a
 `dagster_celery_config` module, as `dagster-celery worker start -y` writes one. On real machines start the

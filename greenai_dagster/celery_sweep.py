@@ -13,7 +13,7 @@ its device's slot (`core.machine.device_slot`), so two workers on one machine do
                 ops: {pending_candidates: {config: {experiment: NAME}}}
 
 Which worker did a step is on the step's output (`worker`, `pid`, `host`, `device`) and in Dagster's own
-"Executing steps ... in celery worker" engine event (tests/test_celery.py).
+"Executing steps ... in celery worker" engine event (tests/dagster/test_celery.py).
 
 Resources: the ops take the deployment's `store` and `gpu` (resources.resources_for), like the assets, so a
 Celery sweep writes to the store a `cluster` deployment names (not a file path found again here) and each

@@ -38,7 +38,7 @@ candidates_partitions = MultiPartitionsDefinition({EXPERIMENT_DIM: experiments_p
                                                    STRATEGY_DIM: strategies_partitions})
 
 # candidate (E, s) <- baseline E, and frontier E <- candidates (E, *): the experiment dimension is the link.
-# Dagster marks the class beta; its behaviour here is pinned by tests/test_lineage.py, so the import-time
+# Dagster marks the class beta; its behaviour here is pinned by tests/dagster/test_lineage.py, so the import-time
 # warning (printed by every `dagster`/`greenai` command) is silenced.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", BetaWarning)

@@ -61,14 +61,14 @@ if ! greenai doctor; then
   fi
 fi
 rm -f "$sdist"
-# The browser test (tests/test_ui_browser.py) drives Debian's chromium through Playwright; installed
+# The browser test (tests/ui/test_ui_browser.py) drives Debian's chromium through Playwright; installed
 # here where this runs as root with apt (CI), otherwise that test skips and says why.
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
-    || echo "chromium could not be installed; tests/test_ui_browser.py will skip"
+    || echo "chromium could not be installed; tests/ui/test_ui_browser.py will skip"
 fi
-# Scale-out tests: Debian's redis-server is the Celery broker of tests/test_celery.py, Debian's postgresql the
-# Dagster instance of tests/test_postgres_instance.py (both started by the tests on 127.0.0.1, then stopped;
+# Scale-out tests: Debian's redis-server is the Celery broker of tests/dagster/test_celery.py, Debian's postgresql the
+# Dagster instance of tests/deploy/test_postgres_instance.py (both started by the tests on 127.0.0.1, then stopped;
 # the services apt would start are not used). Without them those tests skip and say why.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   for pkg in redis-server postgresql; do

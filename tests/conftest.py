@@ -11,6 +11,19 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+REPO = Path(__file__).resolve().parent.parent
+"""The repository root, for tests that read its files (README, benchmarks/, deploy/) or run from it."""
+
+
+def cli(argv, capsys):
+    """`greenai ARGV` in this process: its exit code and captured output, which must hold no traceback."""
+    from greenai_dagster.cli import main
+
+    code = main(argv)
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "Traceback" not in out.out
+    return code, out
+
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:

@@ -323,7 +323,7 @@ def finish_experiment(store: ResultsStore, exp: Experiment, reason: str) -> dict
     strategies = {s["candidate_key"]: s["strategy"] for s in store.strategies(name)}
     summary = frontier_summary(store, exp)
     # the frontier files again: a run stopped by a full disk after the frontier's DuckDB update, before its
-    # files, would otherwise finish without pareto_frontier.json / the chart (tests/test_faults_kill.py)
+    # files, would otherwise finish without pareto_frontier.json / the chart (tests/robustness/test_faults_kill.py)
     report.write_frontier_files(exp.folder, name, rows, strategies, baseline, summary, exp.facts)
     final = report.write_final_results(exp.folder, {"name": name, "model": exp.config.model,
                                                     "dataset": exp.config.dataset},

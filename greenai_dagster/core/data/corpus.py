@@ -8,7 +8,7 @@ even positions the held-out corpus that fidelity is scored on. The topics repeat
 appeared verbatim in the odd half. So the held-out text keeps only the even topics' paragraphs that
 share no DISJOINT_SPAN-character span of text (markup underlines aside) with the calibration text,
 checked on the joined text itself
-(`tests/test_corpus.py` tests the property): held out means disjoint, measured. Calibration
+(`tests/core/data/test_corpus.py` tests the property): held out means disjoint, measured. Calibration
 samples are consecutive, non-overlapping token chunks: real text, never a repeated sentence.
 """
 

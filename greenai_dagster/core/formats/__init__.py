@@ -59,7 +59,7 @@ def name_of(folder: Path) -> str | None:
 
 def save(model, tokenizer, out_dir: Path, checkpoint_format: str, metadata: dict) -> Path:
     """Write the checkpoint to `<out_dir>.partial`, marker file (greenai_variant.json) last, then rename: a
-    killed save leaves nothing half-done under `out_dir` (tests/test_faults_kill.py kills one mid-write).
+    killed save leaves nothing half-done under `out_dir` (tests/robustness/test_faults_kill.py kills one mid-write).
     `checkpoint_format` is the marker the method names (`CompressionMethod.checkpoint_format`). A full disk,
     or any other failure to write, is E007 and leaves no `.partial` folder."""
     try:

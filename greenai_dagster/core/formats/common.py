@@ -24,7 +24,7 @@ STORAGE_DTYPE = torch.bfloat16
 # kept in their stored width: NVFP4's per-tensor scale (compressed-tensors), and bitsandbytes' NF4 quantization
 # state (the code book `quant_map`, the double-quantised `nested_absmax`/`nested_quant_map`, a plain `absmax`):
 # bitsandbytes reads them as float32, and narrowed they turned a QLoRA checkpoint's base into noise on
-# reload (KL 11.9 from the baseline; tests/test_formats.py)
+# reload (KL 11.9 from the baseline; tests/core/formats/test_formats.py)
 _KEEP_WIDE = ("global_scale", ".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map")
 SHAPE_FIELDS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
                 "num_hidden_layers")

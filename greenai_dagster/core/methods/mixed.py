@@ -178,8 +178,8 @@ def _per_layer_autoround():
     ("self_attn.q_proj"), so targets that name a linear by its path in the model
     ("model.layers.3.self_attn.q_proj", the only way to give two blocks different bits) match nothing,
     and auto-round tunes every linear at the first group's bits while the checkpoint packs it at its own
-    (tests/test_mixed_precision.py found it: 5-bit linears holding 3-bit integers). Here the targets are
-    matched once on the whole model and then recognised by module identity, as the modifier itself
+    (tests/core/search/mixed/test_mixed_precision.py found it: 5-bit linears holding 3-bit integers). Here the
+    targets are matched once on the whole model and then recognised by module identity, as the modifier itself
     does for wrapped layers."""
     import torch
     from compressed_tensors.utils import match_named_modules

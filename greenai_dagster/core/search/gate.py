@@ -16,7 +16,7 @@ and its accuracy drop (item-weighted, on the paired items) exceeds `max_accuracy
 passing the fidelity bounds at KL 0.37), RTN W4 and Wanda 2:4, and kept GPTQ W4 (0.049), AWQ and W8; on
 the default benchmark (`fidelity_tau.json`, generated_mc, 333 items) it marks GPTQ W4 (0.066 lost,
 p = 0.0005), RTN W4 (0.099), AutoRound W4 (0.054) and W3 (0.075), all within the fidelity bounds, and
-keeps AWQ W4 (more accurate than the baseline), W8, INT8 and magnitude 30 %. `tests/test_gate.py` pins
+keeps AWQ W4 (more accurate than the baseline), W8, INT8 and magnitude 30 %. `tests/core/search/test_gate.py` pins
 both tables' cases. On the search's proxy (10 items a task) the paired test has far less power: there the
 rule marks only large losses.
 """

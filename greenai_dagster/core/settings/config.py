@@ -6,7 +6,7 @@ written. The three entry points are generated from it (each in its own layer: co
 or FastAPI): `LAUNCHPAD_FIELDS`, `REST_FIELDS` and `CLI_FLAGS` below say which settings each one exposes
 and under which name, and `entry_field` hands each generator the same facts. So a default or a bound
 changed here changes everywhere, and a bad value gets the same E004 message whoever sent it
-(tests/test_config_schema.py proves it field by field).
+(tests/core/settings/test_config_schema.py proves it field by field).
 """
 
 from __future__ import annotations
