@@ -44,8 +44,8 @@ def main() -> None:
     from greenai_dagster.core.evaluation.evaluate import EvalSettings, _probe
     from greenai_dagster.core.evaluation.llama_cpp_scoring import LlamaCppScorer
     from greenai_dagster.core.models.loading import load_model_and_tokenizer
-    from greenai_dagster.core.search.mixed import levels as lv
-    from greenai_dagster.core.search.mixed import sensitivity, solvers
+    from greenai_dagster.core.methods.mixed import levels as lv
+    from greenai_dagster.core.methods.mixed import sensitivity, solvers
     from greenai_dagster.core.storage.paths import data_root
     from greenai_dagster.core.formats.gguf import describe
     from greenai_dagster.core.runtimes.llama_cpp import serving_file

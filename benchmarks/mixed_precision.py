@@ -107,8 +107,8 @@ def main() -> None:
     from greenai_dagster.core.compress import compress_to_checkpoint
     from greenai_dagster.core.models.default_model import ensure_default_checkpoint
     from greenai_dagster.core.models.loading import load_model_and_tokenizer
-    from greenai_dagster.core.search.mixed import levels as lv
-    from greenai_dagster.core.search.mixed import sensitivity, solvers
+    from greenai_dagster.core.methods.mixed import levels as lv
+    from greenai_dagster.core.methods.mixed import sensitivity, solvers
     from greenai_dagster.core.storage.paths import data_root
     from greenai_dagster.core.models.spec import weights_size_bytes
     from greenai_dagster.core.methods.assess import build_spec

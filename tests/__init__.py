@@ -1,7 +1,7 @@
 """The tests, arranged as the package is: the tests of `greenai_dagster/X/Y.py` are in `tests/X/test_Y.py`.
 
 - `core/models/`, `core/formats/`, `core/methods/`, `core/runtimes/`, `core/data/`, `core/evaluation/`,
-  `core/search/` (with `coordinator/` and `mixed/`), `core/storage/`, `core/settings/`, `core/machine/`,
+  `core/search/` (with `coordinator/`), `core/storage/`, `core/settings/`, `core/machine/`,
   `core/reporting/`: one folder per package of `greenai_dagster/core/`;
 - `core/`: the modules that tie them together (engine, decide, experiment, pipeline, errors, export, selftest);
 - `dagster/`: the Dagster layer (assets, jobs, sensor, runner, resources, partitions, Celery);

@@ -12,7 +12,7 @@ from greenai_dagster.core.methods.gptq import Gptq
 from greenai_dagster.core.methods.int8_dynamic import Int8Dynamic
 from greenai_dagster.core.methods.lora import Lora
 from greenai_dagster.core.methods.magnitude import MagnitudePrune
-from greenai_dagster.core.methods.mixed import MixedPrecision
+from greenai_dagster.core.methods.mixed.method import MixedPrecision
 from greenai_dagster.core.methods.qlora import QLora
 from greenai_dagster.core.methods.rtn import Rtn
 from greenai_dagster.core.methods.smoothquant import SmoothQuantW8A8

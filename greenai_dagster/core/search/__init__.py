@@ -4,5 +4,4 @@
 - `gate`: the quality gate a candidate must pass to count;
 - `pareto`: dominance, the frontier, hypervolume;
 - `coordinator/`: whole-model search, the next strategy to try (planner, random, LLM);
-- `mixed/`: per-layer search, a format for every layer under a budget (used by the `mixed` method).
 """

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from greenai_dagster.core.errors import (CompressionFailed, CoordinatorKeyMissing, GreenAIError, NetworkError,
                                          QuotaExceeded)
-from greenai_dagster.core.methods.mixed import known_sensitivity
+from greenai_dagster.core.methods.mixed.method import known_sensitivity
 from greenai_dagster.core.redact import redact
 from greenai_dagster.core.search.coordinator.base import CoordinatorState, Proposal
 from greenai_dagster.core.search.objectives import get as get_objective

@@ -12,6 +12,6 @@ AutoScheme and EvoPress do, on our own metric (KL divergence from the baseline, 
 - `solvers`: an exact knapsack (scipy's MILP) on the additive sensitivity table for one budget, and
   NSGA-II (optuna) on measured KL for the size x KL front.
 
-The `mixed` compression method (`core.methods.mixed`) turns an allocation into a compressed-tensors
+The `mixed` compression method (`method`) turns an allocation into a compressed-tensors
 checkpoint with one config group per level.
 """

@@ -1,4 +1,4 @@
-"""Per-layer mixed precision (`core.search.mixed`, the `mixed` method) on the real tiny Llama.
+"""Per-layer mixed precision (`core.methods.mixed`, the `mixed` method) on the real tiny Llama.
 
 The simulation must be what the checkpoint holds: fake-quantized weights equal llm-compressor's RTN
 weights after saving and reloading, and a saved allocation's measured KL equals the simulated one.
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from greenai_dagster.core.evaluation import fidelity
-from greenai_dagster.core.search.mixed import levels as lv, sensitivity, solvers
+from greenai_dagster.core.methods.mixed import levels as lv, sensitivity, solvers
 
 
 @pytest.fixture(scope="module")

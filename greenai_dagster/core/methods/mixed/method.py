@@ -2,7 +2,7 @@
 
 Either the strategy names the allocation, or it names a budget (average bits per quantizable weight)
 and a solver, and the method measures the model's sensitivity on calibration tokens and solves
-(`core.search.mixed`). The result is saved by llm-compressor as one compressed-tensors checkpoint with a
+(`levels`, `sensitivity`, `solvers` beside this module). The result is saved by llm-compressor as one compressed-tensors checkpoint with a
 config group per level. With `algorithm: rtn` (the default) that is the same RTN scheme `rtn` uses, so
 every figure the simulation predicted is what the checkpoint holds (a test checks the weights are
 identical). With `algorithm: gptq` llm-compressor's GPTQModifier quantizes each config group at its own
@@ -29,8 +29,8 @@ from greenai_dagster.core.methods.base import CompressionContext, CompressionMet
 from greenai_dagster.core.methods.gptq import check_group_size
 from greenai_dagster.core.methods.llmcompressor_oneshot import (count_quantized, group_quant_unsupported, prepare,
                                                                 run_oneshot)
-from greenai_dagster.core.search.mixed import levels as lv, sensitivity, solvers
-from greenai_dagster.core.search.mixed.levels import level_bits
+from greenai_dagster.core.methods.mixed import levels as lv, sensitivity, solvers
+from greenai_dagster.core.methods.mixed.levels import level_bits
 from greenai_dagster.core.storage.paths import data_root
 
 DEFAULT_BUDGET = 4.25
@@ -178,7 +178,7 @@ def _per_layer_autoround():
     ("self_attn.q_proj"), so targets that name a linear by its path in the model
     ("model.layers.3.self_attn.q_proj", the only way to give two blocks different bits) match nothing,
     and auto-round tunes every linear at the first group's bits while the checkpoint packs it at its own
-    (tests/core/search/mixed/test_mixed_precision.py found it: 5-bit linears holding 3-bit integers). Here the
+    (tests/core/methods/mixed/test_mixed_precision.py found it: 5-bit linears holding 3-bit integers). Here the
     targets are matched once on the whole model and then recognised by module identity, as the modifier itself
     does for wrapped layers."""
     import torch

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from greenai_dagster.core.search.mixed.levels import Unit, average_bits, level_bits
+from greenai_dagster.core.methods.mixed.levels import Unit, average_bits, level_bits
 
 
 def knapsack(sens: dict[str, dict[str, float]], unit_list: list[Unit], levels: list[str],

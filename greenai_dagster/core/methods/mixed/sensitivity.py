@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import torch
 
 from greenai_dagster.core.evaluation import fidelity
-from greenai_dagster.core.search.mixed.levels import GROUP_SIZE, Unit, fake_quantize, level_bits
+from greenai_dagster.core.methods.mixed.levels import GROUP_SIZE, Unit, fake_quantize, level_bits
 
 
 class Quantizer:
