@@ -1,6 +1,6 @@
 """N experiments writing results at once: is every row there, is any duplicated, how long does it take?
 
-Results rows are one immutable Parquet file per write (core/storage/store.py): a writer of results never opens
+Results rows are one immutable Parquet file per write (core/storage/row_files.py): a writer of results never opens
 the DuckDB file, so it never waits for the DuckDB lock; experiments, strategies and the frontier row
 stay in DuckDB behind a kernel flock queue (readers share it). This measures both paths with N real OS
 processes, all released at the same instant, in two modes. `results`: each process only writes its

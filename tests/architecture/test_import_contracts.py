@@ -133,7 +133,8 @@ LAZY_LIBRARIES = {
     "dagster_graphql": "only submitting runs to a Dagster webserver needs it",
     "fastapi": "only `greenai serve` and the llama.cpp server need the web framework",
     "uvicorn": "only `greenai serve` needs the web server",
-    "fcntl": "POSIX only: the store's file lock falls back to DuckDB's own lock where it is missing",
+    "fcntl": "POSIX only: the store's file lock (core/storage/locks.py) falls back to DuckDB's own lock where it "
+             "is missing",
 }
 
 # Our own modules imported inside a function, as (importer, imported module), each with its reason. The

@@ -11,7 +11,7 @@ opens it for writing, instead of failing on a missing column. The versions follo
   4  fidelity and the quality gate: table experiment_facts; results.kl_divergence ... degraded_reason
   5  serving energy: results.energy_j_per_token
   6  the `schema_version` table itself (no change to the data)
-  7  results written as one Parquet file per row (core/storage/store.py); the old `results` table's rows move
+  7  results written as one Parquet file per row (core/storage/row_files.py); the old `results` table's rows move
      into `results_compacted` (plus written_ns, the write order), and `results` becomes a view
   8  a second fidelity text, sampled from the baseline (core/evaluation/sampled_text.py): results.kl_sampled,
      kl_sampled_stderr, top1_sampled
@@ -72,7 +72,7 @@ MIGRATIONS: dict[int, list[str]] = {
            "task_chance JSON", "flips JSON", "degraded BOOLEAN", "degraded_reason VARCHAR")],
     5: ["ALTER TABLE results ADD COLUMN IF NOT EXISTS energy_j_per_token DOUBLE"],
     6: ["CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"],
-    # results leave the DuckDB table for one Parquet file per write (core/storage/store.py); the rows written before
+    # results leave the DuckDB table for one Parquet file per write (core/storage/row_files.py); the rows written before
     # move, in this one transaction, into `results_compacted`, the table compaction folds files into, so the
     # `results` view finds them there (written_ns 0: any later write of the same candidate wins)
     7: [TABLES, "INSERT INTO results_compacted BY NAME SELECT *, 0::BIGINT AS written_ns FROM results",

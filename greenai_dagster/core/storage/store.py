@@ -1,29 +1,30 @@
 """ResultsStore: results as one immutable Parquet file per write; experiments, strategies, frontier in DuckDB.
 
-Results (many writers). Each `write_result` (and each re-write of a row: `write_full_accuracy`, the
-frontier flag of `write_frontier`) writes the whole row once, as its own Parquet file, under
-`<db stem>_results/<experiment>/<candidate key>.<written_ns>-<random>.parquet` beside the DuckDB file: to a
-hidden temp name in the same folder (`.<name>.tmp`, never matched by a read), fsynced, then `os.replace`d
-into place, so a reader sees the whole row or nothing. Writers of results never open the DuckDB file, so
-N experiments writing rows at once never queue on its lock (benchmarks/concurrent_writers.py measures 2, 4
-and 8 writer processes). Re-writes of one experiment's rows (read-modify-write) take a flock on that
-experiment's folder (`.lock`) so two of them never undo each other; different experiments never wait.
-The one-current-row rule: every version carries `written_ns` (time_ns of the write, strictly increasing
-within a process); for each candidate_key the version with the highest written_ns is the row, older ones
-are history. `results` is a view over `results_compacted` (a DuckDB table) UNION ALL BY NAME
-`read_parquet(<files>, union_by_name=true)` that keeps that row: `results()`, `result()`, `baseline()`,
+The store is composed of three parts, each in its own module, and adds the schema, the `results` view and
+the domain methods (experiments, strategies, results, frontier, facts, query, compaction):
+
+- core/storage/locks.py (`FlockTurns`): this project's processes take turns on a kernel flock beside the
+  DuckDB file (one writer or many readers) and beside each experiment's results folder; waits are counted
+  (`lock_waits`, `lock_wait_s`), a turn held past LOCK_TIMEOUT_S ends in E007 naming what stayed locked.
+- core/storage/duckdb_file.py (`DuckDBFile`): short-lived connections to the DuckDB file, each in its
+  turn; a holder outside the project (a DuckDB shell) waited for with jittered exponential backoff;
+  DuckDB's I/O and memory errors as E007 / E003.
+- core/storage/row_files.py (`RowFiles`): each write of a results row is its own Parquet file, written
+  atomically; the current row of a candidate is its version with the highest written_ns; the columns.
+
+Results (many writers). Writers of results never open the DuckDB file, so N experiments writing rows at
+once never queue on its lock (benchmarks/concurrent_writers.py measures 2, 4 and 8 writer processes).
+Re-writes of one experiment's rows (read-modify-write) take the turn on that experiment's folder
+(`_experiment_turn`) so two of them never undo each other; different experiments never wait.
+`results` is a view over `results_compacted` (a DuckDB table) UNION ALL BY NAME
+`read_parquet(<files>, union_by_name=true)` that keeps the current row: `results()`, `result()`, `baseline()`,
 `greenai query`, reports and the frontier all read it. `compact()` (`greenai compact`) folds the files
 into `results_compacted` and deletes them (many small files make every read slower); reads are the same
-before and after. A zero-row `_schema.v<N>.parquet` holds the current columns, so the view always has
-every column with its type, even with no row written yet. The rows of a file from before this layout
-move into `results_compacted` on upgrade (core/storage/schema.py, version 7).
+before and after. The rows of a file from before this layout move into `results_compacted` on upgrade
+(core/storage/schema.py, version 7).
 
 Other tables (`experiments`, `strategies`, `frontier`, `experiment_facts`; schema versions: core/storage/schema.py)
-stay in one DuckDB file. Each write is one transaction on a short-lived connection: DuckDB allows one
-process at a time to hold the file for writing, and Dagster's webserver, daemon, sensor-launched runs and
-CLI runs are different processes. Before opening the file, a process takes its turn on a kernel flock
-beside it (`<file>.lock`: one writer or many readers), so concurrent experiments queue instead of polling
-DuckDB; a holder outside the project (a DuckDB shell) is waited for with jittered exponential backoff. No
+stay in one DuckDB file. Each write is one transaction on a short-lived connection (`transaction`). No
 write is lost; only a lock held past LOCK_TIMEOUT_S ends in E007 naming the holder. A connection's body
 must not call the store again (the inner call would wait for the outer one's turn). Reads of results
 hold the shared turn, so compaction (which holds the exclusive one) never deletes a file mid-read.
@@ -33,126 +34,32 @@ too (a view stored in the file over `<results folder>/**/*.parquet`, re-pointed 
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
-import os
-import random
-import re
-import time
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote
 
 import duckdb
 
-from greenai_dagster.core.errors import DiskFull, OutOfMemory
+from greenai_dagster.core.errors import DiskFull
 from greenai_dagster.core.redact import redact, redact_obj
-from greenai_dagster.core.storage.schema import RESULT_COLUMNS_DDL, SCHEMA_VERSION, TABLES, file_version, migrate
+from greenai_dagster.core.storage.duckdb_file import DuckDBFile
+from greenai_dagster.core.storage.locks import LOCK_TIMEOUT_S
+from greenai_dagster.core.storage.row_files import (CURRENT_ROW, JSON_COLUMNS, RESULT_COLUMNS, RowFiles, _decoded,
+                                                    _literal, _safe)
+from greenai_dagster.core.storage.schema import SCHEMA_VERSION, TABLES, file_version, migrate
+
+# what callers import from here (the column lists and the lock timeout live in row_files and locks)
+__all__ = ["JSON_COLUMNS", "LOCK_TIMEOUT_S", "RESULT_COLUMNS", "SCHEMA", "ResultsStore", "now"]
 
 SCHEMA = TABLES   # the current schema (core/storage/schema.py keeps the versions and migrations)
-
-RESULT_COLUMNS = [
-    "candidate_key", "experiment", "episode", "strategy_id", "methods", "is_baseline", "accuracy",
-    "accuracy_stderr", "perplexity", "latency_ms", "prefill_ms", "throughput_tokens_per_s", "memory_gb",
-    "model_size_gb", "compression_ratio", "energy_kwh", "co2_grams", "compression_time_s",
-    "compression_energy_kwh", "compression_co2_grams", "eval_time_s", "load_time_s", "eval_energy_kwh", "eval_co2_grams",
-    "checkpoint_path", "task_accuracy", "conditions",
-    # the full set (every written item), evaluated for the baseline and frontier members only
-    "accuracy_full", "accuracy_full_stderr", "full_eval_time_s", "task_accuracy_full",
-    # fidelity to the baseline (core.evaluation.fidelity), flips (core.evaluation.flips), the quality gate (core.search.gate)
-    "kl_divergence", "kl_stderr", "top1_agreement", "top1_stderr", "ppl_ratio", "ppl_ratio_low", "ppl_ratio_high",
-    "fidelity_tokens", "item_correct", "task_chance", "flips", "degraded", "degraded_reason",
-    # serving energy, measured around the decode loop of the runtime probe (core.evaluation.energy)
-    "energy_j_per_token",
-    # fidelity on the baseline's own samples (core.evaluation.sampled_text); NULL where not measured
-    "kl_sampled", "kl_sampled_stderr", "top1_sampled",
-]
-JSON_COLUMNS = ("task_accuracy", "conditions", "task_accuracy_full", "item_correct", "task_chance", "flips")
-NULLABLE_DOUBLES = ("accuracy_full", "accuracy_full_stderr", "full_eval_time_s", "kl_stderr", "top1_stderr",
-                    "energy_j_per_token", "throughput_tokens_per_s", "accuracy_stderr", "energy_kwh", "co2_grams",
-                    "compression_energy_kwh", "compression_co2_grams", "eval_energy_kwh", "eval_co2_grams",
-                    "compression_ratio", "kl_sampled", "kl_sampled_stderr", "top1_sampled")
-
-
-def _plain_full_set(row: dict) -> dict:
-    """Full-set columns are NULL until scored; pandas reads NULL doubles as NaN, we keep None."""
-    for column in NULLABLE_DOUBLES:
-        value = row.get(column)
-        if value is not None and value != value:
-            row[column] = None
-    return row
-
-
-def _decoded(row: dict) -> dict:
-    """A results row as plain Python: JSON columns parsed, NULLs as None, flags as bool."""
-    _plain_full_set(row)
-    for column in JSON_COLUMNS:
-        value = row.get(column)
-        row[column] = json.loads(value) if isinstance(value, str) else (value if isinstance(value, dict) else {})
-    row["is_pareto"] = bool(row["is_pareto"])
-    degraded = row.get("degraded")
-    row["degraded"] = bool(degraded) if degraded == degraded and degraded is not None else False
-    return row
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-LOCK_WAIT_FIRST_S = 0.005   # first wait for another process's write lock; doubled per retry ...
-LOCK_WAIT_MAX_S = 0.1       # ... up to this, each with random jitter so waiting writers do not retry in step
-LOCK_TIMEOUT_S = 60.0       # in all, then E007 naming the holder (one write waits ~N x 0.15 s on a busy 2-core box)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
-def _lock_holder(text: str) -> str:
-    """'python3 (PID 123)' from DuckDB's lock message, where it says."""
-    found = re.search(r"held in (\S+) \(PID (\d+)\)", text)
-    return f" by {Path(found.group(1)).name} (PID {found.group(2)})" if found else ""
-
-
-_last_ns = 0
-
-
-def _next_ns() -> int:
-    """time_ns of a write, strictly increasing within this process (two writes of one row in the same
-    nanosecond, or a clock stepped back, must still order: the later write is the current row)."""
-    global _last_ns
-    _last_ns = max(time.time_ns(), _last_ns + 1)
-    return _last_ns
-
-
-def _safe(name: str) -> str:
-    """A name as one path component, injective and without '.' (the file name's separator): percent-encoded;
-    a name too long for a file name is cut and made unique by its hash (the row itself keeps the full name)."""
-    quoted = quote(name, safe="").replace(".", "%2E") or "%00"
-    return quoted if len(quoted) <= 120 else quoted[:100] + "~" + hashlib.sha256(name.encode()).hexdigest()[:16]
-
-
-def _literal(path: Path | str) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def _fsync(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-SCHEMA_FILE = f"_schema.v{SCHEMA_VERSION}.parquet"
-TEMP_MAX_AGE_S = 3600.0     # compaction removes temp files of writers killed mid-write older than this
-CURRENT_ROW = "QUALIFY row_number() OVER (PARTITION BY candidate_key ORDER BY written_ns DESC NULLS LAST) = 1"
-
-
-class ResultsStore:
+class ResultsStore(DuckDBFile, RowFiles):
     def __init__(self, path: str | Path, lock_timeout_s: float = LOCK_TIMEOUT_S, results_dir: str | Path | None = None):
         self.path = Path(path)
         # one folder per DuckDB file, beside it (two files in one folder never share rows)
@@ -184,117 +91,6 @@ class ResultsStore:
             if not read_only:
                 self._migrate(con)
             yield con
-
-    @contextmanager
-    def _open(self, read_only: bool, config: dict):
-        """This project's processes take turns in the kernel's queue first (`_turn`), so they never spin
-        on DuckDB's lock; a holder outside the project (a DuckDB shell) is waited for by retrying."""
-        with self._turn(exclusive=not read_only):
-            con = self._duckdb_connect(read_only, config)
-            try:
-                yield con
-            except duckdb.IOException as exc:
-                raise self._io_error(exc) from None
-            except duckdb.OutOfMemoryException as exc:
-                raise OutOfMemory(f"the results database {self.path} could not get memory ({_first_line(exc)}).",
-                                  "Free memory (other processes, a smaller model), then run again; results written "
-                                  "before are kept.") from None
-            finally:
-                con.close()
-
-    @contextmanager
-    def _turn(self, exclusive: bool, lock_path: Path | None = None):
-        """flock on `<file>.lock`: one writer or many readers of this project at a time, waiting without
-        polling DuckDB (opening a DuckDB file to find it locked costs tens of ms of CPU per try, which
-        N waiting processes on a small machine turn into minutes). Where the lock file cannot be made
-        (read-only folder, no fcntl) DuckDB's own lock and the retry below still keep writes apart."""
-        try:
-            import fcntl
-
-            lock_path = lock_path or self.path.with_name(self.path.name + ".lock")
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except (ImportError, OSError):
-            yield
-            return
-        try:
-            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-            started = time.monotonic()
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self.lock_waits += 1
-                self._wait_for_flock(fd, mode, started, lock_path)
-            yield
-        finally:
-            os.close(fd)     # releases the flock
-
-    def _wait_for_flock(self, fd: int, mode: int, started: float, lock_path: Path) -> None:
-        """Poll the flock every 1-4 ms until our turn, at most lock_timeout_s (a non-blocking flock is one
-        system call of microseconds, unlike a DuckDB open; a blocking flock could not honour the timeout)."""
-        import fcntl
-
-        deadline = started + self.lock_timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                self.lock_wait_s += time.monotonic() - started
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    self.lock_wait_s += time.monotonic() - started
-                    what = f"results folder {lock_path.parent}" if lock_path.name == ".lock" else \
-                        f"results database {self.path}"
-                    raise DiskFull(
-                        f"the {what} stayed locked by another greenai / dagster process for "
-                        f"{self.lock_timeout_s:g} s.",
-                        "Wait for the other run to finish (or stop it), then run again; results written so far are "
-                        "kept.") from None
-                time.sleep(random.uniform(0.001, 0.004))
-
-    def _duckdb_connect(self, read_only: bool, config: dict):
-        started = time.monotonic()
-        deadline, wait = started + self.lock_timeout_s, LOCK_WAIT_FIRST_S
-        while True:
-            try:
-                con = duckdb.connect(str(self.path), read_only=read_only, config=config)
-                if wait > LOCK_WAIT_FIRST_S:
-                    self.lock_wait_s += time.monotonic() - started
-                return con
-            except duckdb.IOException as exc:
-                text = str(exc)
-                if "lock" in text.lower():
-                    if time.monotonic() < deadline:
-                        self.lock_waits += 1
-                        time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)) * random.uniform(0.5, 1.0))
-                        wait = min(wait * 2, LOCK_WAIT_MAX_S)
-                        continue
-                    self.lock_wait_s += time.monotonic() - started
-                    raise DiskFull(
-                        f"the results database {self.path} is locked{_lock_holder(text)} and stayed locked for "
-                        f"{self.lock_timeout_s:g} s.",
-                        "DuckDB lets one process write at a time: wait for the other greenai / dagster process to "
-                        "finish (or stop it), then run again; results written so far are kept.") from None
-                raise self._io_error(exc) from None
-            except duckdb.OutOfMemoryException as exc:
-                raise OutOfMemory(f"the results database {self.path} could not get memory ({_first_line(exc)}).",
-                                  "Free memory (other processes, a smaller model), then run again; results written "
-                                  "before are kept.") from None
-            except duckdb.Error as exc:
-                raise self._io_error(exc) from None
-
-    def _io_error(self, exc: BaseException) -> DiskFull:
-        text = _first_line(exc)
-        if "no space left" in text.lower():
-            return DiskFull(f"disk full while writing the results database {self.path}.",
-                            "Free disk space and run again; results written before are kept.")
-        if self.path.is_dir():
-            return DiskFull(f"the results database path {self.path} is a directory.",
-                            "Point GREENAI_DATA (or --db) at a folder where greenai.duckdb can be a file.")
-        if "not a valid duckdb" in text.lower() or "invalid" in text.lower() and "database" in text.lower():
-            return DiskFull(f"{self.path} is not a DuckDB database ({text}).",
-                            "Move the file aside (it is not one this project wrote) or point GREENAI_DATA elsewhere.")
-        return DiskFull(f"cannot open or write the results database {self.path}: {text}",
-                        "Check the file's permissions and free space, then run again; results written before are kept.")
 
     def _migrate(self, con) -> None:
         """A file from an older schema gains what was added since (core/storage/schema.py); a newer one is refused."""
@@ -387,57 +183,7 @@ class ResultsStore:
             r["strategy"] = json.loads(r["strategy"])
         return rows
 
-    # results: one Parquet file per write (module docstring) ----------------------------------------
-    def _schema_path(self) -> Path:
-        return self.results_dir / SCHEMA_FILE
-
-    def _schema_file(self) -> Path:
-        """The zero-row file holding every current column: the view's columns and types never depend on
-        which rows happen to exist, and its glob always matches a file."""
-        path = self._schema_path()
-        if not path.exists():
-            self._write_parquet(path, [])
-        return path
-
-    def _write_parquet(self, final: Path, rows: list[dict]) -> None:
-        """rows (results columns by name) as one Parquet file, atomically: temp name, fsync, rename, fsync folder."""
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            with duckdb.connect() as mem:       # in memory: the same column types as the DuckDB table
-                mem.execute(f"CREATE TABLE r ({RESULT_COLUMNS_DDL})")
-                for row in rows:
-                    names = list(row)
-                    mem.execute(f"INSERT INTO r ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
-                                [row[n] for n in names])
-                mem.execute(f"COPY r TO {_literal(tmp)} (FORMAT parquet)")
-            _fsync(tmp)
-            os.replace(tmp, final)
-            _fsync(final.parent, directory=True)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            if exc.errno == errno.ENOSPC:
-                raise DiskFull(f"disk full while writing the result file {final}.",
-                               "Free disk space and run again; results written before are kept.") from None
-            raise DiskFull(f"cannot write the result file {final}: {exc.strerror or exc}.",
-                           "Check the folder's permissions and free space, then run again.") from None
-        except duckdb.Error as exc:
-            tmp.unlink(missing_ok=True)
-            if "no space left" in str(exc).lower():
-                raise DiskFull(f"disk full while writing the result file {final}.",
-                               "Free disk space and run again; results written before are kept.") from None
-            raise DiskFull(f"cannot write the result file {final}: {_first_line(exc)}",
-                           "Check the folder's permissions and free space, then run again.") from None
-
-    def _write_version(self, row: dict) -> Path:
-        """One new version of a row (all columns): the current one from now on, by its written_ns."""
-        ns = _next_ns()
-        row = {**row, "written_ns": ns}
-        final = self.results_dir / _safe(row["experiment"]) / \
-            f"{_safe(row['candidate_key'])}.{ns:020d}-{uuid.uuid4().hex[:8]}.parquet"
-        self._write_parquet(final, [row])
-        return final
-
+    # results: one Parquet file per write (core/storage/row_files.py) --------------------------------
     @contextmanager
     def _experiment_turn(self, experiment: str):
         """Read-modify-write of one experiment's rows, one process at a time (other experiments never wait)."""
@@ -448,37 +194,6 @@ class ResultsStore:
             raise DiskFull(f"cannot create {folder}: {exc.strerror}.") from exc
         with self._turn(exclusive=True, lock_path=folder / ".lock"):
             yield
-
-    def _row_files(self, experiment: str | None = None, candidate_key: str | None = None) -> list[Path]:
-        """Finished row files (a temp file never ends in .parquet), of one experiment / candidate if given."""
-        if not self.results_dir.is_dir():
-            return []
-        folders = [self.results_dir / _safe(experiment)] if experiment is not None else \
-            [entry for entry in self.results_dir.iterdir() if entry.is_dir()]
-        prefix = _safe(candidate_key) + "." if candidate_key is not None else ""
-        found = []
-        for folder in folders:
-            try:
-                found += [folder / name for name in os.listdir(folder)
-                          if name.endswith(".parquet") and not name.startswith(".") and name.startswith(prefix)]
-            except FileNotFoundError:
-                continue
-        return sorted(found)
-
-    def _current_sql(self, files: list[Path], where: str = "", keep_written_ns: bool = False) -> str:
-        """The current row per candidate_key from the compacted table and the given files (plus the schema
-        file, so the list is never empty and every column is there)."""
-        listed = ", ".join(_literal(f) for f in [self._schema_file(), *files])
-        where = f" WHERE {where}" if where else ""
-        return (f"SELECT *{'' if keep_written_ns else ' EXCLUDE (written_ns)'} FROM ("
-                f"SELECT * FROM main.results_compacted{where} UNION ALL BY NAME "
-                f"SELECT * FROM read_parquet([{listed}], union_by_name=true){where}) {CURRENT_ROW}")
-
-    def _raw_rows(self, con, where: str, params: list, files: list[Path]) -> list[dict]:
-        """Current rows as stored (JSON as text, NULL as None), for writing a new version of them."""
-        cursor = con.execute(self._current_sql(files, where), params + params)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, values)) for values in cursor.fetchall()]
 
     def write_result(self, row: dict) -> None:
         """A (re-)measured row: a new version, the current one from now on; the frontier flag starts unset."""
@@ -541,12 +256,8 @@ class ResultsStore:
                     con.execute("ROLLBACK")
                     raise
             rows = con.execute("SELECT count(*) FROM main.results_compacted").fetchone()[0]
-            for f in files:
-                f.unlink(missing_ok=True)
-            stale = [p for p in self.results_dir.glob("*/.*.tmp") if time.time() - p.stat().st_mtime > TEMP_MAX_AGE_S]
-            for p in stale:
-                p.unlink(missing_ok=True)
-        return {"files_folded": len(files), "rows_in_table": rows, "temp_files_removed": len(stale)}
+            stale = self._delete_folded(files)
+        return {"files_folded": len(files), "rows_in_table": rows, "temp_files_removed": stale}
 
     # frontier ----------------------------------------------------------------------------------
     def write_frontier(self, experiment: str, member_keys: list[str], hypervolume: float, episodes_seen: int) -> None:

@@ -1,4 +1,4 @@
-"""Results as one immutable Parquet file per write (core/storage/store.py): atomic files, one current row per
+"""Results as one immutable Parquet file per write (core/storage/row_files.py): atomic files, one current row per
 candidate, compaction, and writes that never need the DuckDB lock."""
 
 import fcntl
@@ -8,7 +8,8 @@ import time
 import duckdb
 import pytest
 
-from greenai_dagster.core.storage.store import ResultsStore, _safe
+from greenai_dagster.core.storage.row_files import _safe
+from greenai_dagster.core.storage.store import ResultsStore
 from tests.core.storage.test_store import sample_row
 
 
