@@ -35,7 +35,7 @@ from greenai_dagster.core.pipeline import validate_inputs
 from greenai_dagster.core.reporting import report
 from greenai_dagster.core.settings.config import validated_config
 from greenai_dagster.core.storage.paths import dagster_home
-from greenai_dagster.core.storage.store import ResultsStore
+from greenai_dagster.core.storage.store import ResultsStore, folder_of
 from greenai_dagster.instance import EXPERIMENT_TAG, SOURCE_TAG, dagster_instance
 from greenai_dagster.jobs import launch_run_config
 from greenai_dagster.resources import GpuResource, open_store, resources_for
@@ -345,8 +345,7 @@ def _experiment(name: str) -> dict:
 
 
 def experiment_dir(name: str) -> Path:
-    record = _experiment(name)
-    return (Path(record["output_dir"]) / name).resolve()
+    return folder_of(_experiment(name)).resolve()
 
 
 def episodes(job_id: str) -> dict:

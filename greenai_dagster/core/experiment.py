@@ -26,7 +26,7 @@ from greenai_dagster.core.errors import ModelLoadError
 from greenai_dagster.core.models.spec import ModelSpec
 from greenai_dagster.core.search import objectives as objective_registry
 from greenai_dagster.core.settings.config import ExperimentConfig
-from greenai_dagster.core.storage.store import ResultsStore
+from greenai_dagster.core.storage.store import ResultsStore, folder_of
 
 SPEC_FILE = "model_spec.json"
 
@@ -74,7 +74,7 @@ def open_experiment(store: ResultsStore, name: str) -> Experiment:
     if stored is None:
         raise unknown_experiment(name)
     config = ExperimentConfig(**stored["config"])
-    folder = Path(stored["output_dir"]) / name
+    folder = folder_of(stored)
     facts = store.facts(name)
     return Experiment(name=name, config=config, folder=folder, spec=_read_spec(folder),
                       baseline=store.baseline(name), facts=facts, objectives=resolve_objectives(config, facts),

@@ -55,10 +55,10 @@ def candidate_key(experiment: str, strategy_id: str) -> str:
 def experiment_dir(store: ResultsStore, name: str) -> Path:
     """The folder of experiment `name`, for callers that hold a name only (a driver's log folder, the
     family priors reading other experiments' specs); the steps use their record's `folder`."""
-    record = store.experiment(name)
-    if record is None:
+    folder = store.experiment_folder(name)
+    if folder is None:
         raise unknown_experiment(name)
-    return Path(record["output_dir"]) / name
+    return folder
 
 
 def ensure_writable(folder: Path) -> None:

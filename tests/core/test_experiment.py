@@ -171,7 +171,7 @@ def test_the_remote_code_opt_in_is_an_argument_and_no_environment_variable_opens
                                                                                      monkeypatch):
     """The opt-in used to be a process-wide variable set around each step; now it is the record's field, passed
     to whatever loads, and the old variable (or any) opens nothing."""
-    from test_security import _remote_code_folder
+    from tests.robustness.test_security import _remote_code_folder
 
     from greenai_dagster.core.models import loading
     from greenai_dagster.core.models.checkpoints import load_variant

@@ -37,7 +37,7 @@ def test_run_finishes_with_two_distinct_episodes(finished_run):
 
 
 def test_search_scores_the_proxy_and_the_frontier_gets_the_full_set(finished_run, tiny_model, tiny_benchmark):
-    from test_benchmarks_offline import predicted_choice
+    from tests.core.data.test_benchmarks_offline import predicted_choice
 
     outcome, lines, folder = finished_run
     store = ResultsStore(duckdb_path())

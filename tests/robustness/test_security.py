@@ -328,7 +328,7 @@ def test_no_secret_reaches_any_output_of_a_run(data_root, tiny_model_dir, tiny_b
     DuckDB table, and everything printed must be free of the key."""
     import duckdb
     from tests.core.search.coordinator.test_coordinator import FakeChatServer, chat
-    from test_experiment_run import FAST_EVAL
+    from tests.dagster.test_experiment_run import FAST_EVAL
 
     from greenai_dagster.core.settings.config import ExperimentConfig
     from greenai_dagster.core.storage.paths import duckdb_path

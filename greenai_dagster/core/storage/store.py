@@ -50,13 +50,19 @@ from greenai_dagster.core.storage.row_files import (CURRENT_ROW, JSON_COLUMNS, R
 from greenai_dagster.core.storage.schema import SCHEMA_VERSION, TABLES, file_version, migrate
 
 # what callers import from here (the column lists and the lock timeout live in row_files and locks)
-__all__ = ["JSON_COLUMNS", "LOCK_TIMEOUT_S", "RESULT_COLUMNS", "SCHEMA", "ResultsStore", "now"]
+__all__ = ["JSON_COLUMNS", "LOCK_TIMEOUT_S", "RESULT_COLUMNS", "SCHEMA", "ResultsStore", "folder_of", "now"]
 
 SCHEMA = TABLES   # the current schema (core/storage/schema.py keeps the versions and migrations)
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def folder_of(experiment: dict) -> Path:
+    """The folder of a stored experiment record: `<output_dir>/<name>`. The one place that rule is written
+    (the steps, the drivers, the REST API and the family priors all ask here)."""
+    return Path(experiment["output_dir"]) / experiment["name"]
 
 
 class ResultsStore(DuckDBFile, RowFiles):
@@ -144,6 +150,11 @@ class ResultsStore(DuckDBFile, RowFiles):
         row = rows[0]
         row["config"] = json.loads(row["config"])
         return row
+
+    def experiment_folder(self, name: str) -> Path | None:
+        """Where experiment `name` keeps its files; None for an unknown experiment."""
+        record = self.experiment(name)
+        return folder_of(record) if record is not None else None
 
     def active_experiments(self) -> list[str]:
         with self.connect(read_only=True) as con:

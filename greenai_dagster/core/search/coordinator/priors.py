@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 
-from greenai_dagster.core import pipeline
 from greenai_dagster.core.search.objectives import get as objective
 from greenai_dagster.core.strategy import Strategy
 
@@ -66,5 +65,7 @@ def family_priors(store, experiment: str, objectives: list[str]) -> list[dict]:
 
 def _family(store, name: str) -> str | None:
     """The model family an experiment's spec names (None before its spec is written)."""
-    spec_file = pipeline.experiment_dir(store, name) / "model_spec.json"
-    return json.loads(spec_file.read_text()).get("model_family") if spec_file.exists() else None
+    folder = store.experiment_folder(name)
+    spec_file = folder / "model_spec.json" if folder is not None else None
+    return json.loads(spec_file.read_text()).get("model_family") if spec_file is not None and spec_file.exists() \
+        else None
