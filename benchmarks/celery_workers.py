@@ -47,12 +47,11 @@ def make_experiment(name: str, model_dir: Path, bench: Path, root: Path) -> list
     """Experiment, model spec, baseline, and the 8 registered candidates (the coordinator's part, by hand)."""
     from greenai_dagster.core import pipeline
     from greenai_dagster.core.settings.config import ExperimentConfig
-    from greenai_dagster.core.storage.paths import duckdb_path
-    from greenai_dagster.core.storage.store import ResultsStore
+    from greenai_dagster.resources import open_store, resources_for
 
     config = ExperimentConfig(model=str(model_dir), dataset=str(bench), episodes=len(STRATEGIES), name=name,
                               output_dir=str(root / "experiments"), eval=EVAL)
-    return pipeline.experiment_with_chosen_candidates(ResultsStore(duckdb_path()), config, STRATEGIES,
+    return pipeline.experiment_with_chosen_candidates(open_store(resources_for()), config, STRATEGIES,
                                                       "celery benchmark")
 
 
@@ -60,8 +59,7 @@ def run_sweep(name: str, broker: str) -> dict:
     from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
     from greenai_dagster.celery_sweep import candidate_sweep
-    from greenai_dagster.core.storage.paths import duckdb_path
-    from greenai_dagster.core.storage.store import ResultsStore
+    from greenai_dagster.resources import open_store, resources_for
 
     run_config = {"execution": {"config": {"broker": f"{broker}/0", "backend": f"{broker}/1"}},
                   "ops": {"pending_candidates": {"config": {"experiment": name}},
@@ -81,7 +79,7 @@ def run_sweep(name: str, broker: str) -> dict:
                 starts[event.step_key] = entry.timestamp
             elif event.event_type == DagsterEventType.STEP_SUCCESS and event.step_key in starts:
                 steps[event.step_key] = round(entry.timestamp - starts[event.step_key], 1)
-    rows = {r["candidate_key"]: r for r in ResultsStore(duckdb_path()).results(name)}
+    rows = {r["candidate_key"]: r for r in open_store(resources_for()).results(name)}
     candidates = []
     for d in done.values():
         row = rows[d["candidate_key"]]
