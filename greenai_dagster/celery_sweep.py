@@ -22,12 +22,13 @@ resources itself because each worker rebuilds the job from this module (`reconst
 `auto` on its own machine. On a worker with several GPUs the step runs through `GpuResource.run`, which
 claims one GPU no other step holds (core.machine.gpu_claim) for the whole candidate.
 
-Why not the engine (core/engine.py `next_action`/`apply`): the engine is a serial state machine. It answers
-one action at a time, `wait` as soon as any candidate is in flight, and once the registered candidates are
-done it asks the coordinator for a new strategy (a write, and an LLM call for the llm coordinator). A sweep
-fans out every candidate that is already registered (pipeline.experiment_with_chosen_candidates, the
-benchmarks) at once and decides nothing, so it reads the pending set from the store directly; the
-compress/benchmark step itself is the same pipeline pair the engine's `candidate` action runs.
+Through the engine: the candidates a sweep runs are the engine's own candidate actions
+(`engine.candidate_actions`, the same list `next_action` takes one at a time), all fanned out at once;
+each step does what a candidate action's run does (the pipeline pair the `candidate` job's assets call),
+and the last step is the frontier action's work (`pipeline.update_frontier`). What a sweep does not take
+from `next_action` is its serial pacing (`wait` while any candidate is in flight) and its decisions: a
+sweep decides nothing, it runs what is already registered (pipeline.experiment_with_chosen_candidates, the
+benchmarks). A candidate that failed before is not run again, as in `next_action`.
 """
 
 
@@ -38,7 +39,7 @@ import socket
 from dagster import DynamicOut, DynamicOutput, OpExecutionContext, job, op
 from dagster_celery import celery_executor
 
-from greenai_dagster.core import pipeline
+from greenai_dagster.core import engine, pipeline
 from greenai_dagster.core.experiment import open_experiment
 from greenai_dagster.core.storage.store import ResultsStore
 from greenai_dagster.resources import GpuResource, ResultsStoreResource, resources_for
@@ -47,11 +48,9 @@ from greenai_dagster.resources import GpuResource, ResultsStoreResource, resourc
 @op(out=DynamicOut(str), config_schema={"experiment": str})
 def pending_candidates(context: OpExecutionContext, store: ResultsStoreResource):
     """One output per candidate of the experiment not yet done (a rerun resumes the rest)."""
-    name = context.op_config["experiment"]
-    for record in store.get().strategies(name):
-        if record["status"] != "done":
-            key = record["candidate_key"]
-            yield DynamicOutput(key, mapping_key=re.sub(r"[^A-Za-z0-9_]", "_", key))
+    for action in engine.candidate_actions(store.get(), context.op_config["experiment"]):
+        key = action.partition_key
+        yield DynamicOutput(key, mapping_key=re.sub(r"[^A-Za-z0-9_]", "_", key))
 
 
 def compress_then_benchmark(store: ResultsStore, key: str, device: str) -> dict:

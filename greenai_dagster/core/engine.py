@@ -94,6 +94,15 @@ def full_set_run_key(name: str) -> str:
     return f"{name}:full_set"
 
 
+def candidate_actions(store: ResultsStore, name: str) -> list[Action]:
+    """The action that runs each registered candidate of `name` not yet done or failed (decided but not run,
+    or left behind by a killed run), in episode order. `next_action` takes them one at a time, as their runs
+    end; the Celery sweep (celery_sweep.py) fans them all out at once."""
+    return [Action("candidate", name, r["candidate_key"], r["candidate_key"], episode=r["episode"],
+                   strategy=Strategy.from_json(r["strategy"]), note=f"{name}: resuming {r['candidate_key']}")
+            for r in store.strategies(name) if r["status"] not in ("done", "failed")]
+
+
 def next_action(store: ResultsStore, name: str, run_status: RunStatus = never_launched,
                 device: str = "cpu") -> Action:
     """What experiment `name` needs next, from the store and the status of runs already launched."""
@@ -110,20 +119,16 @@ def next_action(store: ResultsStore, name: str, run_status: RunStatus = never_la
                           note=f"{name}: setup run ended without a baseline; experiment ended (error)")
         return Action("wait", name, note=f"{name}: waiting for spec + baseline")
 
-    for record in store.strategies(name):
-        if record["status"] in ("done", "failed"):
-            continue
-        key = record["candidate_key"]
-        status = run_status(key)
+    for action in candidate_actions(store, name):
+        status = run_status(action.run_key)
         if status is None:   # decided but not run (or a killed run left it behind): run it
-            return Action("candidate", name, key, key, episode=record["episode"],
-                          strategy=Strategy.from_json(record["strategy"]), note=f"{name}: resuming {key}")
+            return action
         if status.state == "in_flight":
-            return Action("wait", name, note=f"{name}: {key} in flight")
-        return Action("fail", name, key, key, episode=record["episode"],
-                      strategy=Strategy.from_json(record["strategy"]),
+            return Action("wait", name, note=f"{name}: {action.partition_key} in flight")
+        return Action("fail", name, action.partition_key, action.run_key, episode=action.episode,
+                      strategy=action.strategy,
                       error=status.error or ("run failed" if status.state == "failed" else "run ended without a result"),
-                      note=f"{key}: run failed")
+                      note=f"{action.partition_key}: run failed")
 
     done = len(store.results(name))
     frontier = store.frontier(name)
