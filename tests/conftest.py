@@ -152,3 +152,41 @@ def wait_for_dagster(url: str, proc, log_path: Path, timeout_s: float = 240) -> 
             pass
         assert time.time() < deadline, "dagster dev did not come up (or did not load its code location)"
         time.sleep(1)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_dagster(command: list[str], log, env: dict[str, str]):
+    """`python -m <command> -w workspace.yaml` (dagster dev, or the webserver alone) on a free port of
+    127.0.0.1, from the repository, in its own process group (so `stop_process_group` ends the webserver,
+    daemon and code server it starts together); its output goes to the open file `log`. Returns (process,
+    url); `wait_for_dagster` says when it has loaded the code."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", *command, "-w", "workspace.yaml", "-h", "127.0.0.1",
+                             "-p", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_process_group(proc, timeout_s: float) -> None:
+    """SIGTERM to the process group `start_dagster` began, SIGKILL if it has not ended after `timeout_s`."""
+    import signal
+    import subprocess
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

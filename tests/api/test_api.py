@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -24,16 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, wait_for_dagster
+from tests.conftest import REPO, free_port, start_dagster, stop_process_group, wait_for_dagster
 
 FAST_EVAL = {"limit_per_task": 4, "full_set_for_frontier": False, "batch_size": 4, "fidelity_tokens": 512,
              "prompt_len": 16, "new_tokens": 4, "latency_repeats": 2, "throughput_batch_size": 2}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerThread:
@@ -76,24 +68,14 @@ def dagster_dev(data_root, api_port):
     if "run_coordinator" not in config.read_text():      # pick queued runs up every second (default 5)
         config.write_text(config.read_text() + "run_coordinator:\n  module: dagster.core.run_coordinator\n"
                           "  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n")
-    port = free_port()
-    env = {**os.environ, "GREENAI_SENSOR_INTERVAL_S": "1", "GREENAI_API_URL": f"http://127.0.0.1:{api_port}",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     log = open(data_root / "dagster_dev.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                             "-p", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_dagster(["dagster", "dev"], log, {"GREENAI_SENSOR_INTERVAL_S": "1",
+                                                        "GREENAI_API_URL": f"http://127.0.0.1:{api_port}"})
     try:
         wait_for_dagster(url, proc, data_root / "dagster_dev.log")
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)           # the process group this fixture started
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, timeout_s=30)
         log.close()
 
 

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from tests.api.test_api import FAST_EVAL, ServerThread, free_port
-from tests.conftest import REPO, wait_for_dagster
+from tests.api.test_api import FAST_EVAL, ServerThread
+from tests.conftest import REPO, free_port, start_dagster, stop_process_group, wait_for_dagster
 
 SHOTS = REPO / "data" / "ui_screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -84,14 +81,8 @@ def ui(ui_root, tiny_model_dir, tiny_benchmark):
     instance.get_runs(limit=1)
     for storage in (instance.event_log_storage, instance.schedule_storage):
         assert storage is not None
-    port = free_port()
-    env = {**os.environ, "GREENAI_SENSOR_INTERVAL_S": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     log = open(root / "dagster_dev.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                             "-p", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_dagster(["dagster", "dev"], log, {"GREENAI_SENSOR_INTERVAL_S": "1"})
     try:
         config = ExperimentConfig(model=str(tiny_model_dir), dataset=str(tiny_benchmark), episodes=1, name=EXPERIMENT,
                                   compression_methods=["int8"], output_dir=str(root / "experiments"),
@@ -105,12 +96,7 @@ def ui(ui_root, tiny_model_dir, tiny_benchmark):
         with ServerThread(ApiSettings(api_key=None, dagster_url=url), api_port):
             yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)           # the process group this fixture started
-        try:
-            proc.wait(timeout=10)                      # a throw-away instance: no need to wait out a slow shutdown
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, timeout_s=10)   # a throw-away instance: no need to wait out a slow shutdown
         log.close()
 
 

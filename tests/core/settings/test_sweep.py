@@ -405,26 +405,15 @@ def test_experiment_names_are_the_slugs(tmp_path):
 def test_the_schedule_shows_in_the_webservers_graphql(data_root, tmp_path):
     """What the UI's Automation page reads: `schedulesOrError` from `dagster-webserver` on workspace.yaml,
     with GREENAI_SWEEPS_DIR pointing at a folder of two sweeps (23 s on the loaded 2-core machine)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     import httpx
-    from tests.conftest import wait_for_dagster
-    from tests.api.test_api import REPO, free_port
+    from tests.conftest import start_dagster, stop_process_group, wait_for_dagster
 
     sweep_file(tmp_path / "sweeps", name="nightly", cron="0 3 * * *")
     sweep_file(tmp_path / "sweeps", name="weekly", cron="15 4 * * sun")
-    port, log_path = free_port(), tmp_path / "webserver.log"
-    env = {**os.environ, "GREENAI_SWEEPS_DIR": str(tmp_path / "sweeps"),
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    log_path = tmp_path / "webserver.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                                 "-p", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc, url = start_dagster(["dagster_webserver"], log, {"GREENAI_SWEEPS_DIR": str(tmp_path / "sweeps")})
         try:
-            url = f"http://127.0.0.1:{port}"
             wait_for_dagster(url, proc, log_path)
             query = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"""
             [repo] = httpx.post(f"{url}/graphql", json={"query": query}, timeout=60).json()["data"][
@@ -443,12 +432,7 @@ def test_the_schedule_shows_in_the_webservers_graphql(data_root, tmp_path):
             assert schedules["sweep_nightly"]["executionTimezone"] == "UTC"
             assert schedules["sweep_nightly"]["scheduleState"]["status"] == "STOPPED"
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)        # the process group this test started
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_process_group(proc, timeout_s=30)
 
 
 @pytest.mark.parametrize("cron", ["*/15 * * * *", "0 2 * * mon-fri", "0 0 1 jan *", "@daily", "0 2 * * 7",
