@@ -30,7 +30,10 @@ every linear has a GEMV kernel (bf16, W4 Triton), else the step compiled by torc
   embedding table, of which one row is read) over the device-to-device copy bandwidth measured in
   the same run (bytes read + written, median of 20);
 - profile: torch.profiler over 20 steps run without the graph, kernels grouped (decoder GEMVs,
-  lm_head, attention, norms and SiLU, other).
+  lm_head, attention, norms and SiLU, other);
+- batch 8 and 32 (`--batches`, `measure_batch`): serving throughput of the same weights with that many
+  sequences decoded together, the step run through the runtime's batched matmul kernels and captured as
+  one CUDA graph (no torch.compile, every variant alike), tokens/s and the ratio to that step's limit.
 The bars of issue 29 are evaluated on these rows and written with the kernel tuning choices to
 `<out stem>_kernels.json`; each variant's profile table to `<out stem>_<variant>_profile.txt`.
 """
@@ -285,6 +288,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(RESULTS / "runtimes_gpu.json"))
     parser.add_argument("--w4-other-prefill", action="store_true", help="also time W4's other prefill kernel")
+    parser.add_argument("--batches", default="1,8,32", help="batch sizes; > 1: serving throughput (measure_batch)")
     parser.add_argument("--one", default="", help="(internal) measure this variant only, in this process")
     parser.add_argument("--bandwidth", type=float, default=0.0, help="(internal) copy bandwidth, bytes/s")
     parser.add_argument("--row-out", default="", help="(internal) where --one writes its row")
@@ -311,7 +315,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--one", variant, "--bandwidth", str(bandwidth), "--row-out",
                    str(row_out), "--out", str(out)] + [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
                                                       ("layers", "prompt_len", "max_len", "decode_steps",
-                                                       "energy_steps", "repeats")]
+                                                       "energy_steps", "repeats", "batches")]
         command += ["--w4-other-prefill"] if args.w4_other_prefill else []
         proc = subprocess.run(command)
         if proc.returncode == 0 and row_out.exists():
@@ -381,6 +385,20 @@ def measure_variant(variant: str, args, prompt: list[int], bandwidth: float, dev
         "timing": ("decode: CUDA events around graph replays of the decode step, median of repeats; prefill: "
                    "wall clock around Session.prefill (synchronised), median of repeats after two warm-ups"),
     }
+    del session
+    gc.collect()
+    torch.cuda.empty_cache()
+    row["batches"] = []
+    for batch in parse_batches(args.batches):
+        if batch == 1:
+            continue
+        try:
+            row["batches"].append(measure_batch(runtime, model, batch, args, prompt, bandwidth))
+        except Exception as exc:   # noqa: BLE001 - the batch-1 row stands; the failure is reported with it
+            row.setdefault("batch_errors", {})[batch] = f"{type(exc).__name__}: {exc}"[:400]
+            print(f"  batch {batch} failed: {row['batch_errors'][batch]}", flush=True)
+            gc.collect()
+            torch.cuda.empty_cache()
     if variant == "w4_g128_triton":
         row["prefill_kernel"] = W4Linear.prefill_kernel
         row["prefill_tokens_per_s_other_kernels"] = prefill_other
@@ -390,8 +408,56 @@ def measure_variant(variant: str, args, prompt: list[int], bandwidth: float, dev
                                           "profile_ms_per_token")}), flush=True)
     if prefill_other:
         print("  other W4 prefill kernels (tokens/s):", prefill_other, flush=True)
-    del session, model
+    for b in row["batches"]:
+        print(f"  batch {b['batch']}: {b['decode_ms_per_step']:.3f} ms/step, {b['tokens_per_s']:.0f} tokens/s, "
+              f"{b['ratio_to_limit']:.2f}x its limit, {b['memory_gb']:.2f} GB", flush=True)
+    del model
     return row
+
+
+def parse_batches(text: str) -> list[int]:
+    return sorted({int(b) for b in text.split(",") if b.strip()})
+
+
+def measure_batch(runtime, model, batch: int, args, prompt: list[int], bandwidth: float) -> dict:
+    """Serving throughput at `batch` sequences decoded together (one prompt, equal lengths): the decode
+    step run eagerly through the runtime's linear modules (their batched matmul kernels: cuBLAS, tinygemm,
+    `_scaled_mm`, the in-register W4 matmul) and captured as one CUDA graph, no torch.compile, for every
+    variant alike; the KV cache has `batch` rows."""
+    torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    session = runtime.session_for(model, "cuda", max_len=args.max_len, compile_step=False, kernel_step=False,
+                                  batch=batch)
+    build_s = time.perf_counter() - started
+    decode = time_decode(session, prompt, args.decode_steps, args.repeats)
+    logits = session.last_logits()
+    rows_agree = bool(torch.isfinite(logits).all()) and bool(
+        ((logits - logits[:1]).abs().max() <= 1e-2 * logits[:1].abs().max()).item())
+    positions = args.prompt_len + args.decode_steps // 2
+    nbytes = bytes_per_token(session.decoder, positions)
+    step_ms = statistics.median(decode)
+    limit_ms = 1000 * nbytes / bandwidth
+    result = {"batch": batch, "step_path": f"{session.step_path}, CUDA graph", "decode_ms_per_step": round(step_ms, 4),
+              "decode_ms_runs": [round(x, 4) for x in decode], "tokens_per_s": round(batch * 1000 / step_ms, 1),
+              "limit_ms_per_step": round(limit_ms, 4), "ratio_to_limit": round(step_ms / limit_ms, 3),
+              "bytes_read_per_step_gb": round(nbytes / 1e9, 3), "memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3),
+              "rows_agree": rows_agree, "session_build_s": round(build_s, 1)}
+    del session
+    gc.collect()
+    torch.cuda.empty_cache()
+    return result
+
+
+def by_batch(rows: list[dict]) -> dict[int, list[dict]]:
+    """Per batch size, the variants fastest first (tokens/s); batch 1 from the decode step's own row."""
+    table: dict[int, list[dict]] = {}
+    for r in rows:
+        table.setdefault(1, []).append({"variant": r["variant"], "tokens_per_s": round(1000 / r["decode_ms_per_token"], 1),
+                                        "step_path": r["step_path"]})
+        for b in r.get("batches", []):
+            table.setdefault(b["batch"], []).append({"variant": r["variant"], "tokens_per_s": b["tokens_per_s"],
+                                                     "step_path": b["step_path"]})
+    return {batch: sorted(v, key=lambda x: -x["tokens_per_s"]) for batch, v in sorted(table.items())}
 
 
 def finish(rows: list[dict], device_name: str, out: Path) -> None:
@@ -399,8 +465,8 @@ def finish(rows: list[dict], device_name: str, out: Path) -> None:
     tuning = {r["variant"]: r.pop("kernel_tuning", []) for r in rows}
     out.write_text(json.dumps(rows, indent=2))
     out.with_name(f"{out.stem}_kernels.json").write_text(json.dumps(
-        {"device": device_name, "torch": torch.__version__, "bars": evaluated, "kernel_tuning": tuning},
-        indent=2, default=str))
+        {"device": device_name, "torch": torch.__version__, "bars": evaluated, "by_batch": by_batch(rows),
+         "kernel_tuning": tuning}, indent=2, default=str))
     print(f"{'variant':10s} {'ms/token':>9s} {'limit':>7s} {'ratio':>6s} {'prefill t/s':>11s} {'eager t/s':>9s} "
           f"{'GB':>6s} {'J/token':>8s}")
     for r in rows:
@@ -408,6 +474,8 @@ def finish(rows: list[dict], device_name: str, out: Path) -> None:
               f"{r['ratio_to_limit']:6.2f} {r['prefill_tokens_per_s']:11.0f} {r['prefill_eager_tokens_per_s']:9.0f} "
               f"{r['memory_gb']:6.2f} "
               f"{r['energy_j_per_token'] if r['energy_j_per_token'] is not None else float('nan'):8.3f}")
+    for batch, ranking in by_batch(rows).items():
+        print(f"batch {batch}: " + ", ".join(f"{r['variant']} {r['tokens_per_s']:.0f} tokens/s" for r in ranking))
     for b in evaluated:
         print(f"BAR {b['bar']:40s} {b['value']} vs {b['limit']}: {'PASS' if b['pass'] else 'FAIL' if b['pass'] is False else 'n/a'}")
 

@@ -144,11 +144,12 @@ class CudaRuntime(Runtime):
         return record_of
 
     def session_for(self, model, device: str, max_len: int | None = None, compile_step: bool = True,
-                    graph: bool = True, kernel_step: bool = True) -> CompiledSession:
+                    graph: bool = True, kernel_step: bool = True, batch: int = 1) -> CompiledSession:
         """A session over a model already converted (`convert`) or loaded (`load`); `kernel_step=False`
-        compiles the decode step with torch.compile instead of running it as Triton launches."""
-        return CompiledSession(StaticDecoder(model, max_len or self.max_len, device), device, compile_step, graph,
-                               kernel_step)
+        compiles the decode step with torch.compile instead of running it as Triton launches. `batch` > 1
+        decodes that many sequences of one prompt together (serving throughput; never the Triton step)."""
+        return CompiledSession(StaticDecoder(model, max_len or self.max_len, device, batch), device, compile_step,
+                               graph, kernel_step)
 
     def load(self, folder: Path, device: str):
         model, record_of = self.record_reader(Path(folder), device)

@@ -29,14 +29,26 @@ class Fp8Linear(torch.nn.Module):
     def __init__(self, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
         self.out_features, self.in_features = weight.shape
-        self.register_buffer("weight", weight)
+        self.register_buffer("weight", weight.contiguous())   # row-major [N, K]: the GEMV's layout
         self.register_buffer("scale", scale.float().reshape(1, -1).contiguous())   # [1, N] for _scaled_mm
         self.register_buffer("bias", bias)
 
+    def gemv(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """One token [K] -> [N] (+ residual): the decode step's matrix-vector kernel, the activation quantized
+        to e4m3 per token inside it, as `forward` does."""
+        from greenai_dagster.core.runtimes.cuda_kernels import gemv_fp8
+
+        return gemv_fp8(x, self.weight, self.scale, self.bias, residual)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
-        x_scale = flat.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
-        x_fp8 = (flat.float() / x_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+        if flat.is_cuda and not torch.compiler.is_compiling():   # one Triton launch for the per-token scales
+            from greenai_dagster.core.runtimes.cuda_kernels import quantize_rows_fp8
+
+            x_fp8, x_scale = quantize_rows_fp8(flat)
+        else:
+            x_scale = flat.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
+            x_fp8 = (flat.float() / x_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
         y = torch._scaled_mm(x_fp8, self.weight.t(), scale_a=x_scale, scale_b=self.scale, out_dtype=torch.bfloat16,
                              use_fast_accum=True)
         y = y.reshape(*x.shape[:-1], self.out_features)
@@ -55,8 +67,8 @@ def dequantize_record(record: Record) -> torch.Tensor:
 
 class CudaFp8(CudaRuntime):
     name = "torch-cuda-fp8"
-    kernel = ("torch._scaled_mm (FP8 e4m3 weights per channel, activations per token, bf16 out); bf16 lm_head; "
-              "torch.compile decode step in a CUDA graph")
+    kernel = ("FP8 e4m3 weights per channel, activations per token: Triton FP8 GEMV in the CUDA-graph decode step "
+              "(cuda_kernels), torch._scaled_mm for prefill; bf16 lm_head")
     formats = (compressed_tensors.NAME,)
 
     def available(self, device: str) -> bool:

@@ -146,7 +146,7 @@ def tile_k(group_size: int, bits: int) -> int:
 @triton.jit
 def _gemv_wq_kernel(x_ptr, w_ptr, s_ptr, o_ptr, b_ptr, r_ptr, y_ptr, N, K, KP,
                     G: tl.constexpr, BITS: tl.constexpr, HAS_O: tl.constexpr, HAS_B: tl.constexpr,
-                    HAS_R: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+                    HAS_R: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_REDUCE: tl.constexpr = False):
     VPW: tl.constexpr = 32 // BITS
     BKP: tl.constexpr = BK // VPW
     pid = tl.program_id(0)
@@ -154,11 +154,14 @@ def _gemv_wq_kernel(x_ptr, w_ptr, s_ptr, o_ptr, b_ptr, r_ptr, y_ptr, N, K, KP,
     nmask = rn < N
     rc = tl.arange(0, BKP)
     w_rows = w_ptr + rn.to(tl.int64)[:, None] * KP + rc[None, :]
-    acc = tl.zeros([BN, BKP], dtype=tl.float32)
+    if GROUP_REDUCE:   # products summed per group first: one scale (and offset) load per group and row
+        NG: tl.constexpr = BK // G
+        acc = tl.zeros([BN, NG], dtype=tl.float32)
+    else:              # every word scaled by its own group's scale (a scale load per word)
+        acc = tl.zeros([BN, BKP], dtype=tl.float32)
     for k0 in range(0, K, BK):
         w = tl.load(w_rows + k0 // VPW, mask=nmask[:, None], other=0)
         grp = (k0 + rc * VPW) // G          # a tile may span several groups: each column's own scale
-        s = tl.load(s_ptr + grp[None, :] * N + rn[:, None], mask=nmask[:, None], other=0.0).to(tl.float32)
         xb = x_ptr + k0 + rc * VPW
         if BITS == 4:
             x0 = tl.load(xb + 0).to(tl.float32)
@@ -192,11 +195,23 @@ def _gemv_wq_kernel(x_ptr, w_ptr, s_ptr, o_ptr, b_ptr, r_ptr, y_ptr, N, K, KP,
             part += (((w & 0xFF00) | MAGIC).to(tl.float32, bitcast=True) - MAGIC_F) * (x1 * 0.00390625)[None, :]
             part += (((hi & 0xFF) | MAGIC).to(tl.float32, bitcast=True) - MAGIC_F) * x2[None, :]
             part += (((hi & 0xFF00) | MAGIC).to(tl.float32, bitcast=True) - MAGIC_F) * (x3 * 0.00390625)[None, :]
-        if HAS_O:
-            o = tl.load(o_ptr + grp[None, :] * N + rn[:, None], mask=nmask[:, None], other=0.0).to(tl.float32)
-            acc += s * (part - o * xsum[None, :])
+        if GROUP_REDUCE:
+            part_g = tl.sum(tl.reshape(part, [BN, NG, BKP // NG]), axis=2)        # [BN, NG]
+            xsum_g = tl.sum(tl.reshape(xsum, [NG, BKP // NG]), axis=1)       # [NG]
+            gi = k0 // G + tl.arange(0, NG)
+            s = tl.load(s_ptr + gi[None, :] * N + rn[:, None], mask=nmask[:, None], other=0.0).to(tl.float32)
+            if HAS_O:
+                o = tl.load(o_ptr + gi[None, :] * N + rn[:, None], mask=nmask[:, None], other=0.0).to(tl.float32)
+                acc += s * (part_g - o * xsum_g[None, :])
+            else:
+                acc += s * (part_g - (1 << (BITS - 1)) * xsum_g[None, :])
         else:
-            acc += s * (part - (1 << (BITS - 1)) * xsum[None, :])
+            s = tl.load(s_ptr + grp[None, :] * N + rn[:, None], mask=nmask[:, None], other=0.0).to(tl.float32)
+            if HAS_O:
+                o = tl.load(o_ptr + grp[None, :] * N + rn[:, None], mask=nmask[:, None], other=0.0).to(tl.float32)
+                acc += s * (part - o * xsum[None, :])
+            else:
+                acc += s * (part - (1 << (BITS - 1)) * xsum[None, :])
     y = tl.sum(acc, axis=1)
     if HAS_B:
         y += tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
@@ -210,6 +225,11 @@ def _gemv_wq_kernel(x_ptr, w_ptr, s_ptr, o_ptr, b_ptr, r_ptr, y_ptr, N, K, KP,
 WQ_CONFIGS = [_cfg(4, 3, BN=4, BK=1024), _cfg(4, 3, BN=8, BK=512), _cfg(4, 3, BN=8, BK=1024),
               _cfg(4, 3, BN=16, BK=512), _cfg(2, 4, BN=4, BK=512), _cfg(4, 4, BN=16, BK=256),
               _cfg(2, 4, BN=2, BK=1024), _cfg(2, 4, BN=8, BK=256)]
+# the same tiles summing each group's products before scaling them (GROUP_REDUCE): a scale load per group and
+# row instead of per word, at the price of a reshape-reduction in registers; the timing decides per shape
+WQ_CONFIGS += [_cfg(4, 3, BN=4, BK=1024, GROUP_REDUCE=True), _cfg(4, 3, BN=8, BK=1024, GROUP_REDUCE=True),
+               _cfg(4, 3, BN=8, BK=512, GROUP_REDUCE=True), _cfg(4, 3, BN=16, BK=512, GROUP_REDUCE=True),
+               _cfg(8, 3, BN=16, BK=1024, GROUP_REDUCE=True), _cfg(2, 4, BN=4, BK=512, GROUP_REDUCE=True)]
 
 
 def gemv_wq(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor | None,
@@ -219,7 +239,8 @@ def gemv_wq(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, offsets
     n, kp = packed.shape
     k = kp * 32 // bits
     y = torch.empty(n, dtype=torch.bfloat16, device=x.device)
-    configs = [c for c in WQ_CONFIGS if k % c["meta"]["BK"] == 0]
+    configs = [c for c in WQ_CONFIGS if k % c["meta"]["BK"] == 0
+               and not (c["meta"].get("GROUP_REDUCE") and c["meta"]["BK"] % group_size)]
     if not configs:   # K with a small power of two in it (e.g. 576): one group a step
         block_k = tile_k(group_size, bits)
         while k % block_k:

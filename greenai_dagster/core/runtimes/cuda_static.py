@@ -94,10 +94,10 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 class StaticDecoder(torch.nn.Module):
     """The model's forward over a preallocated KV cache; `step` is the decode step that gets compiled."""
 
-    def __init__(self, model, max_len: int, device: str):
+    def __init__(self, model, max_len: int, device: str, batch: int = 1):
         super().__init__()
         config, inner = model.config, model.model
-        self.config, self.max_len = config, max_len
+        self.config, self.max_len, self.batch = config, max_len, batch
         self.embed, self.layers, self.norm = inner.embed_tokens, inner.layers, inner.norm
         self.lm_head = model.get_output_embeddings()
         self.n_heads, self.n_kv = config.num_attention_heads, config.num_key_value_heads
@@ -110,23 +110,24 @@ class StaticDecoder(torch.nn.Module):
         self.register_buffer("sin", sin[0].to(dtype), persistent=False)
         # one buffer per layer and per K/V: an in-place write into a view of one big cache made inductor
         # copy the whole cache at every layer (measured: ~0.07 ms a layer on an H200)
-        cache = (1, self.n_kv, max_len, self.head_dim)
+        cache = (batch, self.n_kv, max_len, self.head_dim)
         for index in range(len(self.layers)):
             self.register_buffer(f"k_cache_{index}", torch.zeros(cache, dtype=dtype, device=device), persistent=False)
             self.register_buffer(f"v_cache_{index}", torch.zeros(cache, dtype=dtype, device=device), persistent=False)
         self.register_buffer("causal", torch.ones(max_len, max_len, dtype=torch.bool, device=device).tril(),
                              persistent=False)
         # the decode step's state: static tensors, so a captured graph reads and writes them in place
-        self.register_buffer("token", torch.zeros(1, 1, dtype=torch.long, device=device), persistent=False)
+        # (batch > 1: sequences of one length decoded together, as a server's batch of equal prompts)
+        self.register_buffer("token", torch.zeros(batch, 1, dtype=torch.long, device=device), persistent=False)
         self.register_buffer("pos", torch.zeros(1, dtype=torch.long, device=device), persistent=False)
-        self.register_buffer("logits", torch.zeros(1, config.vocab_size, dtype=torch.float32, device=device),
+        self.register_buffer("logits", torch.zeros(batch, config.vocab_size, dtype=torch.float32, device=device),
                              persistent=False)
 
     def cache_bytes(self) -> int:
         return sum(b.numel() * b.element_size() for n, b in self.named_buffers() if "_cache_" in n)
 
     def forward(self, ids: torch.Tensor, pos: torch.Tensor, fresh: bool = False) -> torch.Tensor:
-        """Logits (float32) of the last of `ids` [1, T], whose positions are `pos` [T]; fills the cache.
+        """Logits (float32, [B, vocab]) of the last of `ids` [B, T], whose positions are `pos` [T]; fills the cache.
         `fresh`: `pos` is 0..T-1 (a new sequence), so attention needs the prompt's own keys only."""
         x = self.embed(ids)
         cos, sin, mask = self.cos[pos], self.sin[pos], self.causal[pos]
@@ -136,30 +137,30 @@ class StaticDecoder(torch.nn.Module):
         return self.lm_head(self.norm(x[:, -1:]))[:, 0].float()
 
     def _attention(self, index, attn, h, cos, sin, mask, pos, fresh=False):
-        length, hd = h.shape[1], self.head_dim
+        batch, length, hd = h.shape[0], h.shape[1], self.head_dim
         if hasattr(attn, "qkv_proj"):
             q, k, v = attn.qkv_proj(h).split([self.n_heads * hd, self.n_kv * hd, self.n_kv * hd], dim=-1)
         else:
             q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
-        q = _rotate(q.view(1, length, self.n_heads, hd).transpose(1, 2), cos, sin)
-        k = _rotate(k.view(1, length, self.n_kv, hd).transpose(1, 2), cos, sin)
-        v = v.view(1, length, self.n_kv, hd).transpose(1, 2)
+        q = _rotate(q.view(batch, length, self.n_heads, hd).transpose(1, 2), cos, sin)
+        k = _rotate(k.view(batch, length, self.n_kv, hd).transpose(1, 2), cos, sin)
+        v = v.view(batch, length, self.n_kv, hd).transpose(1, 2)
         keys, values = getattr(self, f"k_cache_{index}"), getattr(self, f"v_cache_{index}")
         keys.index_copy_(2, pos, k)
         values.index_copy_(2, pos, v)
         group = self.n_heads // self.n_kv
         if length == 1:
             # decode: the query heads of one KV head attend together, so the cache is read once, not copied
-            scores = (q.reshape(1, self.n_kv, group, hd) @ keys.transpose(-1, -2)).float() * self.scaling
+            scores = (q.reshape(batch, self.n_kv, group, hd) @ keys.transpose(-1, -2)).float() * self.scaling
             weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1).to(q.dtype)
-            out = (weights @ values).reshape(1, self.n_heads, 1, hd)
+            out = (weights @ values).reshape(batch, self.n_heads, 1, hd)
         elif fresh:   # a new sequence: causal attention over the prompt's own keys (flash attention)
             out = F.scaled_dot_product_attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1),
                                                  is_causal=True, scale=self.scaling)
         else:
             out = F.scaled_dot_product_attention(q, keys.repeat_interleave(group, 1), values.repeat_interleave(group, 1),
                                                  attn_mask=mask, scale=self.scaling)
-        return attn.o_proj(out.transpose(1, 2).reshape(1, length, self.n_heads * hd))
+        return attn.o_proj(out.transpose(1, 2).reshape(batch, length, self.n_heads * hd))
 
     @staticmethod
     def _mlp(mlp, h):
@@ -173,13 +174,15 @@ class StaticDecoder(torch.nn.Module):
         """One greedy decode step on the static state: token at `pos` in, next token out, pos + 1."""
         logits = self(self.token, self.pos)
         self.logits.copy_(logits)
-        self.token.copy_(logits.argmax(dim=-1).view(1, 1))
+        self.token.copy_(logits.argmax(dim=-1).view(-1, 1))
         self.pos.add_(1)
 
     def kernel_step_blocker(self) -> str | None:
         """Why the decode step cannot be the Triton launch list (`kernel_step`), or None if it can."""
         if not self.cos.is_cuda:
             return "not on CUDA"
+        if self.batch != 1:
+            return f"batch {self.batch} (the Triton step's kernels are matrix-vector products)"
         try:
             import triton  # noqa: F401
         except ImportError:
@@ -278,7 +281,7 @@ class CompiledSession(Session):
         n = len(prompt)
         if n >= self.decoder.max_len:
             raise ValueError(f"prompt of {n} tokens does not fit the static cache ({self.decoder.max_len})")
-        ids = torch.tensor([prompt], device=self.device)
+        ids = torch.tensor([prompt] * self.decoder.batch, device=self.device)
         entry = self._prefill_graphs.get(n)
         if entry is None and self.graph_prefill and n in self._prefill_seen \
                 and len(self._prefill_graphs) < self.MAX_PREFILL_GRAPHS:
@@ -299,13 +302,13 @@ class CompiledSession(Session):
     def _prefill_into_state(self, ids: torch.Tensor, pos: torch.Tensor) -> None:
         logits = self.decoder(ids, pos, fresh=True)
         self.decoder.logits.copy_(logits)
-        self.decoder.token.copy_(logits.argmax(dim=-1).view(1, 1))
+        self.decoder.token.copy_(logits.argmax(dim=-1).view(-1, 1))
         self.decoder.pos.fill_(ids.shape[1])
 
     def _capture_prefill(self, n: int) -> tuple:
         """A CUDA graph of a whole prefill of `n` tokens (ids copied into a static buffer before replay);
         the length has run eagerly before, so every kernel is compiled and tuned."""
-        static_ids = torch.zeros(1, n, dtype=torch.long, device=self.device)
+        static_ids = torch.zeros(self.decoder.batch, n, dtype=torch.long, device=self.device)
         static_pos = torch.arange(n, device=self.device)
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize()
@@ -336,11 +339,12 @@ class CompiledSession(Session):
                 self._step()
 
     def last_logits(self) -> torch.Tensor:
-        """Logits of the last prefilled or decoded position (float32, [1, vocab])."""
+        """Logits of the last prefilled or decoded position (float32, [batch, vocab])."""
         return self.decoder.logits
 
     def last_token(self) -> int:
-        return int(self.decoder.token.item())
+        """The first sequence's greedy token (every sequence of a batch holds the same prompt)."""
+        return int(self.decoder.token[0, 0].item())
 
     def _sync(self) -> None:
         if self.device.startswith("cuda"):

@@ -208,6 +208,11 @@ class CudaW4(CudaRuntime):
 # tiles now span several groups (256-1024 columns), which the CPU interpreter checks but no GPU has timed yet.
 # ------------------------------------------------------------------------------------------------------------
 
+# up to this many rows (a decode step of a batch of sequences) the in-register dequantizing matmul reads the
+# 4-bit weight once; dequantize + cuBLAS would write and read a bf16 copy of it at every step
+SMALL_BATCH = 64
+
+
 class PackedW4Linear(torch.nn.Module):
     """y = x W^T (+ b), W [N, K] as 4-bit values packed eight to an int32 with group-major scales."""
 
@@ -246,7 +251,7 @@ class PackedW4Linear(torch.nn.Module):
             y = F.linear(flat, self.dequantize(), self.bias)
         elif flat.shape[0] == 1:
             y = self.gemv(flat[0].contiguous()).view(1, -1)
-        elif self.prefill_kernel == "fused":
+        elif self.prefill_kernel == "fused" or flat.shape[0] <= SMALL_BATCH:
             y = kernels.w4_matmul(flat, self.packed, self.scales, self.offsets, self.group_size, self.bias)
         else:
             weight = kernels.dequantize_wq(self.packed, self.scales, self.offsets, self.group_size, 4)

@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from greenai_dagster.core.errors import CompressionFailed
+from greenai_dagster.core.methods.autoround import compile_pays
 from greenai_dagster.core.methods.base import CompressionContext, CompressionMethod, MethodParams, MethodResult
 from greenai_dagster.core.methods.gptq import check_group_size
 from greenai_dagster.core.methods.llmcompressor_oneshot import (count_quantized, group_quant_unsupported, prepare,
@@ -131,7 +132,7 @@ class MixedPrecision(CompressionMethod):
         elif groups and params.algorithm == "autoround":   # as the autoround method, one bits setting per group
             modifier = _per_layer_autoround()(config_groups=groups, ignore=ignore, iters=params.iters,
                                          batch_size=min(8, params.num_calibration_samples),
-                                         enable_torch_compile=ctx.device != "cpu")
+                                         enable_torch_compile=compile_pays(model, ctx.device))
             run_oneshot(model, ctx, [modifier], params.num_calibration_samples, params.calibration_seq_len,
                         "mixed-precision AutoRound")
         elif groups:
