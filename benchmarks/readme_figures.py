@@ -111,22 +111,19 @@ CPU_ROWS = [  # (README variant, runtime, file variant)
 CPU_BASE = "{" + rc("baseline") + ".decode_ms_per_token}"
 CPU_BASE_MEM = "{" + rc("baseline") + ".memory_gb}"
 
-GPU_TABLE = r"^\| device \| variant \| runtime \| decode ms/token \| limit ms/token"
-GPU_ROWS = [  # (README device, README variant, file run, file variant)
-    ("H100", "bf16", "H100 run 1", "bf16"),
-    ("H100", "W4 g128", "H100 run 1", "w4_g128"),
-    ("H100", "FP8", "H100 run 1", "fp8"),
-    ("H200", "bf16", "H200 run 1", "bf16"),
-    ("H200", "W4 g128", "H200 run 1", "w4_g128"),
-    ("H200", "FP8", "H200 run 1", "fp8"),
-    ("H200 (run 2)", "bf16", "H200 run 2 (int8 and bf16 side by side)", "bf16"),
-    ("H200 (run 2)", "int8 weight-only", "H200 run 2 (int8 and bf16 side by side)", "int8"),
+GPU_TABLE = r"^\| variant \| runtime \| batch-1 step \| decode ms/token"
+GPU_ROWS = [  # (README variant, README runtime, file variant): one run, one machine (runtimes_gpu.json)
+    ("bf16", "torch-cuda-compiled", "bf16"),
+    ("W4 g128", "torch-cuda-w4-triton", "w4_g128_triton"),
+    ("W4 g128", "torch-cuda-w4-tinygemm", "w4_g128"),
 ]
-def rg(run: str, variant: str) -> str:
-    return f"[run={run},variant={variant}]"
-GPU_R2_BF16 = rg("H200 run 2 (int8 and bf16 side by side)", "bf16")
-GPU_R2_INT8 = rg("H200 run 2 (int8 and bf16 side by side)", "int8")
-GPU_W4_H200 = rg("H200 run 1", "w4_g128")
+def rg(variant: str) -> str:
+    return f"[variant={variant}]"
+def rg_tps(variant: str, batch: int) -> str:
+    """tokens/s of a variant at a batch size: batch 1 from its decode step, others from its batches list."""
+    if batch == 1:
+        return "1000 / {" + rg(variant) + ".decode_ms_per_token}"
+    return "{" + rg(variant) + f".batches[batch={batch}].tokens_per_s" + "}"
 
 GEN_TABLE = r"^[ \t]*\| family \| items \| accuracy \| chance \| p \|"
 AC_KEPT_NOT = "rows[*above_chance=False]"
@@ -237,32 +234,36 @@ def _llama_cpp_builds() -> list:
 
 def _runtimes_gpu() -> list:
     out = []
-    for device, variant, run, fvariant in GPU_ROWS:
-        r = rg(run, fvariant)
-        row = (device, variant)
+    for variant, runtime, fvariant in GPU_ROWS:
+        r = rg(fvariant)
+        row = (variant, runtime)
         out += [
             T(GPU_TABLE, row, "decode ms/token", RG, r + ".decode_ms_per_token"),
             T(GPU_TABLE, row, "limit ms/token", RG, r + ".limit_ms_per_token"),
+            T(GPU_TABLE, row, "x limit", RG, r + ".ratio_to_limit"),
             T(GPU_TABLE, row, "prefill tok/s (512)", RG, r + ".prefill_tokens_per_s"),
             T(GPU_TABLE, row, "memory GB", RG, r + ".memory_gb"),
             T(GPU_TABLE, row, "J/token", RG, r + ".energy_j_per_token"),
+            T(GPU_TABLE, row, "batch 8 tok/s", RG, r + ".batches[batch=8].tokens_per_s"),
+            T(GPU_TABLE, row, "batch 32 tok/s", RG, r + ".batches[batch=32].tokens_per_s"),
         ]
-    prof = GPU_W4_H200 + ".profile_ms_per_token"
+    prof = rg("w4_g128_triton") + ".profile_ms_per_token"
+    ratio = lambda a, b: f"({a}) / ({b})"   # noqa: E731
     out += [
-        F(r"\): (2\.19) ms/token in tinygemm's int4", RG, prof + ".int4 matmuls (tinygemm)"),
-        F(r"copy bandwidth\), (0\.41) attention", RG, prof + ".attention (QK/PV bmm, softmax, KV write)"),
-        F(r"(0\.27) lm_head \+ final norm", RG, prof + ".once per step (lm_head, final norm, argmax, embedding)"),
-        F(r"(0\.22)\s+per-layer norms and SiLU", RG, prof + ".per-layer elementwise / norm / rotary (fused Triton)"),
-        F(r"bf16\s+rows differ by (15) %", RG, "100 * (1 - {" + GPU_R2_BF16 + ".decode_ms_per_token} / {"
-          + rg("H200 run 1", "bf16") + ".decode_ms_per_token})"),
-        F(r"differ by 15 % \((5\.39) vs 4\.61 ms\)", RG, rg("H200 run 1", "bf16") + ".decode_ms_per_token"),
-        F(r"differ by 15 % \(5\.39 vs (4\.61) ms\)", RG, GPU_R2_BF16 + ".decode_ms_per_token"),
-        F(r"\*\*(1\.09)x faster decode", RG, "{" + GPU_R2_BF16 + ".decode_ms_per_token} / {" + GPU_R2_INT8
-          + ".decode_ms_per_token}"),
-        F(r"faster decode,\s+(0\.59)x the memory", RG, "{" + GPU_R2_INT8 + ".memory_gb} / {" + GPU_R2_BF16 + ".memory_gb}"),
-        F(r"the memory, (0\.83)x the energy per token", RG, "{" + GPU_R2_INT8 + ".energy_j_per_token} / {" + GPU_R2_BF16
-          + ".energy_j_per_token}"),
-        F(r"at (2\.2)x its bandwidth limit", RG, GPU_R2_INT8 + ".ratio_to_limit"),
+        F(r"copy bandwidth measured in the same run \((3\.03) TB/s\)", RG, rg("bf16") + ".copy_bandwidth_tb_s"),
+        F(r"W4 at batch 1 \(tinygemm (1\.74)x bf16's", RG, ratio(rg_tps("w4_g128", 1), rg_tps("bf16", 1))),
+        F(r"W4\s+tinygemm barely at batch 8 \((1\.04)x", RG, ratio(rg_tps("w4_g128", 8), rg_tps("bf16", 8))),
+        F(r"bf16 at batch 32 \((1\.46)x the Triton", RG, ratio(rg_tps("bf16", 32), rg_tps("w4_g128_triton", 32))),
+        F(r"W4's, (2\.09)x\s+tinygemm's", RG, ratio(rg_tps("bf16", 32), rg_tps("w4_g128", 32))),
+        F(r"W4 decode (3\.40) ms \(tinygemm", RG, rg("w4_g128") + ".decode_ms_per_token"),
+        F(r"\(tinygemm, (2\.13)x its limit\)", RG, rg("w4_g128") + ".ratio_to_limit"),
+        F(r"W4 prefill\s+(0\.70)x bf16's", RG, "{" + rg("w4_g128_triton") + ".prefill_tokens_per_s} / {" + rg("bf16")
+          + ".prefill_tokens_per_s}"),
+        F(r"bf16 decode (1\.19)x its limit", RG, rg("bf16") + ".ratio_to_limit"),
+        F(r"has (2\.70) ms/token in the 128 W4 GEMVs", RG, prof + ".decoder GEMVs"),
+        F(r"(0\.33) in the bf16 lm_head", RG, prof + ".lm_head GEMV"),
+        F(r"lm_head, (0\.31) attention", RG, prof + ".attention (rotary, cache write, softmax)"),
+        F(r"attention and (0\.17) norms and", RG, prof + ".norms and SiLU-mul"),
     ]
     return out
 

@@ -230,6 +230,10 @@ WQ_CONFIGS = [_cfg(4, 3, BN=4, BK=1024), _cfg(4, 3, BN=8, BK=512), _cfg(4, 3, BN
 WQ_CONFIGS += [_cfg(4, 3, BN=4, BK=1024, GROUP_REDUCE=True), _cfg(4, 3, BN=8, BK=1024, GROUP_REDUCE=True),
                _cfg(4, 3, BN=8, BK=512, GROUP_REDUCE=True), _cfg(4, 3, BN=16, BK=512, GROUP_REDUCE=True),
                _cfg(8, 3, BN=16, BK=1024, GROUP_REDUCE=True), _cfg(2, 4, BN=4, BK=512, GROUP_REDUCE=True)]
+# 2048-column tiles: more bytes in flight per program where the matrix is small (H100, 2026-12-07: the
+# 1024-column tiles read the 4096x4096 o_proj at about 0.3 TB/s, latency-bound)
+WQ_CONFIGS += [_cfg(4, 3, BN=2, BK=2048), _cfg(8, 3, BN=4, BK=2048), _cfg(4, 4, BN=4, BK=2048, GROUP_REDUCE=True),
+               _cfg(8, 3, BN=8, BK=2048, GROUP_REDUCE=True), _cfg(4, 3, BN=2, BK=2048, GROUP_REDUCE=True)]
 
 
 def gemv_wq(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor | None,
@@ -566,6 +570,11 @@ def _w4_matmul_kernel(x_ptr, w_ptr, s_ptr, o_ptr, b_ptr, y_ptr, M, N, K, KP, G: 
 W4MM_CONFIGS = [_cfg(8, 3, BM=128, BN=128, BK=64, GROUP_N=8), _cfg(4, 4, BM=64, BN=128, BK=64, GROUP_N=8),
                 _cfg(8, 3, BM=256, BN=128, BK=64, GROUP_N=8), _cfg(8, 4, BM=128, BN=256, BK=64, GROUP_N=8),
                 _cfg(4, 3, BM=128, BN=64, BK=128, GROUP_N=8), _cfg(8, 3, BM=128, BN=128, BK=128, GROUP_N=8)]
+# a batch's decode step (M = 8 or 32 rows): tiles of 16-32 rows, not 128 of which 120 are masked (H100,
+# 2026-12-07: at M = 8 the 128-row tiles ran the 8B step at 14.7 ms, 8.5x its bandwidth limit)
+W4MM_CONFIGS += [_cfg(4, 4, BM=16, BN=64, BK=128, GROUP_N=8), _cfg(4, 4, BM=16, BN=128, BK=128, GROUP_N=8),
+                 _cfg(4, 4, BM=32, BN=64, BK=128, GROUP_N=8), _cfg(2, 4, BM=16, BN=32, BK=128, GROUP_N=8),
+                 _cfg(4, 3, BM=32, BN=128, BK=64, GROUP_N=8)]
 
 
 def w4_matmul(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor | None,

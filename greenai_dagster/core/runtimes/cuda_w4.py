@@ -204,8 +204,9 @@ class CudaW4(CudaRuntime):
 # Opt-in (not in `runtimes.RUNTIMES`): the same checkpoints through the project's Triton kernels
 # (`cuda_kernels.gemv_wq` in the Triton decode step, dequantize + cuBLAS or `w4_matmul` in prefill). Measured
 # on an H100 (Llama-3-8B shape, random weights, 2026-12-06) with one group (64 bytes of a row) per K step:
-# 5.68-5.93 ms/token, slower than tinygemm, because that kernel was latency-bound (about 0.7 TB/s); its K
-# tiles now span several groups (256-1024 columns), which the CPU interpreter checks but no GPU has timed yet.
+# 5.68-5.93 ms/token, slower than tinygemm, because that kernel was latency-bound (about 0.7 TB/s). With K
+# tiles of several groups (2026-12-07, same shape): 3.60 ms/token against tinygemm's 3.40 in the same run, so
+# tinygemm stays the default; its prefill is the faster of the two (0.70x bf16 against tinygemm's 0.24x).
 # ------------------------------------------------------------------------------------------------------------
 
 # up to this many rows (a decode step of a batch of sequences) the in-register dequantizing matmul reads the
