@@ -76,16 +76,18 @@ def copy_bandwidth(gib: float = 2.0, repeats: int = 20) -> float:
     return nbytes / statistics.median(times)
 
 
-def build_model(layers: int):
+def build_model(layers: int, device: str = "cuda", **shape):
     """Llama-3-8B's shape, random weights from a generator of its own (normal, std 0.02; norms 1), built on
-    the meta device and filled on the GPU (the default generator's state plays no part)."""
+    the meta device and filled on `device` (the default generator's state plays no part). `shape` overrides
+    LlamaConfig fields (benchmarks/gpu/llama8b_pipeline.py's CPU smoke mode shrinks the model with it and sets
+    the tokenizer's special token ids)."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    config = LlamaConfig(**{**LLAMA3_8B, "num_hidden_layers": layers})
+    config = LlamaConfig(**{**LLAMA3_8B, "num_hidden_layers": layers, **shape})
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    model = model.to_empty(device="cuda")
-    generator = torch.Generator(device="cuda").manual_seed(0)
+    model = model.to_empty(device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.ndim == 1:

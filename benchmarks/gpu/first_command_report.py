@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 
 
-def main() -> None:
-    name, out = sys.argv[1], Path(sys.argv[2])
-    from dagster import DagsterInstance, RunsFilter
-
+def result_rows(name: str) -> list[dict]:
+    """Every stored row of experiment `name` (baseline first), reduced to where its time and memory went."""
     from greenai_dagster.core.storage.paths import duckdb_path
     from greenai_dagster.core.storage.store import ResultsStore
 
@@ -35,8 +33,18 @@ def main() -> None:
             "runtime_fallback": c.get("runtime_fallback"), "quality_runtime": c.get("quality_runtime"),
             "load_time_s": r.get("load_time_s"), "compression_time_s": r.get("compression_time_s"),
             "eval_time_s": r.get("eval_time_s"), "eval_seconds": c.get("seconds"),
+            "gpu_peak_gb": c.get("gpu_peak_gb"), "gpu_start_gb": c.get("gpu_start_gb"),
+            "gpu_peak_source": c.get("gpu_peak_source"),
+            "memory_source": c.get("memory_source"), "checkpoint_path": r.get("checkpoint_path"),
             "co2_grams": r.get("co2_grams"), "conditions_energy_error": c.get("energy_error"),
         })
+    return rows
+
+
+def dagster_runs(name: str) -> list[dict]:
+    """Every Dagster run of experiment `name` with its status and wall time, and each step's, oldest first."""
+    from dagster import DagsterInstance, RunsFilter
+
     instance = DagsterInstance.get()
     runs = []
     for run in instance.get_runs(RunsFilter(tags={"greenai/experiment": name})):
@@ -48,6 +56,12 @@ def main() -> None:
                      "seconds": round(stats.end_time - stats.start_time, 1) if stats.start_time and stats.end_time
                      else None, "started": stats.start_time, "steps": steps})
     runs.sort(key=lambda r: r["started"] or 0)
+    return runs
+
+
+def main() -> None:
+    name, out = sys.argv[1], Path(sys.argv[2])
+    rows, runs = result_rows(name), dagster_runs(name)
     document = {"experiment": name, "written": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "runs": runs}
     out.write_text(json.dumps(document, indent=2, default=str))
     print(f"{'strategy':34s} {'runtime':22s} {'ms/tok':>7s} {'GB':>6s} {'J/tok':>7s} {'load':>5s} {'compr':>6s} "

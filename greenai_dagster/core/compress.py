@@ -11,6 +11,7 @@ import torch
 from greenai_dagster.core.data.corpus import calibration_chunks
 from greenai_dagster.core.errors import CompressionFailed, GreenAIError, OutOfMemory
 from greenai_dagster.core.evaluation.energy import track_energy
+from greenai_dagster.core.machine.gpu_memory import StagePeaks
 from greenai_dagster.core.methods import get_method
 from greenai_dagster.core.methods.base import CompressionContext
 from greenai_dagster.core.models.checkpoints import save_variant
@@ -54,12 +55,17 @@ def _first_line(exc: BaseException) -> str:
 def compress_to_checkpoint(base_checkpoint: str, strategy: Strategy, spec: ModelSpec, out_dir: Path,
                            device: str = "cpu", country_iso_code: str = "TWN", trust_remote_code: bool = False) -> dict:
     """Load the base model (its own code only with the user's `trust_remote_code` opt-in), apply the strategy,
-    save it; returns timing, energy and reports."""
+    save it; returns timing, energy, reports and, on CUDA, each stage's peak memory (`core.machine.gpu_memory`:
+    loading the base model, then the strategy; the save's packing is not measured, its figures are written
+    with the checkpoint)."""
+    peaks = StagePeaks(device)
     load_started = time.perf_counter()
-    model, tokenizer = load_model_and_tokenizer(base_checkpoint, device=device, trust_remote_code=trust_remote_code)
+    with peaks.stage("compress_load"):
+        model, tokenizer = load_model_and_tokenizer(base_checkpoint, device=device,
+                                                    trust_remote_code=trust_remote_code)
     load_time = time.perf_counter() - load_started
     started = time.perf_counter()
-    with track_energy(country_iso_code) as energy:
+    with track_energy(country_iso_code) as energy, peaks.stage("compress"):
         model, reports, fmt = apply_strategy(model, tokenizer, strategy, spec, device)
     elapsed = time.perf_counter() - started
     info = {
@@ -73,6 +79,7 @@ def compress_to_checkpoint(base_checkpoint: str, strategy: Strategy, spec: Model
         "step_reports": reports,
         "device": device,
     }
+    peaks.record(info)
     save_variant(model, tokenizer, out_dir, fmt, info)
     del model
     gc.collect()

@@ -25,6 +25,7 @@ from greenai_dagster.core.evaluation.fidelity import load_reference
 from greenai_dagster.core.evaluation.flips import above_chance, compare
 from greenai_dagster.core.experiment import Experiment, open_experiment, resolve_objectives, unknown_experiment
 from greenai_dagster.core.machine import device_slot
+from greenai_dagster.core.machine.gpu_memory import StagePeaks
 from greenai_dagster.core.methods import get_method
 from greenai_dagster.core.methods.assess import build_spec
 from greenai_dagster.core.models.checkpoints import load_variant
@@ -164,17 +165,24 @@ def evaluate_baseline(store: ResultsStore, exp: Experiment, device: str = "cpu")
     spec = required_spec(exp)
     path = resolve_model_path(config.model)
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
+    peaks = StagePeaks(device)   # peak CUDA memory of the load and the references (core.machine.gpu_memory)
     load_started = time.perf_counter()
-    model, tokenizer = load_variant(path, device=device, trust_remote_code=exp.trust_remote_code)
+    with peaks.stage("load"):
+        model, tokenizer = load_variant(path, device=device, trust_remote_code=exp.trust_remote_code)
     load_time = time.perf_counter() - load_started
     settings = config.eval.settings()
     with track_energy(config.country_iso_code) as energy:
-        with device_slot.shared(device):   # a forward pass: may overlap compression, never a probe
+        reference_started = time.perf_counter()
+        # a forward pass: may overlap compression, never a probe
+        with device_slot.shared(device), peaks.stage("reference"):
             reference = make_reference(model, tokenizer, settings,
                                        fidelity_reference_path(exp.folder))
             sampled = make_sampled_reference(model, tokenizer, settings, sampled_reference_path(exp.folder))
+        reference_s = time.perf_counter() - reference_started
         metrics = evaluate_checkpoint(Path(path), model, tokenizer, benchmark, settings, reference, device,
                                       sampled_reference=sampled, trust_remote_code=exp.trust_remote_code)
+    metrics.conditions.setdefault("seconds", {})["reference"] = round(reference_s, 1)
+    peaks.record(metrics.conditions)
     if not Path(path).is_dir():
         metrics.model_size_gb = spec.model_size_gb
     row = _result_row(candidate_key(name, BASELINE_SUFFIX), name, 0, BASELINE_SUFFIX, [], metrics, energy,
@@ -233,8 +241,10 @@ def benchmark_candidate(store: ResultsStore, exp: Experiment, key: str, device: 
     compression = json.loads((folder / "greenai_variant.json").read_text())
     benchmark = prepare_benchmark(config.dataset, config.benchmark_source, config.allow_code_execution)
     reference = load_reference(fidelity_reference_path(exp.folder))
+    peaks = StagePeaks(device)   # peak CUDA memory of loading the variant (core.machine.gpu_memory)
     load_started = time.perf_counter()
-    model, tokenizer = load_variant(folder, device=device, trust_remote_code=exp.trust_remote_code)
+    with peaks.stage("load"):
+        model, tokenizer = load_variant(folder, device=device, trust_remote_code=exp.trust_remote_code)
     load_time = time.perf_counter() - load_started
     try:
         with track_energy(config.country_iso_code) as energy:
@@ -246,6 +256,7 @@ def benchmark_candidate(store: ResultsStore, exp: Experiment, key: str, device: 
             exc = OutOfMemory(f"evaluating {key} ran out of memory ({str(exc).strip()[:200]}).")
         store.set_strategy_status(key, "failed", str(exc))
         raise exc
+    peaks.record(metrics.conditions, earlier=compression)   # compression's stages first, as they ran
     strategy = record["strategy"]
     row = _result_row(key, name, record["episode"], strategy["strategy_id"], strategy["methods"], metrics, energy,
                       baseline["model_size_gb"], compression, str(folder))

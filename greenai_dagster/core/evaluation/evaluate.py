@@ -31,6 +31,7 @@ from greenai_dagster.core.evaluation.eval_settings import EvalSettings  # noqa: 
 from greenai_dagster.core.evaluation.fidelity import Fidelity
 from greenai_dagster.core.evaluation.flips import item_correctness
 from greenai_dagster.core.machine import device_slot, process_failure
+from greenai_dagster.core.machine.gpu_memory import StagePeaks
 from greenai_dagster.core.machine.sandbox import isolation
 from greenai_dagster.core.models.spec import GIB, weights_size_bytes
 
@@ -260,17 +261,20 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
     the baseline's stored distributions on the held-out prose (`make_reference`), `sampled_reference` on
     the baseline's own samples (`make_sampled_reference`; None: not measured)."""
     started = time.perf_counter()
+    peaks = StagePeaks(device)   # each scoring stage's peak CUDA memory (nothing on CPU); the probe reports its own
     with device_slot.shared(device) as scoring_slot:   # scoring may overlap compression, never a probe
         scored_by, quality_runtime = quality_model(checkpoint, model, tokenizer, device)
-        fid = fidelity.measure(scored_by, reference)
-        fid_sampled = fidelity.measure(scored_by, sampled_reference) if sampled_reference is not None else None
+        with peaks.stage("fidelity"):
+            fid = fidelity.measure(scored_by, reference)
+            fid_sampled = fidelity.measure(scored_by, sampled_reference) if sampled_reference is not None else None
         fidelity_s = time.perf_counter() - started
-        if scored_by is not model:
-            from greenai_dagster.core.evaluation.llama_cpp_scoring import LlamaCppLM
+        with peaks.stage("accuracy"):
+            if scored_by is not model:
+                from greenai_dagster.core.evaluation.llama_cpp_scoring import LlamaCppLM
 
-            acc = accuracy(LlamaCppLM(scored_by, tokenizer), tokenizer, benchmark, settings)
-        else:
-            acc = accuracy(model, tokenizer, benchmark, settings)
+                acc = accuracy(LlamaCppLM(scored_by, tokenizer), tokenizer, benchmark, settings)
+            else:
+                acc = accuracy(model, tokenizer, benchmark, settings)
     accuracy_s = time.perf_counter() - started - fidelity_s
     run = runtime(checkpoint, device, settings, trust_remote_code)
     probe_s = time.perf_counter() - started - fidelity_s - accuracy_s
@@ -299,6 +303,7 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
                                  "memory_gb": "GiB", "model_size_gb": "GiB", "throughput": "tokens/s",
                                  "energy_j_per_token": "J/token (decode, batch 1)",
                                  "kl_divergence": "nats/token"}})
+    peaks.record(conditions)
     return Metrics(
         accuracy=acc.accuracy, accuracy_stderr=acc.stderr, task_accuracy=acc.per_task, item_correct=acc.item_correct,
         task_chance=acc.chance, fidelity=fid,
