@@ -30,7 +30,7 @@ from greenai_dagster.core.methods import get_method
 from greenai_dagster.core.methods.assess import build_spec
 from greenai_dagster.core.models.checkpoints import load_variant
 from greenai_dagster.core.models.loading import (load_config as load_model_config, load_model_and_tokenizer,
-                                                 resolve_model_path)
+                                                 load_skeleton, resolve_model_path)
 from greenai_dagster.core.models.memory import check_fits, is_out_of_memory
 from greenai_dagster.core.models.spec import GIB, ModelSpec, weights_size_bytes
 from greenai_dagster.core.reporting import report
@@ -96,10 +96,11 @@ def required_spec(exp: Experiment) -> ModelSpec:
 
 
 def build_model_spec(store: ResultsStore, exp: Experiment, device: str = "cpu") -> ModelSpec:
-    """Write the experiment's model_spec.json (the record opened before this step has no spec: reopen it)."""
+    """Write the experiment's model_spec.json (the record opened before this step has no spec: reopen it).
+    The model is built on the meta device: the spec reads shapes, never weights."""
     config = exp.config
     path = resolve_model_path(config.model)
-    model, _ = load_model_and_tokenizer(path, device="cpu", trust_remote_code=exp.trust_remote_code)
+    model = load_skeleton(path, trust_remote_code=exp.trust_remote_code)
     spec = build_spec(config.model, model, checkpoint_path=path if Path(path).is_dir() else None)
 
     report.write_json(exp.folder / "model_spec.json", spec.to_json())

@@ -126,6 +126,21 @@ def _translate(model_ref: str, exc: BaseException) -> Exception:
     )
 
 
+def load_skeleton(model_ref: str, trust_remote_code: bool = False):
+    """The model's modules on the meta device, no weight read: what the spec needs (shapes, layer types,
+    tied embeddings) at no memory cost. Loading an 8B model in float32 on the CPU only to read its shapes
+    took 32 GB of host memory and most of a minute."""
+    from transformers import AutoModelForCausalLM
+
+    config = load_config(model_ref, trust_remote_code)
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001
+        raise _translate(model_ref, exc) from exc
+    return model.eval()
+
+
 def load_model_and_tokenizer(model_ref: str, device: str = "cpu", dtype: torch.dtype | None = None,
                              trust_remote_code: bool = False):
     """Return (model, tokenizer) in eval mode on `device`, float32 on CPU unless told otherwise; a model
