@@ -14,6 +14,7 @@ from greenai_dagster.core.evaluation.energy import track_energy
 from greenai_dagster.core.machine.gpu_memory import StagePeaks
 from greenai_dagster.core.methods import get_method
 from greenai_dagster.core.methods.base import CompressionContext
+from greenai_dagster.core.methods.llmcompressor_oneshot import release_session
 from greenai_dagster.core.models.checkpoints import save_variant
 from greenai_dagster.core.models.loading import load_model_and_tokenizer
 from greenai_dagster.core.models.memory import is_out_of_memory
@@ -82,5 +83,8 @@ def compress_to_checkpoint(base_checkpoint: str, strategy: Strategy, spec: Model
     peaks.record(info)
     save_variant(model, tokenizer, out_dir, fmt, info)
     del model
+    release_session()
     gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return info

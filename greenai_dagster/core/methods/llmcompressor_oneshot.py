@@ -117,3 +117,14 @@ def smoothing_problem(model, kind: str) -> str | None:
         return (f"llm-compressor has no {kind} smoothing mappings that match {type(model).__name__}'s layers "
                 "(its Llama-style defaults find no norm/projection pairs here)")
     return None
+
+
+def release_session() -> None:
+    """Forget the model llm-compressor's global session still holds after `oneshot`. Its save reads the
+    recipe from that session, so this runs once the checkpoint is written; without it the last compressed
+    model stayed allocated (GPU memory included) through every later step of the process."""
+    try:
+        from llmcompressor.core import reset_session
+    except ImportError:   # llm-compressor not installed: no session to release
+        return
+    reset_session()

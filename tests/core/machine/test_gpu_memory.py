@@ -69,6 +69,20 @@ def test_compressing_on_cpu_writes_no_gpu_figures_into_the_checkpoint(tiny_model
     assert CONDITIONS_KEY not in variant_metadata(tmp_path / "model")
 
 
+def test_compression_leaves_no_model_in_llm_compressors_session(tiny_model_dir, tiny_spec, tmp_path):
+    """llm-compressor's global session held the last compressed model after `oneshot` (so its memory, on a
+    GPU too, stayed allocated through the steps after it); once the checkpoint is saved it is released."""
+    from llmcompressor.core import active_session
+
+    from greenai_dagster.core.compress import compress_to_checkpoint
+    from greenai_dagster.core.strategy import Step, Strategy
+
+    strategy = Strategy("rtn4", [Step("rtn", {"bits": 4, "group_size": 32})])
+    compress_to_checkpoint(str(tiny_model_dir), strategy, tiny_spec, tmp_path / "model")
+    assert active_session().state.model is None
+    assert (tmp_path / "model" / "config.json").exists()
+
+
 @needs_cuda
 def test_a_cuda_stage_counts_what_it_allocates_and_what_was_held_before():
     held = torch.empty(16 * 2**20, dtype=torch.uint8, device="cuda")          # 16 MiB held before the stage
