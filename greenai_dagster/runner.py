@@ -121,8 +121,25 @@ def _run_stage(job_name: str, partition_key: str, instance: DagsterInstance, res
             instance=instance, partition_key=dagster_partition, raise_on_error=False, tags=tags,
             run_config=QUIET_RUN_CONFIG, run_id=run_id, resources=resources)
     if not result.success:
+        if was_interrupted(result):   # SIGTERM / Ctrl-C while a step ran: an interruption, not a bug (E000)
+            raise KeyboardInterrupt(f"the run for {partition_key} was interrupted")
         raise step_error(result, partition_key)
     return time.perf_counter() - started
+
+
+INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+
+
+def was_interrupted(result: ExecuteInProcessResult) -> bool:
+    """Whether a step failed because the process was told to stop (Dagster turns SIGTERM and SIGINT into
+    DagsterExecutionInterruptedError inside a step), so the caller says "interrupted" and keeps what is written."""
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None:
+            if error.cls_name in INTERRUPTIONS:
+                return True
+            error = error.cause
+    return False
 
 
 def step_error(result: ExecuteInProcessResult, partition_key: str) -> GreenAIError:

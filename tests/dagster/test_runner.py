@@ -86,3 +86,35 @@ def test_a_bug_in_a_step_is_e000_with_its_message(data_root, tmp_path, monkeypat
     assert err.value.code == "E000" and err.value.message == "ZeroDivisionError: division by zero"
     [(_, failure)] = _step_failures(instance, "buggy")
     assert failure.user_failure_data is None               # a bug is left to Dagster as it is, traceback included
+
+
+def test_an_interrupted_step_reads_as_an_interruption_not_a_bug():
+    """SIGTERM or Ctrl-C while a step runs (a deadline's `timeout`, a user) becomes Dagster's
+    DagsterExecutionInterruptedError inside the step; `greenai run` then says "interrupted" and keeps what is
+    written, where it used to print an E000 "unexpected failure (please report it)"."""
+    from dagster import job, op
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
+    from greenai_dagster.runner import step_error, was_interrupted
+
+    @op
+    def stopped():
+        raise DagsterExecutionInterruptedError("Execution was interrupted")
+
+    @op
+    def broken():
+        raise ValueError("a real bug")
+
+    @job
+    def interrupted_job():
+        stopped()
+
+    @job
+    def failed_job():
+        broken()
+
+    interrupted = interrupted_job.execute_in_process(raise_on_error=False)
+    failed = failed_job.execute_in_process(raise_on_error=False)
+    assert not interrupted.success and was_interrupted(interrupted)
+    assert not failed.success and not was_interrupted(failed)
+    assert step_error(failed, "x").code == "E000"
