@@ -82,7 +82,7 @@ ui_job() {    # threads: `dagster dev` on its own home, the experiment launched 
 
 case "$1" in
   stage-d)
-    tar xJf .gpu/d/serving.tar.xz -C $SITE
+    mkdir -p $SITE && tar xJf .gpu/d/serving.tar.xz -C $SITE
     # libgomp for llama.cpp's libraries, only where the image has none
     ldconfig -p | grep -q 'libgomp.so.1 ' || { tar xJf .gpu/d/gomp.tar.xz -C $SITE; export LD_LIBRARY_PATH=$SITE/gomp; }
     python3 -c "import llama_cpp, llama_cpp.server.app, dagster_webserver, pydantic_settings
