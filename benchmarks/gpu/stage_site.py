@@ -75,22 +75,32 @@ def closure(root: str) -> dict[str, str]:
     return {k: v for k, v in seen.items() if v and k not in image and k not in SKIP}
 
 
+def pack(tar_path: Path, names: list[str], shared_libraries: bool = False, drop: tuple[str, ...] = DROP) -> None:
+    """Each named distribution's installed files (dist-info included) into one xz tarball, paths relative to
+    site-packages. No bytecode (the target's Python compiles its own). `.so` files are left out unless
+    `shared_libraries`: a CPython extension built for this machine's Python would not load on the target's,
+    but a ctypes library (llama-cpp-python's) does. Paths starting with one of `drop` are left out."""
+    with tarfile.open(tar_path, "w:xz", preset=9) as tar:
+        for name in names:
+            dist = md.distribution(name)
+            base = Path(dist.locate_file(""))
+            for f in dist.files or []:
+                s = str(f)
+                if "__pycache__" in s or s.endswith(".pyc") or s.startswith("..") or s.startswith(drop):
+                    continue
+                if ".so" in Path(s).suffixes and not shared_libraries:
+                    continue
+                path = base / f
+                if path.is_file():
+                    tar.add(path, arcname=s)
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     wanted = closure("greenai-dagster")
     pure = {k: v for k, v in wanted.items() if k not in COMPILED}
-    with tarfile.open(out / "pure.tar.xz", "w:xz", preset=9) as tar:
-        for name in sorted(pure):
-            dist = md.distribution(name)
-            base = Path(dist.locate_file(""))
-            for f in dist.files or []:
-                s = str(f)
-                if "__pycache__" in s or s.endswith((".so", ".pyc")) or s.startswith("..") or s.startswith(DROP):
-                    continue
-                path = base / f
-                if path.is_file():
-                    tar.add(path, arcname=s)
+    pack(out / "pure.tar.xz", sorted(pure))
     pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
            "--implementation", "cp", "-d", str(out)]
     for p in ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
