@@ -125,13 +125,20 @@ def mixed_precision_brief(spec) -> dict:
 DIALECTS = ("json_schema", "json_object", "none")
 
 
-def strategy_schema(methods: list[str] | None = None) -> dict:
-    """STRATEGY_SCHEMA with the method names this episode may use as an enum: a grammar-constrained
-    small model then cannot invent a method."""
-    if not methods:
+REASONING_MAX_CHARS = 300   # so a grammar-constrained answer ends well inside max_tokens
+
+
+def strategy_schema(menu: list[list[dict]] | None = None) -> dict:
+    """STRATEGY_SCHEMA with `steps` one of the candidate menu's step lists, exactly (an enum of JSON values).
+    `parse_answer` accepts only menu strategies, so a schema that allowed any method and any parameters let a
+    grammar-constrained small model answer JSON that parsed and was still refused: on the lent H100
+    (2026-12-07) SmolLM2-135M invented a candidate ('mixed_4b_knapsack') and a parameter ('bits_per_block')
+    and fell back to the planner in 4 of 5 episodes. Constrained to the menu, every answer is a valid choice."""
+    if not menu:
         return STRATEGY_SCHEMA
     schema = json.loads(json.dumps(STRATEGY_SCHEMA))
-    schema["properties"]["steps"]["items"]["properties"]["method"] = {"type": "string", "enum": sorted(methods)}
+    schema["properties"]["steps"] = {"enum": menu}
+    schema["properties"]["reasoning"] = {"type": "string", "maxLength": REASONING_MAX_CHARS}
     return schema
 
 
@@ -188,7 +195,7 @@ def extract_json(text: str) -> str:
 def parse_answer(text: str, state: CoordinatorState) -> Proposal:
     """JSON -> validated Strategy, or ValueError saying exactly what is wrong."""
     try:
-        data = json.loads(extract_json(text))
+        data = json.loads(extract_json(text), strict=False)   # a raw newline inside the reasoning is no error
     except json.JSONDecodeError as exc:
         raise ValueError(f"the answer is not valid JSON ({exc.msg} at position {exc.pos})") from None
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not data["steps"]:
@@ -232,7 +239,8 @@ class LlmCoordinator:
         if not state.untried():
             return None
         messages = build_messages(state)
-        self._schema = strategy_schema(sorted({s.method for c in state.untried() for s in c.steps}))
+        self._schema = strategy_schema([[{"method": s.method, "params": s.params} for s in c.steps]
+                                        for c in state.untried()])
         problems = []
         for _ in range(self.settings.max_answer_retries):
             text = self._complete(messages)
