@@ -268,6 +268,63 @@ def _runtimes_gpu() -> list:
     return out
 
 
+GE = "gpu_end_to_end.json"
+GE_TABLE = r"^\| experiment \| coordinator \| driver \| episodes decided"
+G8 = "gpu_llama8b.json"
+G8_TABLE = r"^\| stage \| seconds \| peak GB \| formula GB"
+
+
+def _gpu_end_to_end() -> list:
+    def ex(label: str) -> str:
+        return f"experiments[label={label}]"
+
+    def row(label: str, sid: str) -> str:
+        return f"{ex(label)}.rows[strategy_id={sid}]"
+
+    out = []
+    for label, readme in (("a", "SmolLM2-135M (a)"), ("b", "Gemma 3 270M (b)"), ("c", "Gemma 3 270M (c)"),
+                          ("d", "SmolLM2-135M (d)")):
+        out += [T(GE_TABLE, readme, "episodes decided", GE, ex(label) + ".episodes_recorded"),
+                T(GE_TABLE, readme, "baseline ms/token", GE, row(label, "baseline") + ".latency_ms_per_token"),
+                T(GE_TABLE, readme, "GPTQ W4 ms/token", GE, row(label, "ep001_gptq_w4g64_act") + ".latency_ms_per_token")]
+        if label in ("a", "c"):
+            out.append(T(GE_TABLE, readme, "of them by the LLM", GE,
+                         "{" + ex(label) + ".episodes_recorded} - {" + ex(label) + ".coordinator_fallbacks}"))
+    probe = [row(x, s) + ".seconds.evaluate_latency_probe" for x, s in
+             (("a", "ep001_gptq_w4g64_act"), ("a", "ep002_int8_dynamic"), ("b", "ep001_gptq_w4g64_act"),
+              ("b", "ep002_int8_dynamic"), ("c", "ep001_gptq_w4g64_act"), ("d", "ep001_gptq_w4g64_act"))]
+    out += [
+        F(r"It took (34)-176 s of each candidate's", GE, "min(" + ", ".join("{" + p + "}" for p in probe) + ")"),
+        F(r"It took 34-(176) s of each candidate's", GE, "max(" + ", ".join("{" + p + "}" for p in probe) + ")"),
+        F(r"\(GPTQ W4 (10\.9) s,", GE, row("a", "ep001_gptq_w4g64_act") + ".seconds.compress"),
+        F(r"INT8 (3\.9) s in experiment a\)", GE, row("a", "ep002_int8_dynamic") + ".seconds.compress"),
+        F(r"about (57) min for experiment a", GE, "{" + ex("a") + ".extrapolated.from_runs.seconds} / 60"),
+        F(r"succeeded in (4\.1) s;", GE, "{ui_launch.runs.82bbe40c-58aa-47b1-8157-afe216d30b64.endTime} - "
+          "{ui_launch.runs.82bbe40c-58aa-47b1-8157-afe216d30b64.startTime}"),
+        F(r"requested setup \((152\.6) s\)", GE, ex("d") + ".runs[job=setup].seconds"),
+        F(r"a candidate \((225\.2) s\)", GE, ex("d") + ".runs[job=candidate,status=SUCCESS].seconds"),
+        F(r"W4 decodes slower than bf16 \((0\.98) against", GE, row("a", "ep001_gptq_w4g64_act") + ".latency_ms_per_token"),
+        F(r"against (0\.76) ms/token\): at this size", GE, row("a", "baseline") + ".latency_ms_per_token"),
+        F(r"random\*\* bf16 weights \((14\.96) GB on", G8, "model.size_on_disk_gb"),
+        F(r"`min_vram_gb` (16\.72) GB at batch 1", G8, "formulas.for_this_model.min_vram_gb"),
+        F(r"\(accuracy scoring: (0\.91)\)", G8, "formulas.stages[row=baseline,stage=accuracy].ratio_measured_to_formula"),
+    ]
+    for readme, rid, stage in (("baseline load", "baseline", "load"),
+                               ("baseline reference (its own samples)", "baseline", "reference"),
+                               ("baseline fidelity", "baseline", "fidelity"),
+                               ("baseline latency probe (bf16)", "baseline", "latency_probe"),
+                               ("RTN W4 compression", "ep001_rtn_w4g64", "compress"),
+                               ("W4 latency probe (tinygemm)", "ep001_rtn_w4g64", "latency_probe")):
+        st = f"stages[row={rid}].stages.{stage}"
+        fs = f"formulas.stages[row={rid},stage={stage}]"
+        out += [T(G8_TABLE, readme, "seconds", G8, st + ".seconds"),
+                T(G8_TABLE, readme, "peak GB", G8, fs + ".measured_gb")]
+        if rid == "baseline" or stage == "compress":
+            out += [T(G8_TABLE, readme, "formula GB", G8, fs + ".formula_gb"),
+                    T(G8_TABLE, readme, "measured / formula", G8, fs + ".ratio_measured_to_formula")]
+    return out
+
+
 def _generated_and_eval() -> list:
     AC = "above_chance.json"
     out = []
@@ -742,7 +799,7 @@ def _mixed_gptq() -> list:
     return out
 
 
-FIGURES: list = (_mixed_gptq() + _first_command() + _runtimes_cpu() + _llama_cpp_builds() + _runtimes_gpu() + _generated_and_eval()
+FIGURES: list = (_mixed_gptq() + _first_command() + _runtimes_cpu() + _llama_cpp_builds() + _runtimes_gpu() + _gpu_end_to_end() + _generated_and_eval()
                  + _serving_other() + _celery_steps()
                  + _quality_stale())
 
