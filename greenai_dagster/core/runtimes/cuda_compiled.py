@@ -90,6 +90,9 @@ def skeleton(folder: Path, device: str, quantized_names: set[str], state: dict[s
         raise ValueError(f"unexpected tensors in {folder}: {unexpected[:3]}")
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
+    embed = model.model.embed_tokens
+    if getattr(embed, "embed_scale", None) is not None and embed.embed_scale.is_meta:   # Gemma's scale: not saved
+        embed.embed_scale = torch.tensor(embed.scalar_embed_scale, device=device)
     missing = [k for k in missing if not any(k.startswith(p + ".") for p in quantized_names)
                and not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing:

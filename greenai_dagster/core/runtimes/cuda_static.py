@@ -8,6 +8,9 @@ step is bound by reading the weights, so the runtimes differ only in their linea
 rest of the step (embedding, RMSNorm, rotary embedding, attention over a preallocated cache, the
 MLP's activation, the lm_head) is this one module, so every runtime is timed the same way.
 
+Gemma 3 decoders are served too: their scaled embedding, q/k norms and norms after attention and after
+the MLP are the model's own modules; sliding-window layers get their own rotary table and a window mask.
+
 The decoder reuses the transformers model's own modules (embeddings, norms, the MLP activation,
 the rotary embedding's tables) and replaces only the attention's bookkeeping: keys and values go
 into a cache of `max_len` positions at the token's position, and attention runs over the whole
@@ -37,7 +40,8 @@ import torch.nn.functional as F
 
 from greenai_dagster.core.runtimes.base import Session
 
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma3_text")
+GEMMA_TYPES = ("gemma3_text",)
 DEFAULT_MAX_LEN = 1024
 
 Record = dict   # one linear layer's weights in a runtime's representation: tensors with out_features first
@@ -48,6 +52,10 @@ def supported_config(config, max_len: int = DEFAULT_MAX_LEN) -> bool:
     with full attention over every position (no sliding window shorter than the cache)."""
     if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
         return False
+    if config.model_type in GEMMA_TYPES:   # its sliding-window layers are served (StaticDecoder's window mask)
+        return (getattr(config, "final_logit_softcapping", None) is None
+                and getattr(config, "attn_logit_softcapping", None) is None
+                and not getattr(config, "use_bidirectional_attention", False))
     window = getattr(config, "sliding_window", None)
     if window and window < max_len:
         layer_types = getattr(config, "layer_types", None)
@@ -104,10 +112,22 @@ class StaticDecoder(torch.nn.Module):
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.scaling = float(self.head_dim ** -0.5)
         dtype = self.embed.weight.dtype
+        # Gemma 3: sliding-window layers with their own rotary table, q/k norms, norms after attention and MLP
+        self.gemma = config.model_type in GEMMA_TYPES
+        self.layer_types = list(getattr(config, "layer_types", None) or ["full_attention"] * len(self.layers))
+        self.window = getattr(config, "sliding_window", None) or max_len
         rotary = type(inner.rotary_emb)(config=config, device=device)   # rebuilt: its tables may be on meta
-        cos, sin = rotary(torch.zeros(1, dtype=dtype, device=device), torch.arange(max_len, device=device)[None])
+        x0, positions = torch.zeros(1, dtype=dtype, device=device), torch.arange(max_len, device=device)[None]
+        if self.gemma:
+            cos, sin = rotary(x0, positions, "full_attention")
+            cos_local, sin_local = rotary(x0, positions, "sliding_attention")
+        else:
+            cos, sin = rotary(x0, positions)
+            cos_local, sin_local = cos, sin
         self.register_buffer("cos", cos[0].to(dtype), persistent=False)
         self.register_buffer("sin", sin[0].to(dtype), persistent=False)
+        self.register_buffer("cos_local", cos_local[0].to(dtype), persistent=False)
+        self.register_buffer("sin_local", sin_local[0].to(dtype), persistent=False)
         # one buffer per layer and per K/V: an in-place write into a view of one big cache made inductor
         # copy the whole cache at every layer (measured: ~0.07 ms a layer on an H200)
         cache = (batch, self.n_kv, max_len, self.head_dim)
@@ -116,6 +136,8 @@ class StaticDecoder(torch.nn.Module):
             self.register_buffer(f"v_cache_{index}", torch.zeros(cache, dtype=dtype, device=device), persistent=False)
         self.register_buffer("causal", torch.ones(max_len, max_len, dtype=torch.bool, device=device).tril(),
                              persistent=False)
+        # a sliding layer's query at position i sees keys i - window < j <= i
+        self.register_buffer("causal_local", self.causal.triu(-(self.window - 1)), persistent=False)
         # the decode step's state: static tensors, so a captured graph reads and writes them in place
         # (batch > 1: sequences of one length decoded together, as a server's batch of equal prompts)
         self.register_buffer("token", torch.zeros(batch, 1, dtype=torch.long, device=device), persistent=False)
@@ -130,10 +152,20 @@ class StaticDecoder(torch.nn.Module):
         """Logits (float32, [B, vocab]) of the last of `ids` [B, T], whose positions are `pos` [T]; fills the cache.
         `fresh`: `pos` is 0..T-1 (a new sequence), so attention needs the prompt's own keys only."""
         x = self.embed(ids)
-        cos, sin, mask = self.cos[pos], self.sin[pos], self.causal[pos]
+        full = (self.cos[pos], self.sin[pos], self.causal[pos])
+        local = (self.cos_local[pos], self.sin_local[pos], self.causal_local[pos])
         for index, layer in enumerate(self.layers):
-            x = x + self._attention(index, layer.self_attn, layer.input_layernorm(x), cos, sin, mask, pos, fresh)
-            x = x + self._mlp(layer.mlp, layer.post_attention_layernorm(x))
+            sliding = self.layer_types[index] == "sliding_attention"
+            cos, sin, mask = local if sliding else full
+            # a sliding layer attends over the cache with its window mask, also in a fresh prefill
+            attn_fresh = fresh and not (sliding and ids.shape[1] > self.window)
+            h = self._attention(index, layer.self_attn, layer.input_layernorm(x), cos, sin, mask, pos, attn_fresh)
+            if self.gemma:
+                x = x + layer.post_attention_layernorm(h)
+                x = x + layer.post_feedforward_layernorm(self._mlp(layer.mlp, layer.pre_feedforward_layernorm(x)))
+            else:
+                x = x + h
+                x = x + self._mlp(layer.mlp, layer.post_attention_layernorm(x))
         return self.lm_head(self.norm(x[:, -1:]))[:, 0].float()
 
     def _attention(self, index, attn, h, cos, sin, mask, pos, fresh=False):
@@ -142,8 +174,11 @@ class StaticDecoder(torch.nn.Module):
             q, k, v = attn.qkv_proj(h).split([self.n_heads * hd, self.n_kv * hd, self.n_kv * hd], dim=-1)
         else:
             q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
-        q = _rotate(q.view(batch, length, self.n_heads, hd).transpose(1, 2), cos, sin)
-        k = _rotate(k.view(batch, length, self.n_kv, hd).transpose(1, 2), cos, sin)
+        q, k = q.view(batch, length, self.n_heads, hd).transpose(1, 2), k.view(batch, length, self.n_kv, hd).transpose(1, 2)
+        if hasattr(attn, "q_norm"):   # Gemma 3: RMSNorm over each head's query and key before the rotary
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        scaling = float(getattr(attn, "scaling", self.scaling))
         v = v.view(batch, length, self.n_kv, hd).transpose(1, 2)
         keys, values = getattr(self, f"k_cache_{index}"), getattr(self, f"v_cache_{index}")
         keys.index_copy_(2, pos, k)
@@ -151,15 +186,15 @@ class StaticDecoder(torch.nn.Module):
         group = self.n_heads // self.n_kv
         if length == 1:
             # decode: the query heads of one KV head attend together, so the cache is read once, not copied
-            scores = (q.reshape(batch, self.n_kv, group, hd) @ keys.transpose(-1, -2)).float() * self.scaling
+            scores = (q.reshape(batch, self.n_kv, group, hd) @ keys.transpose(-1, -2)).float() * scaling
             weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1).to(q.dtype)
             out = (weights @ values).reshape(batch, self.n_heads, 1, hd)
         elif fresh:   # a new sequence: causal attention over the prompt's own keys (flash attention)
             out = F.scaled_dot_product_attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1),
-                                                 is_causal=True, scale=self.scaling)
+                                                 is_causal=True, scale=scaling)
         else:
             out = F.scaled_dot_product_attention(q, keys.repeat_interleave(group, 1), values.repeat_interleave(group, 1),
-                                                 attn_mask=mask, scale=self.scaling)
+                                                 attn_mask=mask, scale=scaling)
         return attn.o_proj(out.transpose(1, 2).reshape(batch, length, self.n_heads * hd))
 
     @staticmethod
