@@ -156,6 +156,8 @@ def energy_per_token(session, prompt: list[int], steps: int, windows: int = 3) -
             session.replay()
         torch.cuda.synchronize()
         joules.append((meter.joules() - before) / steps)
+    if not all(joules):   # NVML's counter moves every ~20-100 ms: a window shorter than that measured nothing
+        return None, f"{meter.source}: the counter did not move in a window of {steps} steps (no figure, not 0 J)"
     return statistics.median(joules), meter.source
 
 

@@ -71,8 +71,13 @@ def _plain_full_set(row: dict) -> dict:
 
 
 def _decoded(row: dict) -> dict:
-    """A results row as plain Python: JSON columns parsed, NULLs as None, flags as bool."""
+    """A results row as plain Python: JSON columns parsed, NULLs as None, flags as bool. (pandas reads a NULL
+    as NaN wherever the row files disagree on a column's type, e.g. a baseline's NULL `degraded_reason`
+    beside a degraded candidate's text: every NaN becomes None.)"""
     _plain_full_set(row)
+    for column, value in row.items():
+        if isinstance(value, float) and value != value:
+            row[column] = None
     for column in JSON_COLUMNS:
         value = row.get(column)
         row[column] = json.loads(value) if isinstance(value, str) else (value if isinstance(value, dict) else {})

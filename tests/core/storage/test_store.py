@@ -85,3 +85,17 @@ def test_a_damaged_or_misplaced_duckdb_is_e007(tmp_path, capsys):
         assert err.value.code == "E007"
     code, out = cli(["query", "SELECT 1", "--db", str(garbage)], capsys)
     assert code == 1 and out.err.startswith("E007:") and "not a DuckDB database" in out.err
+
+
+def test_a_null_text_column_reads_as_none_beside_a_row_that_has_text(tmp_path):
+    """A baseline (no degraded_reason) beside a degraded candidate: pandas read the baseline's NULL as NaN,
+    which reached reports and JSON files as NaN; a NULL reads as None."""
+    store = ResultsStore(tmp_path / "r.duckdb")
+    store.create_experiment("exp", "m", "d", {}, str(tmp_path))
+    store.write_result(sample_row("exp/baseline", 0, 0.5))
+    degraded = sample_row("exp/ep001_gptq_w4g64", 1, 0.4)
+    degraded.update(degraded=True, degraded_reason="KL 0.9 > 0.5")
+    store.write_result(degraded)
+    rows = {r["strategy_id"]: r for r in store.results("exp", include_baseline=True)}
+    assert rows["baseline"]["degraded_reason"] is None and rows["baseline"]["degraded"] is False
+    assert rows["ep001_gptq_w4g64"]["degraded_reason"] == "KL 0.9 > 0.5"
