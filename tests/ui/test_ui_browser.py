@@ -248,7 +248,8 @@ def test_the_graphql_api_launches_and_watches_a_run(ui, page):
         status = graphql(WATCH, {"runId": run_id})["runOrError"]
         if status["status"] != seen[-1]:
             seen.append(status["status"])
-    assert seen[-1] == "SUCCESS" and "STARTED" in seen, seen
+    # watched from launch to the end (polled each second: a run of a second or two may pass STARTED unseen)
+    assert seen[-1] == "SUCCESS" and len(seen) >= 2 and seen[0] in ("QUEUED", "NOT_STARTED", "STARTING"), seen
     assert status["jobName"] == "frontier"
     assert {"key": "dagster/partition", "value": EXPERIMENT} in status["tags"]
 

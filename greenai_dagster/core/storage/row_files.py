@@ -61,6 +61,9 @@ NULLABLE_DOUBLES = ("accuracy_full", "accuracy_full_stderr", "full_eval_time_s",
                     "compression_ratio", "kl_sampled", "kl_sampled_stderr", "top1_sampled")
 
 
+TEXT_COLUMNS = ("candidate_key", "experiment", "strategy_id", "methods", "checkpoint_path", "degraded_reason")
+
+
 def _plain_full_set(row: dict) -> dict:
     """Full-set columns are NULL until scored; pandas reads NULL doubles as NaN, we keep None."""
     for column in NULLABLE_DOUBLES:
@@ -72,10 +75,12 @@ def _plain_full_set(row: dict) -> dict:
 
 def _decoded(row: dict) -> dict:
     """A results row as plain Python: JSON columns parsed, NULLs as None, flags as bool. (pandas reads a NULL
-    as NaN wherever the row files disagree on a column's type, e.g. a baseline's NULL `degraded_reason`
-    beside a degraded candidate's text: every NaN becomes None.)"""
+    text as NaN wherever the row files disagree on a column's type, e.g. a baseline's NULL `degraded_reason`
+    beside a degraded candidate's text. A NaN in a figure column stays: it is a measured NaN, which the
+    blocking asset check must see.)"""
     _plain_full_set(row)
-    for column, value in row.items():
+    for column in TEXT_COLUMNS:
+        value = row.get(column)
         if isinstance(value, float) and value != value:
             row[column] = None
     for column in JSON_COLUMNS:
