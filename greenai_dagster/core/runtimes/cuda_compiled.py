@@ -66,11 +66,12 @@ class DenseLinear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
 
-    def gemv(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """One token [K] -> [N] (+ residual): the decode step's matrix-vector kernel."""
+    def gemv(self, x: torch.Tensor, residual: torch.Tensor | None = None, norm=None, silu: bool = False) -> torch.Tensor:
+        """One token [K] -> [N] (+ residual): the decode step's matrix-vector kernel (`norm`, `silu`: the
+        input's RMSNorm or SiLU-gating done inside it, `cuda_kernels.gemv_bf16`)."""
         from greenai_dagster.core.runtimes.cuda_kernels import gemv_bf16
 
-        return gemv_bf16(x, self.weight, self.bias, residual)
+        return gemv_bf16(x, self.weight, self.bias, residual, norm, silu)
 
 
 def skeleton(folder: Path, device: str, quantized_names: set[str], state: dict[str, torch.Tensor]):

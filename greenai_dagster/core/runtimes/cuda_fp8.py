@@ -33,12 +33,12 @@ class Fp8Linear(torch.nn.Module):
         self.register_buffer("scale", scale.float().reshape(1, -1).contiguous())   # [1, N] for _scaled_mm
         self.register_buffer("bias", bias)
 
-    def gemv(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    def gemv(self, x: torch.Tensor, residual: torch.Tensor | None = None, norm=None, silu: bool = False) -> torch.Tensor:
         """One token [K] -> [N] (+ residual): the decode step's matrix-vector kernel, the activation quantized
-        to e4m3 per token inside it, as `forward` does."""
+        to e4m3 per token inside it, as `forward` does (`norm`, `silu`: as `cuda_kernels.gemv_fp8`)."""
         from greenai_dagster.core.runtimes.cuda_kernels import gemv_fp8
 
-        return gemv_fp8(x, self.weight, self.scale, self.bias, residual)
+        return gemv_fp8(x, self.weight, self.scale, self.bias, residual, norm, silu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)

@@ -20,10 +20,11 @@ when its weight format allows concatenation along the output dimension (all of t
 
 Where every linear offers a matrix-vector kernel (`gemv`) and the model is the plain Llama shape
 (RMSNorm, SiLU-gated MLP, rotary attention, bf16), the decode step is not compiled at all: it is a
-short list of Triton launches (`cuda_kernels`: norm, fused-qkv GEMV, a split attention kernel that
-also applies the rotary embedding and writes the cache, and its combining launch, o GEMV with the
-residual added in its epilogue, norm, gate_up GEMV, SiLU-mul, down GEMV with the residual), nine per
-layer, captured as one CUDA graph. Its attention reads only the cache positions written so far.
+short list of Triton launches (`cuda_kernels`: fused-qkv GEMV that applies the layer's RMSNorm to its
+input itself, a split attention kernel that also applies the rotary embedding and writes the cache, and its
+combining launch, o GEMV with the residual added in its epilogue, gate_up GEMV with its norm, down GEMV
+that computes silu(gate) * up from the gate_up output as it reads it, with the residual), six per layer
+(seven for W4, whose SiLU-gating stays a launch of its own), captured as one CUDA graph. Its attention reads only the cache positions written so far.
 Otherwise (e.g. tinygemm W4, FP8, int8, whose linears have no `gemv`) the step is compiled as before.
 Open (H100, 2026-12-06): a third session built in one process hit a device-side index assert in its
 first prefill; the latency probe opens one session per process, as does `benchmarks/runtimes_gpu.py`. Prefill of a prompt starting the sequence attends causally over the prompt alone (flash
@@ -252,15 +253,18 @@ class StaticDecoder(torch.nn.Module):
         for index, layer in enumerate(self.layers):
             attn, mlp = layer.self_attn, layer.mlp
             norm1, norm2 = layer.input_layernorm, layer.post_attention_layernorm
-            qkv = attn.qkv_proj.gemv(kernels.rmsnorm(x, norm1.weight, norm1.variance_epsilon))
+            qkv = attn.qkv_proj.gemv(x, norm=(norm1.weight, norm1.variance_epsilon))
             out = kernels.decode_attention(qkv, self.cos, self.sin, self.pos, getattr(self, f"k_cache_{index}"),
                                            getattr(self, f"v_cache_{index}"), self.n_heads, self.n_kv,
                                            self.head_dim, self.scaling)
             x = attn.o_proj.gemv(out, residual=x)
-            gate_up = mlp.gate_up_proj.gemv(kernels.rmsnorm(x, norm2.weight, norm2.variance_epsilon))
-            x = mlp.down_proj.gemv(kernels.silu_mul(gate_up), residual=x)
-        h = kernels.rmsnorm(x, self.norm.weight, self.norm.variance_epsilon)
-        self.logits.copy_(kernels.gemv_bf16(h, self.lm_head.weight).view(1, -1))
+            gate_up = mlp.gate_up_proj.gemv(x, norm=(norm2.weight, norm2.variance_epsilon))
+            if getattr(mlp.down_proj, "fuses_silu", True):
+                x = mlp.down_proj.gemv(gate_up, residual=x, silu=True)
+            else:
+                x = mlp.down_proj.gemv(kernels.silu_mul(gate_up), residual=x)
+        self.logits.copy_(kernels.gemv_bf16(x, self.lm_head.weight, norm=(self.norm.weight, self.norm.variance_epsilon))
+                          .view(1, -1))
         self.token.copy_(self.logits.argmax(dim=-1).view(1, 1))
         self.pos.add_(1)
 

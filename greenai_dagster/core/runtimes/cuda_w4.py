@@ -220,6 +220,9 @@ class PackedW4Linear(torch.nn.Module):
     # measured on an H100 (Llama-3-8B shape, 512-token prefill, 2026-12-06): dequantize + cuBLAS 19.5k tokens/s,
     # the in-register dequantizing Triton matmul 17.4k (bf16: 28.8k)
     prefill_kernel = "dequantize"   # or "fused" (`cuda_kernels.w4_matmul`)
+    # the decode step keeps SiLU-gating as its own launch before this GEMV: fused, every program would
+    # recompute silu for its whole input row on top of the dequantization, the 4-bit kernel's bottleneck
+    fuses_silu = False
 
     def __init__(self, packed: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor | None, group_size: int,
                  in_features: int, out_features: int, bias: torch.Tensor | None):
@@ -238,11 +241,12 @@ class PackedW4Linear(torch.nn.Module):
         weight = (u - offsets) * self.scales.t().float().unsqueeze(-1)
         return weight.reshape(self.out_features, self.in_features).to(torch.bfloat16)
 
-    def gemv(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """One token [K] -> [N] (+ residual): the decode step's matrix-vector kernel."""
+    def gemv(self, x: torch.Tensor, residual: torch.Tensor | None = None, norm=None, silu: bool = False) -> torch.Tensor:
+        """One token [K] -> [N] (+ residual): the decode step's matrix-vector kernel (`norm`, `silu`: the
+        input's RMSNorm or SiLU-gating done inside it, `cuda_kernels.gemv_wq`)."""
         from greenai_dagster.core.runtimes.cuda_kernels import gemv_wq
 
-        return gemv_wq(x, self.packed, self.scales, self.offsets, self.group_size, 4, self.bias, residual)
+        return gemv_wq(x, self.packed, self.scales, self.offsets, self.group_size, 4, self.bias, residual, norm, silu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from greenai_dagster.core.runtimes import cuda_kernels as kernels

@@ -184,6 +184,36 @@ def test_int8_and_fp8_gemv_kernels_agree_with_the_matmul_they_replace():
     assert ((got - expected).norm() / expected.norm()).item() < 1e-2
 
 
+@pytest.mark.parametrize("k", [4096, 14336])
+def test_gemvs_that_normalise_or_gate_their_input_equal_the_separate_launches(k):
+    """The decode step's fused inputs (RMSNorm before qkv / gate_up / lm_head, silu(gate) * up before down)
+    give what the separate `rmsnorm` / `silu_mul` launches followed by the plain GEMV give, at Llama-3-8B's
+    widths, with the tile configurations the tuner picks there."""
+    from greenai_dagster.core.runtimes import cuda_kernels as kernels
+    from greenai_dagster.core.runtimes.cuda_fp8 import quantize_fp8
+
+    torch.manual_seed(2)
+    n, group = 512, 128
+    x = torch.randn(k, device="cuda", dtype=torch.bfloat16)
+    gate_up = torch.randn(2 * k, device="cuda", dtype=torch.bfloat16)
+    norm = ((1 + 0.1 * torch.randn(k, device="cuda")).to(torch.bfloat16), 1e-5)
+    residual = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+    weight = torch.randn(n, k, device="cuda") * 0.02
+    packed = kernels.pack_unsigned(torch.randint(0, 16, (n, k), device="cuda"), 4)
+    scales = (torch.rand(k // group, n, device="cuda") * 0.01 + 0.001).to(torch.bfloat16)
+    weight_fp8, weight_scale = quantize_fp8(weight)
+    gemvs = {"bf16": lambda v, **kw: kernels.gemv_bf16(v, weight.to(torch.bfloat16), **kw),
+             "w4": lambda v, **kw: kernels.gemv_wq(v, packed, scales, None, group, 4, **kw),
+             "fp8": lambda v, **kw: kernels.gemv_fp8(v, weight_fp8, weight_scale.view(-1).contiguous(), **kw)}
+    for name, gemv in gemvs.items():
+        fused, separate = gemv(x, norm=norm), gemv(kernels.rmsnorm(x, *norm))
+        error = ((fused.float() - separate.float()).norm() / separate.float().norm()).item()
+        assert error < 1e-3, f"{name} with its norm: {error:.2e}"
+        fused, separate = gemv(gate_up, silu=True, residual=residual), gemv(kernels.silu_mul(gate_up), residual=residual)
+        error = ((fused.float() - separate.float()).norm() / separate.float().norm()).item()
+        assert error < 1e-3, f"{name} with SiLU-gating: {error:.2e}"
+
+
 def _checkpoint(base, folder, method: str, params: dict):
     from greenai_dagster.core.models.checkpoints import save_variant
     from greenai_dagster.core.compress import apply_strategy
