@@ -1,10 +1,12 @@
-"""Int8 weight-only on CUDA: int8 weights cast to bf16 inside the matmul, under torch.compile.
+"""Int8 weight-only on CUDA: one byte per weight, read once per decoded token.
 
 Not `aten._weight_int8pack_mm`: on an H100 it measured 7-12x slower than bf16 per matrix-vector
-product. Here the decode step is compiled with coordinate-descent tuning, under which inductor
-turns each batch-1 matmul into a Triton reduction that reads the int8 weight, casts it in
-registers and applies the scales, so a token reads one byte per weight. Prefill (eager) casts each
-weight to bf16 and runs a bf16 matmul. Activations stay bf16 (weight-only).
+product. The weights are held as unsigned bytes u = q + 128, which is exactly the 8-bit layout of
+`cuda_kernels.gemv_wq` (four values to an int32 word, offset 128, one scale per channel or group):
+the decode step is the Triton launch list of `cuda_static.StaticDecoder.kernel_step`, as for bf16,
+W4 and FP8, with no torch.compile (whose coordinate-descent tuning took most of a latency probe's
+1-3 minutes on an H100, 2026-12-07). Prefill casts each weight to bf16 (u - 128, exact) and runs a
+bf16 matmul. Activations stay bf16 (weight-only).
 
 Serves the `int8` method's checkpoints (`torch_int8_dynamic`: per-channel int8 weights, saved as
 torch quantized modules; on CPU their activations are also quantized per tensor at run time, here
@@ -29,22 +31,35 @@ from greenai_dagster.core.runtimes.cuda_static import Record
 
 
 class Int8Linear(torch.nn.Module):
-    """y = x (q * s)^T (+ b): q int8 [N, K], s float32 [N, K/group] (group = K: per channel)."""
+    """y = x (q * s)^T (+ b): q int8 [N, K] held as bytes u = q + 128, s float32 [N, K/group] (group = K:
+    per channel)."""
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
         self.out_features, self.in_features = q.shape
         self.groups = scale.shape[1]
-        self.register_buffer("q", q)
+        self.register_buffer("u", (q.to(torch.int16) + 128).to(torch.uint8).contiguous())
         self.register_buffer("scale", scale.float().contiguous())
+        self.register_buffer("scale_t", self.scale.t().contiguous())   # [groups, N]: the GEMV's group-major order
         self.register_buffer("bias", bias)
+
+    def integers(self, dtype: torch.dtype) -> torch.Tensor:
+        """q as `dtype` (u - 128: exact in bf16, whose 8-bit significand holds every integer up to 256)."""
+        return self.u.to(dtype) - 128
+
+    def gemv(self, x: torch.Tensor, residual: torch.Tensor | None = None, norm=None, silu: bool = False) -> torch.Tensor:
+        """One token [K] -> [N] (+ residual): `cuda_kernels.gemv_wq` on the bytes viewed as int32 words."""
+        from greenai_dagster.core.runtimes.cuda_kernels import gemv_wq
+
+        return gemv_wq(x, self.u.view(torch.int32), self.scale_t, None, self.in_features // self.groups, 8,
+                       self.bias, residual, norm, silu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.groups == 1:
-            y = (F.linear(x, self.q.to(x.dtype)).float() * self.scale.view(-1)).to(x.dtype)
+            y = (F.linear(x, self.integers(x.dtype)).float() * self.scale.view(-1)).to(x.dtype)
         else:
             n, k, g = self.out_features, self.in_features, self.groups
-            weight = (self.q.view(n, g, k // g).float() * self.scale.unsqueeze(-1)).to(x.dtype).view(n, k)
+            weight = (self.integers(torch.float32).view(n, g, k // g) * self.scale.unsqueeze(-1)).to(x.dtype).view(n, k)
             y = F.linear(x, weight)
         return y + self.bias if self.bias is not None else y
 
@@ -63,8 +78,8 @@ def dequantize_record(record: Record) -> torch.Tensor:
 
 class CudaInt8(CudaRuntime):
     name = "torch-cuda-int8-wo"
-    kernel = ("int8 weight-only: cast-and-matmul fused by inductor (coordinate-descent-tuned Triton reduction) in "
-              "decode, cast + bf16 matmul in prefill; bf16 activations and lm_head; CUDA graph")
+    kernel = ("int8 weight-only: Triton 8-bit GEMV (cuda_kernels.gemv_wq, bytes u = q + 128) in the CUDA-graph "
+              "decode step, cast + bf16 matmul in prefill; bf16 activations and lm_head")
     formats = (int8_dynamic.NAME, compressed_tensors.NAME)
 
     def serves(self, folder: Path, device: str) -> bool:

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.gpu,
 
 TOLERANCE = {"torch-cuda-compiled": 2e-2, "torch-cuda-w4-tinygemm": 2e-2, "torch-cuda-int8-wo": 2e-2,
              "torch-cuda-fp8": 8e-2, "torch-cuda-w4-triton": 2e-2}
-TRITON_STEP = ("torch-cuda-compiled", "torch-cuda-w4-triton", "torch-cuda-fp8")   # runtimes whose decode step is `kernel_step`
+TRITON_STEP = ("torch-cuda-compiled", "torch-cuda-w4-triton", "torch-cuda-fp8", "torch-cuda-int8-wo")   # runtimes whose decode step is `kernel_step`
 PROMPT = list(range(40, 72))
 STEPS = 6
 
