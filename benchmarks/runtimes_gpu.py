@@ -327,6 +327,7 @@ def main() -> None:
             row_out.unlink()
         else:
             print(f"variant {variant} failed (exit {proc.returncode}); going on", flush=True)
+            diagnose(variant, command, row_out, out)
         out.write_text(json.dumps(rows, indent=2))
     finish(rows, device_name, out)
 
@@ -417,6 +418,24 @@ def measure_variant(variant: str, args, prompt: list[int], bandwidth: float, dev
               f"{b['ratio_to_limit']:.2f}x its limit, {b['memory_gb']:.2f} GB", flush=True)
     del model
     return row
+
+
+def diagnose(variant: str, command: list[str], row_out: Path, out: Path) -> None:
+    """A failed variant once more with CUDA_LAUNCH_BLOCKING=1 (batch 1 only), so a device-side assert names the
+    launch that raised it: `<out stem>_<variant>_failure.txt` gets the traceback's tail and, if it ran, the
+    row. That row is not in the table: blocking launches change what prefill and energy measure."""
+    import os
+
+    command = [c for c in command if not c.startswith("--batches=")] + ["--batches=1"]
+    proc = subprocess.run(command, env={**os.environ, "CUDA_LAUNCH_BLOCKING": "1"}, capture_output=True, text=True)
+    report = [f"{variant}: rerun with CUDA_LAUNCH_BLOCKING=1, batch 1: exit {proc.returncode}",
+              *[line for line in proc.stderr.splitlines() if "warn" not in line.lower()][-40:]]
+    if proc.returncode == 0 and row_out.exists():
+        report.append("row (launch-blocking, not in the table): " + row_out.read_text()[:4000])
+        row_out.unlink()
+    path = out.with_name(f"{out.stem}_{variant}_failure.txt")
+    path.write_text("\n".join(report) + "\n")
+    print("\n".join(report[:1] + report[-12:]), flush=True)
 
 
 def parse_batches(text: str) -> list[int]:
