@@ -2,7 +2,8 @@
 
     python benchmarks/gpu/end_to_end_ui.py DAGSTER_URL NAME EPISODES DEADLINE_S OUT.json [--eval JSON] [--methods JSON]
 
-The Launchpad launches the job `launch_experiment` with the run config `jobs.launch_run_config` writes (the
+A second call with the same OUT.json (its instance still on disk) launches nothing: it watches the same
+experiment again while the restarted daemon's sensor carries it on. The Launchpad launches the job `launch_experiment` with the run config `jobs.launch_run_config` writes (the
 one POST /compress submits too), through the webserver's GraphQL mutation `launchPipelineExecution`: this
 script sends that mutation. From then on nothing here drives the experiment: the coordinator sensor
 (`dagster dev`'s daemon) requests its setup, candidate and frontier runs. The script only watches, through
@@ -84,14 +85,20 @@ def main() -> None:
         args.out.write_text(json.dumps(record, indent=2, default=str))
 
     started = time.time()
-    answer = launch(args.url, run_config)
-    record["launch"] = answer
-    save()
-    if answer.get("__typename") != "LaunchRunSuccess":
-        raise SystemExit(f"the launch failed: {answer}")
-    launch_id = answer["run"]["runId"]
-    record["launch_run_id"] = launch_id
-    print(f"launched launch_experiment run {launch_id}", flush=True)
+    earlier = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if earlier.get("launch_run_id"):   # a second call on the same instance: the sensor carries the experiment on
+        record = {**earlier, "resumed_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        launch_id = record["launch_run_id"]
+        print(f"watching launch_experiment run {launch_id} again (launched by an earlier call)", flush=True)
+    else:
+        answer = launch(args.url, run_config)
+        record["launch"] = answer
+        save()
+        if answer.get("__typename") != "LaunchRunSuccess":
+            raise SystemExit(f"the launch failed: {answer}")
+        launch_id = answer["run"]["runId"]
+        record["launch_run_id"] = launch_id
+        print(f"launched launch_experiment run {launch_id}", flush=True)
 
     store = None
     while time.time() < end:
