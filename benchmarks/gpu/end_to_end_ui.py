@@ -20,15 +20,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-LOCATIONS = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
-LAUNCH = """mutation Launch($params: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId status } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}"""
 RUNS = """query Runs($tags: [ExecutionTag!]) {
   runsOrError(filter: {tags: $tags}) { ... on Runs { results { runId jobName status startTime endTime
     tags { key value } } } }
@@ -47,12 +38,14 @@ def graphql(url: str, query: str, variables: dict | None = None) -> dict:
 
 def launch(url: str, run_config: dict) -> dict:
     """The Launchpad's launch of `launch_experiment` with `run_config`; the mutation's answer."""
-    [repo] = graphql(url, LOCATIONS)["repositoriesOrError"]["nodes"]
+    from greenai_dagster.api.service import GRAPHQL_LAUNCH, GRAPHQL_LOCATIONS
+
+    [repo] = graphql(url, GRAPHQL_LOCATIONS)["repositoriesOrError"]["nodes"]
     params = {"selector": {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"],
                            "jobName": "launch_experiment"},
               "runConfigData": run_config,
               "executionMetadata": {"tags": [{"key": "greenai/source", "value": "graphql"}]}}
-    return graphql(url, LAUNCH, {"params": params})["launchPipelineExecution"]
+    return graphql(url, GRAPHQL_LAUNCH, {"params": params})["launchPipelineExecution"]
 
 
 def main() -> None:

@@ -92,6 +92,20 @@ def _iso(ts: float | datetime | None) -> str | None:
 
 
 # --- launching -----------------------------------------------------------------------------------
+# The webserver's GraphQL as the UI's Launchpad sends it, for a client that launches the way a UI user does:
+# the code location and repository to launch in, and the launch (`params`: ExecutionParams, i.e. selector,
+# runConfigData, executionMetadata). `submit_launch_run` goes through dagster_graphql's client instead.
+GRAPHQL_LOCATIONS = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+GRAPHQL_LAUNCH = """mutation Launch($params: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+
+
 def _graphql_client(dagster_url: str):
     from dagster_graphql import DagsterGraphQLClient
 

@@ -129,9 +129,9 @@ def build_targets(root: Path) -> tuple[dict[str, Path], list[Check]]:
         Check("llama.cpp", "W8 g64 repacked to Q8_0 (RTN checkpoint)", made["rtn_w8g64"], "rtn_w8g64", 0.05, 0.8),
         Check("llama.cpp", "INT8 per-channel repacked to Q8_0 (int8 checkpoint)", made["int8"], "float", 0.05, 0.8),
         Check("torch-cpu-int4", "W4 g64 (RTN checkpoint)", made["rtn_w4g64"], "rtn_w4g64", 0.05, 0.8),
-        # int8 activations quantized per tensor: no PyTorch run has the same arithmetic, so the bound is
-        # against the float model, loose (this method's KL on held-out text is ~0.9) but far below garbage (> 5)
-        Check("torch-int8-dynamic", "INT8 dynamic checkpoint", made["int8"], "float", 3.0, 0.2),
+        # int8 activations quantized per token: no float PyTorch run has the same arithmetic, so the bound is
+        # against the float model (KL 0.023, top-1 0.91 on SmolLM2-135M; torch's per-tensor module read ~1)
+        Check("torch-int8-dynamic", "INT8 dynamic checkpoint", made["int8"], "float", 0.1, 0.8),
     ]
     return made, checks
 

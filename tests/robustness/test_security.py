@@ -62,6 +62,7 @@ def test_the_payload_would_run_under_a_full_unpickler(tmp_path):
 def test_int8_round_trip_still_loads_with_the_weights_only_unpickler(tiny_model, tiny_spec, tmp_path):
     from greenai_dagster.core.models.checkpoints import load_int8_state, save_variant
     from greenai_dagster.core.compress import apply_strategy
+    from greenai_dagster.core.formats.int8_dynamic import int8_dynamic_record
     from greenai_dagster.core.strategy import Step, Strategy, validate_strategy
 
     model, tokenizer = tiny_model
@@ -72,7 +73,8 @@ def test_int8_round_trip_still_loads_with_the_weights_only_unpickler(tiny_model,
     assert any(k.endswith("_packed_params._packed_params") for k in state)
     reloaded, _ = load_variant(tmp_path / "v")
     layer = quantized.model.layers[0].self_attn.q_proj
-    assert torch.equal(reloaded.model.layers[0].self_attn.q_proj.weight().int_repr(), layer.weight().int_repr())
+    served = int8_dynamic_record(reloaded.model.layers[0].self_attn.q_proj)
+    assert torch.equal(served["q"], layer.weight().int_repr())
 
 
 def test_no_full_unpickler_anywhere_in_the_package():

@@ -21,6 +21,7 @@ import time
 import httpx
 import pytest
 
+from greenai_dagster.api.service import GRAPHQL_LAUNCH, GRAPHQL_LOCATIONS
 from tests.api.test_api import FAST_EVAL, ServerThread
 from tests.conftest import REPO, free_port, start_dagster, stop_process_group, wait_for_dagster
 
@@ -205,18 +206,9 @@ def test_the_full_set_evaluation_says_why_it_was_not_materialized(ui, page):
     shot(page, "05_full_set_not_materialized.png")
 
 
-LAUNCH = """mutation Launch($params: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId status } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}"""
 WATCH = """query Watch($runId: ID!) {
   runOrError(runId: $runId) { __typename ... on Run { status jobName tags { key value } } }
 }"""
-LOCATIONS = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
 
 
 def test_the_graphql_api_launches_and_watches_a_run(ui, page):
@@ -230,14 +222,14 @@ def test_the_graphql_api_launches_and_watches_a_run(ui, page):
         assert "errors" not in reply.json(), reply.json()
         return reply.json()["data"]
 
-    [repo] = graphql(LOCATIONS)["repositoriesOrError"]["nodes"]
+    [repo] = graphql(GRAPHQL_LOCATIONS)["repositoriesOrError"]["nodes"]
     params = {"selector": {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"],
                            "jobName": "frontier"},
               "runConfigData": {},
               "executionMetadata": {"tags": [{"key": "dagster/partition", "value": EXPERIMENT},
                                              {"key": "greenai/experiment", "value": EXPERIMENT},
                                              {"key": "greenai/source", "value": "graphql"}]}}
-    launched = graphql(LAUNCH, {"params": params})["launchPipelineExecution"]
+    launched = graphql(GRAPHQL_LAUNCH, {"params": params})["launchPipelineExecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
     seen = [launched["run"]["status"]]

@@ -176,7 +176,7 @@ def scorer_for(checkpoint: Path, device: str, n_ctx: int = 1024) -> LlamaCppScor
         return None
     if unavailable_reason("llama.cpp"):     # it crashed or disagreed here: score through PyTorch instead
         return None
-    if int8:    # served repacked to Q8_0 (torch's per-tensor int8 activations are not what the user gets)
+    if int8:    # served repacked to Q8_0 (the CPU int8 GEMM's per-token activations are not what the user gets)
 
         try:
             path = serving_file(Path(checkpoint))

@@ -1,9 +1,11 @@
-"""INT8 dynamic quantization (torch): int8 weights, activations quantized on the fly per batch.
+"""INT8 dynamic quantization (torch): int8 weights per output channel, activations quantized on the fly
+per token.
 
-Runs real int8 GEMMs on CPU (fbgemm/x86 engines), so it changes size, memory and latency here.
+Runs real int8 GEMMs on CPU, so it changes size, memory and latency here.
 The result is a torch-quantized module tree that `save_pretrained` cannot write; it is saved
 as a state dict and reloaded by rebuilding and re-quantizing the architecture (core.formats.int8_dynamic, which
-holds `quantize_linears_int8` so that saving and loading quantize the same way).
+holds `quantize_linears_int8` so that saving and loading quantize the same way), then served with
+per-token activation scales (`Int8Linear`: torch's own module takes one scale for the whole input).
 """
 
 from __future__ import annotations

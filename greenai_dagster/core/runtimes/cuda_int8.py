@@ -9,7 +9,7 @@ W4 and FP8, with no torch.compile (whose coordinate-descent tuning took most of 
 bf16 matmul. Activations stay bf16 (weight-only).
 
 Serves the `int8` method's checkpoints (`torch_int8_dynamic`: per-channel int8 weights, saved as
-torch quantized modules; on CPU their activations are also quantized per tensor at run time, here
+torch quantized modules; on CPU their activations are also quantized, per token, at run time, here
 they are not) and compressed-tensors 8-bit symmetric weight-only checkpoints (`pack-quantized` or
 `int-quantized`, per channel or per group, e.g. GPTQ W8). `dequantize_int8_dynamic` (in
 `core.formats.int8_dynamic`) is the float fallback an int8 checkpoint is loaded with on an accelerator.

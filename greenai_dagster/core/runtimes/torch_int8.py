@@ -1,6 +1,6 @@
-"""Dynamic INT8 checkpoints (`int8` method) on CPU: torch's quantized linear (fbgemm / x86 int8
-GEMM with per-tensor dynamic activation scales), loaded by `core.models.checkpoints` as saved
-(`core.formats.int8_dynamic`)."""
+"""Dynamic INT8 checkpoints (`int8` method) on CPU: the checkpoint's per-channel int8 weights, activations
+quantized per token at run time, an int8 GEMM (`core.formats.int8_dynamic.Int8Linear`, `torch._int_mm`),
+loaded by `core.models.checkpoints` (`core.formats.int8_dynamic`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from greenai_dagster.core.runtimes.torch_session import TorchSession
 
 class TorchInt8Dynamic(Runtime):
     name = "torch-int8-dynamic"
-    kernel = "torch.ao dynamic quantized Linear (int8 weights and activations)"
+    kernel = "int8 x int8 GEMM (torch._int_mm): per-channel int8 weights, activations per token at run time"
     devices = ("cpu",)
     formats = (int8_dynamic.NAME,)
 

@@ -11,6 +11,8 @@ weights as trained.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -60,7 +62,8 @@ def save_and_measure(model, tokenizer, folder, marker, reports) -> dict:
         with torch.no_grad():
             for param in model.parameters():
                 param.data = param.data.to(formats.STORAGE_DTYPE).float()
-        saved["logits"] = logits(model, tokenizer)
+        # as served on CPU: the same integers and scales, activations rounded per token
+        saved["logits"] = logits(int8_dynamic.per_token_int8(copy.deepcopy(model)), tokenizer)
     if adapters.holds_adapters(model):
         saved["adapters"] = adapter_state(model)
         base = model.base_model.model   # what the save stores after unloading the adapters
