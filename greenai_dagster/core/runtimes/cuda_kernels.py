@@ -193,6 +193,17 @@ def _step_input(x_ptr, g_ptr, offs, K, r, NORM: tl.constexpr, SILU: tl.constexpr
 
 
 @triton.jit
+def _offsets(o_ptr, index, mask, HAS_O: tl.constexpr, BITS: tl.constexpr):
+    """The offset subtracted from each unsigned value: 2^(bits-1) plus the zero point where there is one
+    (stored as one tensor, `offsets`), else the constant 2^(bits-1)."""
+    if HAS_O:
+        o = tl.load(o_ptr + index, mask=mask, other=0.0).to(tl.float32)
+    else:
+        o = 1 << (BITS - 1)
+    return o
+
+
+@triton.jit
 def _gemv_wq_kernel(x_ptr, w_ptr, s_ptr, o_ptr, b_ptr, r_ptr, y_ptr, g_ptr, N, K, KP, eps,
                     G: tl.constexpr, BITS: tl.constexpr, HAS_O: tl.constexpr, HAS_B: tl.constexpr,
                     HAS_R: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_REDUCE: tl.constexpr = False,
@@ -251,18 +262,12 @@ def _gemv_wq_kernel(x_ptr, w_ptr, s_ptr, o_ptr, b_ptr, r_ptr, y_ptr, g_ptr, N, K
             xsum_g = tl.sum(tl.reshape(xsum, [NG, BKP // NG]), axis=1)       # [NG]
             gi = k0 // G + tl.arange(0, NG)
             s = tl.load(s_ptr + gi[None, :] * N + rn[:, None], mask=nmask[:, None], other=0.0).to(tl.float32)
-            if HAS_O:
-                o = tl.load(o_ptr + gi[None, :] * N + rn[:, None], mask=nmask[:, None], other=0.0).to(tl.float32)
-                acc += s * (part_g - o * xsum_g[None, :])
-            else:
-                acc += s * (part_g - (1 << (BITS - 1)) * xsum_g[None, :])
+            o = _offsets(o_ptr, gi[None, :] * N + rn[:, None], nmask[:, None], HAS_O, BITS)
+            acc += s * (part_g - o * xsum_g[None, :])
         else:
             s = tl.load(s_ptr + grp[None, :] * N + rn[:, None], mask=nmask[:, None], other=0.0).to(tl.float32)
-            if HAS_O:
-                o = tl.load(o_ptr + grp[None, :] * N + rn[:, None], mask=nmask[:, None], other=0.0).to(tl.float32)
-                acc += s * (part - o * xsum[None, :])
-            else:
-                acc += s * (part - (1 << (BITS - 1)) * xsum[None, :])
+            o = _offsets(o_ptr, grp[None, :] * N + rn[:, None], nmask[:, None], HAS_O, BITS)
+            acc += s * (part - o * xsum[None, :])
     y = tl.sum(acc, axis=1)
     if HAS_B:
         y += tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
