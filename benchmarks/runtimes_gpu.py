@@ -328,7 +328,7 @@ def main() -> None:
         else:
             print(f"variant {variant} failed (exit {proc.returncode}); going on", flush=True)
             diagnose(variant, command, row_out, out)
-        out.write_text(json.dumps(rows, indent=2))
+        finish(rows, device_name, out, quiet=True)
     finish(rows, device_name, out)
 
 
@@ -483,13 +483,18 @@ def by_batch(rows: list[dict]) -> dict[int, list[dict]]:
     return {batch: sorted(v, key=lambda x: -x["tokens_per_s"]) for batch, v in sorted(table.items())}
 
 
-def finish(rows: list[dict], device_name: str, out: Path) -> None:
-    evaluated = bars(rows, device_name)
+def finish(rows: list[dict], device_name: str, out: Path, quiet: bool = False) -> None:
+    """Both results files from the rows so far (written after every variant, so a call cut by its time limit
+    keeps what it measured), and with `quiet` off the table and the bars."""
+    rows = [dict(r) for r in rows]
     tuning = {r["variant"]: r.pop("kernel_tuning", []) for r in rows}
+    evaluated = bars(rows, device_name)
     out.write_text(json.dumps(rows, indent=2))
     out.with_name(f"{out.stem}_kernels.json").write_text(json.dumps(
         {"device": device_name, "torch": torch.__version__, "bars": evaluated, "by_batch": by_batch(rows),
          "kernel_tuning": tuning}, indent=2, default=str))
+    if quiet:
+        return
     print(f"{'variant':10s} {'ms/token':>9s} {'limit':>7s} {'ratio':>6s} {'prefill t/s':>11s} {'eager t/s':>9s} "
           f"{'GB':>6s} {'J/token':>8s}")
     for r in rows:

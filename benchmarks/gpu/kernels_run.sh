@@ -5,7 +5,7 @@
 # alone on the GPU so its timings are quiet. Everything it writes lands in $OUT:
 #   bash benchmarks/gpu/kernels_run.sh [variants]      (default bf16,w4_g128_triton,fp8,int8,w4_g128)
 # TESTS_S / BENCH_S bound the two parts (seconds); the device call's own limit is 600 s. TESTS_K: a pytest -k
-# expression (only those GPU tests). A variant that fails is run once more with CUDA_LAUNCH_BLOCKING=1
+# expression (only those GPU tests); BATCHES: the batch sizes (1,8,32). A variant that fails is run once more with CUDA_LAUNCH_BLOCKING=1
 # (runtimes_gpu.py's `diagnose`: <out stem>_<variant>_failure.txt).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -18,6 +18,6 @@ timeout "${TESTS_S:-170}" python3 -m pytest -q -m gpu tests/core/runtimes -p no:
   | grep -v -E "^  |Warning" | tail -n 30 > "$OUT/gpu_tests.log.txt"
 echo "gpu tests: $(tail -n 1 "$OUT/gpu_tests.log.txt") ($(( SECONDS - start )) s)" | tee -a "$OUT/runtimes_gpu.log.txt"
 timeout "${BENCH_S:-$(( 570 - SECONDS ))}" python3 benchmarks/runtimes_gpu.py --variants "${1:-bf16,w4_g128_triton,fp8,int8,w4_g128}" \
-  --repeats 3 --out "$OUT/runtimes_gpu.json" 2>&1 | grep -v -i -E "warn|^\s*$" | tee -a "$OUT/runtimes_gpu.log.txt"
+  --repeats 3 --batches "${BATCHES:-1,8,32}" --out "$OUT/runtimes_gpu.json" 2>&1 | grep -v -i -E "warn|^\s*$" | tee -a "$OUT/runtimes_gpu.log.txt"
 echo "benchmark exit ${PIPESTATUS[0]} at $SECONDS s"
 ls -la "$OUT"
