@@ -173,6 +173,8 @@ LAZY_OWN = {
         "imports triton, absent on CPU machines",
     ("greenai_dagster.core.runtimes.cuda_fp8", "greenai_dagster.core.runtimes.cuda_kernels"):
         "imports triton, absent on CPU machines",
+    ("greenai_dagster.core.runtimes.cuda_int8", "greenai_dagster.core.runtimes.cuda_kernels"):
+        "imports triton, absent on CPU machines",
 }
 
 
