@@ -3,7 +3,9 @@
     python benchmarks/gpu/end_to_end_ui.py DAGSTER_URL NAME EPISODES DEADLINE_S OUT.json [--eval JSON] [--methods JSON]
 
 A second call with the same OUT.json (its instance still on disk) launches nothing: it watches the same
-experiment again while the restarted daemon's sensor carries it on. The Launchpad launches the job `launch_experiment` with the run config `jobs.launch_run_config` writes (the
+experiment again while the restarted daemon's sensor carries it on.
+
+The Launchpad launches the job `launch_experiment` with the run config `jobs.launch_run_config` writes (the
 one POST /compress submits too), through the webserver's GraphQL mutation `launchPipelineExecution`: this
 script sends that mutation. From then on nothing here drives the experiment: the coordinator sensor
 (`dagster dev`'s daemon) requests its setup, candidate and frontier runs. The script only watches, through

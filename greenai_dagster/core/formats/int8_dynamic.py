@@ -3,15 +3,16 @@
 
 Saved as config + tokenizer + the quantized state dict (`int8_state_dict.pt`); reloaded by rebuilding the
 architecture from config, re-applying `quantize_dynamic` (`quantize_linears_int8`, the very function the
-method applies) and loading the state; each of torch's dynamic Linears is then served as an `Int8Linear`
-holding the same integers and scales, which quantizes activations per token (torch's own module takes one
-7-bit scale for the whole input tensor: one massive activation, such as SmolLM2's ~2800 at the first
-position of layer 11's down_proj input against a median per-token maximum of ~1.4, rounds every other
-token's input to zero, KL 0.86 nats/token on a 512-token window; per token: 0.014). The state is read
-with `torch.load(weights_only=True)`: tensors, quantized tensors, dtypes and plain containers only. A file that would need anything else to unpickle (a
-checkpoint someone crafted to run code on load) is refused with E002 before any of its objects is built.
-`Int8Linear`'s int8 GEMM is the CPU kernel: on an accelerator the Linears are expanded to float weights on
-the same int8 grid (`dequantize_int8_dynamic`). The marker file says `torch_int8_dynamic`.
+method applies) and loading the state; each of torch's dynamic Linears is then served as a
+`PerTokenInt8Linear` holding the same integers and scales, which quantizes activations per token (torch's
+own module takes one 7-bit scale for the whole input tensor: one massive activation, such as SmolLM2's
+~2800 at the first position of layer 11's down_proj input against a median per-token maximum of ~1.4,
+rounds every other token's input to zero, KL 0.86 nats/token on a 512-token window; per token: 0.014).
+The state is read with `torch.load(weights_only=True)`: tensors, quantized tensors, dtypes and plain
+containers only. A file that would need anything else to unpickle (a checkpoint someone crafted to run
+code on load) is refused with E002 before any of its objects is built.
+`PerTokenInt8Linear`'s int8 GEMM is the CPU kernel: on an accelerator the Linears are expanded to float
+weights on the same int8 grid (`dequantize_int8_dynamic`). The marker file says `torch_int8_dynamic`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def quantize_linears_int8(model: torch.nn.Module) -> torch.nn.Module:
     rebuild the module tree when the checkpoint is loaded.
 
     Weights per output channel (int8). The modules it makes are what is saved; `load` serves them as
-    `Int8Linear` (activations per token at run time).
+    `PerTokenInt8Linear` (activations per token at run time).
     """
     arch.conv1d_to_linear(model)
     targets = {name: per_channel_dynamic_qconfig for name in arch.quantizable_linears(model)}
@@ -46,7 +47,7 @@ def quantize_linears_int8(model: torch.nn.Module) -> torch.nn.Module:
     return quantize_dynamic(model, qconfig_spec=targets, dtype=torch.qint8, inplace=True)
 
 
-class Int8Linear(torch.nn.Module):
+class PerTokenInt8Linear(torch.nn.Module):
     """A linear of the `int8` method as served on CPU (W8A8): the checkpoint's int8 weights with one scale per
     output channel, activations quantized to 8 bits at run time with one scale and zero point per token
     (row, asymmetric over [min, max] as torch's own dynamic quantization does, but per token), an int8 x
@@ -79,13 +80,13 @@ class Int8Linear(torch.nn.Module):
 
 
 def dynamic_linears(model) -> dict:
-    """name -> int8 linear of the `int8` method (torch's dynamic-quantized Linear, or `Int8Linear`)."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, (DynamicLinear, Int8Linear))}
+    """name -> int8 linear of the `int8` method (torch's dynamic-quantized Linear, or `PerTokenInt8Linear`)."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, (DynamicLinear, PerTokenInt8Linear))}
 
 
 def int8_dynamic_record(module) -> dict:
     """An int8 linear's int8 weight and per-channel scales, as saved."""
-    if isinstance(module, Int8Linear):
+    if isinstance(module, PerTokenInt8Linear):
         record = {"q": module.q, "scale": module.scale.view(-1, 1)}
         if module.bias is not None:
             record["bias"] = module.bias
@@ -107,8 +108,10 @@ def _replace_linears(model, make) -> torch.nn.Module:
 
 
 def per_token_int8(model):
-    """Serve torch's dynamic int8 Linears as `Int8Linear` (the same integers and scales, activations per token)."""
-    return _replace_linears(model, lambda module, record: Int8Linear(record["q"], record["scale"], record.get("bias")))
+    """Serve torch's dynamic int8 Linears as `PerTokenInt8Linear`: the same integers and scales, activations
+    quantized per token."""
+    return _replace_linears(
+        model, lambda module, record: PerTokenInt8Linear(record["q"], record["scale"], record.get("bias")))
 
 
 def dequantize_int8_dynamic(model):

@@ -5,7 +5,7 @@ Runs real int8 GEMMs on CPU, so it changes size, memory and latency here.
 The result is a torch-quantized module tree that `save_pretrained` cannot write; it is saved
 as a state dict and reloaded by rebuilding and re-quantizing the architecture (core.formats.int8_dynamic, which
 holds `quantize_linears_int8` so that saving and loading quantize the same way), then served with
-per-token activation scales (`Int8Linear`: torch's own module takes one scale for the whole input).
+per-token activation scales (`PerTokenInt8Linear`: torch's own module takes one scale for the whole input).
 """
 
 from __future__ import annotations
@@ -50,5 +50,6 @@ class Int8Dynamic(CompressionMethod):
         if ctx.device != "cpu":
             model = model.to("cpu")  # torch dynamic quantization kernels are CPU kernels
         quantized = quantize_linears_int8(model)
-        count = sum(1 for m in quantized.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__)
+        count = sum(1 for m in quantized.modules()
+                    if type(m).__name__ == "Linear" and "quantized" in type(m).__module__)
         return MethodResult(quantized, {"quantized_linear_layers": count, "weight_dtype": "qint8"})

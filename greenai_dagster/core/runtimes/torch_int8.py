@@ -1,5 +1,5 @@
 """Dynamic INT8 checkpoints (`int8` method) on CPU: the checkpoint's per-channel int8 weights, activations
-quantized per token at run time, an int8 GEMM (`core.formats.int8_dynamic.Int8Linear`, `torch._int_mm`),
+quantized per token at run time, an int8 GEMM (`core.formats.int8_dynamic.PerTokenInt8Linear`, `torch._int_mm`),
 loaded by `core.models.checkpoints` (`core.formats.int8_dynamic`)."""
 
 from __future__ import annotations
