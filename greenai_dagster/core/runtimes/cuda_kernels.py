@@ -20,9 +20,11 @@ whole step a short list of launches, captured as one CUDA graph (`cuda_static.St
 - The GEMVs read their input in one of three ways: as it is; RMS-normalised (`norm` = the norm's weight
   and eps: every program computes the row's 1/RMS in a prologue from L2, then normalises each element as
   it loads it, rounded as transformers rounds); or as silu(gate) * up of a fused gate_up output
-  (`silu`). So the step has no norm or SiLU launches of its own: on an H100 those were 97 launches and
-  0.18 ms of an 8B step (2026-12-07 profile). `rmsnorm` and `silu_mul` remain as separate launches (and
-  as the reference the fused inputs are tested against).
+  (`silu`). So the step needs no norm or SiLU launches of its own: on an H100 those were 97 launches and
+  0.18 ms of an 8B step (2026-12-07 profile). Fused, every program redoes the transform for its input
+  row, which costs ALU: the tuner times each tile both fused and after a separate `rmsnorm` / `silu_mul`
+  launch and keeps the faster (both give the same bits). Those two kernels are also the reference the
+  fused inputs are tested against.
 - `decode_attention`: one token's attention, split over the cache in blocks of 64 positions (one
   program per query head and block, flash-decoding style; blocks past the current position read
   nothing), then one combining launch: rotary embedding of q and k from the fused qkv output, the new
@@ -127,6 +129,22 @@ def _check_input(x: torch.Tensor, k: int, norm: Norm | None, silu: bool) -> None
 
 # ----------------------------------------------------------------------------------------------
 # packed integer weights
+def _input_variants(configs: list[dict], norm: Norm | None, silu: bool) -> list[dict]:
+    """The tile configs with the input transform fused, and the same tiles after a separate `rmsnorm` /
+    `silu_mul` launch. Fused, every program redoes the transform for its whole input row: free where the
+    GEMV waits on memory, not where it is short of ALU (the 4-bit kernel), so the timing decides."""
+    if norm is None and not silu:
+        return configs
+    return configs + [{**c, "separate_input": True} for c in configs]
+
+
+def _kernel_input(x: torch.Tensor, norm: Norm | None, silu: bool, config: dict) -> tuple:
+    """(x, norm, silu) as the kernel gets them under `config`: as given, or transformed by its own launch."""
+    if not config.get("separate_input"):
+        return x, norm, silu
+    return (rmsnorm(x, *norm) if norm is not None else silu_mul(x)), None, False
+
+
 # ----------------------------------------------------------------------------------------------
 
 def pack_unsigned(u: torch.Tensor, bits: int) -> torch.Tensor:
@@ -312,13 +330,15 @@ def gemv_wq(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, offsets
 
     def launch(config):
         meta = config["meta"]
+        xin, nrm, sl = _kernel_input(x, norm, silu, config)
         _gemv_wq_kernel[(triton.cdiv(n, meta["BN"]),)](
-            x, packed, scales, offsets if offsets is not None else scales, bias if bias is not None else y,
-            residual if residual is not None else y, y, norm[0] if norm else y, n, k, kp,
-            norm[1] if norm else 0.0, G=group_size, BITS=bits,
+            xin, packed, scales, offsets if offsets is not None else scales, bias if bias is not None else y,
+            residual if residual is not None else y, y, nrm[0] if nrm else y, n, k, kp,
+            nrm[1] if nrm else 0.0, G=group_size, BITS=bits,
             HAS_O=offsets is not None, HAS_B=bias is not None, HAS_R=residual is not None,
-            NORM=norm is not None, SILU=silu, num_warps=config["num_warps"], num_stages=config["num_stages"], **meta)
+            NORM=nrm is not None, SILU=sl, num_warps=config["num_warps"], num_stages=config["num_stages"], **meta)
 
+    configs = _input_variants(configs, norm, silu)
     launch(_pick("gemv_wq", (n, k, group_size, bits, norm is not None, silu), configs, launch, x.device))
     return y
 
@@ -399,13 +419,15 @@ def gemv_fp8(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, 
 
     def launch(config):
         meta = config["meta"]
+        xin, nrm, sl = _kernel_input(x, norm, silu, config)
         _gemv_fp8_kernel[(triton.cdiv(n, meta["BN"]),)](
-            x, weight, weight_scale, bias if bias is not None else y, residual if residual is not None else y, y,
-            norm[0] if norm else y, n, k, norm[1] if norm else 0.0, HAS_B=bias is not None,
-            HAS_R=residual is not None, NORM=norm is not None, SILU=silu, num_warps=config["num_warps"],
+            xin, weight, weight_scale, bias if bias is not None else y, residual if residual is not None else y, y,
+            nrm[0] if nrm else y, n, k, nrm[1] if nrm else 0.0, HAS_B=bias is not None,
+            HAS_R=residual is not None, NORM=nrm is not None, SILU=sl, num_warps=config["num_warps"],
             num_stages=config["num_stages"], **meta)
 
-    launch(_pick("gemv_fp8", (n, k, norm is not None, silu), FP8_CONFIGS, launch, x.device))
+    configs = _input_variants(FP8_CONFIGS, norm, silu)
+    launch(_pick("gemv_fp8", (n, k, norm is not None, silu), configs, launch, x.device))
     return y
 
 
@@ -418,13 +440,15 @@ def gemv_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
 
     def launch(config):
         meta = config["meta"]
+        xin, nrm, sl = _kernel_input(x, norm, silu, config)
         _gemv_bf16_kernel[(triton.cdiv(n, meta["BN"]),)](
-            x, weight, bias if bias is not None else y, residual if residual is not None else y, y,
-            norm[0] if norm else y, n, k, norm[1] if norm else 0.0, HAS_B=bias is not None,
-            HAS_R=residual is not None, NORM=norm is not None, SILU=silu, num_warps=config["num_warps"],
+            xin, weight, bias if bias is not None else y, residual if residual is not None else y, y,
+            nrm[0] if nrm else y, n, k, nrm[1] if nrm else 0.0, HAS_B=bias is not None,
+            HAS_R=residual is not None, NORM=nrm is not None, SILU=sl, num_warps=config["num_warps"],
             num_stages=config["num_stages"], **meta)
 
-    launch(_pick("gemv_bf16", (n, k, norm is not None, silu), BF16_CONFIGS, launch, x.device))
+    configs = _input_variants(BF16_CONFIGS, norm, silu)
+    launch(_pick("gemv_bf16", (n, k, norm is not None, silu), configs, launch, x.device))
     return y
 
 

@@ -259,10 +259,7 @@ class StaticDecoder(torch.nn.Module):
                                            self.head_dim, self.scaling)
             x = attn.o_proj.gemv(out, residual=x)
             gate_up = mlp.gate_up_proj.gemv(x, norm=(norm2.weight, norm2.variance_epsilon))
-            if getattr(mlp.down_proj, "fuses_silu", True):
-                x = mlp.down_proj.gemv(gate_up, residual=x, silu=True)
-            else:
-                x = mlp.down_proj.gemv(kernels.silu_mul(gate_up), residual=x)
+            x = mlp.down_proj.gemv(gate_up, residual=x, silu=True)
         self.logits.copy_(kernels.gemv_bf16(x, self.lm_head.weight, norm=(self.norm.weight, self.norm.variance_epsilon))
                           .view(1, -1))
         self.token.copy_(self.logits.argmax(dim=-1).view(1, 1))

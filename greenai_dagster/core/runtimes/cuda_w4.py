@@ -220,10 +220,6 @@ class PackedW4Linear(torch.nn.Module):
     # measured on an H100 (Llama-3-8B shape, 512-token prefill, 2026-12-06): dequantize + cuBLAS 19.5k tokens/s,
     # the in-register dequantizing Triton matmul 17.4k (bf16: 28.8k)
     prefill_kernel = "dequantize"   # or "fused" (`cuda_kernels.w4_matmul`)
-    # the decode step keeps SiLU-gating as its own launch before this GEMV: fused, every program would
-    # recompute silu for its whole input row on top of the dequantization, the 4-bit kernel's bottleneck
-    fuses_silu = False
-
     def __init__(self, packed: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor | None, group_size: int,
                  in_features: int, out_features: int, bias: torch.Tensor | None):
         super().__init__()

@@ -185,10 +185,11 @@ def test_int8_and_fp8_gemv_kernels_agree_with_the_matmul_they_replace():
 
 
 @pytest.mark.parametrize("k", [4096, 14336])
-def test_gemvs_that_normalise_or_gate_their_input_equal_the_separate_launches(k):
+def test_gemvs_that_normalise_or_gate_their_input_equal_the_separate_launches(k, monkeypatch):
     """The decode step's fused inputs (RMSNorm before qkv / gate_up / lm_head, silu(gate) * up before down)
     give what the separate `rmsnorm` / `silu_mul` launches followed by the plain GEMV give, at Llama-3-8B's
-    widths, with the tile configurations the tuner picks there."""
+    widths: with the tile the tuner picks (fused or not, by timing: it must have timed both), and with a
+    fused and a separate-launch tile forced."""
     from greenai_dagster.core.runtimes import cuda_kernels as kernels
     from greenai_dagster.core.runtimes.cuda_fp8 import quantize_fp8
 
@@ -205,13 +206,29 @@ def test_gemvs_that_normalise_or_gate_their_input_equal_the_separate_launches(k)
     gemvs = {"bf16": lambda v, **kw: kernels.gemv_bf16(v, weight.to(torch.bfloat16), **kw),
              "w4": lambda v, **kw: kernels.gemv_wq(v, packed, scales, None, group, 4, **kw),
              "fp8": lambda v, **kw: kernels.gemv_fp8(v, weight_fp8, weight_scale.view(-1).contiguous(), **kw)}
-    for name, gemv in gemvs.items():
-        fused, separate = gemv(x, norm=norm), gemv(kernels.rmsnorm(x, *norm))
-        error = ((fused.float() - separate.float()).norm() / separate.float().norm()).item()
-        assert error < 1e-3, f"{name} with its norm: {error:.2e}"
-        fused, separate = gemv(gate_up, silu=True, residual=residual), gemv(kernels.silu_mul(gate_up), residual=residual)
-        error = ((fused.float() - separate.float()).norm() / separate.float().norm()).item()
-        assert error < 1e-3, f"{name} with SiLU-gating: {error:.2e}"
+
+    def check(how: str) -> None:
+        for name, gemv in gemvs.items():
+            fused, separate = gemv(x, norm=norm), gemv(kernels.rmsnorm(x, *norm))
+            error = ((fused.float() - separate.float()).norm() / separate.float().norm()).item()
+            assert error < 1e-3, f"{name} with its norm ({how}): {error:.2e}"
+            fused = gemv(gate_up, silu=True, residual=residual)
+            separate = gemv(kernels.silu_mul(gate_up), residual=residual)
+            error = ((fused.float() - separate.float()).norm() / separate.float().norm()).item()
+            assert error < 1e-3, f"{name} with SiLU-gating ({how}): {error:.2e}"
+
+    check("tuned")
+    for entry in kernels.tuning_report():
+        if entry["kernel"].startswith("gemv_") and entry["key"][1] == k and (entry["key"][-2] or entry["key"][-1]):
+            tried = [config for _, config in entry["tried"]]
+            assert any(c.get("separate_input") for c in tried) and not all(c.get("separate_input") for c in tried)
+    tuned = kernels._pick
+    for how, index in (("fused tile", 0), ("separate-launch tile", -1)):
+        monkeypatch.setattr(kernels, "_pick", lambda name, key, configs, launch, device: configs[index])
+        assert kernels._pick("gemv_bf16", (n, k, True, False), kernels._input_variants(
+            kernels.BF16_CONFIGS, norm, False), None, None).get("separate_input", False) == (index == -1)
+        check(how)
+    monkeypatch.setattr(kernels, "_pick", tuned)
 
 
 def _checkpoint(base, folder, method: str, params: dict):
