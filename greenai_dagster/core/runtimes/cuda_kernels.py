@@ -308,6 +308,10 @@ WQ_CONFIGS += [_cfg(4, 3, BN=4, BK=1024, GROUP_REDUCE=True), _cfg(4, 3, BN=8, BK
 # 1024-column tiles read the 4096x4096 o_proj at about 0.3 TB/s, latency-bound)
 WQ_CONFIGS += [_cfg(4, 3, BN=2, BK=2048), _cfg(8, 3, BN=4, BK=2048), _cfg(4, 4, BN=4, BK=2048, GROUP_REDUCE=True),
                _cfg(8, 3, BN=8, BK=2048, GROUP_REDUCE=True), _cfg(4, 3, BN=2, BK=2048, GROUP_REDUCE=True)]
+# several rows per thread: a thread's input values (loaded, scaled by 16^-p, normalised where fused) serve
+# every row it holds, so the per-column work is shared where the 4-bit kernel is short of ALU
+WQ_CONFIGS += [_cfg(4, 3, BN=16, BK=1024), _cfg(4, 3, BN=32, BK=512), _cfg(2, 3, BN=16, BK=512),
+               _cfg(4, 3, BN=32, BK=512, GROUP_REDUCE=True)]
 
 
 def gemv_wq(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor | None,
