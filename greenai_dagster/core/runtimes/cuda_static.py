@@ -326,7 +326,7 @@ class CompiledSession(Session):
             except RuntimeError as exc:   # a kernel that cannot be captured: prefill stays eager, and says why
                 self.graph_prefill, self.prefill_graph_error = False, f"{type(exc).__name__}: {exc}"[:300]
         if entry is not None:
-            graph, static_ids = entry
+            graph, static_ids, _ = entry
             static_ids.copy_(ids)
             graph.replay()
         else:
@@ -350,7 +350,10 @@ class CompiledSession(Session):
         torch.cuda.synchronize()
         with torch.cuda.graph(graph):   # its own memory pool (a shared one outlived its graphs: see clear)
             self._prefill_into_state(static_ids, static_pos)
-        self._prefill_graphs[n] = (graph, static_ids)
+        # the positions stay referenced with the graph: freed, their memory went back to the allocator, and
+        # the next eager temporaries overwrote what every replay reads (the H100's "index out of bounds"
+        # gather asserts of the FP8 and int8 prefills at 32 layers, 2026-12-07)
+        self._prefill_graphs[n] = (graph, static_ids, static_pos)
         return self._prefill_graphs[n]
 
     def clear_prefill_graphs(self) -> None:
