@@ -128,6 +128,10 @@ def test_the_triton_step_runs_where_it_should_and_prefill_replays_a_graph(tiny12
         assert session.kernel_step_blocker is None and session.step_path.startswith("Triton"), name
         logits = []
         for _ in range(3):   # eager, then captured (second prefill of this length), then replayed
+            # the allocator's free blocks filled with garbage first: a graph input freed after capture
+            # (the position tensor was, 2026-12-07) is overwritten and the replay reads out of bounds
+            churn = [torch.full((size,), -7, dtype=torch.long, device="cuda") for size in (len(PROMPT), 64, 512)]
+            del churn
             session.prefill(PROMPT)
             session.decode()
             logits.append(session.last_logits().clone())
