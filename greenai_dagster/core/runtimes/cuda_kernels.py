@@ -32,9 +32,9 @@ whole step a short list of launches, captured as one CUDA graph (`cuda_static.St
 - `dequantize_wq` (packed integers -> bf16 matrix), `w4_matmul` (a bf16 x int4 matmul that dequantizes
   tiles in registers, for prefill) and `quantize_rows_fp8` (per-token e4m3 for `_scaled_mm` in prefill).
 
-Tile shapes are chosen per matrix shape on first use by timing the candidates (CUDA events, median,
-L2 flushed between runs); `tuning_report()` says what was chosen. Under TRITON_INTERPRET=1 (CPU tests
-of the arithmetic) the first candidate is used without timing.
+Tile shapes are chosen per matrix shape on first use by timing the candidates (each replayed in a CUDA
+graph after an L2 flush, as the step runs it; median); `tuning_report()` says what was chosen. Under
+TRITON_INTERPRET=1 (CPU tests of the arithmetic) the first candidate is used without timing.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def _flush_l2(device) -> None:
     buf.zero_()
 
 
-def _time_ms(fn, device, repeats: int = 7) -> float:
+def _eager_time_ms(fn, device, repeats: int = 7) -> float:
+    """Median of `fn` between CUDA events, L2 flushed before each run (the host's launch overhead included)."""
     times = []
     for i in range(repeats + 2):
         _flush_l2(device)
@@ -80,6 +81,47 @@ def _time_ms(fn, device, repeats: int = 7) -> float:
         if i >= 2:
             times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def _captured(fn) -> torch.cuda.CUDAGraph:
+    """`fn` as a CUDA graph (run once uncaptured first, on a side stream, as capture requires)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        fn()
+    return graph
+
+
+def _replay_ms(graph: torch.cuda.CUDAGraph, repeats: int) -> float:
+    times = []
+    for i in range(repeats + 2):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        if i >= 2:
+            times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _time_ms(fn, device, repeats: int = 7) -> float:
+    """Time of `fn` on a cold L2 as the decode step's CUDA graph runs it: [L2 flush, fn] and [L2 flush]
+    are captured as graphs and replayed, and the difference is fn's time. Timed eagerly instead, every
+    launch carried the host's launch overhead, which the step's graph does not pay: on an H100 (2026-12-07)
+    that made a separate rmsnorm launch look 20-30 us dearer than it is, the tuner fused every norm into the
+    4-bit GEMV, and the W4 step got 0.3 ms slower. Where capture fails, eager timing."""
+    try:
+        flush_and_fn = _captured(lambda: (_flush_l2(device), fn()))
+        flush_only = _captured(lambda: _flush_l2(device))
+    except Exception:   # noqa: BLE001 - a launch that cannot be captured is still timed, eagerly
+        return _eager_time_ms(fn, device, repeats)
+    replays = 2 * repeats + 1   # a difference of two medians: more replays (each tens of microseconds)
+    return max(_replay_ms(flush_and_fn, replays) - _replay_ms(flush_only, replays), 0.0)
 
 
 def _pick(name: str, key: tuple, configs: list[dict], launch, device) -> dict:

@@ -235,6 +235,23 @@ def test_gemvs_that_normalise_or_gate_their_input_equal_the_separate_launches(k,
     monkeypatch.setattr(kernels, "_pick", tuned)
 
 
+def test_the_tuner_times_a_launch_as_the_steps_graph_replays_it():
+    """`_time_ms` (graph of flush + launch minus graph of flush): positive, below a millisecond for one GEMV,
+    and twice the rows take longer; an rmsnorm launch costs microseconds, not the tens an eagerly timed
+    launch shows."""
+    from greenai_dagster.core.runtimes import cuda_kernels as kernels
+
+    x = torch.randn(4096, device="cuda", dtype=torch.bfloat16)
+    small, large = (torch.randn(n, 4096, device="cuda", dtype=torch.bfloat16) for n in (4096, 16384))
+    weight = torch.ones(4096, device="cuda", dtype=torch.bfloat16)
+    kernels.gemv_bf16(x, small), kernels.gemv_bf16(x, large), kernels.rmsnorm(x, weight, 1e-5)   # compile
+    t_small = kernels._time_ms(lambda: kernels.gemv_bf16(x, small), x.device)
+    t_large = kernels._time_ms(lambda: kernels.gemv_bf16(x, large), x.device)
+    t_norm = kernels._time_ms(lambda: kernels.rmsnorm(x, weight, 1e-5), x.device)
+    assert 0 < t_small < t_large < 1.0, (t_small, t_large)
+    assert t_norm < 0.015, t_norm
+
+
 def _checkpoint(base, folder, method: str, params: dict):
     from greenai_dagster.core.models.checkpoints import save_variant
     from greenai_dagster.core.compress import apply_strategy
