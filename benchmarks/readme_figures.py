@@ -195,26 +195,30 @@ def _runtimes_cpu() -> list:
     spd = lambda r: CPU_BASE + " / {" + r + ".decode_ms_per_token}"
     mem = lambda r: "{" + r + ".memory_gb} / " + CPU_BASE_MEM
     out += [
-        F(r"measured twice in this run read (18\.0) and 17\.4", RC, rc("baseline") + ".decode_ms_per_token"),
-        F(r"measured twice in this run read 18\.0 and (17\.4)", RC, rc("gguf_f16") + ".decode_ms_per_token"),
-        F(r"candidates of one block type (9\.6) and 11\.1", RC, gptq + ".decode_ms_per_token"),
-        F(r"candidates of one block type 9\.6 and (11\.1)", RC, ar + ".decode_ms_per_token"),
-        F(r"GPTQ W4 (1\.88)x at 0\.51x", RC, spd(gptq)),
-        F(r"GPTQ W4 1\.88x at (0\.51)x", RC, mem(gptq)),
-        F(r"AutoRound W4 (1\.61)x at 0\.51x", RC, spd(ar)),
-        F(r"AutoRound W4 1\.61x at (0\.51)x", RC, mem(ar)),
-        F(r"embedding in Q8_0\) (1\.51)x at 0\.59x", RC, spd(int8)),
-        F(r"embedding in Q8_0\) 1\.51x at (0\.59)x", RC, mem(int8)),
+        F(r"measured twice in this run read (19\.0) and 20\.3", RC, rc("baseline") + ".decode_ms_per_token"),
+        F(r"measured twice in this run read 19\.0 and (20\.3)", RC, rc("gguf_f16") + ".decode_ms_per_token"),
+        F(r"candidates of one block type (10\.7) and 11\.0", RC, gptq + ".decode_ms_per_token"),
+        F(r"candidates of one block type 10\.7 and (11\.0)", RC, ar + ".decode_ms_per_token"),
+        F(r"GPTQ W4 (1\.78)x at 0\.51x", RC, spd(gptq)),
+        F(r"GPTQ W4 1\.78x at (0\.51)x", RC, mem(gptq)),
+        F(r"AutoRound W4 (1\.73)x at 0\.51x", RC, spd(ar)),
+        F(r"AutoRound W4 1\.73x at (0\.51)x", RC, mem(ar)),
+        F(r"embedding in Q8_0\) (1\.38)x at 0\.59x", RC, spd(int8)),
+        F(r"embedding in Q8_0\) 1\.38x at (0\.59)x", RC, mem(int8)),
         F(r"\(compressed-tensors\) reads (0\.68)x memory", RC, mem(rc("rtn_w8g64"))),
-        F(r"kernel runs (1\.9)x faster than eager", RC,
+        F(r"kernel runs (1\.8)x faster than eager", RC,
           "{" + rc("first_command/ep001_gptq_w4g64_act", "torch-eager") + ".decode_ms_per_token} / {"
           + rc("first_command/ep001_gptq_w4g64_act", "torch-cpu-int4") + ".decode_ms_per_token}"),
-        F(r"but (2\.3)x slower than llama\.cpp", RC,
+        F(r"but (3\.2)x slower than llama\.cpp", RC,
           "{" + rc("first_command/ep001_gptq_w4g64_act", "torch-cpu-int4") + ".decode_ms_per_token} / {"
           + gptq + ".decode_ms_per_token}"),
-        F(r"dynamic int8 is (2)x slower than llama\.cpp's Q8_0", RC,
+        F(r"but slow: (4\.6)x slower than\s+llama\.cpp's Q8_0", RC,
           "{" + rc("first_command/ep002_int8_dynamic", "torch-int8-dynamic") + ".decode_ms_per_token} / {"
           + int8 + ".decode_ms_per_token}"),
+        F(r"slower than float eager \((63\.6) against 46\.3 ms/token\)", RC,
+          rc("first_command/ep002_int8_dynamic", "torch-int8-dynamic") + ".decode_ms_per_token"),
+        F(r"slower than float eager \(63\.6 against (46\.3) ms/token\)", RC,
+          rc("baseline", "torch-eager") + ".decode_ms_per_token"),
     ]
     return out
 
