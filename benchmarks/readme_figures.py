@@ -112,8 +112,10 @@ CPU_BASE = "{" + rc("baseline") + ".decode_ms_per_token}"
 CPU_BASE_MEM = "{" + rc("baseline") + ".memory_gb}"
 
 GPU_TABLE = r"^\| variant \| runtime \| batch-1 step \| decode ms/token"
-GPU_ROWS = [  # (README variant, README runtime, file variant): one run, one machine (runtimes_gpu.json)
+GPU_ROWS = [  # (README variant, README runtime, file variant): one warm machine, two calls (runtimes_gpu.json)
     ("bf16", "torch-cuda-compiled", "bf16"),
+    ("FP8", "torch-cuda-fp8", "fp8"),
+    ("int8 weight-only", "torch-cuda-int8-wo", "int8"),
     ("W4 g128", "torch-cuda-w4-triton", "w4_g128_triton"),
     ("W4 g128", "torch-cuda-w4-tinygemm", "w4_g128"),
 ]
@@ -251,23 +253,27 @@ def _runtimes_gpu() -> list:
             T(GPU_TABLE, row, "batch 8 tok/s", RG, r + ".batches[batch=8].tokens_per_s"),
             T(GPU_TABLE, row, "batch 32 tok/s", RG, r + ".batches[batch=32].tokens_per_s"),
         ]
-    prof = rg("w4_g128_triton") + ".profile_ms_per_token"
     ratio = lambda a, b: f"({a}) / ({b})"   # noqa: E731
+    prefill = lambda v: "{" + rg(v) + ".prefill_tokens_per_s} / {" + rg("bf16") + ".prefill_tokens_per_s}"  # noqa: E731
     out += [
-        F(r"copy bandwidth measured in the same run \((3\.03) TB/s\)", RG, rg("bf16") + ".copy_bandwidth_tb_s"),
-        F(r"W4 at batch 1 \(tinygemm (1\.74)x bf16's", RG, ratio(rg_tps("w4_g128", 1), rg_tps("bf16", 1))),
-        F(r"W4\s+tinygemm barely at batch 8 \((1\.04)x", RG, ratio(rg_tps("w4_g128", 8), rg_tps("bf16", 8))),
-        F(r"bf16 at batch 32 \((1\.46)x the Triton", RG, ratio(rg_tps("bf16", 32), rg_tps("w4_g128_triton", 32))),
-        F(r"W4's, (2\.09)x\s+tinygemm's", RG, ratio(rg_tps("bf16", 32), rg_tps("w4_g128", 32))),
-        F(r"W4 decode (3\.40) ms \(tinygemm", RG, rg("w4_g128") + ".decode_ms_per_token"),
-        F(r"\(tinygemm, (2\.13)x its limit\)", RG, rg("w4_g128") + ".ratio_to_limit"),
-        F(r"W4 prefill\s+(0\.70)x bf16's", RG, "{" + rg("w4_g128_triton") + ".prefill_tokens_per_s} / {" + rg("bf16")
-          + ".prefill_tokens_per_s}"),
-        F(r"bf16 decode (1\.19)x its limit", RG, rg("bf16") + ".ratio_to_limit"),
-        F(r"has (2\.70) ms/token in the 128 W4 GEMVs", RG, prof + ".decoder GEMVs"),
-        F(r"(0\.33) in the bf16 lm_head", RG, prof + ".lm_head GEMV"),
-        F(r"lm_head, (0\.31) attention", RG, prof + ".attention (rotary, cache write, softmax)"),
-        F(r"attention and (0\.17) norms and", RG, prof + ".norms and SiLU-mul"),
+        F(r"copy\s+bandwidth measured in the same run \((3\.00) TB/s\)", RG, rg("bf16") + ".copy_bandwidth_tb_s"),
+        F(r"bf16 decode (1\.13)x its limit \(<= 1\.15x", RG, rg("bf16") + ".ratio_to_limit"),
+        F(r"FP8 prefill (1\.30)x bf16's \(>= 1\.0x\)", RG, prefill("fp8")),
+        F(r"FP8 decode (0\.73)x bf16's", RG, "{" + rg("fp8") + ".decode_ms_per_token} / {" + rg("bf16")
+          + ".decode_ms_per_token}"),
+        F(r"W4 decode (3\.26) ms \(tinygemm", RG, rg("w4_g128") + ".decode_ms_per_token"),
+        F(r"\(tinygemm, (2\.03)x its limit\)", RG, rg("w4_g128") + ".ratio_to_limit"),
+        F(r"W4 prefill\s+(0\.70)x bf16's \(Triton runtime\)", RG, prefill("w4_g128_triton")),
+        F(r"\(3\.60 -> (3\.93) ms/token;", RG, rg("w4_g128_triton") + ".decode_ms_per_token"),
+        F(r"its 128 GEMVs 2\.70 -> (3\.26) ms\)", RG, rg("w4_g128_triton") + ".profile_ms_per_token.decoder GEMVs"),
+        F(r"W4 tinygemm at batch 1 \((1\.74)x bf16's", RG, ratio(rg_tps("w4_g128", 1), rg_tps("bf16", 1))),
+        F(r"FP8 at\s+batch 8 \((1\.17)x bf16's\)", RG, ratio(rg_tps("fp8", 8), rg_tps("bf16", 8))),
+        F(r"and batch 32 \((1\.15)x bf16's\)", RG, ratio(rg_tps("fp8", 32), rg_tps("bf16", 32))),
+        F(r"every step: (0\.25)x bf16 at batch 8\)", RG, ratio(rg_tps("int8", 8), rg_tps("bf16", 8))),
+        F(r"relative L2 of the logits (0\.37) against", RG, rg("fp8") + ".decode_check.vs_prefill.relative_l2_error"),
+        F(r"relative L2 of the logits 0\.37 against (0\.06);", RG,
+          rg("bf16") + ".decode_check.vs_prefill.relative_l2_error"),
+        F(r"the eager step against the prefill (0\.41)\)", RG, rg("fp8") + ".decode_check.eager_step_vs_prefill"),
     ]
     return out
 
@@ -290,25 +296,29 @@ def _gpu_end_to_end() -> list:
                           ("d", "SmolLM2-135M (d)")):
         out += [T(GE_TABLE, readme, "episodes decided", GE, ex(label) + ".episodes_recorded"),
                 T(GE_TABLE, readme, "baseline ms/token", GE, row(label, "baseline") + ".latency_ms_per_token"),
-                T(GE_TABLE, readme, "GPTQ W4 ms/token", GE, row(label, "ep001_gptq_w4g64_act") + ".latency_ms_per_token")]
+                T(GE_TABLE, readme, "GPTQ W4 ms/token", GE,
+                  row(label, "ep001_gptq_w4g64" if label == "c" else "ep001_gptq_w4g64_act") + ".latency_ms_per_token")]
         if label in ("a", "c"):
             out.append(T(GE_TABLE, readme, "of them by the LLM", GE,
                          "{" + ex(label) + ".episodes_recorded} - {" + ex(label) + ".coordinator_fallbacks}"))
     probe = [row(x, s) + ".seconds.evaluate_latency_probe" for x, s in
-             (("a", "ep001_gptq_w4g64_act"), ("a", "ep002_int8_dynamic"), ("b", "ep001_gptq_w4g64_act"),
-              ("b", "ep002_int8_dynamic"), ("c", "ep001_gptq_w4g64_act"), ("d", "ep001_gptq_w4g64_act"))]
+             (("a", "ep001_gptq_w4g64_act"), ("a", "ep002_gptq_w4g64"), ("b", "ep001_gptq_w4g64_act"),
+              ("c", "ep001_gptq_w4g64"), ("d", "ep001_gptq_w4g64_act"))]
+    compress = [row(x, s) + ".seconds.compress" for x, s in
+                (("a", "ep001_gptq_w4g64_act"), ("a", "ep002_gptq_w4g64"), ("b", "ep001_gptq_w4g64_act"),
+                 ("c", "ep001_gptq_w4g64"), ("d", "ep001_gptq_w4g64_act"))]
+    launch = "ui_launch.runs.b4f30f88-3398-47c0-8200-831cd11b6a76"
     out += [
-        F(r"It took (34)-176 s of each candidate's", GE, "min(" + ", ".join("{" + p + "}" for p in probe) + ")"),
-        F(r"It took 34-(176) s of each candidate's", GE, "max(" + ", ".join("{" + p + "}" for p in probe) + ")"),
-        F(r"\(GPTQ W4 (10\.9) s,", GE, row("a", "ep001_gptq_w4g64_act") + ".seconds.compress"),
-        F(r"INT8 (3\.9) s in experiment a\)", GE, row("a", "ep002_int8_dynamic") + ".seconds.compress"),
-        F(r"about (57) min for experiment a", GE, "{" + ex("a") + ".extrapolated.from_runs.seconds} / 60"),
-        F(r"succeeded in (4\.1) s;", GE, "{ui_launch.runs.82bbe40c-58aa-47b1-8157-afe216d30b64.endTime} - "
-          "{ui_launch.runs.82bbe40c-58aa-47b1-8157-afe216d30b64.startTime}"),
-        F(r"requested setup \((152\.6) s\)", GE, ex("d") + ".runs[job=setup].seconds"),
-        F(r"a candidate \((225\.2) s\)", GE, ex("d") + ".runs[job=candidate,status=SUCCESS].seconds"),
-        F(r"W4 decodes slower than bf16 \((0\.98) against", GE, row("a", "ep001_gptq_w4g64_act") + ".latency_ms_per_token"),
-        F(r"against (0\.76) ms/token\): at this size", GE, row("a", "baseline") + ".latency_ms_per_token"),
+        F(r"It took (30)-151 s of each candidate's", GE, "min(" + ", ".join("{" + p + "}" for p in probe) + ")"),
+        F(r"It took 30-(151) s of each candidate's", GE, "max(" + ", ".join("{" + p + "}" for p in probe) + ")"),
+        F(r"against (13)-17 s of\s+compression", GE, "min(" + ", ".join("{" + p + "}" for p in compress) + ")"),
+        F(r"against 13-(17) s of\s+compression", GE, "max(" + ", ".join("{" + p + "}" for p in compress) + ")"),
+        F(r"about (46) min for experiment a", GE, "{" + ex("a") + ".extrapolated.from_runs.seconds} / 60"),
+        F(r"succeeded in (3\.6) s;", GE, "{" + launch + ".endTime} - {" + launch + ".startTime}"),
+        F(r"requested setup \((129\.2) s\)", GE, ex("d") + ".runs[job=setup].seconds"),
+        F(r"a candidate \((255\.2) s\)", GE, ex("d") + ".runs[job=candidate,status=SUCCESS].seconds"),
+        F(r"\(SmolLM2: (0\.97) against", GE, row("a", "ep001_gptq_w4g64_act") + ".latency_ms_per_token"),
+        F(r"against (0\.70) ms/token\): a step is", GE, row("a", "baseline") + ".latency_ms_per_token"),
         F(r"random\*\* bf16 weights \((14\.96) GB on", G8, "model.size_on_disk_gb"),
         F(r"`min_vram_gb` (16\.72) GB at batch 1", G8, "formulas.for_this_model.min_vram_gb"),
         F(r"\(accuracy scoring: (0\.91)\)", G8, "formulas.stages[row=baseline,stage=accuracy].ratio_measured_to_formula"),
