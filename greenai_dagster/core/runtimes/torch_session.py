@@ -43,7 +43,14 @@ class TorchSession(Session):
         _sync(self.device)
         return batch_size * new_tokens / (time.perf_counter() - start)
 
+    # low-bit Linear modules by class name, and how a results row names their weights
+    LOW_BIT_LINEARS = {"Int4Linear": "int4 packed", "PerTokenInt8Linear": "int8 per channel"}
+
     def dtype(self) -> str:
+        """The weights as this session holds them: the low-bit linears by kind and count, then the rest's dtype
+        (a float parameter's dtype alone said "float32" for int8 linears, whose weights are buffers)."""
         base = str(next(self.model.parameters()).dtype).replace("torch.", "")
-        int4 = sum(type(m).__name__ == "Int4Linear" for m in self.model.modules())
-        return f"int4 packed ({int4} linears), rest {base}" if int4 else base
+        names = [type(m).__name__ for m in self.model.modules()]
+        parts = [f"{label} ({names.count(cls)} linears)" for cls, label in self.LOW_BIT_LINEARS.items()
+                 if cls in names]
+        return f"{', '.join(parts)}, rest {base}" if parts else base

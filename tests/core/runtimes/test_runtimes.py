@@ -5,6 +5,8 @@ as compressed-tensors; the int4 runtime repacks the saved integers for the kerne
 with eager PyTorch (which expands them to dense float weights) up to bfloat16 activation rounding.
 """
 
+import copy
+
 import pytest
 import torch
 
@@ -52,3 +54,18 @@ def test_w4_checkpoint_is_served_by_the_int4_runtime_and_agrees_with_eager(w4_ch
     assert torch.allclose(a, b, rtol=0, atol=5e-3 * b.abs().max().item())
     out = int4_model.generate(ids, max_new_tokens=4, do_sample=False)
     assert out.shape[1] == ids.shape[1] + 4
+
+
+def test_a_torch_session_names_its_low_bit_linears_in_its_weights_label(tiny_model):
+    """The results row's "weights in the runtime": int8 linears (weights held as buffers) are named, not
+    hidden behind the float dtype of the rest."""
+    from greenai_dagster.core.formats import int8_dynamic
+    from greenai_dagster.core.formats.int8_dynamic import quantize_linears_int8
+    from greenai_dagster.core.runtimes.torch_session import TorchSession
+
+    model = copy.deepcopy(tiny_model[0]).float()
+    assert TorchSession(model, "cpu").dtype() == "float32"
+    served = int8_dynamic.per_token_int8(quantize_linears_int8(model))
+    count = sum(type(m).__name__ == "PerTokenInt8Linear" for m in served.modules())
+    assert count > 0
+    assert TorchSession(served, "cpu").dtype() == f"int8 per channel ({count} linears), rest float32"
