@@ -346,5 +346,6 @@ def test_a_failed_launch_the_job_list_offline_docs_and_a_cancel(ui, ui_root, pag
     after = {j["job_id"]: j["status"] for j in httpx.get(f"{api}/jobs", timeout=30).json()["jobs"]}
     assert after[launched[0]["job_id"]] == "cancelled" and after[failed_run] == "failed"
     page.goto(f"{ui}/runs")
+    page.get_by_text("launch_experiment").first.wait_for()   # the runs table has rendered (a slow CPU: blank)
     shot(page, "11_runs_after_cancel.png")
 
