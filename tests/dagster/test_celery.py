@@ -40,6 +40,7 @@ def _tiny_experiment(name: str, tiny_model_dir, tiny_benchmark, data_root) -> li
     return pipeline.experiment_with_chosen_candidates(ResultsStore(duckdb_path()), config, choices, "celery test")
 
 
+@pytest.mark.slow   # 83 s; test_celery_sweep keeps the Celery path in the default run
 def test_four_candidates_spread_over_two_celery_workers(workers, tiny_model_dir, tiny_benchmark, data_root):
     from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 

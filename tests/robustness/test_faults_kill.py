@@ -105,6 +105,7 @@ def test_disk_full_needs_a_mount(tmp_path):
     subprocess.run(["umount", str(tmp_path / "probe")], check=True)
 
 
+@pytest.mark.slow   # 117 s; the default run keeps the SIGKILL-inside-a-checkpoint-write test
 def test_sigkill_in_each_phase_then_disk_full_then_resume_loses_nothing(tmp_path, output_dir, tiny_model_dir,
                                                                         tiny_benchmark):
     out, small_disk = output_dir
