@@ -69,19 +69,26 @@ def _flush_l2(device) -> None:
     buf.zero_()
 
 
-def _eager_time_ms(fn, device, repeats: int = 7) -> float:
-    """Median of `fn` between CUDA events, L2 flushed before each run (the host's launch overhead included)."""
+def _event_median_ms(run, repeats: int, before=None) -> float:
+    """Median time of `run()` between CUDA events over `repeats` runs, after two untimed warm-up runs;
+    `before()` (an L2 flush) runs ahead of each, outside the events."""
     times = []
     for i in range(repeats + 2):
-        _flush_l2(device)
+        if before is not None:
+            before()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        run()
         end.record()
         end.synchronize()
         if i >= 2:
             times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def _eager_time_ms(fn, device, repeats: int = 7) -> float:
+    """Median of `fn` between CUDA events, L2 flushed before each run (the host's launch overhead included)."""
+    return _event_median_ms(fn, repeats, before=lambda: _flush_l2(device))
 
 
 def _captured(fn) -> torch.cuda.CUDAGraph:
@@ -95,19 +102,6 @@ def _captured(fn) -> torch.cuda.CUDAGraph:
     with torch.cuda.graph(graph, capture_error_mode="thread_local"):
         fn()
     return graph
-
-
-def _replay_ms(graph: torch.cuda.CUDAGraph, repeats: int) -> float:
-    times = []
-    for i in range(repeats + 2):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        if i >= 2:
-            times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def _time_ms(fn, device, repeats: int = 7) -> float:
@@ -124,7 +118,7 @@ def _time_ms(fn, device, repeats: int = 7) -> float:
     except Exception:   # noqa: BLE001 - a launch that cannot be captured is still timed, eagerly
         return _eager_time_ms(fn, device, repeats)
     replays = 2 * repeats + 1   # a difference of two medians: more replays (each tens of microseconds)
-    return max(_replay_ms(flush_and_fn, replays) - _replay_ms(flush_only, replays), 0.0)
+    return max(_event_median_ms(flush_and_fn.replay, replays) - _event_median_ms(flush_only.replay, replays), 0.0)
 
 
 def _pick(name: str, key: tuple, configs: list[dict], launch, device) -> dict:
