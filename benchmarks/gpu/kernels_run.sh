@@ -10,6 +10,7 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH=/tmp/site:$PWD GREENAI_DATA=/tmp/gdata-kernels
+export GREENAI_KERNEL_TUNING=off   # every variant times its tiles afresh: the tuning report lists each candidate's time
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" "$GREENAI_DATA"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/runtimes_gpu.log.txt"

@@ -33,18 +33,23 @@ whole step a short list of launches, captured as one CUDA graph (`cuda_static.St
   tiles in registers, for prefill) and `quantize_rows_fp8` (per-token e4m3 for `_scaled_mm` in prefill).
 
 Tile shapes are chosen per matrix shape on first use by timing the candidates (each replayed in a CUDA
-graph after an L2 flush, as the step runs it; median); `tuning_report()` says what was chosen. Under
+graph after an L2 flush, as the step runs it; median), and the choice is kept on disk for later processes
+(`tuning_cache`); `tuning_report()` says what was chosen. Under
 TRITON_INTERPRET=1 (CPU tests of the arithmetic) the first candidate is used without timing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
+from pathlib import Path
 
 import torch
 import triton
 import triton.language as tl
+
+from greenai_dagster.core.runtimes import tuning_cache
 
 MAGIC: tl.constexpr = tl.constexpr(0x4B000000)   # the bit pattern of 2^23 in float32
 MAGIC_F: tl.constexpr = tl.constexpr(8388608.0)
@@ -121,15 +126,27 @@ def _time_ms(fn, device, repeats: int = 7) -> float:
     return max(_event_median_ms(flush_and_fn.replay, replays) - _event_median_ms(flush_only.replay, replays), 0.0)
 
 
+_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]   # kernels as written now
+
+
 def _pick(name: str, key: tuple, configs: list[dict], launch, device) -> dict:
-    """The config `launch(config)` runs fastest with, for this key (timed once; the first under the
-    interpreter or when the caller is capturing a CUDA graph, where nothing may be timed)."""
+    """The config `launch(config)` runs fastest with, for this key (timed once per chip and kernel source,
+    the choice kept on disk by `tuning_cache`; the first config under the interpreter or when the caller
+    is capturing a CUDA graph, where nothing may be timed)."""
     full = (name, *key)
     chosen = _TUNED.get(full)
     if chosen is not None:
         return chosen
     if INTERPRET or not torch.cuda.is_available() or torch.cuda.is_current_stream_capturing():
         return configs[0]
+    cache = tuning_cache.path()
+    cache_key = tuning_cache.key(full, torch.cuda.get_device_name(device), triton.__version__, _SOURCE_HASH)
+    stored = tuning_cache.load(cache).get(cache_key)
+    if isinstance(stored, dict) and stored.get("config") in configs:
+        _TUNED[full] = stored["config"]
+        _REPORT[full] = {"best": stored["config"], "best_ms": stored.get("ms"), "tried": [], "refused": [],
+                         "from": str(cache)}
+        return stored["config"]
     results, errors = [], []
     for config in configs:
         try:
@@ -139,11 +156,11 @@ def _pick(name: str, key: tuple, configs: list[dict], launch, device) -> dict:
             errors.append(f"{config}: {type(exc).__name__}: {str(exc)[:200]}")
     if not results:
         raise RuntimeError(f"no tile configuration of {name} ran for {key}: {errors[0]}")
-    finite = results
-    best_ms, best = min(finite, key=lambda r: r[0])
+    best_ms, best = min(results, key=lambda r: r[0])
     _TUNED[full] = best
     _REPORT[full] = {"best": best, "best_ms": round(best_ms, 5),
                      "tried": [(round(ms, 5), c) for ms, c in results], "refused": errors}
+    tuning_cache.store(cache, cache_key, best, best_ms)
     return best
 
 
