@@ -17,9 +17,6 @@ whole step a short list of launches, captured as one CUDA graph (`cuda_static.St
   e4m3 per token inside the kernel (its absolute maximum in a first pass), the function that
   `torch._scaled_mm` computes in prefill.
 - `gemv_bf16`: y = W x for bf16 weights (the baseline and the lm_head).
-- `gemv_fp8` and `gemv_bf16` also have tensor-core tiles (`DOT_CONFIGS`): x becomes the first column of a
-  [BK, 16] operand (the other 15 zero) and `tl.dot` does the multiply-adds, so the ALU neither converts
-  FP8 weights to float nor multiplies; at batch 1 the tensor cores have time to spare. The tuner decides.
 - The GEMVs read their input in one of three ways: as it is; RMS-normalised (`norm` = the norm's weight
   and eps: every program computes the row's 1/RMS in a prologue from L2, then normalises each element as
   it loads it, rounded as transformers rounds); or as silu(gate) * up of a fused gate_up output
@@ -413,7 +410,7 @@ def gemv_wq(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, offsets
 @triton.jit
 def _gemv_fp8_kernel(x_ptr, w_ptr, ws_ptr, b_ptr, r_ptr, y_ptr, g_ptr, N, K, eps, HAS_B: tl.constexpr,
                      HAS_R: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NORM: tl.constexpr = False,
-                     SILU: tl.constexpr = False, DOT: tl.constexpr = False):
+                     SILU: tl.constexpr = False):
     pid = tl.program_id(0)
     rn = pid * BN + tl.arange(0, BN)
     nmask = rn < N
@@ -425,22 +422,13 @@ def _gemv_fp8_kernel(x_ptr, w_ptr, ws_ptr, b_ptr, r_ptr, y_ptr, g_ptr, N, K, eps
         amax = tl.maximum(amax, tl.abs(x))
     x_scale = tl.maximum(tl.max(amax, axis=0), 1e-12) / 448.0
     w_rows = w_ptr + rn.to(tl.int64)[:, None] * K + rk[None, :]
-    col = tl.arange(0, 16)
-    if DOT:   # on the tensor cores: e4m3 x e4m3 as the first column of a [BK, 16] operand, no conversions
-        acc = tl.zeros([BN, 16], dtype=tl.float32)
-    else:     # on the ALU: every weight converted to float
-        acc = tl.zeros([BN, BK], dtype=tl.float32)
+    acc = tl.zeros([BN, BK], dtype=tl.float32)
     for k0 in range(0, K, BK):
         kmask = k0 + rk < K
+        w = tl.load(w_rows + k0, mask=nmask[:, None] & kmask[None, :], other=0.0).to(tl.float32)
         x = _step_input(x_ptr, g_ptr, k0 + rk, K, rms, NORM, SILU)
-        xq = tl.clamp(x / x_scale, -448.0, 448.0).to(tl.float8e4nv)
-        if DOT:
-            w = tl.load(w_rows + k0, mask=nmask[:, None] & kmask[None, :], other=0.0)
-            xt = tl.where(col[None, :] == 0, xq.to(tl.float32)[:, None], 0.0).to(tl.float8e4nv)
-            acc = tl.dot(w, xt, acc)
-        else:
-            w = tl.load(w_rows + k0, mask=nmask[:, None] & kmask[None, :], other=0.0).to(tl.float32)
-            acc += w * xq.to(tl.float32)[None, :]
+        xq = tl.clamp(x / x_scale, -448.0, 448.0).to(tl.float8e4nv).to(tl.float32)
+        acc += w * xq[None, :]
     y = tl.sum(acc, axis=1) * x_scale * tl.load(ws_ptr + rn, mask=nmask, other=0.0)
     if HAS_B:
         y += tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
@@ -452,28 +440,19 @@ def _gemv_fp8_kernel(x_ptr, w_ptr, ws_ptr, b_ptr, r_ptr, y_ptr, g_ptr, N, K, eps
 @triton.jit
 def _gemv_bf16_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, g_ptr, N, K, eps, HAS_B: tl.constexpr,
                       HAS_R: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NORM: tl.constexpr = False,
-                      SILU: tl.constexpr = False, DOT: tl.constexpr = False):
+                      SILU: tl.constexpr = False):
     pid = tl.program_id(0)
     rn = pid * BN + tl.arange(0, BN)
     nmask = rn < N
     rk = tl.arange(0, BK)
     rms = _rms_factor(x_ptr, K, eps, NORM, BK)
     w_rows = w_ptr + rn.to(tl.int64)[:, None] * K + rk[None, :]
-    col = tl.arange(0, 16)
-    if DOT:   # on the tensor cores: x (bf16, exactly as the ALU path reads it) as the first column of [BK, 16]
-        acc = tl.zeros([BN, 16], dtype=tl.float32)
-    else:
-        acc = tl.zeros([BN, BK], dtype=tl.float32)
+    acc = tl.zeros([BN, BK], dtype=tl.float32)
     for k0 in range(0, K, BK):
         kmask = k0 + rk < K
+        w = tl.load(w_rows + k0, mask=nmask[:, None] & kmask[None, :], other=0.0).to(tl.float32)
         x = _step_input(x_ptr, g_ptr, k0 + rk, K, rms, NORM, SILU)
-        if DOT:
-            w = tl.load(w_rows + k0, mask=nmask[:, None] & kmask[None, :], other=0.0)
-            xt = tl.where(col[None, :] == 0, x[:, None], 0.0).to(tl.bfloat16)
-            acc = tl.dot(w, xt, acc)
-        else:
-            w = tl.load(w_rows + k0, mask=nmask[:, None] & kmask[None, :], other=0.0).to(tl.float32)
-            acc += w * x[None, :]
+        acc += w * x[None, :]
     y = tl.sum(acc, axis=1)
     if HAS_B:
         y += tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
@@ -488,13 +467,6 @@ FP8_CONFIGS = [_cfg(4, 3, BN=8, BK=512), _cfg(4, 3, BN=16, BK=512), _cfg(4, 3, B
 BF16_CONFIGS = [_cfg(4, 3, BN=8, BK=256), _cfg(4, 3, BN=4, BK=512), _cfg(4, 3, BN=8, BK=512),
                 _cfg(4, 3, BN=16, BK=256), _cfg(4, 2, BN=4, BK=1024), _cfg(2, 4, BN=8, BK=256),
                 _cfg(8, 3, BN=16, BK=512), _cfg(4, 4, BN=2, BK=1024)]
-# the same GEMVs on the tensor cores (DOT): x as one column of a [BK, 16] operand (15 zero columns), so the
-# multiply-adds, and for FP8 the weight conversions, leave the ALU; the rows per program must be >= 16
-DOT_CONFIGS = [_cfg(4, 3, BN=64, BK=256, DOT=True), _cfg(4, 4, BN=64, BK=128, DOT=True),
-               _cfg(4, 3, BN=32, BK=256, DOT=True), _cfg(4, 3, BN=16, BK=512, DOT=True),
-               _cfg(8, 3, BN=128, BK=256, DOT=True), _cfg(4, 3, BN=128, BK=128, DOT=True)]
-FP8_CONFIGS += DOT_CONFIGS
-BF16_CONFIGS += DOT_CONFIGS
 
 
 def gemv_fp8(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None = None,
