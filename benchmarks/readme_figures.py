@@ -256,19 +256,24 @@ def _runtimes_gpu() -> list:
     ratio = lambda a, b: f"({a}) / ({b})"   # noqa: E731
     prefill = lambda v: "{" + rg(v) + ".prefill_tokens_per_s} / {" + rg("bf16") + ".prefill_tokens_per_s}"  # noqa: E731
     out += [
-        F(r"copy\s+bandwidth measured in the same run \((3\.00) TB/s\)", RG, rg("bf16") + ".copy_bandwidth_tb_s"),
-        F(r"bf16 decode (1\.13)x its limit \(<= 1\.15x", RG, rg("bf16") + ".ratio_to_limit"),
-        F(r"FP8 prefill (1\.30)x bf16's \(>= 1\.0x\)", RG, prefill("fp8")),
-        F(r"FP8 decode (0\.73)x bf16's", RG, "{" + rg("fp8") + ".decode_ms_per_token} / {" + rg("bf16")
+        F(r"copy\s+bandwidth measured in the same run \((3\.03) TB/s\)", RG, rg("bf16") + ".copy_bandwidth_tb_s"),
+        F(r"bf16 decode (1\.14)x its limit \(<= 1\.15x", RG, rg("bf16") + ".ratio_to_limit"),
+        F(r"FP8 prefill (1\.29)x bf16's \(>= 1\.0x\)", RG, prefill("fp8")),
+        F(r"FP8 decode (0\.65)x bf16's", RG, "{" + rg("fp8") + ".decode_ms_per_token} / {" + rg("bf16")
           + ".decode_ms_per_token}"),
-        F(r"W4 decode (3\.26) ms \(tinygemm", RG, rg("w4_g128") + ".decode_ms_per_token"),
-        F(r"\(tinygemm, (2\.03)x its limit\)", RG, rg("w4_g128") + ".ratio_to_limit"),
+        F(r"FP8 decode 0\.65x bf16's \((0\.651) against", RG, "{" + rg("fp8") + ".decode_ms_per_token} / {"
+          + rg("bf16") + ".decode_ms_per_token}"),
+        F(r"W4 decode (3\.29) ms\s+\(tinygemm", RG, rg("w4_g128") + ".decode_ms_per_token"),
+        F(r"\(tinygemm, (2\.06)x its limit\)", RG, rg("w4_g128") + ".ratio_to_limit"),
         F(r"W4 prefill\s+(0\.70)x bf16's \(Triton runtime\)", RG, prefill("w4_g128_triton")),
-        F(r"\(3\.60 -> (3\.93) ms/token;", RG, rg("w4_g128_triton") + ".decode_ms_per_token"),
-        F(r"its 128 GEMVs 2\.70 -> (3\.26) ms\)", RG, rg("w4_g128_triton") + ".profile_ms_per_token.decoder GEMVs"),
-        F(r"W4 tinygemm at batch 1 \((1\.74)x bf16's", RG, ratio(rg_tps("w4_g128", 1), rg_tps("bf16", 1))),
-        F(r"FP8 at\s+batch 8 \((1\.17)x bf16's\)", RG, ratio(rg_tps("fp8", 8), rg_tps("bf16", 8))),
-        F(r"and batch 32 \((1\.15)x bf16's\)", RG, ratio(rg_tps("fp8", 32), rg_tps("bf16", 32))),
+        F(r"bf16, measured\s+in both, read (5\.701) and", RG, rg("bf16") + ".decode_ms_per_token"),
+        F(r"FP8 decode 4\.15 -> (3\.71) ms/token", RG, rg("fp8") + ".decode_ms_per_token"),
+        F(r"W4 Triton 3\.93 -> (3\.45) ms/token", RG, rg("w4_g128_triton") + ".decode_ms_per_token"),
+        F(r"its 128 GEMVs 3\.26 -> (2\.63) ms\)", RG, rg("w4_g128_triton") + ".profile_ms_per_token.decoder GEMVs"),
+        F(r"\(FP8 16\.59 GB then, (9\.60) now\)", RG, rg("fp8") + ".memory_gb"),
+        F(r"W4 tinygemm at batch 1 \((1\.73)x bf16's", RG, ratio(rg_tps("w4_g128", 1), rg_tps("bf16", 1))),
+        F(r"FP8 at\s+batch 8 \((1\.16)x bf16's\)", RG, ratio(rg_tps("fp8", 8), rg_tps("bf16", 8))),
+        F(r"and batch 32 \((1\.13)x bf16's\)", RG, ratio(rg_tps("fp8", 32), rg_tps("bf16", 32))),
         F(r"every step: (0\.25)x bf16 at batch 8\)", RG, ratio(rg_tps("int8", 8), rg_tps("bf16", 8))),
         F(r"relative L2 of the logits (0\.37) against", RG, rg("fp8") + ".decode_check.vs_prefill.relative_l2_error"),
         F(r"relative L2 of the logits 0\.37 against (0\.06);", RG,
