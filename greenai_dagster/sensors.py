@@ -32,22 +32,41 @@ from greenai_dagster.resources import GpuResource, ResultsStoreResource
 FAILED = {DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 FINISHED = FAILED | {DagsterRunStatus.SUCCESS}
 
+# Dagster's tag for why a run failed. These reasons mean the run was interrupted (its process killed, its
+# worker restarted, it never started), not that its steps failed: such a run is requested again, as
+# `greenai run` resumes a killed run, at most MAX_RERUNS times per run key. Without this, a `dagster dev`
+# stopped mid-candidate (on the lent H100, 2026-12-07) cost the experiment that episode, recorded as failed.
+FAILURE_REASON_TAG = "dagster/failure_reason"
+INTERRUPTED = {"UNEXPECTED_TERMINATION", "RUN_WORKER_RESTART", "START_TIMEOUT"}
+MAX_RERUNS = 2
 
-def _latest_run_status(context: SensorEvaluationContext, run_key_tag: str):
-    runs = context.instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: run_key_tag}), limit=1)
-    return runs[0].status if runs else None
+
+def _runs(context: SensorEvaluationContext, run_key: str) -> list:
+    """The runs requested under the engine's `run_key`, newest first (a rerun carries the same tag)."""
+    return list(context.instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=MAX_RERUNS + 2))
 
 
 def run_state(context: SensorEvaluationContext, run_key: str) -> RunState | None:
-    """The engine's view of the latest run requested under `run_key` (None: never requested)."""
-    status = _latest_run_status(context, run_key)
-    if status is None:
+    """The engine's view of the latest run requested under `run_key` (None: never requested, or interrupted
+    with reruns left, which the engine then requests again)."""
+    runs = _runs(context, run_key)
+    if not runs:
         return None
+    status, reason = runs[0].status, runs[0].tags.get(FAILURE_REASON_TAG)
     if status == DagsterRunStatus.SUCCESS:
         return RunState("success")
     if status in FAILED:
-        return RunState("failed", f"run {status.value}")
+        if status == DagsterRunStatus.FAILURE and reason in INTERRUPTED and len(runs) <= MAX_RERUNS:
+            return None
+        return RunState("failed", f"run {status.value}" + (f" ({reason})" if reason else ""))
     return RunState("in_flight")
+
+
+def dagster_run_key(context: SensorEvaluationContext, run_key: str) -> str:
+    """The RunRequest's run key: the engine's, with `#rerun<n>` for a rerun (the daemon drops a request
+    whose run key it has seen)."""
+    earlier = len(_runs(context, run_key))
+    return run_key if not earlier else f"{run_key}#rerun{earlier}"
 
 
 def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu"):
@@ -68,7 +87,8 @@ def _step(context: SensorEvaluationContext, store, name: str, device: str = "cpu
     if action.kind == "candidate":   # the engine's candidate key -> the (experiment, strategy) partition
         tags[CANDIDATE_TAG] = action.partition_key
         partition_key = candidate_partition(action.partition_key)
-    request = RunRequest(job_name=action.job_name, partition_key=partition_key, run_key=action.run_key, tags=tags)
+    request = RunRequest(job_name=action.job_name, partition_key=partition_key,
+                         run_key=dagster_run_key(context, action.run_key), tags=tags)
     return [request], [name] if action.kind == "setup" else [], action.note
 
 

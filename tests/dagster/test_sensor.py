@@ -129,3 +129,49 @@ def test_sensor_leaves_cli_experiments_alone(tmp_path):
     config = ExperimentConfig(model="tiny", name="cli_exp", output_dir=str(tmp_path))
     store.create_experiment("cli_exp", "tiny", "d", config.model_dump(), str(tmp_path))
     assert isinstance(tick(db, DagsterInstance.ephemeral()), SkipReason)
+
+
+def test_an_interrupted_run_is_requested_again_and_a_step_failure_is_not(tmp_path, tiny_spec):
+    """A run whose process was killed (Dagster's failure reason UNEXPECTED_TERMINATION) is run again under a
+    new Dagster run key, at most twice; a run whose steps failed is recorded as a failed candidate."""
+    db = tmp_path / "db.duckdb"
+    store = ResultsStore(db)
+    config = ExperimentConfig(model="tiny", name="kill_exp", output_dir=str(tmp_path), episodes=3, driver="sensor")
+    store.create_experiment("kill_exp", "tiny", "d", config.model_dump(), str(tmp_path))
+    report.write_json(tmp_path / "kill_exp" / "model_spec.json", tiny_spec.to_json())
+    baseline = {c: None for c in RESULT_COLUMNS}
+    baseline.update(candidate_key="kill_exp/baseline", experiment="kill_exp", episode=0, strategy_id="baseline",
+                    is_baseline=True, accuracy=0.5, latency_ms=30.0, memory_gb=0.5, model_size_gb=0.25,
+                    task_accuracy={}, conditions={}, kl_divergence=0.01, ppl_ratio=1.01)
+    store.write_result(baseline)
+    instance = DagsterInstance.ephemeral()
+
+    [request] = tick(db, instance).run_requests
+    key = request.tags["greenai/run"]
+    for add in tick(db, instance).dynamic_partitions_requests:
+        instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+
+    def launch_and_fail(req, reason):
+        run = instance.create_run_for_job(defs_job("candidate"),
+                                          tags={**req.tags, "dagster/partition": req.partition_key,
+                                                "dagster/failure_reason": reason})
+        instance.report_run_failed(run)
+
+    launch_and_fail(request, "UNEXPECTED_TERMINATION")
+    [rerun] = tick(db, instance).run_requests
+    assert rerun.run_key == f"{key}#rerun1" and rerun.tags["greenai/run"] == key
+    assert rerun.partition_key == request.partition_key
+    assert store.strategy(key)["status"] == "pending"
+    launch_and_fail(rerun, "UNEXPECTED_TERMINATION")
+    [second] = tick(db, instance).run_requests
+    assert second.run_key == f"{key}#rerun2"
+    launch_and_fail(second, "UNEXPECTED_TERMINATION")   # a third interruption: no more reruns
+    assert not tick(db, instance).run_requests
+    assert store.strategy(key)["status"] == "failed"
+    assert "UNEXPECTED_TERMINATION" in store.strategies("kill_exp")[0]["error"]
+
+    [next_request] = tick(db, instance).run_requests       # the next episode; its steps fail: recorded failed
+    assert next_request.run_key == next_request.tags["greenai/run"]
+    launch_and_fail(next_request, "STEP_FAILURE")
+    assert not tick(db, instance).run_requests
+    assert store.strategy(next_request.tags["greenai/run"])["status"] == "failed"
