@@ -34,20 +34,25 @@ from greenai_dagster.core.evaluation.serving_energy import EnergyCounter, counte
 from greenai_dagster.core.runtimes.base import Session
 
 
+ENERGY_PROMPT_TOKENS = 8   # the energy window's prompt: short, so that decoding fills the window
+
+
 def measure(session: Session, vocab: int, prompt_len: int, new_tokens: int, repeats: int, warmup: int,
             batch_size: int, meter: EnergyCounter | None = None) -> dict:
     """Prefill, decode and batched throughput of one session; medians over `repeats` after `warmup`.
-    `meter` is read around each measured decode loop: joules per generated token."""
+    `meter` gives joules per generated token: read around each measured decode loop, or, for a counter
+    with a minimum window (NVML), over `energy_window` instead."""
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(100, min(vocab, 30000), (prompt_len,), generator=generator).tolist()
 
     prefill_times, decode_times, decode_joules = [], [], []
+    windowed = meter is not None and meter.min_window_s > 0
     for run in range(warmup + repeats):
         start = time.perf_counter()
         session.prefill(prompt)
         prefill = time.perf_counter() - start
         steps = []
-        joules_before = meter.joules() if meter and run >= warmup else None
+        joules_before = meter.joules() if meter and not windowed and run >= warmup else None
         for _ in range(new_tokens):
             start = time.perf_counter()
             session.decode()
@@ -56,9 +61,8 @@ def measure(session: Session, vocab: int, prompt_len: int, new_tokens: int, repe
             prefill_times.append(prefill)
             decode_times.append(statistics.median(steps))
             if joules_before is not None and meter.joules() > joules_before:
-                # a counter that did not move (NVML updates its energy counter every ~20-100 ms, longer than
-                # a 16-token decode of a small model on a GPU) measured nothing: no figure, not 0 J
                 decode_joules.append((meter.joules() - joules_before) / new_tokens)
+    window = energy_window(session, prompt, prompt_len + new_tokens, meter) if windowed else {}
 
     # Throughput: whole batched generations after a warm-up one (the first call pays one-time set-up:
     # on an H100 it read 37 tokens/s cold for a 135M model), median of `repeats`; None where the
@@ -72,8 +76,36 @@ def measure(session: Session, vocab: int, prompt_len: int, new_tokens: int, repe
         "decode_ms_per_token": 1000 * statistics.median(decode_times),
         "decode_ms_spread": [1000 * min(decode_times), 1000 * max(decode_times)],
         "throughput_tokens_per_s": None if None in rates else statistics.median(rates),
-        "energy_j_per_token": statistics.median(decode_joules) if decode_joules else None,
+        "energy_j_per_token": (window.get("joules_per_token") if windowed
+                               else statistics.median(decode_joules) if decode_joules else None),
+        **({"energy_window": window} if windowed else {}),
     }
+
+
+def energy_window(session: Session, prompt: list[int], capacity: int, meter: EnergyCounter) -> dict:
+    """Joules per decoded token over at least `meter.min_window_s` of decoding: cycles of a short prefill
+    (ENERGY_PROMPT_TOKENS) and decodes up to the session's `capacity`, after one untimed cycle.
+
+    Why not around each timed 16-token loop: NVML's counter moves in steps of ~20-100 ms, and a loop of a
+    small model on a GPU lasts ~10 ms, so a reading either did not move or moved by a whole step. On the
+    H100 (2026-12-07) that read 0.84-1.07 J/token for a 135M model at 0.7 ms/token: 1.2-1.5 kW, more than
+    the board can draw. The window's short prefills are in the figure (one per `capacity` - 9 tokens)."""
+    short = prompt[:ENERGY_PROMPT_TOKENS]
+    steps = capacity - len(short) - 1
+
+    def cycle() -> None:
+        session.prefill(short)
+        for _ in range(steps):
+            session.decode()
+
+    cycle()
+    tokens, joules_before, start = 0, meter.joules(), time.perf_counter()
+    while time.perf_counter() - start < meter.min_window_s:
+        cycle()
+        tokens += steps
+    seconds, joules = time.perf_counter() - start, meter.joules() - joules_before
+    return {"joules_per_token": joules / tokens if joules > 0 else None, "seconds": round(seconds, 3),
+            "tokens": tokens, "watts": round(joules / seconds, 1)}
 
 
 def release_freed_memory() -> None:

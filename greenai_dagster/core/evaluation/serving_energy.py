@@ -16,9 +16,11 @@ from pathlib import Path
 
 
 class EnergyCounter:
-    """Cumulative joules since an arbitrary origin; `source` names how they are known."""
+    """Cumulative joules since an arbitrary origin; `source` names how they are known. `min_window_s`: the
+    shortest span over which a difference of two readings means something (0: any span)."""
 
     source = "none"
+    min_window_s = 0.0
 
     def joules(self) -> float:
         raise NotImplementedError
@@ -54,6 +56,8 @@ class Nvml(EnergyCounter):
         self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         self._nvml = pynvml
         self.source = f"NVML total energy counter, GPU {index}"
+        # the counter moves in steps (every ~20-100 ms): over 2 s one step is at most a few percent
+        self.min_window_s = 2.0
 
     def joules(self) -> float:
         return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1000.0
