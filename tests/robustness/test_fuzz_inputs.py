@@ -26,7 +26,8 @@ json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=
 
 CONFIG_FIELDS = ["model", "dataset", "benchmark_source", "episodes", "budget", "output_dir", "name",
                  "compression_methods", "trust_remote_code", "allow_code_execution", "constraints", "objectives",
-                 "coordinator", "llm_model", "llm_base_url", "llm_temperature", "seed", "convergence_patience",
+                 "coordinator", "llm_model", "llm_base_url", "llm_temperature", "llm_timeout_s", "seed",
+                 "convergence_patience",
                  "stop_when_constraints_met", "driver", "country_iso_code", "eval"]
 # per field: values that must be refused
 INVALID_CONFIG = {
@@ -36,6 +37,7 @@ INVALID_CONFIG = {
     "coordinator": st.text(max_size=8).filter(lambda s: s not in ("planner", "llm", "random")),
     "driver": st.text(max_size=8).filter(lambda s: s not in ("cli", "sensor")),
     "llm_temperature": st.floats(min_value=2.01, max_value=1e9) | st.floats(max_value=-0.01),
+    "llm_timeout_s": st.floats(max_value=0) | st.floats(min_value=3600.01, max_value=1e12),
     "convergence_patience": st.integers(max_value=0),
     "constraints": st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: not k.startswith(("min_", "max_"))),
                                    st.floats(-10, 10), min_size=1, max_size=2),

@@ -88,7 +88,7 @@ def energy_window(session: Session, prompt: list[int], capacity: int, meter: Ene
 
     Why not around each timed 16-token loop: NVML's counter moves in steps of ~20-100 ms, and a loop of a
     small model on a GPU lasts ~10 ms, so a reading either did not move or moved by a whole step. On the
-    H100 (2026-12-07) that read 0.84-1.07 J/token for a 135M model at 0.7 ms/token: 1.2-1.5 kW, more than
+    H100 (2026-12-07) that read 0.84-1.07 J/token for a 135M model at 0.66-0.98 ms/token: 0.9-1.6 kW, more than
     the board can draw. The window's short prefills are in the figure (one per `capacity` - 9 tokens)."""
     short = prompt[:ENERGY_PROMPT_TOKENS]
     steps = capacity - len(short) - 1

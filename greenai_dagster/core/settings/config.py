@@ -118,6 +118,9 @@ class ExperimentConfig(BaseModel):
     llm_base_url: str | None = Field(None, description="the llm coordinator's OpenAI-compatible endpoint "
                                                        "(default: OPENAI_BASE_URL or OpenAI's)")
     llm_temperature: float = Field(0.2, ge=0.0, le=2.0, description="the llm coordinator's sampling temperature")
+    llm_timeout_s: float = Field(300.0, gt=0, le=3600, description=(
+        "the llm coordinator's time limit per request, seconds (then E006): a local `greenai llm-server` on a "
+        "busy CPU read its ~4k-token prompt in 47-57 s on the lent H100's host, past the 60 s of old"))
     family_priors: bool = Field(False, description="the planner starts from earlier experiments in the store on "
                                 "the same model family (core/search/coordinator/priors.py)")
     seed: int = Field(0, description="seed of the coordinator's choices (planner tie-breaks, random)")
@@ -171,7 +174,8 @@ class ExperimentConfig(BaseModel):
         return check_objectives(value)
 
     def make_coordinator(self, priors: list[dict] | None = None):
-        settings = LlmSettings(model=self.llm_model, base_url=self.llm_base_url, temperature=self.llm_temperature)
+        settings = LlmSettings(model=self.llm_model, base_url=self.llm_base_url, temperature=self.llm_temperature,
+                               timeout_s=self.llm_timeout_s)
         return make_coordinator(self.coordinator, seed=self.seed, llm=settings, priors=priors)
 
     def experiment_name(self) -> str:

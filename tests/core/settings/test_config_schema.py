@@ -18,7 +18,8 @@ from greenai_dagster.core.settings.config import (CLI_EVAL_FLAGS, CLI_FLAGS, LAU
                                                   validated_config)
 
 # set in a --config JSON file only: a decision, so a new field fails here until it is placed somewhere
-CONFIG_FILE_ONLY = {"coordinator_fallback", "llm_model", "llm_base_url", "llm_temperature", "family_priors",
+CONFIG_FILE_ONLY = {"coordinator_fallback", "llm_model", "llm_base_url", "llm_temperature", "llm_timeout_s",
+                    "family_priors",
                     "convergence_patience", "stop_when_constraints_met", "driver", "country_iso_code"}
 BAD_CONSTRAINTS = {"max_bogus": 1.0}
 
