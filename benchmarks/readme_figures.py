@@ -284,7 +284,7 @@ def _runtimes_gpu() -> list:
 
 
 GE = "gpu_end_to_end.json"
-GE_TABLE = r"^\| experiment \| coordinator \| driver \| episodes decided"
+GE_TABLE = r"^\| experiment \| coordinator \| driver \| episodes finished"
 G8 = "gpu_llama8b.json"
 G8_TABLE = r"^\| stage \| seconds \| peak GB \| formula GB"
 
@@ -296,34 +296,48 @@ def _gpu_end_to_end() -> list:
     def row(label: str, sid: str) -> str:
         return f"{ex(label)}.rows[strategy_id={sid}]"
 
+    def span(rows: list, field: str, fn: str) -> str:
+        return fn + "(" + ", ".join("{" + row(x, sid) + field + "}" for x, sid in rows) + ")"
+
+    first_w4 = {"a": "ep002_gptq_w4g64_act", "b": "ep001_gptq_w4g64_act", "c": "ep001_gptq_w4g64_act",
+                "d": "ep002_gptq_w4g32_act"}
     out = []
     for label, readme in (("a", "SmolLM2-135M (a)"), ("b", "Gemma 3 270M (b)"), ("c", "Gemma 3 270M (c)"),
                           ("d", "SmolLM2-135M (d)")):
-        out += [T(GE_TABLE, readme, "episodes decided", GE, ex(label) + ".episodes_recorded"),
+        out += [T(GE_TABLE, readme, "episodes finished", GE, "len({" + ex(label) + ".rows[*strategy_id!=baseline]})"),
                 T(GE_TABLE, readme, "baseline ms/token", GE, row(label, "baseline") + ".latency_ms_per_token"),
-                T(GE_TABLE, readme, "GPTQ W4 ms/token", GE,
-                  row(label, "ep001_gptq_w4g64" if label == "c" else "ep001_gptq_w4g64_act") + ".latency_ms_per_token")]
+                T(GE_TABLE, readme, "W4 ms/token", GE, row(label, first_w4[label]) + ".latency_ms_per_token"),
+                T(GE_TABLE, readme, "mean candidate run s", GE, ex(label) + ".extrapolated.from_runs.mean_candidate_run_s"),
+                T(GE_TABLE, readme, "10 episodes, min", GE, "{" + ex(label) + ".extrapolated.from_runs.seconds} / 60")]
         if label in ("a", "c"):
-            out.append(T(GE_TABLE, readme, "of them by the LLM", GE,
-                         "{" + ex(label) + ".episodes_recorded} - {" + ex(label) + ".coordinator_fallbacks}"))
-    probe = [row(x, s) + ".seconds.evaluate_latency_probe" for x, s in
-             (("a", "ep001_gptq_w4g64_act"), ("a", "ep002_gptq_w4g64"), ("b", "ep001_gptq_w4g64_act"),
-              ("c", "ep001_gptq_w4g64"), ("d", "ep001_gptq_w4g64_act"))]
-    compress = [row(x, s) + ".seconds.compress" for x, s in
-                (("a", "ep001_gptq_w4g64_act"), ("a", "ep002_gptq_w4g64"), ("b", "ep001_gptq_w4g64_act"),
-                 ("c", "ep001_gptq_w4g64"), ("d", "ep001_gptq_w4g64_act"))]
-    launch = "ui_launch.runs.b4f30f88-3398-47c0-8200-831cd11b6a76"
+            out.append(T(GE_TABLE, readme, "decided by the LLM", GE, ex(label) + ".decided_by.llm"))
+    candidates = [(x, r) for x, rs in (("a", ("ep001_structured_s30", "ep002_gptq_w4g64_act", "ep003_int8_dynamic")),
+                                       ("b", ("ep001_gptq_w4g64_act", "ep002_int8_dynamic", "ep003_autoround_w4g64_i50")),
+                                       ("c", ("ep001_gptq_w4g64_act", "ep002_structured_s30", "ep003_gptq_w4g64")),
+                                       ("d", ("ep002_gptq_w4g32_act",))) for r in rs]
+    gptq = [("a", "ep002_gptq_w4g64_act"), ("b", "ep001_gptq_w4g64_act"), ("c", "ep001_gptq_w4g64_act"),
+            ("c", "ep003_gptq_w4g64"), ("d", "ep002_gptq_w4g32_act")]
+    ui = "experiments[label=d].runs"
     out += [
-        F(r"It took (30)-151 s of each candidate's", GE, "min(" + ", ".join("{" + p + "}" for p in probe) + ")"),
-        F(r"It took 30-(151) s of each candidate's", GE, "max(" + ", ".join("{" + p + "}" for p in probe) + ")"),
-        F(r"against (13)-17 s of\s+compression", GE, "min(" + ", ".join("{" + p + "}" for p in compress) + ")"),
-        F(r"against 13-(17) s of\s+compression", GE, "max(" + ", ".join("{" + p + "}" for p in compress) + ")"),
-        F(r"about (46) min for experiment a", GE, "{" + ex("a") + ".extrapolated.from_runs.seconds} / 60"),
-        F(r"succeeded in (3\.6) s;", GE, "{" + launch + ".endTime} - {" + launch + ".startTime}"),
-        F(r"requested setup \((129\.2) s\)", GE, ex("d") + ".runs[job=setup].seconds"),
-        F(r"a candidate \((255\.2) s\)", GE, ex("d") + ".runs[job=candidate,status=SUCCESS].seconds"),
-        F(r"\(SmolLM2: (0\.97) against", GE, row("a", "ep001_gptq_w4g64_act") + ".latency_ms_per_token"),
-        F(r"against (0\.70) ms/token\): a step is", GE, row("a", "baseline") + ".latency_ms_per_token"),
+        F(r"The probe took (18\.0)-242\.5 s of each", GE, span(candidates, ".seconds.evaluate_latency_probe", "min")),
+        F(r"The probe took 18\.0-(242\.5) s of each", GE, span(candidates, ".seconds.evaluate_latency_probe", "max")),
+        F(r"holds it \(up to\s+(113\.2) s\)", GE, span(candidates, ".device_slot_wait_s.probe", "max")),
+        F(r"Scoring waits for the same slot \(up to (90\.5) s\)", GE, span(candidates, ".device_slot_wait_s.scoring", "max")),
+        F(r"GPTQ W4 (8\.0)-15\.7 s", GE, span(gptq, ".seconds.compress", "min")),
+        F(r"GPTQ W4 8\.0-(15\.7) s", GE, span(gptq, ".seconds.compress", "max")),
+        F(r"AutoRound (107\.7) s", GE, row("b", "ep003_autoround_w4g64_i50") + ".seconds.compress"),
+        F(r"\((0\.84)-1\.07 J/token at", GE, span([("a", "ep002_gptq_w4g64_act"), ("a", "ep001_structured_s30"),
+                                                   ("a", "baseline")], ".energy_j_per_token_withdrawn", "min")),
+        F(r"\(0\.84-(1\.07) J/token at", GE, span([("a", "ep002_gptq_w4g64_act"), ("a", "ep001_structured_s30"),
+                                                   ("a", "baseline")], ".energy_j_per_token_withdrawn", "max")),
+        F(r"succeeded in (3\.9) s;", GE, ui + "[job=launch_experiment].seconds"),
+        F(r"requested setup \((234\.0) s\)", GE, ui + "[job=setup].seconds"),
+        F(r"The next candidate succeeded \((395\.5) s\)", GE, ui + "[job=candidate,status=SUCCESS].seconds"),
+        F(r"on SmolLM2 \((0\.98) against", GE, row("a", "ep002_gptq_w4g64_act") + ".latency_ms_per_token"),
+        F(r"\(0\.98 against (0\.66) ms/token\)", GE, row("a", "baseline") + ".latency_ms_per_token"),
+        F(r"alike on\s+Gemma 3 \((0\.75) against", GE, row("b", "ep001_gptq_w4g64_act") + ".latency_ms_per_token"),
+        F(r"\(0\.75 against (0\.78)-0\.83\)", GE, row("c", "baseline") + ".latency_ms_per_token"),
+        F(r"\(0\.75 against 0\.78-(0\.83)\)", GE, row("b", "baseline") + ".latency_ms_per_token"),
         F(r"random\*\* bf16 weights \((14\.96) GB on", G8, "model.size_on_disk_gb"),
         F(r"`min_vram_gb` (16\.72) GB at batch 1", G8, "formulas.for_this_model.min_vram_gb"),
         F(r"\(accuracy scoring: (0\.91)\)", G8, "formulas.stages[row=baseline,stage=accuracy].ratio_measured_to_formula"),
