@@ -303,3 +303,22 @@ def test_fp8_dynamic_checkpoint_is_served_by_the_fp8_runtime(tiny128, tmp_path):
     eager = runtimes.EagerTorch().load(folder, "cuda")[0]
     session = runtimes.by_name("torch-cuda-fp8").open(folder, "cuda", max_len=128, compile_step=False, graph=False)
     _compare(session, eager, TOLERANCE["torch-cuda-fp8"])
+
+
+def test_nvml_joules_per_token_are_a_power_the_board_can_draw(tiny128):
+    """The probe's J/token on a GPU (NVML's counter, read over its 2 s window) divided by the window's seconds
+    per token is a power between 20 W and the board's limit: read around 16-token loops it gave 0.9-1.6 kW
+    for a 135M model on an H100 (2026-12-07)."""
+    pynvml = pytest.importorskip("pynvml")
+    from greenai_dagster.core.evaluation.runtime_probe import measure
+    from greenai_dagster.core.evaluation.serving_energy import counter
+
+    meter = counter("cuda", 1)
+    if not meter.source.startswith("NVML"):
+        pytest.skip(f"no NVML energy counter here ({meter.source})")
+    session = _runtime("torch-cuda-compiled").open_for_request(tiny128, "cuda", 1, 128 + 16)
+    figures = measure(session, 256, 128, 16, repeats=2, warmup=1, batch_size=0, meter=meter)
+    window = figures["energy_window"]
+    assert window["seconds"] >= meter.min_window_s and figures["energy_j_per_token"] is not None
+    limit_w = pynvml.nvmlDeviceGetEnforcedPowerLimit(pynvml.nvmlDeviceGetHandleByIndex(0)) / 1000
+    assert 20.0 < window["watts"] <= 1.1 * limit_w, window
