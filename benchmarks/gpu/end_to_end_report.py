@@ -54,7 +54,7 @@ def row_record(r: dict) -> dict:
         "throughput_tokens_per_s": r.get("throughput_tokens_per_s"),
         "memory_gb": r.get("memory_gb"), "memory_source": c.get("memory_source"), "model_size_gb": r.get("model_size_gb"),
         "energy_j_per_token": r.get("energy_j_per_token"), "energy_source": c.get("energy_source"),
-        "energy_error": c.get("energy_error"),
+        "energy_error": c.get("energy_error"), "energy_window": c.get("energy_window"),
         "kl_divergence": r.get("kl_divergence"), "kl_stderr": r.get("kl_stderr"), "top1_agreement": r.get("top1_agreement"),
         "ppl_ratio": r.get("ppl_ratio"), "accuracy": r.get("accuracy"), "accuracy_stderr": r.get("accuracy_stderr"),
         "accuracy_full": r.get("accuracy_full"),
@@ -194,13 +194,18 @@ def print_table(document: dict) -> None:
             print(f"{str(e.get('label') or e['experiment'])[:14]:14s} {str(r['episode']):>3s} "
                   f"{str(r['strategy_id'])[:30]:30s} {who.get(r['strategy_id'], '-')[:9]:9s} "
                   f"{str(r['runtime'])[:18]:18s} {r['latency_ms_per_token'] or 0:7.2f} {r['memory_gb'] or 0:6.3f} "
-                  f"{r['energy_j_per_token'] or 0:7.4f} {r['kl_divergence'] or 0:7.4f} {r['accuracy'] or 0:5.3f} "
+                  f"{_num(r['energy_j_per_token'], 7, 4)} {r['kl_divergence'] or 0:7.4f} {r['accuracy'] or 0:5.3f} "
                   f"{s['load'] or 0:5.1f} {s['compress'] or 0:6.1f} {s['evaluate'] or 0:6.1f} "
                   f"{s['evaluate_fidelity']}/{s['evaluate_accuracy']}/{s['evaluate_latency_probe']}")
         runs = e.get("runs", [])
         print(f"  {e['experiment']}: {e.get('status')} ({e.get('termination_reason')}), {len(runs)} runs, wall "
               f"{e.get('wall_s')} s, decided {e.get('decided_by')}, 10 episodes ~ "
               f"{(e.get('extrapolated') or {}).get('from_runs', {}).get('seconds')} s")
+
+
+def _num(value, width: int, digits: int) -> str:
+    """A figure for the console table; "-" where there is none (a null is not 0)."""
+    return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}s}"
 
 
 def main(argv: list[str] | None = None) -> dict:
