@@ -118,7 +118,7 @@ class ExperimentConfig(BaseModel):
     llm_base_url: str | None = Field(None, description="the llm coordinator's OpenAI-compatible endpoint "
                                                        "(default: OPENAI_BASE_URL or OpenAI's)")
     llm_temperature: float = Field(0.2, ge=0.0, le=2.0, description="the llm coordinator's sampling temperature")
-    llm_timeout_s: float = Field(300.0, gt=0, le=3600, description=(
+    llm_timeout_s: float = Field(LlmSettings.timeout_s, gt=0, le=3600, description=(
         "the llm coordinator's time limit per request, seconds (then E006): a local `greenai llm-server` on a "
         "busy CPU read its ~4k-token prompt in 47-57 s on the lent H100's host, past the 60 s of old"))
     family_priors: bool = Field(False, description="the planner starts from earlier experiments in the store on "

@@ -67,7 +67,7 @@ class LlmSettings:
     base_url: str | None = None
     api_key: str | None = None
     temperature: float = 0.2
-    timeout_s: float = 300.0             # ExperimentConfig.llm_timeout_s says why
+    timeout_s: float = 300.0           # ExperimentConfig.llm_timeout_s (defaults to this) says why
     max_tokens: int = 400              # an answer is ~100 tokens; the cap stops a small model that loops
     max_answer_retries: int = 3        # invalid / malformed answers
     max_rate_limit_retries: int = 4    # 429s
