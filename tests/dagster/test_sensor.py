@@ -9,6 +9,16 @@ from greenai_dagster.resources import GpuResource, ResultsStoreResource
 from greenai_dagster.sensors import coordinator_sensor
 
 
+def write_setup(store, root, name: str, spec) -> None:
+    """What a setup run writes: the model spec and the baseline's result row."""
+    report.write_json(root / name / "model_spec.json", spec.to_json())
+    baseline = {c: None for c in RESULT_COLUMNS}
+    baseline.update(candidate_key=f"{name}/baseline", experiment=name, episode=0, strategy_id="baseline",
+                    is_baseline=True, accuracy=0.5, latency_ms=30.0, memory_gb=0.5, model_size_gb=0.25,
+                    task_accuracy={}, conditions={}, kl_divergence=0.01, ppl_ratio=1.01)
+    store.write_result(baseline)
+
+
 def tick(db, instance):
     context = build_sensor_context(instance=instance, resources={"store": ResultsStoreResource(path=str(db)),
                                                                  "gpu": GpuResource()})
@@ -29,13 +39,7 @@ def test_sensor_requests_setup_then_a_candidate(tmp_path, tiny_spec):
     assert first.run_requests[0].tags["greenai/experiment"] == "ui_exp"
     assert first.dynamic_partitions_requests[0].partition_keys == ["ui_exp"]
 
-    # what the setup run would have written:
-    report.write_json(tmp_path / "ui_exp" / "model_spec.json", tiny_spec.to_json())
-    baseline = {c: None for c in RESULT_COLUMNS}
-    baseline.update(candidate_key="ui_exp/baseline", experiment="ui_exp", episode=0, strategy_id="baseline",
-                    is_baseline=True, accuracy=0.5, latency_ms=30.0, memory_gb=0.5, model_size_gb=0.25,
-                    task_accuracy={}, conditions={}, kl_divergence=0.01, ppl_ratio=1.01)
-    store.write_result(baseline)
+    write_setup(store, tmp_path, "ui_exp", tiny_spec)   # what the setup run would have written
 
     second = tick(db, instance)
     [request] = second.run_requests
@@ -138,12 +142,7 @@ def test_an_interrupted_run_is_requested_again_and_a_step_failure_is_not(tmp_pat
     store = ResultsStore(db)
     config = ExperimentConfig(model="tiny", name="kill_exp", output_dir=str(tmp_path), episodes=3, driver="sensor")
     store.create_experiment("kill_exp", "tiny", "d", config.model_dump(), str(tmp_path))
-    report.write_json(tmp_path / "kill_exp" / "model_spec.json", tiny_spec.to_json())
-    baseline = {c: None for c in RESULT_COLUMNS}
-    baseline.update(candidate_key="kill_exp/baseline", experiment="kill_exp", episode=0, strategy_id="baseline",
-                    is_baseline=True, accuracy=0.5, latency_ms=30.0, memory_gb=0.5, model_size_gb=0.25,
-                    task_accuracy={}, conditions={}, kl_divergence=0.01, ppl_ratio=1.01)
-    store.write_result(baseline)
+    write_setup(store, tmp_path, "kill_exp", tiny_spec)
     instance = DagsterInstance.ephemeral()
 
     [request] = tick(db, instance).run_requests
