@@ -284,6 +284,7 @@ def _runtimes_gpu() -> list:
 
 
 GE = "gpu_end_to_end.json"
+GR = "gpu_end_to_end_energy_recheck.json"
 GE_TABLE = r"^\| experiment \| coordinator \| driver \| episodes finished"
 G8 = "gpu_llama8b.json"
 G8_TABLE = r"^\| stage \| seconds \| peak GB \| formula GB"
@@ -318,6 +319,8 @@ def _gpu_end_to_end() -> list:
     gptq = [("a", "ep002_gptq_w4g64_act"), ("b", "ep001_gptq_w4g64_act"), ("c", "ep001_gptq_w4g64_act"),
             ("c", "ep003_gptq_w4g64"), ("d", "ep002_gptq_w4g32_act")]
     ui = "experiments[label=d].runs"
+    recheck = [("a", "baseline"), ("a", "ep001_gptq_w4g64_act"), ("b", "baseline"), ("b", "ep001_gptq_w4g64_act"),
+               ("c", "baseline"), ("c", "ep001_gptq_w4g64"), ("d", "baseline")]
     out += [
         F(r"The probe took (18\.0)-242\.5 s of each", GE, span(candidates, ".seconds.evaluate_latency_probe", "min")),
         F(r"The probe took 18\.0-(242\.5) s of each", GE, span(candidates, ".seconds.evaluate_latency_probe", "max")),
@@ -330,6 +333,19 @@ def _gpu_end_to_end() -> list:
                                                    ("a", "baseline")], ".energy_j_per_token_withdrawn", "min")),
         F(r"\(0\.84-(1\.07) J/token at", GE, span([("a", "ep002_gptq_w4g64_act"), ("a", "ep001_structured_s30"),
                                                    ("a", "baseline")], ".energy_j_per_token_withdrawn", "max")),
+        # the 2026-12-08 re-measurement of J/token (one run-e2e call: each experiment's baseline and first candidate)
+        F(r"over (2\.01)-2\.16 s of decoding", GR, span(recheck, ".energy_window.seconds", "min")),
+        F(r"over 2\.01-(2\.16) s of decoding", GR, span(recheck, ".energy_window.seconds", "max")),
+        F(r"\((1755)-2835 tokens\)", GR, span(recheck, ".energy_window.tokens", "min")),
+        F(r"\(1755-(2835) tokens\)", GR, span(recheck, ".energy_window.tokens", "max")),
+        F(r"(169\.8)-257\.2 W, under", GR, span(recheck, ".energy_window.watts", "min")),
+        F(r"169\.8-(257\.2) W, under", GR, span(recheck, ".energy_window.watts", "max")),
+        F(r"and\s+(0\.164)-0\.243 J/token", GR, span(recheck, ".energy_j_per_token", "min")),
+        F(r"and\s+0\.164-(0\.243) J/token", GR, span(recheck, ".energy_j_per_token", "max")),
+        F(r"\(tinygemm\) drew (0\.209) J/token", GR, row("a", "ep001_gptq_w4g64_act") + ".energy_j_per_token"),
+        F(r"bf16 baseline's (0\.171):", GR, row("a", "baseline") + ".energy_j_per_token"),
+        F(r"W4 step is slower \((1\.07) against", GR, row("a", "ep001_gptq_w4g64_act") + ".latency_ms_per_token"),
+        F(r"W4 step is slower \(1\.07 against (0\.69) ms/token\)", GR, row("a", "baseline") + ".latency_ms_per_token"),
         F(r"succeeded in (3\.9) s;", GE, ui + "[job=launch_experiment].seconds"),
         F(r"requested setup \((234\.0) s\)", GE, ui + "[job=setup].seconds"),
         F(r"The next candidate succeeded \((395\.5) s\)", GE, ui + "[job=candidate,status=SUCCESS].seconds"),

@@ -11,6 +11,8 @@
 #   bash benchmarks/gpu/end_to_end.sh stage-d     (.gpu/d from benchmarks/gpu/stage_serving.py: llama-cpp-python,
 #                                                  dagster-webserver, pydantic-settings, diskcache)
 # Then: bash benchmarks/gpu/end_to_end.sh run-e2e [deadline_s]   (default 540)
+#   Each job gets SIGTERM at the deadline and SIGKILL 15 s later (2026-12-08: a job that outlived its SIGTERM
+#   kept the script past the device call's 600 s limit, and the call returned nothing); keep deadline_s <= 560.
 #   every `greenai run` resumes by name, so a second run-e2e on the warm machine goes on where the first stopped.
 # Knobs (environment): EPISODES (3), E2E_EVAL / E2E_METHODS (JSON for the configs' `eval` / `compression_methods`),
 #   RUN_ARGS (extra `greenai run` flags, e.g. --no-full-eval), GEMMA (a checkpoint folder instead of the staged
@@ -56,7 +58,7 @@ cli_job() {   # letter threads coordinator model: `greenai run` on its own Dagst
   local x=$1 threads=$2 left=$(( DL - SECONDS - 20 ))
   (( left > 30 )) || { echo "job $x: no time left" >> $E/$x.log; return 0; }
   config $E/$x.json "$3" "$4"
-  DAGSTER_HOME=$E/home_$x OMP_NUM_THREADS=$threads timeout $left python3 -m greenai_dagster.cli run -c $E/$x.json \
+  DAGSTER_HOME=$E/home_$x OMP_NUM_THREADS=$threads timeout -k 15 $left python3 -m greenai_dagster.cli run -c $E/$x.json \
     -e $EPISODES -i -n "$PREFIX-$x" ${RUN_ARGS:-} >> $E/$x.log 2>&1
   echo "job $x: exit $? at ${SECONDS} s" >> $E/$x.log
 }
@@ -71,7 +73,7 @@ ui_job() {    # threads: `dagster dev` on its own home, the experiment launched 
   DAGSTER_PID=$!
   py_wait http://127.0.0.1:$port/graphql 180 graphql >> $E/d.log 2>&1 || { tail -20 $E/dagster_dev.log >> $E/d.log; return 0; }
   echo "dagster dev up at ${SECONDS} s" >> $E/d.log
-  DAGSTER_HOME=$home python3 benchmarks/gpu/end_to_end_ui.py http://127.0.0.1:$port "$PREFIX-d" $EPISODES \
+  DAGSTER_HOME=$home timeout -k 10 $(( DL - SECONDS - 15 )) python3 benchmarks/gpu/end_to_end_ui.py http://127.0.0.1:$port "$PREFIX-d" $EPISODES \
     $(( DL - SECONDS - 20 )) $E/ui_launch.json ${E2E_EVAL:+--eval "$E2E_EVAL"} \
     ${E2E_METHODS:+--methods "$E2E_METHODS"} >> $E/d.log 2>&1
   echo "job d: exit $? at ${SECONDS} s" >> $E/d.log
