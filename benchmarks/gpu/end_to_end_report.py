@@ -55,6 +55,7 @@ def row_record(r: dict) -> dict:
         "memory_gb": r.get("memory_gb"), "memory_source": c.get("memory_source"), "model_size_gb": r.get("model_size_gb"),
         "energy_j_per_token": r.get("energy_j_per_token"), "energy_source": c.get("energy_source"),
         "energy_error": c.get("energy_error"), "energy_window": c.get("energy_window"),
+        "probe_seconds": c.get("probe_seconds"),
         "kl_divergence": r.get("kl_divergence"), "kl_stderr": r.get("kl_stderr"), "top1_agreement": r.get("top1_agreement"),
         "ppl_ratio": r.get("ppl_ratio"), "accuracy": r.get("accuracy"), "accuracy_stderr": r.get("accuracy_stderr"),
         "accuracy_full": r.get("accuracy_full"),

@@ -281,7 +281,7 @@ def evaluate_checkpoint(checkpoint: Path, model, tokenizer, benchmark: PreparedB
     conditions = {k: run.get(k) for k in ("device", "dtype", "runtime", "kernel", "runtime_fallback", "prompt_len",
                                           "new_tokens", "repeats", "batch_size", "threads", "memory_source",
                                           "loaded_memory_gb", "prefill_tokens_per_s", "decode_ms_spread", "energy_source",
-                                          "energy_window", "latency_path", "load_average_1m")}
+                                          "energy_window", "latency_path", "load_average_1m", "probe_seconds")}
     if benchmark.executes_code:   # what confined the model-written code (core.machine.sandbox)
 
         conditions["code_execution"] = isolation()

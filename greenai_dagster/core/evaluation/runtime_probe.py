@@ -12,6 +12,10 @@ Latency, batch 1: prefill = one pass over a fixed-length prompt; decode = one ne
 the KV cache. Each is the median of `repeats` runs after `warmup` runs, timed the same way for
 every runtime through `runtimes.base.Session`. Throughput = tokens/s of batched greedy decoding
 at `batch_size`, where the runtime offers batched generation (null otherwise).
+
+`probe_seconds` says where the probe's own time went (on an H100, 2026-12-08, a probe took 43-158 s of a
+200 s candidate run, and nothing said on what): the process's start with its imports, the runtime's
+libraries, opening the session (loading, converting, compiling or tuning the step) and the measuring.
 """
 
 from __future__ import annotations
@@ -140,6 +144,14 @@ def _vocab_size(folder: Path) -> int:
     return int(config.get("vocab_size") or config.get("text_config", {}).get("vocab_size") or 32000)
 
 
+def probe_seconds(entered: float, libraries_s: float, open_s: float, measure_s: float) -> dict:
+    """Where a probe's time went: `process_start` from the process's creation to `main` (the interpreter
+    and the imports of torch and the runtimes), `libraries` (the runtime's own), `open` (the session: load,
+    convert, compile or tune the step), `measure` (timed runs, the energy window and batched throughput)."""
+    return {"process_start": round(max(entered - psutil.Process().create_time(), 0.0), 2),
+            "libraries": round(libraries_s, 2), "open": round(open_s, 2), "measure": round(measure_s, 2)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("checkpoint")
@@ -154,26 +166,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="the user's opt-in: the checkpoint's own Python code may run (never on by default)")
     args = parser.parse_args(argv)
+    entered = time.time()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     folder = Path(args.checkpoint)
     runtime = runtimes.by_name(args.runtime) if args.runtime else runtimes.pick(folder, args.device)[0]
+    clock = time.perf_counter()
     runtime.prepare(folder)   # normally done by the caller already; a no-op when cached
     runtime.import_libraries()
+    libraries_s = time.perf_counter() - clock
     rss_before = psutil.Process().memory_info().rss
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    clock = time.perf_counter()
     session = runtime.open_for_request(folder, args.device, args.threads or torch.get_num_threads(),
                                        args.prompt_len + args.new_tokens, trust_remote_code=args.trust_remote_code)
+    open_s = time.perf_counter() - clock
     gc.collect()
     release_freed_memory()
     loaded_bytes = psutil.Process().memory_info().rss - rss_before
     peak_reset = reset_peak_rss()
     threads = args.threads or torch.get_num_threads()
     meter = counter(args.device, threads)
+    clock = time.perf_counter()
     figures = measure(session, _vocab_size(folder), args.prompt_len, args.new_tokens, args.repeats, args.warmup,
                       args.batch_size, meter)
+    measure_s = time.perf_counter() - clock
     if args.device.startswith("cuda"):
         peak_bytes = torch.cuda.max_memory_allocated()
         memory_source = "cuda max_memory_allocated"
@@ -196,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         "threads": threads,
         "energy_source": meter.source,
         "latency_path": f"{runtime.name}: prefill then single-token decode against its KV cache",
+        "probe_seconds": probe_seconds(entered, libraries_s, open_s, measure_s),
     })
     json.dump(figures, sys.stdout)
 
