@@ -300,6 +300,11 @@ def _gpu_end_to_end() -> list:
     def span(rows: list, field: str, fn: str) -> str:
         return fn + "(" + ", ".join("{" + row(x, sid) + field + "}" for x, sid in rows) + ")"
 
+    def low_high(before: str, low: str, high: str, after: str, name: str, rows: list, field: str) -> list:
+        """A README range "low-high" (regexes) as two figures: the rows' minimum and maximum of `field`."""
+        return [F(before + "(" + low + ")-" + high + after, name, span(rows, field, "min")),
+                F(before + low + "-(" + high + ")" + after, name, span(rows, field, "max"))]
+
     first_w4 = {"a": "ep002_gptq_w4g64_act", "b": "ep001_gptq_w4g64_act", "c": "ep001_gptq_w4g64_act",
                 "d": "ep002_gptq_w4g32_act"}
     out = []
@@ -321,27 +326,19 @@ def _gpu_end_to_end() -> list:
     ui = "experiments[label=d].runs"
     recheck = [("a", "baseline"), ("a", "ep001_gptq_w4g64_act"), ("b", "baseline"), ("b", "ep001_gptq_w4g64_act"),
                ("c", "baseline"), ("c", "ep001_gptq_w4g64"), ("d", "baseline")]
+    withdrawn = [("a", "ep002_gptq_w4g64_act"), ("a", "ep001_structured_s30"), ("a", "baseline")]
+    out += low_high(r"The probe took ", r"18\.0", r"242\.5", " s of each", GE, candidates, ".seconds.evaluate_latency_probe")
+    out += low_high("GPTQ W4 ", r"8\.0", r"15\.7", " s", GE, gptq, ".seconds.compress")
+    out += low_high(r"\(", r"0\.84", r"1\.07", " J/token at", GE, withdrawn, ".energy_j_per_token_withdrawn")
+    # the 2026-12-08 re-measurement of J/token (one run-e2e call: each experiment's baseline and first candidate)
+    out += low_high("over ", r"2\.01", r"2\.16", " s of decoding", GR, recheck, ".energy_window.seconds")
+    out += low_high(r"\(", "1755", "2835", r" tokens\)", GR, recheck, ".energy_window.tokens")
+    out += low_high("", r"169\.8", r"257\.2", " W, under", GR, recheck, ".energy_window.watts")
+    out += low_high(r"and\s+", r"0\.164", r"0\.243", " J/token", GR, recheck, ".energy_j_per_token")
     out += [
-        F(r"The probe took (18\.0)-242\.5 s of each", GE, span(candidates, ".seconds.evaluate_latency_probe", "min")),
-        F(r"The probe took 18\.0-(242\.5) s of each", GE, span(candidates, ".seconds.evaluate_latency_probe", "max")),
         F(r"holds it \(up to\s+(113\.2) s\)", GE, span(candidates, ".device_slot_wait_s.probe", "max")),
         F(r"Scoring waits for the same slot \(up to (90\.5) s\)", GE, span(candidates, ".device_slot_wait_s.scoring", "max")),
-        F(r"GPTQ W4 (8\.0)-15\.7 s", GE, span(gptq, ".seconds.compress", "min")),
-        F(r"GPTQ W4 8\.0-(15\.7) s", GE, span(gptq, ".seconds.compress", "max")),
         F(r"AutoRound (107\.7) s", GE, row("b", "ep003_autoround_w4g64_i50") + ".seconds.compress"),
-        F(r"\((0\.84)-1\.07 J/token at", GE, span([("a", "ep002_gptq_w4g64_act"), ("a", "ep001_structured_s30"),
-                                                   ("a", "baseline")], ".energy_j_per_token_withdrawn", "min")),
-        F(r"\(0\.84-(1\.07) J/token at", GE, span([("a", "ep002_gptq_w4g64_act"), ("a", "ep001_structured_s30"),
-                                                   ("a", "baseline")], ".energy_j_per_token_withdrawn", "max")),
-        # the 2026-12-08 re-measurement of J/token (one run-e2e call: each experiment's baseline and first candidate)
-        F(r"over (2\.01)-2\.16 s of decoding", GR, span(recheck, ".energy_window.seconds", "min")),
-        F(r"over 2\.01-(2\.16) s of decoding", GR, span(recheck, ".energy_window.seconds", "max")),
-        F(r"\((1755)-2835 tokens\)", GR, span(recheck, ".energy_window.tokens", "min")),
-        F(r"\(1755-(2835) tokens\)", GR, span(recheck, ".energy_window.tokens", "max")),
-        F(r"(169\.8)-257\.2 W, under", GR, span(recheck, ".energy_window.watts", "min")),
-        F(r"169\.8-(257\.2) W, under", GR, span(recheck, ".energy_window.watts", "max")),
-        F(r"and\s+(0\.164)-0\.243 J/token", GR, span(recheck, ".energy_j_per_token", "min")),
-        F(r"and\s+0\.164-(0\.243) J/token", GR, span(recheck, ".energy_j_per_token", "max")),
         F(r"\(tinygemm\) drew (0\.209) J/token", GR, row("a", "ep001_gptq_w4g64_act") + ".energy_j_per_token"),
         F(r"bf16 baseline's (0\.171):", GR, row("a", "baseline") + ".energy_j_per_token"),
         F(r"W4 step is slower \((1\.07) against", GR, row("a", "ep001_gptq_w4g64_act") + ".latency_ms_per_token"),
